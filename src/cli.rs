@@ -1,0 +1,179 @@
+//! Command-line interface: the subcommands, their options (doc comments
+//! become `--help`), and what each runs. `main.rs` only parses, sets up
+//! logging and calls [`run`].
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::alert::jsonl::Format;
+use crate::pipeline::{self, Limits, ScanOptions};
+use crate::rules;
+use crate::source::files;
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: `--fail-on-match` and at least one rule matched.
+pub const EXIT_MATCHED: u8 = 1;
+/// Exit status: bad usage or configuration (unknown option, missing path,
+/// no loadable rules).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: input errors occurred and `--strict` was given.
+pub const EXIT_INPUT_ERRORS: u8 = 3;
+
+/// trailwatch watches AWS CloudTrail for IAM security events: root usage,
+/// missing MFA, new access keys, policy and trail tampering, bursts of
+/// denied calls.
+#[derive(Debug, Parser)]
+#[command(name = "trailwatch", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter, in `tracing` env-filter syntax (also read from RUST_LOG).
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan CloudTrail log files and print rule matches.
+    #[command(after_help = SCAN_EXAMPLES)]
+    Scan(ScanArgs),
+}
+
+const SCAN_EXAMPLES: &str = "\
+Input: CloudTrail's {\"Records\":[...]} files, JSON lines, or JSON arrays of
+records, gzip-compressed or not (detected from the bytes). Digest files are
+skipped and counted.
+
+Exit status: 0 ok; 1 a rule matched (with --fail-on-match); 2 usage or rule
+error; 3 input errors occurred (with --strict).
+
+Examples:
+  trailwatch scan examples/
+  trailwatch scan --format text ~/trail/AWSLogs/123456789012/CloudTrail/
+  zcat file.json.gz | trailwatch scan -
+  trailwatch scan --rules my-rules/ --fail-on-match logs/ > alerts.jsonl";
+
+/// Options of `trailwatch scan`.
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// Files or directories (searched recursively) to scan; `-` reads stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Sigma rule directory or file; repeatable. Replaces the built-in pack.
+    #[arg(long = "rules", value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
+
+    /// Write alerts here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Alert format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+
+    /// Stop at the first input error and exit 3.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Exit 1 when any rule matched (for scripts and CI).
+    #[arg(long)]
+    pub fail_on_match: bool,
+
+    /// Refuse objects larger than this, stored or decompressed (gzip bombs).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::decode::DEFAULT_MAX_OBJECT_BYTES)]
+    pub max_object_bytes: u64,
+
+    /// Worker threads (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Do not print the closing summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Run a parsed command line; returns the process exit status.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Scan(args) => scan(args),
+    }
+}
+
+fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    if let Some(n) = args.threads {
+        // Only fails if a pool already exists: harmless, the default stays.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    let rules = match rules::load_or_builtin(&args.rules) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    for e in &rules.errors {
+        tracing::warn!("skipped rule: {e}");
+    }
+    if rules.is_empty() {
+        eprintln!("error: no rule could be loaded");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    let inputs = match files::expand(&args.paths) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| {
+            anyhow::anyhow!("cannot create output file {}: {e}", p.display())
+        })?)),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let opts = ScanOptions {
+        limits: Limits {
+            max_object_bytes: args.max_object_bytes,
+        },
+        strict: args.strict,
+        format: args.format,
+    };
+    let summary = match pipeline::scan(&inputs, &rules, &opts, &mut out) {
+        Ok(s) => s,
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(anyhow::anyhow!("writing alerts: {e}")),
+    };
+    if !args.quiet {
+        eprint!("{summary}");
+    }
+    Ok(ExitCode::from(
+        if args.strict && summary.error_count() > 0 {
+            EXIT_INPUT_ERRORS
+        } else if args.fail_on_match && summary.matches > 0 {
+            EXIT_MATCHED
+        } else {
+            EXIT_OK
+        },
+    ))
+}

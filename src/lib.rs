@@ -1,0 +1,31 @@
+//! trailwatch: watches AWS CloudTrail for IAM security events.
+//!
+//! CloudTrail log files are decoded, parsed with simd-json into zero-copy
+//! record views, and matched against Sigma rules in parallel; matches
+//! become alerts.
+//!
+//! # Layout
+//!
+//! One module per stage of the data flow, in the order data moves:
+//!
+//! - [`source`]: where objects come from (local files and stdin; S3, SQS
+//!   and CloudWatch Logs in the daemon).
+//! - [`decode`]: gzip (libdeflate whole-buffer, flate2 to recover damaged
+//!   data), size caps against gzip bombs, padding for simd-json.
+//! - [`parse`]: layout detection (native `Records`, JSON lines, arrays,
+//!   digests) and the [`parse::Record`] view rules query by field path.
+//! - [`rules`]: Sigma rules read by rsigma-parser, compiled to matchers over
+//!   records, indexed by eventName; the built-in pack lives in `rules/`.
+//! - [`alert`]: what a match becomes ([`alert::Alert`]) and its sinks
+//!   (JSON lines and text so far).
+//! - [`pipeline`]: one object through the stages, and the parallel `scan`
+//!   driver with ordered output and a summary.
+//! - [`cli`]: subcommands and options; `main.rs` only calls it.
+
+pub mod alert;
+pub mod cli;
+pub mod decode;
+pub mod parse;
+pub mod pipeline;
+pub mod rules;
+pub mod source;

@@ -1,0 +1,697 @@
+//! Parse stage: finds the records in a decoded document and hands them, as
+//! zero-copy [`Record`] views over a simd-json tape, to a [`Sink`].
+//!
+//! Accepted layouts (detected from the content, never from the name):
+//! - CloudTrail's native file `{"Records":[...]}`,
+//! - a bare JSON array of records,
+//! - JSON lines, one record per line (CloudWatch Logs, export tools),
+//! - one record on its own,
+//! - CloudTrail digest files (top-level `digestStartTime`): recognised and
+//!   skipped, never read as records.
+//!
+//! **Fast path**: the whole document is parsed into one tape in place (the
+//! decode stage leaves the padding simd-json needs), so a valid file costs
+//! one `fill_tape_padded`. Records of a large file are then handed out in
+//! chunks that the caller may evaluate in parallel.
+//!
+//! **Recovery path** (only when the whole-document parse fails): a
+//! structural scanner finds each record's byte span and every record is
+//! parsed on its own, so one bad record costs only itself and is reported
+//! with its index and byte offset. After a record the scanner cannot
+//! delimit, it resynchronises at the next `{"eventVersion"`.
+
+pub mod record;
+
+use std::cell::Cell;
+
+use memchr::memmem;
+use rayon::prelude::*;
+use simd_json::{Buffers, Tape};
+use thiserror::Error;
+
+pub use record::{Kind, Record, Top, Value, WrongType};
+
+/// Records handed to the sink per call on the fast path: large enough to
+/// amortise a rayon task, small enough to balance a 50 MB file across cores.
+const CHUNK_RECORDS: usize = 2048;
+
+/// How the records of a document were laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `{"Records":[...]}`
+    Native,
+    /// `[{...},{...}]`
+    Array,
+    /// One JSON object per line.
+    JsonLines,
+    /// A single record object.
+    Single,
+    /// A CloudTrail digest file: skipped.
+    Digest,
+    /// Nothing but white space.
+    Empty,
+}
+
+/// Kinds of parse problems, a small fixed set (they become metric labels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ParseErrorKind {
+    /// Not valid JSON (syntax, invalid UTF-8, unbalanced structure).
+    InvalidJson,
+    /// A record that is a string, number or array instead of an object.
+    NotObject,
+    /// A record with a well-known field of the wrong type.
+    WrongType,
+    /// The document ends inside a record or before the records array closes.
+    Truncated,
+}
+
+impl ParseErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParseErrorKind::InvalidJson => "invalid_json",
+            ParseErrorKind::NotObject => "not_object",
+            ParseErrorKind::WrongType => "wrong_type",
+            ParseErrorKind::Truncated => "truncated",
+        }
+    }
+}
+
+/// One parse problem, located in the document.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("{}{}: {message}", record.map(|r| format!("record {r}, ")).unwrap_or_default(), format_args!("byte offset {offset}"))]
+pub struct ParseError {
+    pub kind: ParseErrorKind,
+    /// Index of the record in the document, when known.
+    pub record: Option<usize>,
+    /// Byte offset in the decoded document.
+    pub offset: usize,
+    pub message: String,
+}
+
+/// Receives records and problems; shared by parallel chunk tasks.
+pub trait Sink: Sync {
+    /// Consecutive records; `first` is the document index of `records[0]`.
+    /// Values that are not objects are reported to [`Sink::error`] instead.
+    fn records(&self, first: usize, records: &[Record<'_, '_>]);
+    /// A problem; parsing continues after it.
+    fn error(&self, err: ParseError);
+}
+
+/// Per-thread parser state: simd-json's scratch buffers and a tape whose
+/// allocation is reused from document to document.
+struct State {
+    buffers: Buffers,
+    tape: Tape<'static>,
+    scratch: Vec<u8>,
+}
+
+thread_local! {
+    /// Taken while in use and put back after, so a rayon task that runs
+    /// nested on the same thread simply builds its own.
+    static STATE: Cell<Option<Box<State>>> = const { Cell::new(None) };
+}
+
+fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    let mut st = STATE.with(|s| s.take()).unwrap_or_else(|| {
+        Box::new(State {
+            buffers: Buffers::new(1 << 16),
+            tape: Tape::null().reset(),
+            scratch: Vec::new(),
+        })
+    });
+    let r = f(&mut st);
+    STATE.with(|s| s.set(Some(st)));
+    r
+}
+
+/// The fast path failed; call [`recover`] on a pristine copy of the data.
+///
+/// simd-json unescapes strings in place, so after a failed parse the buffer
+/// no longer holds the original text and structural scanning of it would be
+/// wrong. The caller still holds the object's input and decodes it again:
+/// the cost falls on the (rare) damaged objects only.
+#[derive(Debug)]
+pub struct NeedsRecovery(simd_json::Error);
+
+/// Parse a decoded document: `buf[..len]` is the data, and `buf` carries at
+/// least `simd_json::INPUT_PADDING` bytes after it. The data is modified in
+/// place (strings are unescaped where they lie).
+pub fn parse(buf: &mut [u8], len: usize, sink: &dyn Sink) -> Result<Layout, NeedsRecovery> {
+    debug_assert!(buf.len() >= len + simd_json::INPUT_PADDING);
+    let start = skip_ws(buf, 0, len);
+    if start == len {
+        return Ok(Layout::Empty);
+    }
+    if looks_like_json_lines(&buf[..len], start) {
+        return Ok(parse_lines(buf, len, sink));
+    }
+    with_state(|st| {
+        let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
+        let outcome = match simd_json::fill_tape_padded(buf, len, &mut st.buffers, &mut tape) {
+            Ok(()) => Ok(dispatch(Value::new(&tape.0), sink)),
+            Err(e) => Err(NeedsRecovery(e)),
+        };
+        st.tape = tape.reset();
+        outcome
+    })
+}
+
+/// Classify a parsed root value and hand out its records.
+fn dispatch(root: Value<'_, '_>, sink: &dyn Sink) -> Layout {
+    match root.kind() {
+        Kind::Array => {
+            emit_values(root.elements().collect(), sink);
+            Layout::Array
+        }
+        Kind::Object => {
+            if let Some(records) = root.get("Records").filter(|v| v.kind() == Kind::Array) {
+                emit_values(records.elements().collect(), sink);
+                Layout::Native
+            } else if root.get("digestStartTime").is_some() {
+                Layout::Digest
+            } else {
+                emit_values(vec![root], sink);
+                Layout::Single
+            }
+        }
+        other => {
+            sink.error(ParseError {
+                kind: ParseErrorKind::NotObject,
+                record: None,
+                offset: 0,
+                message: format!("document is a {}, not CloudTrail records", other.as_str()),
+            });
+            Layout::Empty
+        }
+    }
+}
+
+/// Index the values as records and hand them to the sink, in parallel
+/// chunks when there are many.
+fn emit_values(values: Vec<Value<'_, '_>>, sink: &dyn Sink) {
+    let run = |(chunk_no, chunk): (usize, &[Value<'_, '_>])| {
+        let first = chunk_no * CHUNK_RECORDS;
+        let mut batch = Vec::with_capacity(chunk.len());
+        let mut batch_first = first;
+        for (i, v) in chunk.iter().enumerate() {
+            match Record::new(*v) {
+                Some(r) => {
+                    check_types(&r, first + i, 0, sink);
+                    batch.push(r)
+                }
+                None => {
+                    // Hand over what came before so indexes stay consecutive.
+                    if !batch.is_empty() {
+                        sink.records(batch_first, &batch);
+                        batch.clear();
+                    }
+                    batch_first = first + i + 1;
+                    sink.error(not_object(first + i, 0, v.kind()));
+                }
+            }
+        }
+        if !batch.is_empty() {
+            sink.records(batch_first, &batch);
+        }
+    };
+    if values.len() > CHUNK_RECORDS {
+        values.par_chunks(CHUNK_RECORDS).enumerate().for_each(run);
+    } else {
+        run((0, &values));
+    }
+}
+
+fn check_types(r: &Record<'_, '_>, index: usize, offset: usize, sink: &dyn Sink) {
+    if let Some(w) = r.wrong_type() {
+        sink.error(ParseError {
+            kind: ParseErrorKind::WrongType,
+            record: Some(index),
+            offset,
+            message: format!(
+                "field {} is a {}, expected {}",
+                w.field.name(),
+                w.found.as_str(),
+                expected_kind(w.field)
+            ),
+        });
+    }
+}
+
+fn expected_kind(t: Top) -> &'static str {
+    match t {
+        Top::UserIdentity | Top::RequestParameters | Top::AdditionalEventData => "object",
+        Top::ResponseElements => "object or string",
+        Top::Resources => "array",
+        Top::ReadOnly => "boolean",
+        _ => "string",
+    }
+}
+
+fn not_object(index: usize, offset: usize, kind: Kind) -> ParseError {
+    ParseError {
+        kind: ParseErrorKind::NotObject,
+        record: Some(index),
+        offset,
+        message: format!("record is a {}, not an object", kind.as_str()),
+    }
+}
+
+#[inline]
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+fn skip_ws(buf: &[u8], mut i: usize, len: usize) -> usize {
+    while i < len && is_ws(buf[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// JSON lines: the first line is a whole object that is not a `Records`
+/// wrapper, and more text follows it. (A native file on one line has
+/// nothing after it; a pretty-printed one has no `}` closing its first line.)
+fn looks_like_json_lines(data: &[u8], start: usize) -> bool {
+    if data[start] != b'{' {
+        return false;
+    }
+    let Some(nl) = memchr::memchr(b'\n', &data[start..]).map(|p| start + p) else {
+        return false;
+    };
+    let line = data[start..nl].trim_ascii_end();
+    if line.last() != Some(&b'}') || line[1..].trim_ascii_start().starts_with(b"\"Records\"") {
+        return false;
+    }
+    skip_ws(data, nl, data.len()) < data.len()
+}
+
+/// Parse one JSON value at `buf[span]` on its own (copied into a padded
+/// scratch buffer, since the bytes after it belong to the next record).
+fn parse_span(st: &mut State, buf: &[u8], span: (usize, usize), index: usize, sink: &dyn Sink) {
+    let (a, b) = span;
+    st.scratch.clear();
+    st.scratch.extend_from_slice(&buf[a..b]);
+    st.scratch.resize(b - a + simd_json::INPUT_PADDING, b' ');
+    let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
+    match simd_json::fill_tape_padded(&mut st.scratch, b - a, &mut st.buffers, &mut tape) {
+        Ok(()) => {
+            let v = Value::new(&tape.0);
+            match Record::new(v) {
+                Some(r) => {
+                    check_types(&r, index, a, sink);
+                    sink.records(index, &[r]);
+                }
+                None => sink.error(not_object(index, a, v.kind())),
+            }
+        }
+        Err(e) => sink.error(json_error(index, a, &e)),
+    }
+    st.tape = tape.reset();
+}
+
+fn json_error(index: usize, base: usize, e: &simd_json::Error) -> ParseError {
+    ParseError {
+        kind: ParseErrorKind::InvalidJson,
+        record: Some(index),
+        offset: base + e.index(),
+        message: format!("invalid JSON: {:?}", e.error()),
+    }
+}
+
+/// JSON lines: every non-blank line is a record; chunks of lines are parsed
+/// in parallel.
+fn parse_lines(buf: &[u8], len: usize, sink: &dyn Sink) -> Layout {
+    let data = &buf[..len];
+    let mut spans = Vec::new();
+    let mut at = 0;
+    for nl in memchr::memchr_iter(b'\n', data).chain(std::iter::once(len)) {
+        let line = &data[at..nl];
+        let a = at + line.iter().take_while(|b| is_ws(**b)).count();
+        let b = at + line.trim_ascii_end().len();
+        if a < b {
+            spans.push((a, b));
+        }
+        at = nl + 1;
+        if at > len {
+            break;
+        }
+    }
+    parse_spans(buf, &spans, sink);
+    Layout::JsonLines
+}
+
+fn parse_spans(buf: &[u8], spans: &[(usize, usize)], sink: &dyn Sink) {
+    spans
+        .par_chunks(CHUNK_RECORDS / 4)
+        .enumerate()
+        .for_each(|(n, chunk)| {
+            with_state(|st| {
+                for (i, span) in chunk.iter().enumerate() {
+                    parse_span(st, buf, *span, n * (CHUNK_RECORDS / 4) + i, sink);
+                }
+            })
+        });
+}
+
+/// The recovery path, on the original bytes of a document whose fast parse
+/// failed: delimit records with a structural scan and parse each one alone.
+pub fn recover(buf: &[u8], len: usize, sink: &dyn Sink, failed: &NeedsRecovery) -> Layout {
+    let whole = &failed.0;
+    let data = &buf[..len];
+    let start = skip_ws(buf, 0, len);
+    if start == len {
+        return Layout::Empty;
+    }
+    let (layout, body) = match data[start] {
+        b'[' => (Layout::Array, Some(start + 1)),
+        b'{' => (Layout::Native, find_records_array(data, start)),
+        _ => (Layout::Single, None),
+    };
+    let Some(body) = body else {
+        // Not a container of records we can split: one error for the whole.
+        sink.error(ParseError {
+            kind: ParseErrorKind::InvalidJson,
+            record: None,
+            offset: whole.index(),
+            message: format!("invalid JSON: {:?}", whole.error()),
+        });
+        return layout;
+    };
+    let mut spans = Vec::new();
+    let mut problems = Vec::new();
+    split_records(data, body, &mut spans, &mut problems);
+    // Parse spans first (they carry their own indexes), then report the
+    // structural problems in document order.
+    parse_spans(buf, &spans, sink);
+    for p in problems {
+        sink.error(p);
+    }
+    layout
+}
+
+/// Find the `[` that opens the value of the top-level "Records" key.
+fn find_records_array(data: &[u8], start: usize) -> Option<usize> {
+    let key = memmem::find(&data[start..], b"\"Records\"")? + start + 9;
+    let colon = skip_ws(data, key, data.len());
+    if data.get(colon) != Some(&b':') {
+        return None;
+    }
+    let open = skip_ws(data, colon + 1, data.len());
+    (data.get(open) == Some(&b'[')).then_some(open + 1)
+}
+
+/// Walk the elements of a records array from `pos` (just after its `[`),
+/// recording each element's span. Unparseable stretches become problems;
+/// scanning resumes at the next `{"eventVersion"`.
+fn split_records(
+    data: &[u8],
+    mut pos: usize,
+    spans: &mut Vec<(usize, usize)>,
+    problems: &mut Vec<ParseError>,
+) {
+    let len = data.len();
+    let resync = memmem::Finder::new(b"{\"eventVersion\"");
+    loop {
+        pos = skip_ws(data, pos, len);
+        if pos >= len {
+            problems.push(ParseError {
+                kind: ParseErrorKind::Truncated,
+                record: Some(spans.len() + problems.len()),
+                offset: pos,
+                message: "document ends before the records array is closed".into(),
+            });
+            return;
+        }
+        if data[pos] == b']' {
+            return;
+        }
+        match scan_value(data, pos) {
+            Ok(end) => {
+                spans.push((pos, end));
+                pos = skip_ws(data, end, len);
+                match data.get(pos) {
+                    Some(b',') => pos += 1,
+                    Some(b']') => return,
+                    None => continue, // reported as truncated above
+                    Some(_) => {
+                        // Garbage between records: skip to the next record.
+                        let bad = pos;
+                        match resync.find(&data[pos..]) {
+                            Some(p) => pos += p,
+                            None => pos = len,
+                        }
+                        problems.push(ParseError {
+                            kind: ParseErrorKind::InvalidJson,
+                            record: None,
+                            offset: bad,
+                            message: format!(
+                                "unexpected {:?} between records; skipped {} bytes",
+                                data[bad] as char,
+                                pos - bad
+                            ),
+                        });
+                        if pos >= len {
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(end) => {
+                // Unterminated string or container: what follows cannot be
+                // delimited reliably, except at a recognisable record start.
+                let next = resync
+                    .find(&data[pos + 1..end.min(len)])
+                    .map(|p| pos + 1 + p);
+                let index = spans.len() + problems.len();
+                problems.push(ParseError {
+                    kind: if next.is_none() {
+                        ParseErrorKind::Truncated
+                    } else {
+                        ParseErrorKind::InvalidJson
+                    },
+                    record: Some(index),
+                    offset: pos,
+                    message: match next {
+                        None => "document ends inside this record".into(),
+                        Some(n) => format!("record cannot be delimited; skipped {} bytes", n - pos),
+                    },
+                });
+                match next {
+                    Some(n) => pos = n,
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+/// End (exclusive) of the JSON value starting at `pos`, by structure only:
+/// strings with escapes, nesting of `{}`/`[]`, scalars up to a delimiter.
+/// `Err(len)` when the data ends first.
+fn scan_value(data: &[u8], pos: usize) -> Result<usize, usize> {
+    let len = data.len();
+    let mut i = pos;
+    let mut depth = 0usize;
+    loop {
+        if i >= len {
+            return Err(len);
+        }
+        match data[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &data[i..]) {
+                        None => return Err(len),
+                        Some(p) if data[i + p] == b'\\' => i += p + 2,
+                        Some(p) => {
+                            i += p + 1;
+                            break;
+                        }
+                    }
+                }
+                if depth == 0 {
+                    return Ok(i);
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                if depth == 0 {
+                    return Ok(i); // end of a scalar before a closer
+                }
+                depth -= 1;
+                i += 1;
+                if depth == 0 {
+                    return Ok(i);
+                }
+            }
+            b',' if depth == 0 => return Ok(i),
+            b if depth == 0 && is_ws(b) => return Ok(i),
+            _ => i += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Collects what the parser hands out: (index, eventID) and errors.
+    #[derive(Default)]
+    struct Collect {
+        ids: Mutex<Vec<(usize, String)>>,
+        errors: Mutex<Vec<ParseError>>,
+    }
+
+    impl Sink for Collect {
+        fn records(&self, first: usize, records: &[Record<'_, '_>]) {
+            let mut ids = self.ids.lock().unwrap();
+            for (i, r) in records.iter().enumerate() {
+                ids.push((first + i, r.str(Top::EventId).unwrap_or("?").to_string()));
+            }
+        }
+        fn error(&self, err: ParseError) {
+            self.errors.lock().unwrap().push(err);
+        }
+    }
+
+    fn run(text: &str) -> (Layout, Vec<(usize, String)>, Vec<ParseError>) {
+        let mut buf = text.as_bytes().to_vec();
+        let len = buf.len();
+        buf.resize(len + simd_json::INPUT_PADDING, b' ');
+        let pristine = buf.clone();
+        let sink = Collect::default();
+        let layout = match parse(&mut buf, len, &sink) {
+            Ok(layout) => layout,
+            Err(failed) => recover(&pristine, len, &sink, &failed),
+        };
+        let mut ids = sink.ids.into_inner().unwrap();
+        ids.sort();
+        let mut errors = sink.errors.into_inner().unwrap();
+        errors.sort_by_key(|e| e.offset);
+        (layout, ids, errors)
+    }
+
+    fn rec(id: &str) -> String {
+        format!(r#"{{"eventVersion":"1.08","eventID":"{id}","eventName":"X"}}"#)
+    }
+
+    #[test]
+    fn native_array_lines_single_digest() {
+        let native = format!(r#"{{"Records":[{},{}]}}"#, rec("a"), rec("b"));
+        let (l, ids, errs) = run(&native);
+        assert_eq!(l, Layout::Native);
+        assert_eq!(ids, [(0, "a".into()), (1, "b".into())]);
+        assert!(errs.is_empty());
+
+        let (l, ids, _) = run(&format!("[{}, {}]", rec("a"), rec("b")));
+        assert_eq!((l, ids.len()), (Layout::Array, 2));
+
+        let (l, ids, _) = run(&format!("{}\n{}\n\n{}\n", rec("a"), rec("b"), rec("c")));
+        assert_eq!(l, Layout::JsonLines);
+        assert_eq!(ids[2], (2, "c".into()));
+
+        let (l, ids, _) = run(&format!("  {}  ", rec("a")));
+        assert_eq!((l, ids.len()), (Layout::Single, 1));
+
+        let (l, ids, _) = run(r#"{"awsAccountId":"1","digestStartTime":"2024-01-01T00:00:00Z"}"#);
+        assert_eq!((l, ids.len()), (Layout::Digest, 0));
+
+        assert_eq!(run(" \n ").0, Layout::Empty);
+    }
+
+    #[test]
+    fn pretty_printed_native_file_is_not_json_lines() {
+        let text = format!(
+            "{{\n  \"Records\": [\n    {},\n    {}\n  ]\n}}\n",
+            rec("a"),
+            rec("b")
+        );
+        let (l, ids, errs) = run(&text);
+        assert_eq!((l, ids.len(), errs.len()), (Layout::Native, 2, 0));
+    }
+
+    #[test]
+    fn one_bad_record_costs_only_itself() {
+        let bad = r#"{"eventVersion":"1.08","eventID":"bad","eventName":tru}"#;
+        let text = format!(r#"{{"Records":[{},{bad},{}]}}"#, rec("a"), rec("c"));
+        let (l, ids, errs) = run(&text);
+        assert_eq!(l, Layout::Native);
+        assert_eq!(ids, [(0, "a".into()), (2, "c".into())]);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].kind, ParseErrorKind::InvalidJson);
+        assert_eq!(errs[0].record, Some(1));
+        assert_eq!(
+            errs[0].offset,
+            text.find(bad).unwrap() + bad.find("tru").unwrap()
+        );
+    }
+
+    #[test]
+    fn non_object_and_wrong_type_records_are_reported() {
+        let wrong = r#"{"eventVersion":"1.08","eventID":"w","userIdentity":"root"}"#;
+        let text = format!(r#"{{"Records":[{},"text",{wrong}]}}"#, rec("a"));
+        let (_, ids, errs) = run(&text);
+        // The wrong-typed record is still evaluated; the string is not.
+        assert_eq!(ids, [(0, "a".into()), (2, "w".into())]);
+        let kinds: Vec<_> = errs.iter().map(|e| (e.kind, e.record)).collect();
+        assert!(kinds.contains(&(ParseErrorKind::NotObject, Some(1))));
+        assert!(kinds.contains(&(ParseErrorKind::WrongType, Some(2))));
+    }
+
+    #[test]
+    fn truncated_document_keeps_complete_records() {
+        let full = format!(r#"{{"Records":[{},{},{}]}}"#, rec("a"), rec("b"), rec("c"));
+        let cut = &full[..full.find(r#""eventID":"c""#).unwrap()];
+        let (_, ids, errs) = run(cut);
+        assert_eq!(ids, [(0, "a".into()), (1, "b".into())]);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].kind, ParseErrorKind::Truncated);
+    }
+
+    #[test]
+    fn broken_quote_resynchronises_at_next_record() {
+        // A flipped quote makes the rest of record b one long string.
+        let b = r#"{"eventVersion":"1.08","eventID":"b,"eventName":"X"}"#;
+        let text = format!(
+            r#"{{"Records":[{},{b},{},{}]}}"#,
+            rec("a"),
+            rec("c"),
+            rec("d")
+        );
+        let (_, ids, errs) = run(&text);
+        let got: Vec<_> = ids.iter().map(|(_, id)| id.as_str()).collect();
+        assert!(got.contains(&"a") && got.contains(&"d"), "{got:?} {errs:?}");
+        assert!(!errs.is_empty());
+    }
+
+    #[test]
+    fn json_lines_errors_have_line_records() {
+        let text = format!("{}\nnot json\n{}\n[1]\n", rec("a"), rec("c"));
+        let (l, ids, errs) = run(&text);
+        assert_eq!(l, Layout::JsonLines);
+        assert_eq!(ids, [(0, "a".into()), (2, "c".into())]);
+        let kinds: Vec<_> = errs.iter().map(|e| (e.kind, e.record)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (ParseErrorKind::InvalidJson, Some(1)),
+                (ParseErrorKind::NotObject, Some(3))
+            ]
+        );
+    }
+
+    #[test]
+    fn large_files_are_chunked_in_order() {
+        let n = CHUNK_RECORDS * 3 + 7;
+        let body: Vec<String> = (0..n).map(|i| rec(&i.to_string())).collect();
+        let text = format!(r#"{{"Records":[{}]}}"#, body.join(","));
+        let (_, ids, errs) = run(&text);
+        assert!(errs.is_empty());
+        assert_eq!(ids.len(), n);
+        assert!(ids.iter().all(|(i, id)| *id == i.to_string()));
+    }
+}

@@ -1,0 +1,462 @@
+//! The `Record` view: one CloudTrail record as a slice of the simd-json tape,
+//! queried by field path without copying or building owned values.
+//!
+//! Building a DOM per record (owned or borrowed values) costs 3-5x more than
+//! the tape; rules only read a handful of fields, so they walk the tape.
+//! One pass over the top-level keys indexes the fields every rule and every
+//! alert reads (`eventName`, `userIdentity`, ...) and checks their types.
+
+use simd_json::{Node, StaticNode};
+
+/// A JSON value inside a tape: the node slice starting at the value's node.
+#[derive(Clone, Copy, Debug)]
+pub struct Value<'t, 'i>(&'t [Node<'i>]);
+
+/// The JSON type of a value, for messages and type checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::Bool => "boolean",
+            Kind::Number => "number",
+            Kind::String => "string",
+            Kind::Array => "array",
+            Kind::Object => "object",
+        }
+    }
+}
+
+/// Number of tape nodes a value spans, header included.
+#[inline]
+fn span(node: &Node<'_>) -> usize {
+    match node {
+        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+        _ => 1,
+    }
+}
+
+impl<'t, 'i> Value<'t, 'i> {
+    /// Wrap a node slice whose first node is the value.
+    pub fn new(nodes: &'t [Node<'i>]) -> Self {
+        Value(&nodes[..span(&nodes[0])])
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.0[0] {
+            Node::String(_) => Kind::String,
+            Node::Object { .. } => Kind::Object,
+            Node::Array { .. } => Kind::Array,
+            Node::Static(StaticNode::Null) => Kind::Null,
+            Node::Static(StaticNode::Bool(_)) => Kind::Bool,
+            Node::Static(_) => Kind::Number,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&'i str> {
+        match self.0[0] {
+            Node::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.0[0] {
+            Node::Static(StaticNode::Bool(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.0[0], Node::Static(StaticNode::Null))
+    }
+
+    /// The number as f64 (integers beyond 2^53 lose precision; CloudTrail
+    /// numbers are ports, sizes and counts).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self.0[0] {
+            Node::Static(StaticNode::I64(n)) => Some(n as f64),
+            Node::Static(StaticNode::U64(n)) => Some(n as f64),
+            Node::Static(StaticNode::F64(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.0[0] {
+            Node::Static(StaticNode::I64(n)) => Some(n),
+            Node::Static(StaticNode::U64(n)) => i64::try_from(n).ok(),
+            _ => None,
+        }
+    }
+
+    /// Object members as (key, value), in document order.
+    pub fn entries(&self) -> Entries<'t, 'i> {
+        match self.0[0] {
+            Node::Object { len, .. } => Entries {
+                nodes: &self.0[1..],
+                left: len,
+            },
+            _ => Entries {
+                nodes: &[],
+                left: 0,
+            },
+        }
+    }
+
+    /// Array elements, in order.
+    pub fn elements(&self) -> Elements<'t, 'i> {
+        match self.0[0] {
+            Node::Array { len, .. } => Elements {
+                nodes: &self.0[1..],
+                left: len,
+            },
+            _ => Elements {
+                nodes: &[],
+                left: 0,
+            },
+        }
+    }
+
+    /// Member `key` of an object (first occurrence), else `None`.
+    pub fn get(&self, key: &str) -> Option<Value<'t, 'i>> {
+        self.entries().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Serialize back to JSON text (for alert bodies; not on the hot path).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self.kind() {
+            Kind::Null => serde_json::Value::Null,
+            Kind::Bool => serde_json::Value::Bool(self.as_bool().unwrap_or(false)),
+            Kind::Number => match self.0[0] {
+                Node::Static(StaticNode::I64(n)) => n.into(),
+                Node::Static(StaticNode::U64(n)) => n.into(),
+                _ => serde_json::Number::from_f64(self.as_f64().unwrap_or(0.0))
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            },
+            Kind::String => serde_json::Value::String(self.as_str().unwrap_or("").to_owned()),
+            Kind::Array => serde_json::Value::Array(self.elements().map(|v| v.to_json()).collect()),
+            Kind::Object => serde_json::Value::Object(
+                self.entries()
+                    .map(|(k, v)| (k.to_owned(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Iterator over an object's members.
+pub struct Entries<'t, 'i> {
+    nodes: &'t [Node<'i>],
+    left: usize,
+}
+
+impl<'t, 'i> Iterator for Entries<'t, 'i> {
+    type Item = (&'i str, Value<'t, 'i>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let Node::String(key) = self.nodes[0] else {
+            // simd-json only writes string keys; stop rather than misread.
+            self.left = 0;
+            return None;
+        };
+        let n = span(&self.nodes[1]);
+        let value = Value(&self.nodes[1..1 + n]);
+        self.nodes = &self.nodes[1 + n..];
+        Some((key, value))
+    }
+}
+
+/// Iterator over an array's elements.
+pub struct Elements<'t, 'i> {
+    nodes: &'t [Node<'i>],
+    left: usize,
+}
+
+impl<'t, 'i> Iterator for Elements<'t, 'i> {
+    type Item = Value<'t, 'i>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let n = span(&self.nodes[0]);
+        let value = Value(&self.nodes[..n]);
+        self.nodes = &self.nodes[n..];
+        Some(value)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+macro_rules! top_fields {
+    ($( $variant:ident = $name:literal : $($kind:ident)|+ ),* $(,)?) => {
+        /// Top-level CloudTrail fields that are indexed once per record, with
+        /// the JSON types CloudTrail gives them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum Top { $($variant),* }
+
+        impl Top {
+            pub const ALL: &'static [Top] = &[$(Top::$variant),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(Top::$variant => $name),* }
+            }
+
+            pub fn from_name(name: &str) -> Option<Top> {
+                match name { $($name => Some(Top::$variant),)* _ => None }
+            }
+
+            /// Types a well-formed record may carry here (`null` is always
+            /// tolerated: CloudTrail writes it for absent parameters).
+            fn accepts(self, kind: Kind) -> bool {
+                kind == Kind::Null || match self { $(Top::$variant => matches!(kind, $(Kind::$kind)|+)),* }
+            }
+        }
+    };
+}
+
+top_fields! {
+    EventVersion = "eventVersion": String,
+    EventTime = "eventTime": String,
+    EventSource = "eventSource": String,
+    EventName = "eventName": String,
+    AwsRegion = "awsRegion": String,
+    SourceIpAddress = "sourceIPAddress": String,
+    UserAgent = "userAgent": String,
+    UserIdentity = "userIdentity": Object,
+    RequestParameters = "requestParameters": Object,
+    ResponseElements = "responseElements": Object | String,
+    AdditionalEventData = "additionalEventData": Object,
+    Resources = "resources": Array,
+    ErrorCode = "errorCode": String,
+    ErrorMessage = "errorMessage": String,
+    EventId = "eventID": String,
+    EventType = "eventType": String,
+    RecipientAccountId = "recipientAccountId": String,
+    ReadOnly = "readOnly": Bool,
+}
+
+const TOP_COUNT: usize = Top::ALL.len();
+
+/// A field that exists but has a type CloudTrail never writes there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrongType {
+    pub field: Top,
+    pub found: Kind,
+}
+
+/// One CloudTrail record: its root object plus an index of its top-level
+/// fields, built in one pass over the keys.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'t, 'i> {
+    root: Value<'t, 'i>,
+    /// Node offset (inside `root`) of each indexed field; 0 = absent.
+    top: [u32; TOP_COUNT],
+    wrong_type: Option<WrongType>,
+}
+
+impl<'t, 'i> Record<'t, 'i> {
+    /// Index a record. `None` when the value is not an object.
+    pub fn new(root: Value<'t, 'i>) -> Option<Self> {
+        if root.kind() != Kind::Object {
+            return None;
+        }
+        let mut top = [0u32; TOP_COUNT];
+        let mut wrong_type = None;
+        let base = root.0.as_ptr();
+        for (key, value) in root.entries() {
+            if let Some(field) = Top::from_name(key) {
+                let slot = &mut top[field as usize];
+                if *slot == 0 {
+                    // SAFETY-free offset arithmetic: both pointers are into `root.0`.
+                    let off = (value.0.as_ptr() as usize - base as usize)
+                        / std::mem::size_of::<Node<'_>>();
+                    *slot = off as u32;
+                    let kind = value.kind();
+                    if wrong_type.is_none() && !field.accepts(kind) {
+                        wrong_type = Some(WrongType { field, found: kind });
+                    }
+                }
+            }
+        }
+        Some(Record {
+            root,
+            top,
+            wrong_type,
+        })
+    }
+
+    /// The root object.
+    pub fn root(&self) -> Value<'t, 'i> {
+        self.root
+    }
+
+    /// The first indexed field whose type is wrong, if any.
+    pub fn wrong_type(&self) -> Option<WrongType> {
+        self.wrong_type
+    }
+
+    /// An indexed top-level field.
+    #[inline]
+    pub fn top(&self, field: Top) -> Option<Value<'t, 'i>> {
+        match self.top[field as usize] {
+            0 => None,
+            off => Some(Value::new(&self.root.0[off as usize..])),
+        }
+    }
+
+    /// An indexed top-level field as a string (`None` if absent or not a string).
+    #[inline]
+    pub fn str(&self, field: Top) -> Option<&'i str> {
+        self.top(field).and_then(|v| v.as_str())
+    }
+
+    /// Any top-level field, indexed or not.
+    pub fn field(&self, name: &str) -> Option<Value<'t, 'i>> {
+        match Top::from_name(name) {
+            Some(t) => self.top(t),
+            None => self.root.get(name),
+        }
+    }
+
+    /// Visit every value at a dotted path (`resources.ARN`): arrays met on
+    /// the way are flattened (any element may hold the rest of the path), and
+    /// an array at the end yields its elements. Stops early when `f` returns
+    /// true, and returns whether it did.
+    pub fn any_at<P: AsRef<str>>(
+        &self,
+        path: &[P],
+        f: &mut impl FnMut(Value<'t, 'i>) -> bool,
+    ) -> bool {
+        let Some((first, rest)) = path.split_first() else {
+            return false;
+        };
+        match self.field(first.as_ref()) {
+            Some(v) => walk(v, rest, f),
+            None => false,
+        }
+    }
+
+    /// The string at a dotted path (first one found), for alert fields.
+    pub fn str_at<P: AsRef<str>>(&self, path: &[P]) -> Option<&'i str> {
+        let mut found = None;
+        self.any_at(path, &mut |v| {
+            found = v.as_str();
+            found.is_some()
+        });
+        found
+    }
+}
+
+fn walk<'t, 'i, P: AsRef<str>>(
+    v: Value<'t, 'i>,
+    path: &[P],
+    f: &mut impl FnMut(Value<'t, 'i>) -> bool,
+) -> bool {
+    match v.kind() {
+        Kind::Array => v.elements().any(|e| walk(e, path, f)),
+        _ => match path.split_first() {
+            None => f(v),
+            Some((key, rest)) => match v.get(key.as_ref()) {
+                Some(child) => walk(child, rest, f),
+                None => false,
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_record(json: &str, f: impl FnOnce(Record<'_, '_>)) {
+        let mut bytes = json.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut bytes).unwrap();
+        let rec = Record::new(Value::new(&tape.0)).unwrap();
+        f(rec)
+    }
+
+    #[test]
+    fn paths_through_objects_and_arrays() {
+        with_record(
+            r#"{"eventName":"CreateAccessKey","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::1:user/a"},
+               "resources":[{"ARN":"arn:1"},{"ARN":"arn:2"}],
+               "additionalEventData":{"MFAUsed":"No"},"requestParameters":{"policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}}"#,
+            |r| {
+                assert_eq!(r.str(Top::EventName), Some("CreateAccessKey"));
+                assert_eq!(r.str_at(&["userIdentity", "type"]), Some("IAMUser"));
+                assert_eq!(r.str_at(&["additionalEventData", "MFAUsed"]), Some("No"));
+                assert_eq!(
+                    r.str_at(&["requestParameters", "policyArn"]),
+                    Some("arn:aws:iam::aws:policy/AdministratorAccess")
+                );
+                let mut arns = vec![];
+                r.any_at(&["resources", "ARN"], &mut |v| {
+                    arns.push(v.as_str().unwrap());
+                    false
+                });
+                assert_eq!(arns, ["arn:1", "arn:2"]);
+                assert!(r.str_at(&["userIdentity", "missing"]).is_none());
+                assert!(r.wrong_type().is_none());
+            },
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_flagged_not_fatal() {
+        with_record(r#"{"eventName":42,"userIdentity":"root"}"#, |r| {
+            let w = r.wrong_type().unwrap();
+            assert_eq!((w.field, w.found), (Top::EventName, Kind::Number));
+            assert_eq!(r.str(Top::EventName), None);
+            assert_eq!(r.top(Top::UserIdentity).unwrap().as_str(), Some("root"));
+        });
+    }
+
+    #[test]
+    fn nested_containers_are_skipped_correctly() {
+        with_record(
+            r#"{"a":{"b":[1,{"c":[2,3]}],"d":{}},"eventName":"X","z":[[],[[]]],"eventID":"id"}"#,
+            |r| {
+                assert_eq!(r.str(Top::EventName), Some("X"));
+                assert_eq!(r.str(Top::EventId), Some("id"));
+                assert_eq!(r.field("z").unwrap().elements().count(), 2);
+            },
+        );
+    }
+
+    #[test]
+    fn non_objects_are_not_records() {
+        let mut bytes = br#"[1,2]"#.to_vec();
+        let tape = simd_json::to_tape(&mut bytes).unwrap();
+        assert!(Record::new(Value::new(&tape.0)).is_none());
+    }
+
+    #[test]
+    fn to_json_roundtrips() {
+        let src = r#"{"a":[1,-2,1.5,"s",null,true],"b":{"c":"d"}}"#;
+        with_record(src, |r| {
+            let expected: serde_json::Value = serde_json::from_str(src).unwrap();
+            assert_eq!(r.root().to_json(), expected);
+        });
+    }
+}

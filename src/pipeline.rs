@@ -1,0 +1,419 @@
+//! The pipeline: one object through decode → parse → rules, and the `scan`
+//! driver that runs many objects in parallel and writes alerts in order.
+//!
+//! Parallelism is rayon's: objects run in parallel, and the records of a
+//! large object are matched in parallel chunks (see [`crate::parse`]).
+//! Output stays deterministic: alerts are written in input order (objects),
+//! then record order, then rule order, whatever order the work finished in.
+//!
+//! Nothing is dropped silently: every problem becomes an [`InputError`] with
+//! the object's name and a location, is logged, and is counted by kind in
+//! the [`Summary`].
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::alert::{Alert, jsonl};
+use crate::decode::{self, DecodeError};
+use crate::parse::{self, Layout, ParseError, ParseErrorKind, Record, Sink};
+use crate::rules::RuleSet;
+use crate::source::SourceError;
+use crate::source::files::Input;
+
+/// Kinds of input problems: a small fixed set, so they can label metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The object could not be read.
+    Read,
+    /// Over the size cap (compressed or decompressed): gzip bombs land here.
+    TooLarge,
+    /// Corrupt or truncated gzip.
+    Gzip,
+    /// Bytes after the gzip data that are not gzip.
+    TrailingGarbage,
+    InvalidJson,
+    NotObject,
+    WrongType,
+    /// The document ends inside a record.
+    Truncated,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Read => "read",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Gzip => "gzip",
+            ErrorKind::TrailingGarbage => "trailing_garbage",
+            ErrorKind::InvalidJson => "invalid_json",
+            ErrorKind::NotObject => "not_object",
+            ErrorKind::WrongType => "wrong_type",
+            ErrorKind::Truncated => "truncated",
+        }
+    }
+}
+
+impl From<ParseErrorKind> for ErrorKind {
+    fn from(k: ParseErrorKind) -> Self {
+        match k {
+            ParseErrorKind::InvalidJson => ErrorKind::InvalidJson,
+            ParseErrorKind::NotObject => ErrorKind::NotObject,
+            ParseErrorKind::WrongType => ErrorKind::WrongType,
+            ParseErrorKind::Truncated => ErrorKind::Truncated,
+        }
+    }
+}
+
+/// One problem with one object, located as precisely as known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputError {
+    /// The file or object.
+    pub source: String,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.message)
+    }
+}
+
+/// Everything one object produced.
+#[derive(Debug, Default)]
+pub struct ObjectReport {
+    pub source: String,
+    pub layout: Option<Layout>,
+    /// Records handed to the rules.
+    pub records: u64,
+    /// Bytes as stored (compressed size for gzip).
+    pub bytes_read: u64,
+    /// Bytes of JSON after decoding.
+    pub bytes_decoded: u64,
+    /// In record order, then rule order.
+    pub alerts: Vec<Alert>,
+    pub errors: Vec<InputError>,
+}
+
+impl ObjectReport {
+    pub fn is_digest(&self) -> bool {
+        self.layout == Some(Layout::Digest)
+    }
+}
+
+/// Limits for one object.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Cap on an object's size, stored and decompressed.
+    pub max_object_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_object_bytes: decode::DEFAULT_MAX_OBJECT_BYTES,
+        }
+    }
+}
+
+thread_local! {
+    /// The decode buffer of the last object on this thread, reused so each
+    /// object does not page-fault fresh memory. Taken while in use.
+    static DECODE_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Buffers larger than this are not kept for reuse (one huge object should
+/// not pin its memory for the life of the thread).
+const KEEP_BUF_BYTES: usize = 256 << 20;
+
+/// True for CloudTrail digest files by their key (`.../CloudTrail-Digest/...`).
+pub fn is_digest_name(name: &str) -> bool {
+    name.contains("CloudTrail-Digest")
+}
+
+/// Run one object (its stored bytes) through decode → parse → rules.
+pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits) -> ObjectReport {
+    let mut report = ObjectReport {
+        source: name.to_owned(),
+        bytes_read: input.len() as u64,
+        ..Default::default()
+    };
+    if is_digest_name(name) {
+        report.layout = Some(Layout::Digest);
+        return report;
+    }
+    let buf = DECODE_BUF.with(Cell::take);
+    let mut decoded = decode::decode(input, limits.max_object_bytes, buf);
+    if let Some(e) = &decoded.error {
+        report.errors.push(decode_error(name, e));
+    }
+    report.bytes_decoded = decoded.len as u64;
+    let sink = ObjectSink {
+        rules,
+        source: name,
+        records: AtomicU64::new(0),
+        alerts: Mutex::new(Vec::new()),
+        errors: Mutex::new(Vec::new()),
+    };
+    let layout = match parse::parse(&mut decoded.buf, decoded.len, &sink) {
+        Ok(layout) => layout,
+        Err(failed) => {
+            // The fast path unescaped strings in place before failing; the
+            // recovery path needs the original text: decode it again.
+            let pristine = decode::decode(input, limits.max_object_bytes, Vec::new());
+            parse::recover(&pristine.buf, pristine.len, &sink, &failed)
+        }
+    };
+    if decoded.buf.capacity() <= KEEP_BUF_BYTES {
+        DECODE_BUF.with(|c| c.set(std::mem::take(&mut decoded.buf)));
+    }
+    report.layout = Some(layout);
+    report.records = sink.records.into_inner();
+    let mut alerts = sink.alerts.into_inner().unwrap_or_else(|p| p.into_inner());
+    // Chunks finish in any order; within a record, rule order is kept.
+    alerts.sort_by_key(|a| a.record);
+    report.alerts = alerts;
+    let mut errors = sink.errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    errors.sort_by_key(|e| (e.offset, e.record));
+    report.errors.extend(errors.into_iter().map(|e| InputError {
+        source: name.to_owned(),
+        kind: e.kind.into(),
+        message: e.to_string(),
+    }));
+    report
+}
+
+fn decode_error(name: &str, e: &DecodeError) -> InputError {
+    InputError {
+        source: name.to_owned(),
+        kind: match e {
+            DecodeError::TooLarge { .. } => ErrorKind::TooLarge,
+            DecodeError::Corrupt { .. } => ErrorKind::Gzip,
+            DecodeError::TrailingGarbage { .. } => ErrorKind::TrailingGarbage,
+        },
+        message: e.to_string(),
+    }
+}
+
+/// Collects one object's matches and problems from parallel chunk tasks.
+struct ObjectSink<'a> {
+    rules: &'a RuleSet,
+    source: &'a str,
+    records: AtomicU64,
+    alerts: Mutex<Vec<Alert>>,
+    errors: Mutex<Vec<ParseError>>,
+}
+
+impl Sink for ObjectSink<'_> {
+    fn records(&self, first: usize, records: &[Record<'_, '_>]) {
+        self.records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        let mut found = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            self.rules.for_each_match(r, |rule| {
+                found.push(Alert::new(&rule.meta, r, self.source, first + i))
+            });
+        }
+        if !found.is_empty() {
+            self.alerts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(found);
+        }
+    }
+
+    fn error(&self, err: ParseError) {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(err);
+    }
+}
+
+/// Totals of a scan, printed to stderr at the end.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Objects read (digests included).
+    pub files: u64,
+    /// Digest files recognised and skipped.
+    pub digests: u64,
+    pub records: u64,
+    pub bytes_read: u64,
+    pub bytes_decoded: u64,
+    pub matches: u64,
+    /// Matches per rule title.
+    pub matches_by_rule: BTreeMap<String, u64>,
+    /// Problems per kind.
+    pub errors: BTreeMap<&'static str, u64>,
+    pub seconds: f64,
+    /// The scan stopped early at the first error (`--strict`).
+    pub stopped_early: bool,
+}
+
+impl Summary {
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Decoded megabytes (10^6) per second.
+    pub fn mb_per_sec(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.bytes_decoded as f64 / 1e6 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    fn add(&mut self, r: &ObjectReport) {
+        self.files += 1;
+        self.digests += u64::from(r.is_digest());
+        self.records += r.records;
+        self.bytes_read += r.bytes_read;
+        self.bytes_decoded += r.bytes_decoded;
+        self.matches += r.alerts.len() as u64;
+        for a in &r.alerts {
+            *self
+                .matches_by_rule
+                .entry(a.rule_title.clone())
+                .or_default() += 1;
+        }
+        for e in &r.errors {
+            *self.errors.entry(e.kind.as_str()).or_default() += 1;
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "scanned {} files ({} digests skipped), {} records, {} bytes read, {} bytes decoded in {:.3} s ({:.1} MB/s)",
+            self.files,
+            self.digests,
+            self.records,
+            self.bytes_read,
+            self.bytes_decoded,
+            self.seconds,
+            self.mb_per_sec()
+        )?;
+        writeln!(f, "matches: {}", self.matches)?;
+        for (rule, n) in &self.matches_by_rule {
+            writeln!(f, "  {n:>8}  {rule}")?;
+        }
+        writeln!(f, "errors: {}", self.error_count())?;
+        for (kind, n) in &self.errors {
+            writeln!(f, "  {n:>8}  {kind}")?;
+        }
+        if self.stopped_early {
+            writeln!(f, "stopped at the first error (--strict)")?;
+        }
+        Ok(())
+    }
+}
+
+/// How `scan` runs.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanOptions {
+    pub limits: Limits,
+    /// Stop at the first input error.
+    pub strict: bool,
+    pub format: jsonl::Format,
+}
+
+/// Errors logged per object before the rest are only counted, so a file of
+/// garbage lines cannot flood the log.
+const LOGGED_ERRORS_PER_OBJECT: usize = 20;
+
+/// Scan inputs in parallel, writing alerts to `out` in input order.
+pub fn scan(
+    inputs: &[Input],
+    rules: &RuleSet,
+    opts: &ScanOptions,
+    out: &mut dyn Write,
+) -> io::Result<Summary> {
+    let started = Instant::now();
+    let stop = AtomicBool::new(false);
+    let mut summary = Summary::default();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, ObjectReport)>();
+    let result = std::thread::scope(|s| -> io::Result<()> {
+        let stop = &stop;
+        s.spawn(move || {
+            inputs
+                .par_iter()
+                .enumerate()
+                .for_each_with(tx, |tx, (i, input)| {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let report = read_and_process(input, rules, opts.limits);
+                    let _ = tx.send((i, report)); // receiver gone: stopping
+                });
+        });
+        // Reorder: hold reports that finished early until their turn.
+        let mut pending: HashMap<usize, ObjectReport> = HashMap::new();
+        let mut next = 0usize;
+        for (i, report) in rx.iter() {
+            pending.insert(i, report);
+            while let Some(report) = pending.remove(&next) {
+                next += 1;
+                for a in &report.alerts {
+                    jsonl::write(out, a, opts.format)?;
+                }
+                log_errors(&report);
+                summary.add(&report);
+                if opts.strict && !report.errors.is_empty() {
+                    stop.store(true, Ordering::Relaxed);
+                    summary.stopped_early = true;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    });
+    out.flush()?;
+    result?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn read_and_process(input: &Input, rules: &RuleSet, limits: Limits) -> ObjectReport {
+    let name = input.name();
+    match input.read(limits.max_object_bytes) {
+        Ok(bytes) => process_object(&name, &bytes, rules, limits),
+        Err(e) => ObjectReport {
+            source: name.clone(),
+            errors: vec![InputError {
+                source: name,
+                kind: match e {
+                    SourceError::TooLarge { .. } => ErrorKind::TooLarge,
+                    SourceError::Io { .. } => ErrorKind::Read,
+                },
+                message: e.to_string(),
+            }],
+            ..Default::default()
+        },
+    }
+}
+
+fn log_errors(report: &ObjectReport) {
+    for e in report.errors.iter().take(LOGGED_ERRORS_PER_OBJECT) {
+        // Object names can be attacker-chosen (S3 keys): escape controls.
+        tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
+    }
+    if report.errors.len() > LOGGED_ERRORS_PER_OBJECT {
+        tracing::warn!(
+            source = %jsonl::clean(Some(&report.source)),
+            "{} more errors in this object (counted, not logged)",
+            report.errors.len() - LOGGED_ERRORS_PER_OBJECT
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! Rules stage: loads Sigma rules (rsigma-parser reads the YAML), compiles
+//! them into matchers over [`Record`] views, and finds which rules a record
+//! matches.
+//!
+//! Rules are indexed by the `eventName` values they require, so a record is
+//! only tested against the rules that could match it plus the few that do
+//! not pin an event name: the cost grows with matches, not with rule count.
+
+mod compile;
+mod pattern;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rsigma_parser::{Level, SigmaRule};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::parse::{Record, Top};
+pub use compile::Matcher;
+
+/// The built-in pack: every file under `rules/`, embedded at build time
+/// (see `build.rs`) so the installed binary works anywhere.
+const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+
+/// What travels with every match of a rule: its Sigma metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleMeta {
+    /// Sigma `id` (a UUID), else the file path.
+    pub id: String,
+    /// Sigma `name`, a short stable identifier, when the rule has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub title: String,
+    pub level: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub references: Vec<String>,
+    pub falsepositives: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// File the rule came from (`builtin:` prefix for the embedded pack).
+    pub path: String,
+}
+
+/// A loaded rule: metadata plus its compiled matcher.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub meta: Arc<RuleMeta>,
+    pub matcher: Matcher,
+}
+
+/// A rule file or rule that could not be loaded.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct RuleError {
+    pub path: String,
+    /// 1-based line the problem is on, when it can be located.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Failure to read the rule directories themselves.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("cannot read rule directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: walkdir::Error,
+    },
+    #[error("cannot read rule file {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no rules found in {0}")]
+    Empty(String),
+}
+
+/// A compiled, indexed set of rules.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// Lowercased eventName → indexes of the rules that require it.
+    by_event: HashMap<String, Vec<u32>>,
+    /// Rules that do not pin eventName: tested on every record.
+    always: Vec<u32>,
+    /// Problems met while loading (bad rules are skipped, not fatal).
+    pub errors: Vec<RuleError>,
+}
+
+impl RuleSet {
+    /// The built-in pack.
+    pub fn builtin() -> RuleSet {
+        let mut set = RuleSet::default();
+        for (path, text) in BUILTIN {
+            set.add_source(&format!("builtin:{path}"), text);
+        }
+        set.build_index();
+        set
+    }
+
+    /// Every `.yml`/`.yaml` file under the given directories (or files).
+    pub fn load(paths: &[PathBuf]) -> Result<RuleSet, LoadError> {
+        let mut set = RuleSet::default();
+        for root in paths {
+            let mut files = Vec::new();
+            for entry in walkdir::WalkDir::new(root)
+                .follow_links(true)
+                .sort_by_file_name()
+            {
+                let entry = entry.map_err(|source| LoadError::Dir {
+                    path: root.clone(),
+                    source,
+                })?;
+                let p = entry.path();
+                if entry.file_type().is_file()
+                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
+                {
+                    files.push(p.to_path_buf());
+                }
+            }
+            if files.is_empty() {
+                return Err(LoadError::Empty(root.display().to_string()));
+            }
+            for f in files {
+                let text = std::fs::read_to_string(&f).map_err(|source| LoadError::File {
+                    path: f.clone(),
+                    source,
+                })?;
+                set.add_source(&f.display().to_string(), &text);
+            }
+        }
+        set.build_index();
+        Ok(set)
+    }
+
+    /// Parse one file's text and add the rules it holds.
+    fn add_source(&mut self, path: &str, text: &str) {
+        let collection = match rsigma_parser::parse_sigma_yaml(text) {
+            Ok(c) => c,
+            Err(e) => {
+                self.errors.push(RuleError {
+                    path: path.to_owned(),
+                    line: e
+                        .location()
+                        .map(|l| l.line as usize)
+                        .or_else(|| yaml_line(&e.to_string())),
+                    message: e.to_string(),
+                });
+                return;
+            }
+        };
+        for message in &collection.errors {
+            self.errors.push(RuleError {
+                path: path.to_owned(),
+                line: yaml_line(message),
+                message: message.clone(),
+            });
+        }
+        for c in &collection.correlations {
+            self.errors.push(RuleError {
+                path: path.to_owned(),
+                line: locate(text, "correlation"),
+                message: format!(
+                    "correlation rule `{}` is not supported by this version",
+                    c.title
+                ),
+            });
+        }
+        for rule in collection.rules {
+            match compile::compile(&rule) {
+                Ok(matcher) => self.rules.push(Rule {
+                    meta: Arc::new(meta(&rule, path)),
+                    matcher,
+                }),
+                Err(e) => self.errors.push(RuleError {
+                    path: path.to_owned(),
+                    line: e.near.as_deref().and_then(|n| locate(text, n)),
+                    message: format!("rule `{}`: {}", rule.title, e.message),
+                }),
+            }
+        }
+    }
+
+    fn build_index(&mut self) {
+        self.by_event.clear();
+        self.always.clear();
+        for (i, r) in self.rules.iter().enumerate() {
+            match &r.matcher.event_names {
+                Some(names) => {
+                    for n in names {
+                        self.by_event.entry(n.clone()).or_default().push(i as u32);
+                    }
+                }
+                None => self.always.push(i as u32),
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Call `f` for every rule the record matches, in rule order.
+    pub fn for_each_match<'s>(&'s self, r: &Record<'_, '_>, mut f: impl FnMut(&'s Rule)) {
+        let indexed: &[u32] = match r.str(Top::EventName) {
+            Some(name) => lookup(&self.by_event, name),
+            None => &[],
+        };
+        // Merge the two sorted lists so matches come out in rule order.
+        let (mut a, mut b) = (indexed.iter().peekable(), self.always.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x <= y => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            let rule = &self.rules[*next.expect("peeked") as usize];
+            if rule.matcher.matches(r) {
+                f(rule);
+            }
+        }
+    }
+}
+
+/// Index lookup by eventName without allocating for the usual short ASCII
+/// names.
+fn lookup<'a>(map: &'a HashMap<String, Vec<u32>>, name: &str) -> &'a [u32] {
+    let mut stack = [0u8; 96];
+    let found = if name.is_ascii() && name.len() <= stack.len() {
+        let buf = &mut stack[..name.len()];
+        buf.copy_from_slice(name.as_bytes());
+        buf.make_ascii_lowercase();
+        map.get(std::str::from_utf8(buf).expect("ascii"))
+    } else {
+        map.get(&name.to_lowercase())
+    };
+    found.map_or(&[], Vec::as_slice)
+}
+
+fn meta(rule: &SigmaRule, path: &str) -> RuleMeta {
+    RuleMeta {
+        id: rule.id.clone().unwrap_or_else(|| path.to_owned()),
+        name: rule.name.clone(),
+        title: rule.title.clone(),
+        level: rule.level.map_or("medium", |l: Level| l.as_str()),
+        status: rule
+            .status
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        description: rule.description.clone(),
+        tags: rule.tags.clone(),
+        references: rule.references.clone(),
+        falsepositives: rule.falsepositives.clone(),
+        author: rule.author.clone(),
+        path: path.to_owned(),
+    }
+}
+
+/// The line of the first line that mentions `needle` as a YAML key or value.
+fn locate(text: &str, needle: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.starts_with(needle)
+                || t.contains(&format!("{needle}:"))
+                || t.contains(&format!("{needle}|"))
+        })
+        .map(|i| i + 1)
+}
+
+/// YAML errors say "at line N column M"; pull N out.
+fn yaml_line(message: &str) -> Option<usize> {
+    let rest = &message[message.find("line ")? + 5..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Load rules from directories, or the built-in pack when none are given.
+pub fn load_or_builtin(dirs: &[PathBuf]) -> Result<RuleSet, LoadError> {
+    if dirs.is_empty() {
+        Ok(RuleSet::builtin())
+    } else {
+        RuleSet::load(dirs)
+    }
+}

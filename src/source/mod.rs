@@ -1,0 +1,22 @@
+//! Source stage: where objects come from. Each source yields named objects
+//! (a file path, later `s3://bucket/key`) as whole byte buffers for the
+//! decode stage; it knows nothing of gzip or JSON.
+//!
+//! - [`files`]: local files, directories (recursive) and stdin.
+
+pub mod files;
+
+use thiserror::Error;
+
+/// A problem reading an object from its source.
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("cannot read {name}: {source}")]
+    Io {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} is {size} bytes, over the cap of {cap} bytes")]
+    TooLarge { name: String, size: u64, cap: u64 },
+}
