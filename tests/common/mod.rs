@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests.
+//!
+//! The one place that knows where the shared test data lives: `../shared`
+//! beside the repository (or `$TRAILWATCH_SHARED`). Tests that need it fail
+//! with a message naming the missing folder instead of passing vacuously.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// `../shared/data` or `$TRAILWATCH_SHARED/data`; panics naming the folder
+/// when it is absent.
+pub fn shared_data() -> PathBuf {
+    let root = std::env::var_os("TRAILWATCH_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let data = root.join("data");
+    assert!(
+        data.join("cloudtrail/logs").is_dir(),
+        "shared test data is missing: {} does not exist. Put the `shared` folder beside the \
+         repository (../shared) or set TRAILWATCH_SHARED to its path.",
+        data.join("cloudtrail/logs").display()
+    );
+    data
+}
+
+/// The repository's own fixtures.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The trailwatch binary under test.
+pub fn trailwatch() -> Command {
+    let mut c = Command::cargo_bin("trailwatch").expect("binary built by cargo test");
+    c.env_remove("RUST_LOG");
+    c
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Records of a CloudTrail file (gzip or not), read with serde_json: an
+/// implementation independent of the one under test.
+pub fn records_of(path: &Path) -> Vec<serde_json::Value> {
+    let raw = std::fs::read(path).unwrap();
+    let text = if raw.starts_with(&[0x1f, 0x8b]) {
+        gunzip(&raw)
+    } else {
+        raw
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    doc["Records"].as_array().cloned().unwrap_or_default()
+}
+
+/// Parse JSON-lines output into values.
+pub fn alerts(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad alert line {l:?}: {e}")))
+        .collect()
+}

@@ -1,0 +1,384 @@
+//! `trailwatch scan` on the repository's own fixtures and on damaged copies
+//! made at test time: every input layout, every error kind, exit codes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{Value, json};
+
+const NATIVE: &str = "cloudtrail/123456789012_CloudTrail_eu-west-1_20261120T1005Z_example.json";
+
+fn native_text() -> String {
+    std::fs::read_to_string(fixtures().join(NATIVE)).unwrap()
+}
+
+fn event_ids(alerts: &[Value]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| a["event_id"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn scan(args: &[&std::ffi::OsStr]) -> (i32, Vec<Value>, String) {
+    let out = trailwatch().arg("scan").args(args).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        alerts(&out.stdout),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn p(path: &Path) -> &std::ffi::OsStr {
+    path.as_os_str()
+}
+
+/// A record in CloudTrail's shape.
+fn record(id: &str, name: &str, extra: Value) -> Value {
+    let mut r = json!({
+        "eventVersion": "1.09",
+        "eventTime": "2026-11-20T10:00:00Z",
+        "eventSource": "iam.amazonaws.com",
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "203.0.113.9",
+        "userAgent": "aws-cli/2",
+        "eventID": id,
+        "recipientAccountId": "123456789012",
+        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/u"}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    r
+}
+
+fn native(records: &[Value]) -> String {
+    json!({ "Records": records }).to_string()
+}
+
+#[test]
+fn fixtures_give_the_documented_alerts() {
+    let (code, alerts, stderr) = scan(&[p(&fixtures().join("cloudtrail"))]);
+    assert_eq!(code, 0);
+    let got: Vec<(String, String)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["rule_name"].as_str().unwrap().to_string(),
+                a["event_id"].as_str().unwrap()[28..].to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("root_console_login", "00000002"),
+        ("access_key_created", "00000003"),
+        ("access_denied", "00000004"),
+        ("access_denied", "00000005"),
+        ("access_denied", "00000006"),
+        ("access_key_created", "00000009"),
+        ("access_denied", "00000010"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    assert!(
+        stderr.contains("3 files (1 digests skipped), 10 records"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn gzip_is_detected_by_content_and_multi_member_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = native_text();
+    let (_, plain, _) = scan(&[p(&fixtures().join(NATIVE))]);
+    assert_eq!(plain.len(), 5);
+
+    // Compressed, under a name that says nothing about gzip.
+    let misnamed = dir.path().join("log.txt");
+    std::fs::write(&misnamed, gzip(text.as_bytes())).unwrap();
+    let (code, alerts, _) = scan(&[p(&misnamed)]);
+    assert_eq!(code, 0);
+    assert_eq!(event_ids(&alerts), event_ids(&plain));
+
+    // The same text split across two gzip members.
+    let mut multi = gzip(&text.as_bytes()[..text.len() / 2]);
+    multi.extend(gzip(&text.as_bytes()[text.len() / 2..]));
+    let multi_path = dir.path().join("multi.json.gz");
+    std::fs::write(&multi_path, multi).unwrap();
+    let (_, alerts, stderr) = scan(&[p(&multi_path)]);
+    assert_eq!(event_ids(&alerts), event_ids(&plain), "{stderr}");
+}
+
+#[test]
+fn stdin_arrays_and_json_lines() {
+    let out = trailwatch()
+        .args(["scan", "-"])
+        .write_stdin(gzip(native_text().as_bytes()))
+        .output()
+        .unwrap();
+    let from_stdin = alerts(&out.stdout);
+    assert_eq!(from_stdin.len(), 5);
+    assert!(from_stdin.iter().all(|a| a["source"] == "<stdin>"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let recs = [
+        record("a", "CreateAccessKey", json!({})),
+        record("b", "ListUsers", json!({})),
+    ];
+    let arr = dir.path().join("array.json");
+    std::fs::write(&arr, Value::from(recs.to_vec()).to_string()).unwrap();
+    let lines = dir.path().join("lines.jsonl");
+    std::fs::write(&lines, format!("{}\n{}\n", recs[1], recs[0])).unwrap();
+    let (_, a, _) = scan(&[p(&arr)]);
+    assert_eq!(event_ids(&a), ["a"]);
+    let (_, a, _) = scan(&[p(&lines)]);
+    assert_eq!(event_ids(&a), ["a"]);
+    assert_eq!(a[0]["record"], 1);
+}
+
+/// A file whose records all match the access-key rule, ids r0..rN.
+fn key_records(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| record(&format!("r{i}"), "CreateAccessKey", json!({})))
+        .collect()
+}
+
+#[test]
+fn truncated_gzip_keeps_what_came_before_and_the_scan_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let z = gzip(native(&key_records(3000)).as_bytes());
+    let cut = dir.path().join("cut.json.gz");
+    std::fs::write(&cut, &z[..z.len() * 2 / 3]).unwrap();
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, native(&[record("ok", "CreateAccessKey", json!({}))])).unwrap();
+    let (code, alerts, stderr) = scan(&[p(&cut), p(&good)]);
+    assert_eq!(code, 0, "errors are not fatal without --strict");
+    let from_cut = alerts
+        .iter()
+        .filter(|a| a["source"].as_str().unwrap().ends_with("cut.json.gz"));
+    let n = from_cut.count();
+    assert!(n > 1000 && n < 3000, "recovered {n} of 3000 records");
+    assert_eq!(alerts.last().unwrap()["event_id"], "ok");
+    assert!(
+        stderr.contains("cut.json.gz") && stderr.contains("corrupt or truncated gzip"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("gzip") && stderr.contains("truncated"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn flipped_byte_costs_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = native(&key_records(5));
+    // Break record r2's JSON: its eventID string loses its closing quote's partner.
+    let at = text.find(r#""eventID":"r2""#).unwrap() + 9;
+    let mut bytes = text.into_bytes();
+    bytes[at] = b'#';
+    let f = dir.path().join("flipped.json");
+    std::fs::write(&f, &bytes).unwrap();
+    let (code, alerts, stderr) = scan(&[p(&f)]);
+    assert_eq!(code, 0);
+    let ids = event_ids(&alerts);
+    assert!(
+        ids.contains(&"r0".into()) && ids.contains(&"r4".into()),
+        "{ids:?} {stderr}"
+    );
+    assert!(!ids.contains(&"r2".into()));
+    assert!(
+        stderr.contains("flipped.json") && stderr.contains("record 2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("invalid_json"), "{stderr}");
+}
+
+#[test]
+fn non_object_and_wrong_typed_records_are_reported_and_skipped_or_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wrong = record("w", "GetObject", json!({"errorCode": "AccessDenied"}));
+    wrong["userIdentity"] = json!("not-an-object");
+    let text = json!({"Records": [
+        record("a", "CreateAccessKey", json!({})),
+        "just a string",
+        42,
+        wrong,
+    ]})
+    .to_string();
+    let f = dir.path().join("odd.json");
+    std::fs::write(&f, text).unwrap();
+    let (code, alerts, stderr) = scan(&[p(&f)]);
+    assert_eq!(code, 0);
+    // The wrong-typed record is still matched on its other fields.
+    assert_eq!(event_ids(&alerts), ["a", "w"]);
+    assert!(
+        stderr.contains("record 1") && stderr.contains("not an object"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("record 3") && stderr.contains("field userIdentity is a string"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2  not_object") && stderr.contains("1  wrong_type"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_50_mb_record_is_matched_with_bounded_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "A".repeat(50 << 20);
+    let recs = [
+        record("before", "CreateAccessKey", json!({})),
+        record("huge", "CreateAccessKey", json!({"userAgent": huge})),
+        record("after", "CreateAccessKey", json!({})),
+    ];
+    let f = dir.path().join("big.json.gz");
+    std::fs::write(&f, gzip(native(&recs).as_bytes())).unwrap();
+    let (code, alerts, _) = scan(&[p(&f)]);
+    assert_eq!(code, 0);
+    assert_eq!(event_ids(&alerts), ["before", "huge", "after"]);
+    let ua = alerts[1]["user_agent"].as_str().unwrap();
+    assert!(ua.len() < 1100, "user_agent kept {} bytes", ua.len());
+    assert!(ua.ends_with("bytes truncated]"));
+}
+
+#[test]
+fn gzip_bomb_is_refused_and_the_rest_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.json.gz");
+    std::fs::write(&bomb, gzip(&vec![b' '; 64 << 20])).unwrap();
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, native(&key_records(1))).unwrap();
+    let (code, alerts, stderr) = scan(&[
+        "--max-object-bytes".as_ref(),
+        "8388608".as_ref(),
+        p(&bomb),
+        p(&good),
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(event_ids(&alerts), ["r0"]);
+    assert!(
+        stderr.contains("bomb.json.gz") && stderr.contains("exceeds the cap of 8388608"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1  too_large"), "{stderr}");
+}
+
+#[test]
+fn exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("a-bad.json");
+    std::fs::write(&bad, "this is not json").unwrap();
+    let good = dir.path().join("b-good.json");
+    std::fs::write(&good, native(&key_records(1))).unwrap();
+    let quiet = dir.path().join("quiet.json");
+    std::fs::write(&quiet, native(&[record("q", "ListUsers", json!({}))])).unwrap();
+
+    // Errors are reported but not fatal by default.
+    assert_eq!(scan(&[p(&bad), p(&good)]).0, 0);
+    // --strict: fatal, exit 3, and the scan stops at the first bad object.
+    let (code, alerts, stderr) = scan(&["--strict".as_ref(), p(&bad), p(&good)]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(alerts.is_empty());
+    assert!(stderr.contains("stopped at the first error"));
+    // --fail-on-match
+    assert_eq!(scan(&["--fail-on-match".as_ref(), p(&good)]).0, 1);
+    assert_eq!(scan(&["--fail-on-match".as_ref(), p(&quiet)]).0, 0);
+    // Usage errors.
+    let (code, _, stderr) = scan(&[p(&dir.path().join("missing"))]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing"), "{stderr}");
+    assert_eq!(
+        trailwatch().args(["scan"]).output().unwrap().status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        trailwatch()
+            .args(["scan", "--bogus", "x"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn custom_rules_replace_the_pack_and_bad_rules_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("list_users.yml"),
+        "title: ListUsers seen\nid: 0b0e8a9e-3f0c-4d7e-9a55-1f4f0c6a2b11\nlogsource: {product: aws, service: cloudtrail}\n\
+         detection:\n  sel:\n    eventName: ListUsers\n  condition: sel\nlevel: low\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("broken.yml"),
+        "title: Broken\nlogsource: {product: aws}\ndetection:\n  sel:\n    eventName|nosuchmodifier: X\n  condition: sel\n",
+    )
+    .unwrap();
+    let f = dir.path().join("in.json");
+    std::fs::write(
+        &f,
+        native(&[
+            record("l", "ListUsers", json!({})),
+            record("k", "CreateAccessKey", json!({})),
+        ]),
+    )
+    .unwrap();
+    let (code, alerts, stderr) = scan(&["--rules".as_ref(), p(&rules), p(&f)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(event_ids(&alerts), ["l"], "only the custom rule runs");
+    assert_eq!(alerts[0]["rule_title"], "ListUsers seen");
+    assert!(
+        stderr.contains("broken.yml") && stderr.contains("nosuchmodifier"),
+        "{stderr}"
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, _, stderr) = scan(&["--rules".as_ref(), p(&empty), p(&f)]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no rules found"), "{stderr}");
+}
+
+#[test]
+fn output_file_and_text_format_escape_event_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let evil = record(
+        "evil",
+        "CreateAccessKey",
+        json!({"userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::1:user/x\u{1b}[2J\nFAKE ALERT"}}),
+    );
+    let f = dir.path().join("evil.json");
+    std::fs::write(&f, native(&[evil])).unwrap();
+    let out_file: PathBuf = dir.path().join("alerts.jsonl");
+    let (code, stdout_alerts, _) = scan(&["-o".as_ref(), p(&out_file), p(&f)]);
+    assert_eq!(code, 0);
+    assert!(stdout_alerts.is_empty());
+    let written = alerts(&std::fs::read(&out_file).unwrap());
+    assert_eq!(written.len(), 1);
+    assert_eq!(
+        written[0]["principal"],
+        "arn:aws:iam::1:user/x\u{1b}[2J\nFAKE ALERT"
+    );
+
+    let out = trailwatch()
+        .args(["scan", "--format", "text"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    assert!(!text.contains('\u{1b}'));
+    assert!(text.contains(r"x\u{1b}[2J\nFAKE ALERT"), "{text}");
+}
