@@ -222,10 +222,6 @@ macro_rules! top_fields {
                 match self { $(Top::$variant => $name),* }
             }
 
-            pub fn from_name(name: &str) -> Option<Top> {
-                match name { $($name => Some(Top::$variant),)* _ => None }
-            }
-
             /// Types a well-formed record may carry here (`null` is always
             /// tolerated: CloudTrail writes it for absent parameters).
             fn accepts(self, kind: Kind) -> bool {
@@ -257,6 +253,41 @@ top_fields! {
 }
 
 const TOP_COUNT: usize = Top::ALL.len();
+
+impl Top {
+    /// Called for every top-level key of every record, so it avoids a chain
+    /// of string comparisons: a guess from the length and one or two bytes
+    /// leaves a single candidate, confirmed by one comparison.
+    #[inline]
+    pub fn from_name(name: &str) -> Option<Top> {
+        let b = name.as_bytes();
+        let at = |i: usize| b.get(i).copied().unwrap_or(0);
+        let guess = match (b.len(), at(0)) {
+            (7, b'e') => Top::EventId,
+            (8, b'r') => Top::ReadOnly,
+            (9, b'e') => match (at(1), at(5), at(6)) {
+                (b'r', _, _) => Top::ErrorCode,
+                (_, b'N', _) => Top::EventName,
+                (_, _, b'i') => Top::EventTime,
+                _ => Top::EventType,
+            },
+            (9, b'a') => Top::AwsRegion,
+            (9, b'u') => Top::UserAgent,
+            (9, b'r') => Top::Resources,
+            (11, b'e') => Top::EventSource,
+            (12, b'e') if at(1) == b'r' => Top::ErrorMessage,
+            (12, b'e') => Top::EventVersion,
+            (12, b'u') => Top::UserIdentity,
+            (15, b's') => Top::SourceIpAddress,
+            (16, b'r') => Top::ResponseElements,
+            (17, b'r') => Top::RequestParameters,
+            (18, b'r') => Top::RecipientAccountId,
+            (19, b'a') => Top::AdditionalEventData,
+            _ => return None,
+        };
+        (guess.name() == name).then_some(guess)
+    }
+}
 
 /// A field that exists but has a type CloudTrail never writes there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -442,6 +473,28 @@ mod tests {
                 assert_eq!(r.field("z").unwrap().elements().count(), 2);
             },
         );
+    }
+
+    #[test]
+    fn every_top_field_is_found_by_name_and_near_names_are_not() {
+        for t in Top::ALL {
+            assert_eq!(Top::from_name(t.name()), Some(*t), "{}", t.name());
+            let mut upper = t.name().to_string();
+            upper.make_ascii_uppercase();
+            assert_eq!(Top::from_name(&upper), None);
+            assert_eq!(Top::from_name(&t.name()[1..]), None);
+        }
+        for other in [
+            "",
+            "e",
+            "eventid",
+            "eventXame",
+            "sharedEventID",
+            "tlsDetails",
+            "requestID",
+        ] {
+            assert_eq!(Top::from_name(other), None, "{other}");
+        }
     }
 
     #[test]
