@@ -187,8 +187,16 @@ fn compile_det(d: &Detection, name: &str) -> Result<Det, CompileError> {
             values
                 .iter()
                 .map(|v| match v {
+                    // A plain keyword is found anywhere in a value (full-text
+                    // search, as rsigma-eval and SIEM backends do); one with
+                    // wildcards is matched as written.
+                    SigmaValue::String(s) if s.is_plain() => {
+                        Ok(Pattern::new(&Shape::Contains.apply(s), false))
+                    }
                     SigmaValue::String(s) => Ok(Pattern::new(s, false)),
-                    SigmaValue::Integer(n) => Ok(Pattern::literal(&n.to_string())),
+                    SigmaValue::Integer(n) => {
+                        Ok(Pattern::parse(&Shape::Contains.wrap(&n.to_string())))
+                    }
                     other => Err(err(
                         format!("keyword `{other:?}` in `{name}` is not a string"),
                         Some(name),
@@ -272,12 +280,10 @@ fn compile_item(item: &DetectionItem, det_name: &str) -> Result<Item, CompileErr
         } else {
             match v {
                 SigmaValue::String(s) => Test::Str(Pattern::new(&shape.apply(s), cased)),
-                SigmaValue::Integer(n) => {
-                    Test::Num(*n as f64, Pattern::literal(&shape.wrap(&n.to_string())))
-                }
-                SigmaValue::Float(f) => {
-                    Test::Num(*f, Pattern::literal(&shape.wrap(&f.to_string())))
-                }
+                // A number compares as a number unless a modifier makes it a
+                // text pattern (`port|startswith: 2` matches 22 and "22").
+                SigmaValue::Integer(n) => number_test(*n as f64, &n.to_string(), shape),
+                SigmaValue::Float(f) => number_test(*f, &f.to_string(), shape),
                 SigmaValue::Bool(b) => Test::Bool(*b),
                 SigmaValue::Null => Test::Null,
             }
@@ -289,6 +295,13 @@ fn compile_item(item: &DetectionItem, det_name: &str) -> Result<Item, CompileErr
         tests,
         all,
     })
+}
+
+fn number_test(n: f64, text: &str, shape: Shape) -> Test {
+    match shape {
+        Shape::Exact => Test::Num(n, Pattern::parse(text)),
+        _ => Test::Str(Pattern::parse(&shape.wrap(text))),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -467,5 +480,253 @@ fn test_value(t: &Test, v: Value<'_, '_>) -> bool {
             })
         }
         Test::Null | Test::Exists(_) => unreachable!("handled per item"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(detection: &str) -> Result<Matcher, CompileError> {
+        let yaml = format!(
+            "title: t\nlogsource: {{product: aws, service: cloudtrail}}\ndetection:\n{detection}"
+        );
+        let c = rsigma_parser::parse_sigma_yaml(&yaml).expect("yaml");
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        compile(&c.rules[0])
+    }
+
+    fn matches(m: &Matcher, event: &str) -> bool {
+        let mut bytes = event.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut bytes).unwrap();
+        let r = Record::new(Value::new(&tape.0)).unwrap();
+        m.matches(&r)
+    }
+
+    /// (detection YAML, event, expected)
+    const CASES: &[(&str, &str, bool)] = &[
+        // Maps are AND, lists are OR, value lists are OR.
+        (
+            "  s:\n    eventName: A\n    errorCode: X\n  condition: s",
+            r#"{"eventName":"a","errorCode":"x"}"#,
+            true,
+        ),
+        (
+            "  s:\n    eventName: A\n    errorCode: X\n  condition: s",
+            r#"{"eventName":"a"}"#,
+            false,
+        ),
+        (
+            "  s:\n    - eventName: A\n    - errorCode: X\n  condition: s",
+            r#"{"errorCode":"X"}"#,
+            true,
+        ),
+        (
+            "  s:\n    eventName: [A, B]\n  condition: s",
+            r#"{"eventName":"B"}"#,
+            true,
+        ),
+        // Conditions.
+        (
+            "  a:\n    eventName: A\n  b:\n    errorCode: X\n  condition: a and not b",
+            r#"{"eventName":"A","errorCode":"X"}"#,
+            false,
+        ),
+        (
+            "  a:\n    eventName: A\n  b:\n    errorCode: X\n  condition: a and not b",
+            r#"{"eventName":"A"}"#,
+            true,
+        ),
+        (
+            "  a:\n    eventName: A\n  b:\n    errorCode: X\n  condition: (a or b) and not a",
+            r#"{"errorCode":"X"}"#,
+            true,
+        ),
+        (
+            "  sel_1:\n    eventName: A\n  sel_2:\n    errorCode: X\n  condition: 1 of sel_*",
+            r#"{"errorCode":"X"}"#,
+            true,
+        ),
+        (
+            "  sel_1:\n    eventName: A\n  sel_2:\n    errorCode: X\n  condition: all of sel_*",
+            r#"{"errorCode":"X"}"#,
+            false,
+        ),
+        (
+            "  sel_1:\n    eventName: A\n  sel_2:\n    errorCode: X\n  condition: all of them",
+            r#"{"eventName":"A","errorCode":"X"}"#,
+            true,
+        ),
+        // `them` ignores identifiers starting with an underscore.
+        (
+            "  a:\n    eventName: A\n  _b:\n    errorCode: X\n  condition: all of them",
+            r#"{"eventName":"A"}"#,
+            true,
+        ),
+        // Nested paths, through arrays.
+        (
+            "  s:\n    userIdentity.type: Root\n  condition: s",
+            r#"{"userIdentity":{"type":"Root"}}"#,
+            true,
+        ),
+        (
+            "  s:\n    resources.ARN|endswith: ':trail/x'\n  condition: s",
+            r#"{"resources":[{"ARN":"a"},{"ARN":"arn:trail/x"}]}"#,
+            true,
+        ),
+        (
+            "  s:\n    tags: b\n  condition: s",
+            r#"{"tags":["a","b"]}"#,
+            true,
+        ),
+        // Modifiers.
+        (
+            "  s:\n    userAgent|contains: Boto3\n  condition: s",
+            r#"{"userAgent":"x boto3/1.2"}"#,
+            true,
+        ),
+        (
+            "  s:\n    userAgent|startswith: aws-cli\n  condition: s",
+            r#"{"userAgent":"AWS-CLI/2"}"#,
+            true,
+        ),
+        (
+            "  s:\n    userAgent|contains|all: [a, z]\n  condition: s",
+            r#"{"userAgent":"abc"}"#,
+            false,
+        ),
+        (
+            "  s:\n    userAgent|contains|all: [a, c]\n  condition: s",
+            r#"{"userAgent":"abc"}"#,
+            true,
+        ),
+        (
+            "  s:\n    userAgent|cased: ABC\n  condition: s",
+            r#"{"userAgent":"abc"}"#,
+            false,
+        ),
+        (
+            "  s:\n    errorCode|exists: false\n  condition: s",
+            r#"{"eventName":"x"}"#,
+            true,
+        ),
+        (
+            "  s:\n    errorCode|exists: true\n  condition: s",
+            r#"{"errorCode":""}"#,
+            true,
+        ),
+        (
+            "  s:\n    requestParameters.minimumPasswordLength|lt: 14\n  condition: s",
+            r#"{"requestParameters":{"minimumPasswordLength":8}}"#,
+            true,
+        ),
+        (
+            "  s:\n    requestParameters.minimumPasswordLength|lt: 14\n  condition: s",
+            r#"{"requestParameters":{"minimumPasswordLength":14}}"#,
+            false,
+        ),
+        // Types: numbers, booleans, null.
+        (
+            "  s:\n    requestParameters.port|startswith: 2\n  condition: s",
+            r#"{"requestParameters":{"port":"22"}}"#,
+            true,
+        ),
+        (
+            "  s:\n    requestParameters.port|startswith: 2\n  condition: s",
+            r#"{"requestParameters":{"port":22}}"#,
+            true,
+        ),
+        (
+            "  s:\n    requestParameters.port|endswith: 3\n  condition: s",
+            r#"{"requestParameters":{"port":22}}"#,
+            false,
+        ),
+        (
+            "  s:\n    requestParameters.port: 22\n  condition: s",
+            r#"{"requestParameters":{"port":22}}"#,
+            true,
+        ),
+        (
+            "  s:\n    requestParameters.port: 22\n  condition: s",
+            r#"{"requestParameters":{"port":"22"}}"#,
+            true,
+        ),
+        (
+            "  s:\n    readOnly: false\n  condition: s",
+            r#"{"readOnly":false}"#,
+            true,
+        ),
+        (
+            "  s:\n    readOnly: false\n  condition: s",
+            r#"{"readOnly":true}"#,
+            false,
+        ),
+        (
+            "  s:\n    errorCode: null\n  condition: s",
+            r#"{"errorCode":null}"#,
+            true,
+        ),
+        ("  s:\n    errorCode: null\n  condition: s", r#"{}"#, true),
+        (
+            "  s:\n    errorCode: null\n  condition: s",
+            r#"{"errorCode":"X"}"#,
+            false,
+        ),
+        // Keywords search every string.
+        (
+            "  k:\n    - evilcorp\n  condition: k",
+            r#"{"requestParameters":{"a":["x","EvilCorp.com"]}}"#,
+            true,
+        ),
+        (
+            "  k:\n    - evilcorp\n  condition: k",
+            r#"{"requestParameters":{"a":["x"]}}"#,
+            false,
+        ),
+    ];
+
+    #[test]
+    fn table() {
+        for (det, event, want) in CASES {
+            let m = rule(det).unwrap_or_else(|e| panic!("{det}: {e:?}"));
+            assert_eq!(matches(&m, event), *want, "\n{det}\n{event}");
+        }
+    }
+
+    #[test]
+    fn event_name_index_is_derived_only_when_required() {
+        let names = |d: &str| {
+            rule(d).unwrap().event_names.map(|s| {
+                let mut v: Vec<_> = s.into_iter().collect();
+                v.sort();
+                v
+            })
+        };
+        assert_eq!(
+            names("  s:\n    eventName: [CreateUser, CreateAccessKey]\n  condition: s"),
+            Some(vec!["createaccesskey".into(), "createuser".into()])
+        );
+        assert_eq!(
+            names("  a:\n    eventName: A\n  b:\n    errorCode: X\n  condition: a and not b"),
+            Some(vec!["a".into()])
+        );
+        // Wildcards, negation and an unpinned alternative disable indexing.
+        assert_eq!(names("  s:\n    eventName: Create*\n  condition: s"), None);
+        assert_eq!(names("  s:\n    eventName: A\n  condition: not s"), None);
+        assert_eq!(
+            names("  a:\n    eventName: A\n  b:\n    errorCode: X\n  condition: a or b"),
+            None
+        );
+    }
+
+    #[test]
+    fn unsupported_forms_are_refused_with_a_message() {
+        let e = rule("  s:\n    sourceIPAddress|cidr: 10.0.0.0/8\n  condition: s").unwrap_err();
+        assert!(e.message.contains("cidr"), "{e:?}");
+        assert_eq!(e.near.as_deref(), Some("sourceIPAddress"));
+        let e = rule("  s:\n    eventName: A\n  condition: s and t").unwrap_err();
+        assert!(e.message.contains("`t`"), "{e:?}");
+        let e = rule("  s:\n    eventName: A\n  condition: 1 of x*").unwrap_err();
+        assert!(e.message.contains("matches no detection"), "{e:?}");
     }
 }

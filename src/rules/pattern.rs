@@ -78,9 +78,9 @@ impl Pattern {
         Pattern { kind, cased }
     }
 
-    /// A pattern from a literal string (no wildcards).
-    pub fn literal(s: &str) -> Pattern {
-        Pattern::new(&SigmaString::from_raw(s), false)
+    /// A case-insensitive pattern from Sigma text (`*`/`?` are wildcards).
+    pub fn parse(s: &str) -> Pattern {
+        Pattern::new(&SigmaString::new(s), false)
     }
 
     /// The exact (folded) string this pattern requires, if it is one.
