@@ -388,6 +388,19 @@ impl<'t, 'i> Record<'t, 'i> {
         }
     }
 
+    /// Every value at a path written as text: `userIdentity.type`, or
+    /// `resources[].ARN` where `[]` marks an array (arrays are flattened
+    /// either way). For tools and tests; rules use pre-split paths.
+    pub fn values_at(&self, path: &str) -> Vec<Value<'t, 'i>> {
+        let keys: Vec<&str> = path.split('.').map(|k| k.trim_end_matches("[]")).collect();
+        let mut out = Vec::new();
+        self.any_at(&keys, &mut |v| {
+            out.push(v);
+            false
+        });
+        out
+    }
+
     /// The string at a dotted path (first one found), for alert fields.
     pub fn str_at<P: AsRef<str>>(&self, path: &[P]) -> Option<&'i str> {
         let mut found = None;
@@ -447,6 +460,16 @@ mod tests {
                     false
                 });
                 assert_eq!(arns, ["arn:1", "arn:2"]);
+                let by_text: Vec<_> = r
+                    .values_at("resources[].ARN")
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
+                assert_eq!(by_text, ["arn:1", "arn:2"]);
+                assert_eq!(
+                    r.values_at("additionalEventData.MFAUsed")[0].as_str(),
+                    Some("No")
+                );
                 assert!(r.str_at(&["userIdentity", "missing"]).is_none());
                 assert!(r.wrong_type().is_none());
             },
