@@ -382,3 +382,31 @@ fn output_file_and_text_format_escape_event_text() {
     assert!(!text.contains('\u{1b}'));
     assert!(text.contains(r"x\u{1b}[2J\nFAKE ALERT"), "{text}");
 }
+
+#[test]
+fn retired_count_aggregation_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("old.yml"),
+        "title: Old\nlogsource: {product: aws}\ndetection:\n  sel:\n    eventName: X\n  timeframe: 5m\n  condition: sel | count() > 10\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ok.yml"),
+        "title: Ok\nlogsource: {product: aws}\ndetection:\n  sel:\n    eventName: X\n  condition: sel\n",
+    )
+    .unwrap();
+    let f = dir.path().join("in.json");
+    std::fs::write(&f, native(&[record("x", "X", json!({}))])).unwrap();
+    let (code, alerts, stderr) = scan(&["--rules".as_ref(), p(dir.path()), p(&f)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(alerts.len(), 1, "the other rule still runs");
+    assert!(
+        stderr.contains("old.yml:7") && stderr.contains("correlation rule"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour codes when stderr is not a terminal"
+    );
+}

@@ -52,13 +52,27 @@ struct Item {
     tests: Vec<Test>,
     /// `all` modifier: every value must match (default: any).
     all: bool,
+    /// `neq` modifier: the item matches when its values do not.
+    neq: bool,
 }
 
 #[derive(Debug, Clone)]
 enum Test {
     Str(Pattern),
-    /// A number in the rule: equal as a number, or as text to a string.
-    Num(f64, Pattern),
+    /// Several encodings of one value (`base64offset`, `windash`): any.
+    AnyStr(Vec<Pattern>),
+    /// `re`, unanchored (search), with the i/m/s flags given.
+    Regex(Box<regex::Regex>),
+    /// `cidr`: the value parses as an IP address inside the network.
+    Cidr(ipnet::IpNet),
+    /// `fieldref`: compare with the value of another field of the event.
+    FieldRef {
+        path: Vec<Box<str>>,
+        shape: Shape,
+        cased: bool,
+    },
+    /// A number in the rule: equal as a number (strings are parsed).
+    Num(f64),
     Bool(bool),
     /// `null`: the field is absent or null.
     Null,
@@ -224,87 +238,354 @@ fn compile_det(d: &Detection, name: &str) -> Result<Det, CompileError> {
     })
 }
 
+/// Modifiers of one detection item, collected before values are compiled.
+#[derive(Default)]
+struct Mods {
+    contains: bool,
+    startswith: bool,
+    endswith: bool,
+    all: bool,
+    cased: bool,
+    exists: bool,
+    re: bool,
+    cidr: bool,
+    fieldref: bool,
+    neq: bool,
+    base64: bool,
+    base64offset: bool,
+    windash: bool,
+    /// `wide`/`utf16le`, `utf16be` or `utf16` (with BOM).
+    utf16: Option<Modifier>,
+    cmp: Option<CmpOp>,
+    re_i: bool,
+    re_m: bool,
+    re_s: bool,
+}
+
+impl Mods {
+    fn shape(&self) -> Shape {
+        if self.contains {
+            Shape::Contains
+        } else if self.startswith {
+            Shape::Prefix
+        } else if self.endswith {
+            Shape::Suffix
+        } else {
+            Shape::Exact
+        }
+    }
+}
+
+fn modifier_name(m: &Modifier) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{m:?}").to_lowercase())
+}
+
 fn compile_item(item: &DetectionItem, det_name: &str) -> Result<Item, CompileError> {
     let Some(field) = item.field.name.as_deref() else {
         return Ok(Item {
             path: Vec::new(),
             tests: Vec::new(),
             all: false,
+            neq: false,
         });
     };
     let near = Some(field);
-    let mut shape = Shape::Exact;
-    let mut all = false;
-    let mut cased = false;
-    let mut exists = false;
-    let mut cmp = None;
-    for m in &item.field.modifiers {
-        match m {
-            Modifier::Contains => shape = Shape::Contains,
-            Modifier::StartsWith => shape = Shape::Prefix,
-            Modifier::EndsWith => shape = Shape::Suffix,
-            Modifier::All => all = true,
-            Modifier::Cased => cased = true,
-            Modifier::Exists => exists = true,
-            Modifier::Gt => cmp = Some(CmpOp::Gt),
-            Modifier::Gte => cmp = Some(CmpOp::Gte),
-            Modifier::Lt => cmp = Some(CmpOp::Lt),
-            Modifier::Lte => cmp = Some(CmpOp::Lte),
+    let bad = |msg: String| err(format!("`{field}` in `{det_name}`: {msg}"), near);
+    let mut m = Mods::default();
+    for modifier in &item.field.modifiers {
+        match modifier {
+            Modifier::Contains => m.contains = true,
+            Modifier::StartsWith => m.startswith = true,
+            Modifier::EndsWith => m.endswith = true,
+            Modifier::All => m.all = true,
+            Modifier::Cased => m.cased = true,
+            Modifier::Exists => m.exists = true,
+            Modifier::Re => m.re = true,
+            Modifier::Cidr => m.cidr = true,
+            Modifier::FieldRef => m.fieldref = true,
+            Modifier::Neq => m.neq = true,
+            Modifier::Base64 => m.base64 = true,
+            Modifier::Base64Offset => m.base64offset = true,
+            Modifier::WindAsh => m.windash = true,
+            Modifier::Wide | Modifier::Utf16be | Modifier::Utf16 => {
+                if let Some(prev) = m.utf16 {
+                    return Err(bad(format!(
+                        "|{} and |{} are different UTF-16 encodings; pick one",
+                        modifier_name(&prev),
+                        modifier_name(modifier)
+                    )));
+                }
+                m.utf16 = Some(*modifier)
+            }
+            Modifier::Gt => m.cmp = Some(CmpOp::Gt),
+            Modifier::Gte => m.cmp = Some(CmpOp::Gte),
+            Modifier::Lt => m.cmp = Some(CmpOp::Lt),
+            Modifier::Lte => m.cmp = Some(CmpOp::Lte),
+            Modifier::IgnoreCase => m.re_i = true,
+            Modifier::Multiline => m.re_m = true,
+            Modifier::DotAll => m.re_s = true,
             other => {
-                return Err(err(
-                    format!(
-                        "modifier `{}` (on `{field}` in `{det_name}`) is not supported by this version",
-                        serde_json::to_value(other)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_else(|| format!("{other:?}"))
-                    ),
-                    near,
-                ));
+                return Err(bad(format!(
+                    "modifier |{} is not supported (it does not apply to CloudTrail's JSON, \
+                     or needs configuration trailwatch does not have)",
+                    modifier_name(other)
+                )));
             }
         }
     }
+    // One operator per item, as the specification and rsigma-eval require:
+    // a second one would be silently ignored otherwise.
+    let string_ops = [m.contains, m.startswith, m.endswith]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    let operators = string_ops * usize::from(!m.fieldref)
+        + usize::from(m.re)
+        + usize::from(m.cidr)
+        + usize::from(m.exists)
+        + usize::from(m.cmp.is_some())
+        + usize::from(m.fieldref && string_ops <= 1);
+    if operators > 1 || (m.fieldref && string_ops > 1) {
+        return Err(bad(
+            "conflicting modifiers: at most one operator (contains, startswith, \
+             endswith, re, cidr, exists, fieldref, gt/gte/lt/lte) per field"
+                .into(),
+        ));
+    }
+    let non_string_op = m.re || m.cidr || m.exists || m.fieldref || m.cmp.is_some();
+    let transforms = m.base64 || m.base64offset || m.windash || m.utf16.is_some();
+    if non_string_op && transforms {
+        return Err(bad(
+            "value transformations (base64, base64offset, windash, utf16) \
+             only apply to string matching"
+                .into(),
+        ));
+    }
+    if m.base64 && m.base64offset {
+        return Err(bad(
+            "|base64 and |base64offset are exclusive; pick one".into()
+        ));
+    }
+    if m.utf16.is_some() && !(m.base64 || m.base64offset) {
+        return Err(bad(
+            "UTF-16 modifiers only make sense with |base64 or |base64offset \
+             in JSON logs (the text itself is never UTF-16)"
+                .into(),
+        ));
+    }
+    if !m.re && (m.re_i || m.re_m || m.re_s) {
+        return Err(bad("regex flags (i, m, s) need |re".into()));
+    }
+    if m.all && item.values.len() < 2 {
+        return Err(bad("|all needs more than one value".into()));
+    }
+    let shape = m.shape();
     let mut tests = Vec::with_capacity(item.values.len());
     for v in &item.values {
-        let t = if exists {
-            match v {
-                SigmaValue::Bool(b) => Test::Exists(*b),
-                _ => return Err(err(format!("`{field}|exists` needs true or false"), near)),
-            }
-        } else if let Some(op) = cmp {
-            match v {
-                SigmaValue::Integer(n) => Test::Cmp(op, *n as f64),
-                SigmaValue::Float(f) => Test::Cmp(op, *f),
-                _ => return Err(err(format!("`{field}` comparison needs a number"), near)),
-            }
-        } else {
-            match v {
-                SigmaValue::String(s) => Test::Str(Pattern::new(&shape.apply(s), cased)),
-                // A number compares as a number unless a modifier makes it a
-                // text pattern (`port|startswith: 2` matches 22 and "22").
-                SigmaValue::Integer(n) => number_test(*n as f64, &n.to_string(), shape),
-                SigmaValue::Float(f) => number_test(*f, &f.to_string(), shape),
-                SigmaValue::Bool(b) => Test::Bool(*b),
-                SigmaValue::Null => Test::Null,
-            }
-        };
-        tests.push(t);
+        tests.push(compile_value(v, &m, shape).map_err(bad)?);
+    }
+    if m.exists {
+        // One verdict for the field, whatever the number of values.
+        tests.truncate(1);
     }
     Ok(Item {
-        path: field.split('.').map(Into::into).collect(),
+        path: split_path(field),
         tests,
-        all,
+        all: m.all,
+        neq: m.neq,
     })
+}
+
+fn split_path(field: &str) -> Vec<Box<str>> {
+    field.split('.').map(Into::into).collect()
+}
+
+/// The value as plain text (numbers and booleans as written), for
+/// modifiers that take text.
+fn plain_text(v: &SigmaValue) -> Option<String> {
+    match v {
+        SigmaValue::String(s) => Some(s.as_plain().unwrap_or_else(|| s.original.clone())),
+        SigmaValue::Integer(n) => Some(n.to_string()),
+        SigmaValue::Float(f) => Some(f.to_string()),
+        SigmaValue::Bool(b) => Some(b.to_string()),
+        SigmaValue::Null => None,
+    }
+}
+
+fn compile_value(v: &SigmaValue, m: &Mods, shape: Shape) -> Result<Test, String> {
+    let text = || plain_text(v).ok_or_else(|| "null cannot be used with this modifier".to_owned());
+    if m.exists {
+        return match v {
+            SigmaValue::Bool(b) => Ok(Test::Exists(*b)),
+            SigmaValue::String(s) => match s.as_plain().as_deref() {
+                Some("true" | "yes") => Ok(Test::Exists(true)),
+                Some("false" | "no") => Ok(Test::Exists(false)),
+                _ => Err("|exists needs true or false".into()),
+            },
+            _ => Err("|exists needs true or false".into()),
+        };
+    }
+    if m.fieldref {
+        let name = match v {
+            SigmaValue::String(s) => s
+                .as_plain()
+                .ok_or_else(|| "a field reference cannot hold wildcards".to_owned())?,
+            other => plain_text(other).ok_or_else(|| "null is not a field name".to_owned())?,
+        };
+        return Ok(Test::FieldRef {
+            path: split_path(&name),
+            shape,
+            cased: m.cased,
+        });
+    }
+    if m.re {
+        let re = regex::RegexBuilder::new(&text()?)
+            .case_insensitive(m.re_i)
+            .multi_line(m.re_m)
+            .dot_matches_new_line(m.re_s)
+            .build()
+            .map_err(|e| format!("invalid regular expression: {e}"))?;
+        return Ok(Test::Regex(Box::new(re)));
+    }
+    if m.cidr {
+        let t = text()?;
+        return t
+            .parse::<ipnet::IpNet>()
+            .map(Test::Cidr)
+            .map_err(|e| format!("invalid CIDR `{t}`: {e}"));
+    }
+    if let Some(op) = m.cmp {
+        let n = match v {
+            SigmaValue::Integer(n) => *n as f64,
+            SigmaValue::Float(f) => *f,
+            SigmaValue::String(s) => {
+                let t = s.as_plain().unwrap_or_else(|| s.original.clone());
+                t.parse()
+                    .map_err(|_| format!("comparison needs a number, got `{t}`"))?
+            }
+            _ => return Err("comparison needs a number".into()),
+        };
+        return Ok(Test::Cmp(op, n));
+    }
+    match v {
+        SigmaValue::Integer(n) => return Ok(number_test(*n as f64, &n.to_string(), shape)),
+        SigmaValue::Float(f) => return Ok(number_test(*f, &f.to_string(), shape)),
+        SigmaValue::Bool(b) => return Ok(Test::Bool(*b)),
+        SigmaValue::Null => return Ok(Test::Null),
+        SigmaValue::String(_) => {}
+    }
+    let SigmaValue::String(s) = v else {
+        unreachable!("other kinds returned above")
+    };
+    if m.base64 || m.base64offset {
+        use base64::Engine as _;
+        let mut bytes = s
+            .as_plain()
+            .unwrap_or_else(|| s.original.clone())
+            .into_bytes();
+        if let Some(enc) = m.utf16 {
+            bytes = utf16(&bytes, enc);
+        }
+        if m.base64 {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            return Ok(Test::Str(literal(&encoded, shape, m.cased)));
+        }
+        // base64offset implies contains: the encoded value sits inside a
+        // longer base64 string at an unknown alignment.
+        return Ok(Test::AnyStr(
+            base64_offsets(&bytes)
+                .iter()
+                .map(|p| literal(p, Shape::Contains, m.cased))
+                .collect(),
+        ));
+    }
+    if m.windash {
+        let plain = s.as_plain().unwrap_or_else(|| s.original.clone());
+        return Ok(Test::AnyStr(
+            windash(&plain)?
+                .iter()
+                .map(|p| literal(p, shape, m.cased))
+                .collect(),
+        ));
+    }
+    Ok(Test::Str(Pattern::new(&shape.apply(s), m.cased)))
+}
+
+/// A pattern matching `text` literally (no wildcards) in the given shape.
+fn literal(text: &str, shape: Shape, cased: bool) -> Pattern {
+    let raw = rsigma_parser::SigmaString::from_raw(text);
+    Pattern::new(&shape.apply(&raw), cased)
+}
+
+fn utf16(bytes: &[u8], enc: Modifier) -> Vec<u8> {
+    let s = String::from_utf8_lossy(bytes);
+    let mut out = Vec::with_capacity(s.len() * 2 + 2);
+    if enc == Modifier::Utf16 {
+        out.extend_from_slice(&[0xFF, 0xFE]); // little-endian BOM
+    }
+    for u in s.encode_utf16() {
+        out.extend_from_slice(&if enc == Modifier::Utf16be {
+            u.to_be_bytes()
+        } else {
+            u.to_le_bytes()
+        });
+    }
+    out
+}
+
+/// The three base64 encodings of `value` at byte offsets 0, 1 and 2 of a
+/// 3-byte group, trimmed at both ends to the characters that do not depend
+/// on the surrounding bytes (pySigma's construction, as the specification
+/// describes it; rsigma-eval keeps one alignment-dependent character at the
+/// end, which can miss real matches).
+fn base64_offsets(value: &[u8]) -> Vec<String> {
+    use base64::Engine as _;
+    const START: [usize; 3] = [0, 2, 3];
+    const END_TRIM: [usize; 3] = [0, 3, 2];
+    (0..3usize)
+        .filter_map(|offset| {
+            let mut padded = vec![b' '; offset];
+            padded.extend_from_slice(value);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&padded);
+            let end = encoded.len() - END_TRIM[(value.len() + offset) % 3];
+            (START[offset] < end).then(|| encoded[START[offset]..end].to_owned())
+        })
+        .collect()
+}
+
+/// Every variant of `text` with each `-` replaced by one of the dashes
+/// Windows command lines accept. Bounded: 5^8 variants at most.
+fn windash(text: &str) -> Result<Vec<String>, String> {
+    const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
+    let n = text.matches('-').count();
+    if n > 8 {
+        return Err(format!("|windash value has {n} dashes (at most 8)"));
+    }
+    let mut out = vec![String::new()];
+    for c in text.chars() {
+        if c == '-' {
+            out = out
+                .iter()
+                .flat_map(|p| DASHES.iter().map(move |d| format!("{p}{d}")))
+                .collect();
+        } else {
+            out.iter_mut().for_each(|p| p.push(c));
+        }
+    }
+    Ok(out)
 }
 
 fn number_test(n: f64, text: &str, shape: Shape) -> Test {
     match shape {
-        Shape::Exact => Test::Num(n, Pattern::parse(text)),
+        Shape::Exact => Test::Num(n),
         _ => Test::Str(Pattern::parse(&shape.wrap(text))),
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Shape {
     Exact,
     Contains,
@@ -356,7 +637,11 @@ fn required_event_names(cond: &Cond, dets: &[Det]) -> Option<HashSet<String>> {
 fn det_event_names(d: &Det) -> Option<HashSet<String>> {
     match d {
         Det::All(items) => items.iter().find_map(|it| {
-            if it.path.len() != 1 || &*it.path[0] != "eventName" || it.all && it.tests.len() > 1 {
+            if it.path.len() != 1
+                || &*it.path[0] != "eventName"
+                || it.neq
+                || it.all && it.tests.len() > 1
+            {
                 return None;
             }
             it.tests
@@ -428,58 +713,103 @@ fn eval_item(it: &Item, r: &Record<'_, '_>) -> bool {
                 });
                 !present
             }
-            Test::Exists(want) => r.any_at(&it.path, &mut |_| true) == *want,
-            _ => r.any_at(&it.path, &mut |v| test_value(t, v)),
+            // Present means present with a value: null counts as absent.
+            Test::Exists(want) => r.any_at(&it.path, &mut |v| !v.is_null()) == *want,
+            _ => r.any_at(&it.path, &mut |v| test_value(t, v, r)),
         }
     };
-    if it.all {
+    let hit = if it.all {
         it.tests.iter().all(one)
     } else {
         it.tests.iter().any(one)
+    };
+    hit != it.neq
+}
+
+/// A scalar as text, the way Sigma string matchers see numbers and booleans.
+fn with_text<R>(v: Value<'_, '_>, f: impl FnOnce(&str) -> R) -> Option<R> {
+    match v.kind() {
+        Kind::String => Some(f(v.as_str().unwrap_or(""))),
+        Kind::Number => Some(match v.as_i64() {
+            Some(n) => f(&n.to_string()),
+            None => f(&v.as_f64().unwrap_or(f64::NAN).to_string()),
+        }),
+        Kind::Bool => Some(f(if v.as_bool() == Some(true) {
+            "true"
+        } else {
+            "false"
+        })),
+        _ => None,
     }
 }
 
-fn test_value(t: &Test, v: Value<'_, '_>) -> bool {
+fn number_of(v: Value<'_, '_>) -> Option<f64> {
+    match v.kind() {
+        Kind::Number => v.as_f64(),
+        Kind::String => v.as_str().and_then(|s| s.parse::<f64>().ok()),
+        _ => None,
+    }
+}
+
+fn test_value(t: &Test, v: Value<'_, '_>, r: &Record<'_, '_>) -> bool {
     match t {
-        Test::Str(p) => match v.kind() {
-            Kind::String => p.matches(v.as_str().unwrap_or("")),
-            Kind::Number => v.as_i64().map_or_else(
-                || p.matches(&v.as_f64().unwrap_or(f64::NAN).to_string()),
-                |n| p.matches(&n.to_string()),
-            ),
-            Kind::Bool => p.matches(if v.as_bool() == Some(true) {
-                "true"
-            } else {
-                "false"
-            }),
-            _ => false,
-        },
-        Test::Num(n, text) => match v.kind() {
-            Kind::Number => v.as_f64() == Some(*n),
-            Kind::String => text.matches(v.as_str().unwrap_or("")),
-            _ => false,
-        },
+        Test::Str(p) => with_text(v, |s| p.matches(s)).unwrap_or(false),
+        Test::AnyStr(ps) => with_text(v, |s| ps.iter().any(|p| p.matches(s))).unwrap_or(false),
+        Test::Regex(re) => with_text(v, |s| re.is_match(s)).unwrap_or(false),
+        Test::Cidr(net) => v
+            .as_str()
+            .and_then(|s| s.trim().parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| net.contains(&ip)),
+        Test::Num(n) => number_of(v) == Some(*n),
         Test::Bool(b) => match v.kind() {
             Kind::Bool => v.as_bool() == Some(*b),
-            Kind::String => v
-                .as_str()
-                .is_some_and(|s| s.eq_ignore_ascii_case(if *b { "true" } else { "false" })),
+            Kind::String => match v.as_str().unwrap_or("").to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => *b,
+                "false" | "0" | "no" => !*b,
+                _ => false,
+            },
             _ => false,
         },
-        Test::Cmp(op, n) => {
-            let x = match v.kind() {
-                Kind::Number => v.as_f64(),
-                Kind::String => v.as_str().and_then(|s| s.trim().parse::<f64>().ok()),
-                _ => None,
-            };
-            x.is_some_and(|x| match op {
-                CmpOp::Gt => x > *n,
-                CmpOp::Gte => x >= *n,
-                CmpOp::Lt => x < *n,
-                CmpOp::Lte => x <= *n,
-            })
+        Test::Cmp(op, n) => number_of(v).is_some_and(|x| match op {
+            CmpOp::Gt => x > *n,
+            CmpOp::Gte => x >= *n,
+            CmpOp::Lt => x < *n,
+            CmpOp::Lte => x <= *n,
+        }),
+        Test::FieldRef { path, shape, cased } => {
+            let mut other = None;
+            r.any_at(path, &mut |o| {
+                other = Some(o);
+                true
+            });
+            other.is_some_and(|o| field_ref(v, o, *shape, *cased))
         }
         Test::Null | Test::Exists(_) => unreachable!("handled per item"),
+    }
+}
+
+/// `a|fieldref: b`: equal values (strings case-insensitively unless
+/// `cased`), or with a shape, `b`'s text found in `a` that way.
+fn field_ref(v: Value<'_, '_>, other: Value<'_, '_>, shape: Shape, cased: bool) -> bool {
+    let fold = |s: &str| {
+        if cased {
+            s.to_owned()
+        } else {
+            s.to_lowercase()
+        }
+    };
+    match (v.as_str(), other.as_str()) {
+        (Some(a), Some(b)) => {
+            let (a, b) = (fold(a), fold(b));
+            match shape {
+                Shape::Exact => a == b,
+                Shape::Contains => a.contains(&b),
+                Shape::Prefix => a.starts_with(&b),
+                Shape::Suffix => a.ends_with(&b),
+            }
+        }
+        _ if shape == Shape::Exact => v.to_json() == other.to_json(),
+        _ => false,
     }
 }
 
@@ -721,12 +1051,186 @@ mod tests {
 
     #[test]
     fn unsupported_forms_are_refused_with_a_message() {
-        let e = rule("  s:\n    sourceIPAddress|cidr: 10.0.0.0/8\n  condition: s").unwrap_err();
-        assert!(e.message.contains("cidr"), "{e:?}");
-        assert_eq!(e.near.as_deref(), Some("sourceIPAddress"));
-        let e = rule("  s:\n    eventName: A\n  condition: s and t").unwrap_err();
-        assert!(e.message.contains("`t`"), "{e:?}");
-        let e = rule("  s:\n    eventName: A\n  condition: 1 of x*").unwrap_err();
-        assert!(e.message.contains("matches no detection"), "{e:?}");
+        let refused = |det: &str, needle: &str| {
+            let e = rule(det).expect_err(det);
+            assert!(e.message.contains(needle), "{det}: {e:?}");
+            e
+        };
+        let e = refused("  s:\n    eventTime|hour: 3\n  condition: s", "|hour");
+        assert_eq!(e.near.as_deref(), Some("eventTime"));
+        refused("  s:\n    eventName: A\n  condition: s and t", "`t`");
+        refused(
+            "  s:\n    eventName: A\n  condition: 1 of x*",
+            "matches no detection",
+        );
+        refused(
+            "  s:\n    a|contains|re: x\n  condition: s",
+            "conflicting modifiers",
+        );
+        refused(
+            "  s:\n    a|re|base64: x\n  condition: s",
+            "value transformations",
+        );
+        refused(
+            "  s:\n    a|base64|base64offset: x\n  condition: s",
+            "exclusive",
+        );
+        refused("  s:\n    a|wide: x\n  condition: s", "UTF-16");
+        refused("  s:\n    a|contains|i: x\n  condition: s", "need |re");
+        refused(
+            "  s:\n    a|contains|all: x\n  condition: s",
+            "more than one value",
+        );
+        refused(
+            "  s:\n    a|re: '('\n  condition: s",
+            "invalid regular expression",
+        );
+        refused(
+            "  s:\n    a|cidr: 10.0.0.300/8\n  condition: s",
+            "invalid CIDR",
+        );
+        refused("  s:\n    a|gt: lots\n  condition: s", "needs a number");
+    }
+
+    /// Modifiers beyond the basic string shapes.
+    const MORE: &[(&str, &str, bool)] = &[
+        (
+            "  s:\n    userAgent|re: '^aws-cli/[0-9]+'\n  condition: s",
+            r#"{"userAgent":"aws-cli/2.1"}"#,
+            true,
+        ),
+        // re is case-sensitive unless |i.
+        (
+            "  s:\n    userAgent|re: '^AWS'\n  condition: s",
+            r#"{"userAgent":"aws-cli/2.1"}"#,
+            false,
+        ),
+        (
+            "  s:\n    userAgent|re|i: '^AWS'\n  condition: s",
+            r#"{"userAgent":"aws-cli/2.1"}"#,
+            true,
+        ),
+        (
+            "  s:\n    userAgent|re|s: 'a.b'\n  condition: s",
+            r#"{"userAgent":"a\nb"}"#,
+            true,
+        ),
+        (
+            "  s:\n    userAgent|re: 'a.b'\n  condition: s",
+            r#"{"userAgent":"a\nb"}"#,
+            false,
+        ),
+        (
+            "  s:\n    userAgent|re|m: '^b$'\n  condition: s",
+            r#"{"userAgent":"a\nb"}"#,
+            true,
+        ),
+        (
+            "  s:\n    sourceIPAddress|cidr: 10.0.0.0/8\n  condition: s",
+            r#"{"sourceIPAddress":"10.2.3.4"}"#,
+            true,
+        ),
+        (
+            "  s:\n    sourceIPAddress|cidr: 10.0.0.0/8\n  condition: s",
+            r#"{"sourceIPAddress":"11.2.3.4"}"#,
+            false,
+        ),
+        (
+            "  s:\n    sourceIPAddress|cidr: 10.0.0.0/8\n  condition: s",
+            r#"{"sourceIPAddress":"iam.amazonaws.com"}"#,
+            false,
+        ),
+        (
+            "  s:\n    sourceIPAddress|cidr: '2001:db8::/32'\n  condition: s",
+            r#"{"sourceIPAddress":"2001:db8::1"}"#,
+            true,
+        ),
+        // base64 of "admin" is YWRtaW4=
+        (
+            "  s:\n    requestParameters.userData|base64: admin\n  condition: s",
+            r#"{"requestParameters":{"userData":"YWRtaW4="}}"#,
+            true,
+        ),
+        (
+            "  s:\n    requestParameters.userData|base64offset|contains: curl\n  condition: s",
+            r#"{"requestParameters":{"userData":"IyEvYmluL2Jhc2gKY3VybCBodHRwOi8vZXZpbA=="}}"#,
+            true,
+        ),
+        (
+            "  s:\n    requestParameters.userData|base64offset|contains: wget\n  condition: s",
+            r#"{"requestParameters":{"userData":"IyEvYmluL2Jhc2gKY3VybCBodHRwOi8vZXZpbA=="}}"#,
+            false,
+        ),
+        (
+            "  s:\n    a|windash|contains: ' -enc '\n  condition: s",
+            r#"{"a":"powershell /enc x"}"#,
+            true,
+        ),
+        (
+            "  s:\n    a|windash|contains: ' -enc '\n  condition: s",
+            r#"{"a":"powershell +enc x"}"#,
+            false,
+        ),
+        (
+            "  s:\n    userIdentity.userName|fieldref: requestParameters.userName\n  condition: s",
+            r#"{"userIdentity":{"userName":"Alice"},"requestParameters":{"userName":"alice"}}"#,
+            true,
+        ),
+        (
+            "  s:\n    userIdentity.userName|fieldref: requestParameters.userName\n  condition: s",
+            r#"{"userIdentity":{"userName":"alice"},"requestParameters":{"userName":"bob"}}"#,
+            false,
+        ),
+        (
+            "  s:\n    userIdentity.userName|fieldref: requestParameters.userName\n  condition: s",
+            r#"{"userIdentity":{"userName":"alice"}}"#,
+            false,
+        ),
+        (
+            "  s:\n    a|fieldref|contains: b\n  condition: s",
+            r#"{"a":"xxhixx","b":"HI"}"#,
+            true,
+        ),
+        (
+            "  s:\n    eventName|neq: ListUsers\n  condition: s",
+            r#"{"eventName":"GetUser"}"#,
+            true,
+        ),
+        (
+            "  s:\n    eventName|neq: [ListUsers, GetUser]\n  condition: s",
+            r#"{"eventName":"GetUser"}"#,
+            false,
+        ),
+        (
+            "  s:\n    errorCode|exists: true\n  condition: s",
+            r#"{"errorCode":null}"#,
+            false,
+        ),
+        ("  s:\n    n: 22\n  condition: s", r#"{"n":"22.0"}"#, true),
+        ("  s:\n    n|gte: 1.5\n  condition: s", r#"{"n":"2"}"#, true),
+    ];
+
+    #[test]
+    fn more_modifiers() {
+        for (det, event, want) in MORE {
+            let m = rule(det).unwrap_or_else(|e| panic!("{det}: {e:?}"));
+            assert_eq!(matches(&m, event), *want, "\n{det}\n{event}");
+        }
+    }
+
+    #[test]
+    fn base64_offsets_and_windash_expansions() {
+        // The specification's example: "/bin/bash" at the three alignments.
+        assert_eq!(
+            base64_offsets(b"/bin/bash"),
+            ["L2Jpbi9iYXNo", "9iaW4vYmFza", "vYmluL2Jhc2"]
+        );
+        let w = windash("-a -b").unwrap();
+        assert_eq!(w.len(), 25);
+        assert!(w.contains(&"/a \u{2014}b".to_string()));
+        assert!(windash(&"-".repeat(9)).is_err());
+        assert_eq!(utf16(b"A", Modifier::Wide), [0x41, 0]);
+        assert_eq!(utf16(b"A", Modifier::Utf16be), [0, 0x41]);
+        assert_eq!(utf16(b"A", Modifier::Utf16), [0xFF, 0xFE, 0x41, 0]);
     }
 }

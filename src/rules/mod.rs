@@ -143,6 +143,19 @@ impl RuleSet {
 
     /// Parse one file's text and add the rules it holds.
     fn add_source(&mut self, path: &str, text: &str) {
+        if let Some(line) = retired_aggregation(text) {
+            // rsigma-parser reports this as a condition syntax error; say
+            // what it is and how to write it today.
+            self.errors.push(RuleError {
+                path: path.to_owned(),
+                line: Some(line),
+                message: "uses the retired `| count() > N` aggregation with `timeframe`; \
+                          Sigma now expresses this as a correlation rule \
+                          (`correlation: {type: event_count, rules, group-by, timespan, condition}`)"
+                    .into(),
+            });
+            return;
+        }
         let collection = match rsigma_parser::parse_sigma_yaml(text) {
             Ok(c) => c,
             Err(e) => {
@@ -282,6 +295,19 @@ fn locate(text: &str, needle: &str) -> Option<usize> {
             t.starts_with(needle)
                 || t.contains(&format!("{needle}:"))
                 || t.contains(&format!("{needle}|"))
+        })
+        .map(|i| i + 1)
+}
+
+/// The line of a condition using the pre-correlation `| count()` form.
+fn retired_aggregation(text: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            (t.starts_with("condition:") || t.starts_with("- ")) && {
+                let compact: String = t.chars().filter(|c| !c.is_whitespace()).collect();
+                compact.contains("|count(")
+            }
         })
         .map(|i| i + 1)
 }

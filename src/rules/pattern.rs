@@ -215,6 +215,9 @@ mod tests {
             ("ÄRGER", "ärger", true),
             ("", "", true),
             ("", "x", false),
+            // Wildcards span line breaks: `*x*` means the same as |contains.
+            ("a*c", "ab\nc", true),
+            ("*b*", "a\nb\nc", true),
         ];
         for (pat, hay, want) in cases {
             assert_eq!(p(pat).matches(hay), *want, "{pat} ~ {hay}");
