@@ -101,6 +101,16 @@ pub struct ScanArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::decode::DEFAULT_MAX_OBJECT_BYTES)]
     pub max_object_bytes: u64,
 
+    /// How late an event may arrive (its eventTime behind the newest seen)
+    /// and still count in correlation windows.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub lateness_secs: u64,
+
+    /// Groups kept per correlation rule; the least recently seen are
+    /// evicted beyond this (and counted).
+    #[arg(long, value_name = "N", default_value_t = crate::correlate::DEFAULT_MAX_GROUPS)]
+    pub max_groups: usize,
+
     /// Worker threads (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -157,6 +167,8 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         },
         strict: args.strict,
         format: args.format,
+        lateness_ms: (args.lateness_secs.min(i64::MAX as u64 / 1000) as i64) * 1000,
+        max_groups: args.max_groups,
     };
     let summary = match pipeline::scan(&inputs, &rules, &opts, &mut out) {
         Ok(s) => s,

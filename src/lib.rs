@@ -16,6 +16,8 @@
 //!   digests) and the [`parse::Record`] view rules query by field path.
 //! - [`rules`]: Sigma rules read by rsigma-parser, compiled to matchers over
 //!   records, indexed by eventName; the built-in pack lives in `rules/`.
+//! - [`correlate`]: Sigma correlation rules (event_count, value_count,
+//!   temporal, temporal_ordered) in eventTime windows with bounded state.
 //! - [`alert`]: what a match becomes ([`alert::Alert`]) and its sinks
 //!   (JSON lines and text so far).
 //! - [`pipeline`]: one object through the stages, and the parallel `scan`
@@ -24,6 +26,7 @@
 
 pub mod alert;
 pub mod cli;
+pub mod correlate;
 pub mod decode;
 pub mod parse;
 pub mod pipeline;

@@ -21,9 +21,10 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::alert::{Alert, jsonl};
+use crate::alert::{Alert, bound, jsonl};
+use crate::correlate::{self, Correlator, Hit};
 use crate::decode::{self, DecodeError};
-use crate::parse::{self, Layout, ParseError, ParseErrorKind, Record, Sink};
+use crate::parse::{self, Kind, Layout, ParseError, ParseErrorKind, Record, Sink, Top};
 use crate::rules::RuleSet;
 use crate::source::SourceError;
 use crate::source::files::Input;
@@ -101,6 +102,8 @@ pub struct ObjectReport {
     pub bytes_decoded: u64,
     /// In record order, then rule order.
     pub alerts: Vec<Alert>,
+    /// Matches of rules that feed correlations, in record order.
+    pub hits: Vec<Hit>,
     pub errors: Vec<InputError>,
 }
 
@@ -162,6 +165,7 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
         source: name,
         records: AtomicU64::new(0),
         alerts: Mutex::new(Vec::new()),
+        hits: Mutex::new(Vec::new()),
         errors: Mutex::new(Vec::new()),
     };
     let layout = match parse::parse(&mut decoded.buf, decoded.len, &sink) {
@@ -182,6 +186,9 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
     // Chunks finish in any order; within a record, rule order is kept.
     alerts.sort_by_key(|a| a.record);
     report.alerts = alerts;
+    let mut hits = sink.hits.into_inner().unwrap_or_else(|p| p.into_inner());
+    hits.sort_by_key(|h| h.alert.record);
+    report.hits = hits;
     let mut errors = sink.errors.into_inner().unwrap_or_else(|p| p.into_inner());
     errors.sort_by_key(|e| (e.offset, e.record));
     report.errors.extend(errors.into_iter().map(|e| InputError {
@@ -210,6 +217,7 @@ struct ObjectSink<'a> {
     source: &'a str,
     records: AtomicU64,
     alerts: Mutex<Vec<Alert>>,
+    hits: Mutex<Vec<Hit>>,
     errors: Mutex<Vec<ParseError>>,
 }
 
@@ -218,9 +226,31 @@ impl Sink for ObjectSink<'_> {
         self.records
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         let mut found = Vec::new();
+        let mut hits = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            self.rules.for_each_match(r, |rule| {
-                found.push(Alert::new(&rule.meta, r, self.source, first + i))
+            self.rules.for_each_match(r, |index, rule| {
+                let alert = Alert::new(&rule.meta, r, self.source, first + i);
+                if !rule.feeds.is_empty() {
+                    hits.push(Hit {
+                        rule: index as u32,
+                        time_ms: r.str(Top::EventTime).and_then(correlate::parse_event_time),
+                        keys: rule
+                            .feeds
+                            .iter()
+                            .map(|f| {
+                                (
+                                    f.correlation,
+                                    f.group_paths.iter().map(|p| text_at(r, p)).collect(),
+                                    f.value_path.as_ref().map(|p| text_at(r, p)),
+                                )
+                            })
+                            .collect(),
+                        alert: alert.clone(),
+                    });
+                }
+                if !rule.hidden {
+                    found.push(alert);
+                }
             });
         }
         if !found.is_empty() {
@@ -228,6 +258,12 @@ impl Sink for ObjectSink<'_> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(found);
+        }
+        if !hits.is_empty() {
+            self.hits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(hits);
         }
     }
 
@@ -237,6 +273,21 @@ impl Sink for ObjectSink<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .push(err);
     }
+}
+
+/// A field as text for grouping (first value at the path; numbers and
+/// booleans as written; "" when absent), bounded in length.
+fn text_at(r: &Record<'_, '_>, path: &[Box<str>]) -> String {
+    let mut out = String::new();
+    r.any_at(path, &mut |v| {
+        match v.kind() {
+            Kind::String => out = bound(v.as_str().unwrap_or("")),
+            Kind::Number | Kind::Bool => out = v.to_json().to_string(),
+            _ => return false,
+        }
+        true
+    });
+    out
 }
 
 /// Totals of a scan, printed to stderr at the end.
@@ -257,6 +308,8 @@ pub struct Summary {
     pub seconds: f64,
     /// The scan stopped early at the first error (`--strict`).
     pub stopped_early: bool,
+    /// Correlation state counters (late, untimed, evicted).
+    pub correlation: correlate::CorrelationStats,
 }
 
 impl Summary {
@@ -292,6 +345,16 @@ impl Summary {
     }
 }
 
+impl Summary {
+    fn add_match(&mut self, a: &Alert) {
+        self.matches += 1;
+        *self
+            .matches_by_rule
+            .entry(a.rule_title.clone())
+            .or_default() += 1;
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -313,6 +376,14 @@ impl fmt::Display for Summary {
         for (kind, n) in &self.errors {
             writeln!(f, "  {n:>8}  {kind}")?;
         }
+        let c = &self.correlation;
+        if *c != correlate::CorrelationStats::default() {
+            writeln!(
+                f,
+                "correlation: {} late events dropped, {} without eventTime, {} groups and {} events evicted",
+                c.late, c.untimed, c.evicted_groups, c.evicted_events
+            )?;
+        }
         if self.stopped_early {
             writeln!(f, "stopped at the first error (--strict)")?;
         }
@@ -327,6 +398,11 @@ pub struct ScanOptions {
     /// Stop at the first input error.
     pub strict: bool,
     pub format: jsonl::Format,
+    /// How late (event time behind the newest seen) an event may arrive and
+    /// still count in correlation windows.
+    pub lateness_ms: i64,
+    /// Groups kept per correlation rule.
+    pub max_groups: usize,
 }
 
 /// Errors logged per object before the rest are only counted, so a file of
@@ -343,6 +419,11 @@ pub fn scan(
     let started = Instant::now();
     let stop = AtomicBool::new(false);
     let mut summary = Summary::default();
+    let mut correlator = Correlator::new(
+        rules.correlations().to_vec(),
+        opts.lateness_ms,
+        opts.max_groups,
+    );
     let (tx, rx) = std::sync::mpsc::channel::<(usize, ObjectReport)>();
     let result = std::thread::scope(|s| -> io::Result<()> {
         let stop = &stop;
@@ -368,6 +449,13 @@ pub fn scan(
                 for a in &report.alerts {
                     jsonl::write(out, a, opts.format)?;
                 }
+                // Correlations see hits in input order: deterministic.
+                for hit in &report.hits {
+                    for a in correlator.push(hit) {
+                        jsonl::write(out, &a, opts.format)?;
+                        summary.add_match(&a);
+                    }
+                }
                 log_errors(&report);
                 summary.add(&report);
                 if opts.strict && !report.errors.is_empty() {
@@ -379,8 +467,15 @@ pub fn scan(
         }
         Ok(())
     });
-    out.flush()?;
     result?;
+    if !summary.stopped_early {
+        for a in correlator.finish() {
+            jsonl::write(out, &a, opts.format)?;
+            summary.add_match(&a);
+        }
+    }
+    summary.correlation = correlator.stats.clone();
+    out.flush()?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -26,21 +26,32 @@ pub fn write(w: &mut dyn Write, alert: &Alert, format: Format) -> io::Result<()>
             serde_json::to_writer(&mut *w, alert)?;
             w.write_all(b"\n")
         }
-        Format::Text => writeln!(
-            w,
-            "{time} {level:<13} {title} | principal={principal} account={account} region={region} ip={ip} event={event} id={id} source={source}#{record}",
-            time = clean(alert.event_time.as_deref()),
-            level = alert.level,
-            title = clean(Some(&alert.rule_title)),
-            principal = clean(alert.principal.as_deref()),
-            account = clean(alert.account.as_deref()),
-            region = clean(alert.region.as_deref()),
-            ip = clean(alert.source_ip.as_deref()),
-            event = clean(alert.event_name.as_deref()),
-            id = clean(alert.event_id.as_deref()),
-            source = clean(Some(&alert.source)),
-            record = alert.record,
-        ),
+        Format::Text => {
+            if let (Some(kind), Some(count)) = (alert.correlation, alert.count) {
+                let group: Vec<String> = alert
+                    .group
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", clean(Some(v))))
+                    .collect();
+                write!(w, "[{kind} x{count} {}] ", group.join(" "))?;
+            }
+            writeln!(
+                w,
+                "{time} {level:<13} {title} | principal={principal} account={account} region={region} ip={ip} event={event} id={id} source={source}#{record}",
+                time = clean(alert.event_time.as_deref()),
+                level = alert.level,
+                title = clean(Some(&alert.rule_title)),
+                principal = clean(alert.principal.as_deref()),
+                account = clean(alert.account.as_deref()),
+                region = clean(alert.region.as_deref()),
+                ip = clean(alert.source_ip.as_deref()),
+                event = clean(alert.event_name.as_deref()),
+                id = clean(alert.event_id.as_deref()),
+                source = clean(Some(&alert.source)),
+                record = alert.record,
+            )
+        }
     }
 }
 
@@ -80,6 +91,11 @@ mod tests {
             source: "f".into(),
             record: 3,
             tags: vec![],
+            correlation: None,
+            group: None,
+            count: None,
+            event_ids: None,
+            first_event_time: None,
         }
     }
 

@@ -39,9 +39,25 @@ pub struct Alert {
     pub user_agent: Option<String>,
     /// The file or object the event came from.
     pub source: String,
-    /// Index of the record in that file.
+    /// Index of the record in that file (for a correlation: of the event
+    /// that completed it).
     pub record: usize,
     pub tags: Vec<String>,
+    /// Correlation alerts only: the correlation type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<&'static str>,
+    /// Correlation alerts only: group-by field → value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<std::collections::BTreeMap<String, String>>,
+    /// Correlation alerts only: events counted (value_count: distinct values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Correlation alerts only: the contributing events (at most 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_ids: Option<Vec<String>>,
+    /// Correlation alerts only: eventTime of the first contributing event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_event_time: Option<String>,
 }
 
 impl Alert {
@@ -69,6 +85,11 @@ impl Alert {
             source: source.to_owned(),
             record: index,
             tags: rule.tags.clone(),
+            correlation: None,
+            group: None,
+            count: None,
+            event_ids: None,
+            first_event_time: None,
         }
     }
 }

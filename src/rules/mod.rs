@@ -13,10 +13,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rsigma_parser::{Level, SigmaRule};
+use rsigma_parser::{CorrelationCondition, CorrelationRule, CorrelationType, Level, SigmaRule};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::correlate::Correlation;
 use crate::parse::{Record, Top};
 pub use compile::Matcher;
 
@@ -52,6 +53,22 @@ pub struct RuleMeta {
 pub struct Rule {
     pub meta: Arc<RuleMeta>,
     pub matcher: Matcher,
+    /// Referenced by a correlation rule and not `generate: true`: its matches
+    /// feed correlations only and do not alert on their own (Sigma's default).
+    pub hidden: bool,
+    /// What each correlation that references this rule needs from its events.
+    pub feeds: Vec<Feed>,
+}
+
+/// Fields a correlation reads from the events of one referenced rule
+/// (aliases already resolved for that rule).
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// Index of the correlation in [`RuleSet::correlations`].
+    pub correlation: usize,
+    pub group_paths: Vec<Vec<Box<str>>>,
+    /// value_count's field.
+    pub value_path: Option<Vec<Box<str>>>,
 }
 
 /// A rule file or rule that could not be loaded.
@@ -91,6 +108,11 @@ pub struct RuleSet {
     by_event: HashMap<String, Vec<u32>>,
     /// Rules that do not pin eventName: tested on every record.
     always: Vec<u32>,
+    /// Correlation rules, resolved against `rules`.
+    correlations: Vec<Correlation>,
+    /// Correlation rules read but not yet resolved (references may point
+    /// to rules in files read later).
+    pending: Vec<(String, Option<usize>, CorrelationRule)>,
     /// Problems met while loading (bad rules are skipped, not fatal).
     pub errors: Vec<RuleError>,
 }
@@ -177,21 +199,17 @@ impl RuleSet {
                 message: message.clone(),
             });
         }
-        for c in &collection.correlations {
-            self.errors.push(RuleError {
-                path: path.to_owned(),
-                line: locate(text, "correlation"),
-                message: format!(
-                    "correlation rule `{}` is not supported by this version",
-                    c.title
-                ),
-            });
+        for c in collection.correlations {
+            let line = locate(text, "correlation");
+            self.pending.push((path.to_owned(), line, c));
         }
         for rule in collection.rules {
             match compile::compile(&rule) {
                 Ok(matcher) => self.rules.push(Rule {
                     meta: Arc::new(meta(&rule, path)),
                     matcher,
+                    hidden: false,
+                    feeds: Vec::new(),
                 }),
                 Err(e) => self.errors.push(RuleError {
                     path: path.to_owned(),
@@ -203,6 +221,7 @@ impl RuleSet {
     }
 
     fn build_index(&mut self) {
+        self.resolve_correlations();
         self.by_event.clear();
         self.always.clear();
         for (i, r) in self.rules.iter().enumerate() {
@@ -217,6 +236,125 @@ impl RuleSet {
         }
     }
 
+    /// Turn the correlation rules read into [`Correlation`]s: find the
+    /// rules they reference (by `id` or `name`), resolve aliases, and mark
+    /// referenced rules hidden unless a correlation asks to `generate` them.
+    fn resolve_correlations(&mut self) {
+        let mut generate = vec![false; self.rules.len()];
+        for (path, line, c) in std::mem::take(&mut self.pending) {
+            let fail = |message: String| RuleError {
+                path: path.clone(),
+                line,
+                message: format!("correlation `{}`: {message}", c.title),
+            };
+            let mut refs = Vec::new();
+            let mut missing = Vec::new();
+            for r in &c.rules {
+                match self
+                    .rules
+                    .iter()
+                    .position(|x| x.meta.id == *r || x.meta.name.as_deref() == Some(r.as_str()))
+                {
+                    Some(i) => refs.push(i as u32),
+                    None => missing.push(r.clone()),
+                }
+            }
+            if !missing.is_empty() {
+                self.errors.push(fail(format!(
+                    "references {} which no loaded detection rule has as id or name \
+                     (chaining correlations is not supported)",
+                    missing.join(", ")
+                )));
+                continue;
+            }
+            let (predicates, value_field, expr) = match &c.condition {
+                CorrelationCondition::Threshold {
+                    predicates, field, ..
+                } => (predicates.clone(), field.clone(), None),
+                CorrelationCondition::Extended(e) => (Vec::new(), None, Some(e.clone())),
+            };
+            match c.correlation_type {
+                CorrelationType::EventCount
+                | CorrelationType::ValueCount
+                | CorrelationType::Temporal
+                | CorrelationType::TemporalOrdered => {}
+                other => {
+                    self.errors.push(fail(format!(
+                        "type {} is not supported (event_count, value_count, temporal, \
+                         temporal_ordered are)",
+                        other.as_str()
+                    )));
+                    continue;
+                }
+            }
+            if c.correlation_type == CorrelationType::ValueCount && value_field.is_none() {
+                self.errors
+                    .push(fail("value_count needs `condition.field`".into()));
+                continue;
+            }
+            if c.timespan.seconds == 0 {
+                self.errors.push(fail("timespan must be positive".into()));
+                continue;
+            }
+            let ci = self.correlations.len();
+            let rule_names: Vec<Vec<String>> = refs
+                .iter()
+                .map(|&i| {
+                    let m = &self.rules[i as usize].meta;
+                    std::iter::once(m.id.clone())
+                        .chain(m.name.clone())
+                        .collect()
+                })
+                .collect();
+            for (&ri, names) in refs.iter().zip(&rule_names) {
+                // An alias maps, per referenced rule (by name or id), to the
+                // field holding the group value in that rule's events.
+                let field_for = |group: &str| -> Vec<Box<str>> {
+                    let f = c
+                        .aliases
+                        .iter()
+                        .find(|a| a.alias == group)
+                        .and_then(|a| names.iter().find_map(|n| a.mapping.get(n)))
+                        .map(String::as_str)
+                        .unwrap_or(group);
+                    f.split('.').map(Into::into).collect()
+                };
+                let feed = Feed {
+                    correlation: ci,
+                    group_paths: c.group_by.iter().map(|g| field_for(g)).collect(),
+                    value_path: value_field
+                        .as_ref()
+                        .and_then(|f| f.first())
+                        .map(|f| field_for(f)),
+                };
+                let rule = &mut self.rules[ri as usize];
+                rule.feeds.push(feed);
+                rule.hidden = true;
+                generate[ri as usize] |= c.generate;
+            }
+            self.correlations.push(Correlation {
+                meta: Arc::new(correlation_meta(&c, &path)),
+                kind: c.correlation_type,
+                rules: refs,
+                group_names: c.group_by.clone(),
+                timespan_ms: (c.timespan.seconds as i64).saturating_mul(1000),
+                predicates,
+                expr,
+                rule_names,
+            });
+        }
+        for (rule, generate) in self.rules.iter_mut().zip(generate) {
+            if generate {
+                rule.hidden = false;
+            }
+        }
+    }
+
+    /// The correlation rules.
+    pub fn correlations(&self) -> &[Correlation] {
+        &self.correlations
+    }
+
     pub fn len(&self) -> usize {
         self.rules.len()
     }
@@ -229,8 +367,9 @@ impl RuleSet {
         &self.rules
     }
 
-    /// Call `f` for every rule the record matches, in rule order.
-    pub fn for_each_match<'s>(&'s self, r: &Record<'_, '_>, mut f: impl FnMut(&'s Rule)) {
+    /// Call `f` with the index and rule of every rule the record matches,
+    /// in rule order.
+    pub fn for_each_match<'s>(&'s self, r: &Record<'_, '_>, mut f: impl FnMut(usize, &'s Rule)) {
         let indexed: &[u32] = match r.str(Top::EventName) {
             Some(name) => lookup(&self.by_event, name),
             None => &[],
@@ -245,9 +384,10 @@ impl RuleSet {
                 (None, Some(_)) => b.next(),
                 (None, None) => break,
             };
-            let rule = &self.rules[*next.expect("peeked") as usize];
+            let i = *next.expect("peeked") as usize;
+            let rule = &self.rules[i];
             if rule.matcher.matches(r) {
-                f(rule);
+                f(i, rule);
             }
         }
     }
@@ -283,6 +423,28 @@ fn meta(rule: &SigmaRule, path: &str) -> RuleMeta {
         references: rule.references.clone(),
         falsepositives: rule.falsepositives.clone(),
         author: rule.author.clone(),
+        path: path.to_owned(),
+    }
+}
+
+fn correlation_meta(c: &CorrelationRule, path: &str) -> RuleMeta {
+    RuleMeta {
+        id: c
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{path}#{}", c.title)),
+        name: c.name.clone(),
+        title: c.title.clone(),
+        level: c.level.map_or("medium", |l: Level| l.as_str()),
+        status: c
+            .status
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        description: c.description.clone(),
+        tags: c.tags.clone(),
+        references: c.references.clone(),
+        falsepositives: c.falsepositives.clone(),
+        author: c.author.clone(),
         path: path.to_owned(),
     }
 }

@@ -1,0 +1,652 @@
+//! Correlate stage: Sigma correlation rules (event_count, value_count,
+//! temporal, temporal_ordered) over the matches of the rules they reference.
+//!
+//! Windows run on each event's `eventTime`, not on arrival: CloudTrail
+//! delivers files up to ~15 minutes late and out of order, so an event whose
+//! time is within `lateness` of the newest time seen still counts; older
+//! ones are dropped and counted. State is bounded: events that can no longer
+//! fall in a window with an acceptable future event are evicted, and past
+//! `max_groups` groups per rule the least recently seen are evicted
+//! (counted as well).
+//!
+//! When a correlation fires:
+//! - `gt`/`gte` conditions (a count that can only grow) fire as soon as
+//!   they hold, with the events of the window that made them hold; those
+//!   events are then consumed, so a continuing burst fires again only after
+//!   it reaches the threshold again.
+//! - conditions with an upper bound (`lt`, `lte`, `eq`, `neq`) are decided
+//!   when a window closes (its end is older than newest − lateness), or when
+//!   the input ends ([`Correlator::finish`]).
+//!
+//! The stage owns no I/O: it takes [`Hit`]s in input order and returns
+//! alerts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use rsigma_parser::{ConditionExpr, ConditionOperator, CorrelationType};
+
+use crate::alert::{Alert, bound};
+use crate::rules::RuleMeta;
+
+/// Default lateness: CloudTrail's documented delivery delay is ~5 minutes,
+/// with outliers; 15 minutes catches nearly all without holding state long.
+pub const DEFAULT_LATENESS_MS: i64 = 15 * 60 * 1000;
+/// Default cap on groups per correlation rule.
+pub const DEFAULT_MAX_GROUPS: usize = 100_000;
+/// Event ids kept per correlation alert: enough to investigate, bounded.
+pub const MAX_EVENT_IDS: usize = 100;
+/// Events kept per group: a threshold above this cannot be reached.
+const MAX_EVENTS_PER_GROUP: usize = 10_000;
+
+/// One compiled correlation rule (built by the rules stage).
+#[derive(Debug, Clone)]
+pub struct Correlation {
+    pub meta: Arc<RuleMeta>,
+    pub kind: CorrelationType,
+    /// Referenced base rules, in the order written (temporal_ordered uses it).
+    pub rules: Vec<u32>,
+    /// Group-by names as written (aliases or field paths), for the alert.
+    pub group_names: Vec<String>,
+    pub timespan_ms: i64,
+    pub predicates: Vec<(ConditionOperator, u64)>,
+    /// temporal: an expression over the referenced rules' names/ids.
+    pub expr: Option<ConditionExpr>,
+    /// The name and id each referenced rule answers to in `expr`.
+    pub rule_names: Vec<Vec<String>>,
+}
+
+impl Correlation {
+    /// Counts that only grow within a window fire at once; others wait for
+    /// the window to close.
+    fn fires_early(&self) -> bool {
+        self.expr.is_some()
+            || self
+                .predicates
+                .iter()
+                .all(|(op, _)| matches!(op, ConditionOperator::Gt | ConditionOperator::Gte))
+    }
+
+    fn holds(&self, n: u64) -> bool {
+        self.predicates.iter().all(|(op, v)| match op {
+            ConditionOperator::Lt => n < *v,
+            ConditionOperator::Lte => n <= *v,
+            ConditionOperator::Gt => n > *v,
+            ConditionOperator::Gte => n >= *v,
+            ConditionOperator::Eq => n == *v,
+            ConditionOperator::Neq => n != *v,
+        })
+    }
+}
+
+/// A match of a base rule, as the correlations referencing it need it.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Index of the base rule in the rule set.
+    pub rule: u32,
+    /// `eventTime` in milliseconds since the epoch; `None` if absent or
+    /// unreadable (the hit cannot be placed in a window and is counted).
+    pub time_ms: Option<i64>,
+    /// Per correlation index: the group key and the value (value_count).
+    pub keys: Vec<(usize, Vec<String>, Option<String>)>,
+    /// The base rule's alert for this event (context for the correlation
+    /// alert: principal, source IP, ...).
+    pub alert: Alert,
+}
+
+/// Counters an operator watches (they become metrics).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CorrelationStats {
+    /// Hits older than newest − lateness, dropped.
+    pub late: u64,
+    /// Hits without a usable eventTime.
+    pub untimed: u64,
+    /// Groups evicted to respect `max_groups`.
+    pub evicted_groups: u64,
+    /// Events dropped from full groups.
+    pub evicted_events: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Ev {
+    time: i64,
+    /// Position of the base rule in the correlation's `rules`.
+    pos: u16,
+    value: Option<String>,
+    alert: Arc<Alert>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    /// Sorted by time (stable for equal times: input order).
+    events: Vec<Ev>,
+    last_seen: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    groups: HashMap<Vec<String>, Group>,
+    newest: i64,
+}
+
+/// Runs every correlation rule of a rule set over hits, in input order.
+pub struct Correlator {
+    rules: Vec<Correlation>,
+    states: Vec<State>,
+    lateness_ms: i64,
+    max_groups: usize,
+    pub stats: CorrelationStats,
+    hits_since_sweep: usize,
+}
+
+impl Correlator {
+    pub fn new(rules: Vec<Correlation>, lateness_ms: i64, max_groups: usize) -> Self {
+        let states = rules.iter().map(|_| State::default()).collect();
+        Correlator {
+            rules,
+            states,
+            lateness_ms,
+            max_groups: max_groups.max(1),
+            stats: CorrelationStats::default(),
+            hits_since_sweep: 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Feed one hit; returns the correlation alerts it completes.
+    pub fn push(&mut self, hit: &Hit) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let Some(t) = hit.time_ms else {
+            self.stats.untimed += 1;
+            return out;
+        };
+        let alert = Arc::new(hit.alert.clone());
+        for (ci, key, value) in &hit.keys {
+            let c = &self.rules[*ci];
+            let Some(pos) = c.rules.iter().position(|r| *r == hit.rule) else {
+                continue;
+            };
+            let st = &mut self.states[*ci];
+            if st.newest != 0 && t < st.newest - self.lateness_ms {
+                self.stats.late += 1;
+                continue;
+            }
+            st.newest = st.newest.max(t);
+            if !st.groups.contains_key(key) && st.groups.len() >= self.max_groups {
+                self.stats.evicted_groups +=
+                    evict(st, self.lateness_ms, c.timespan_ms, self.max_groups);
+            }
+            let g = st.groups.entry(key.clone()).or_default();
+            g.last_seen = st.newest;
+            let at = g.events.partition_point(|e| e.time <= t);
+            g.events.insert(
+                at,
+                Ev {
+                    time: t,
+                    pos: pos as u16,
+                    value: value.clone(),
+                    alert: Arc::clone(&alert),
+                },
+            );
+            if g.events.len() > MAX_EVENTS_PER_GROUP {
+                g.events.remove(0);
+                self.stats.evicted_events += 1;
+            }
+            if c.fires_early()
+                && let Some(fired) = fire_early(c, key, g, t)
+            {
+                out.push(fired);
+            }
+        }
+        self.hits_since_sweep += 1;
+        if self.hits_since_sweep >= 1024 {
+            self.hits_since_sweep = 0;
+            out.extend(self.sweep(false));
+        }
+        out
+    }
+
+    /// End of input: decide every open window (for conditions decided at
+    /// close) and return what fires.
+    pub fn finish(&mut self) -> Vec<Alert> {
+        self.sweep(true)
+    }
+
+    /// Close windows that ended before newest − lateness (all of them when
+    /// `all`), and drop state that can no longer matter.
+    fn sweep(&mut self, all: bool) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for (c, st) in self.rules.iter().zip(self.states.iter_mut()) {
+            let horizon = if all {
+                i64::MAX
+            } else {
+                st.newest - self.lateness_ms
+            };
+            let mut keys: Vec<&Vec<String>> = st.groups.keys().collect();
+            keys.sort(); // deterministic output order
+            let keys: Vec<Vec<String>> = keys.into_iter().cloned().collect();
+            for key in keys {
+                let g = st.groups.get_mut(&key).expect("listed");
+                if !c.fires_early() {
+                    // Each window starts at an event; decide the windows
+                    // whose end has passed the horizon.
+                    while let Some(first) = g.events.first() {
+                        let end = first.time.saturating_add(c.timespan_ms);
+                        if end >= horizon {
+                            break;
+                        }
+                        let n_end = g.events.partition_point(|e| e.time <= end);
+                        let window = &g.events[..n_end];
+                        if c.holds(count(c, window)) {
+                            out.push(correlation_alert(c, &key, window));
+                            g.events.drain(..n_end);
+                        } else {
+                            g.events.remove(0);
+                        }
+                    }
+                } else {
+                    let keep_from = horizon.saturating_sub(c.timespan_ms);
+                    let n = g.events.partition_point(|e| e.time < keep_from);
+                    g.events.drain(..n);
+                }
+                if g.events.is_empty() {
+                    st.groups.remove(&key);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Evict expired groups, then the least recently seen, to make room.
+fn evict(st: &mut State, lateness: i64, timespan: i64, max: usize) -> u64 {
+    let horizon = st.newest - lateness - timespan;
+    let before = st.groups.len();
+    st.groups
+        .retain(|_, g| g.events.last().is_some_and(|e| e.time >= horizon));
+    if st.groups.len() >= max {
+        let mut seen: Vec<(i64, Vec<String>)> = st
+            .groups
+            .iter()
+            .map(|(k, g)| (g.last_seen, k.clone()))
+            .collect();
+        seen.sort();
+        let drop = st.groups.len() + 1 - max + max / 10; // make some room at once
+        for (_, k) in seen.into_iter().take(drop) {
+            st.groups.remove(&k);
+        }
+    }
+    (before - st.groups.len()) as u64
+}
+
+/// The count a condition is about, over a window of events.
+fn count(c: &Correlation, window: &[Ev]) -> u64 {
+    match c.kind {
+        CorrelationType::ValueCount => window
+            .iter()
+            .filter_map(|e| e.value.as_deref())
+            .collect::<HashSet<_>>()
+            .len() as u64,
+        CorrelationType::Temporal | CorrelationType::TemporalOrdered => {
+            window.iter().map(|e| e.pos).collect::<HashSet<_>>().len() as u64
+        }
+        _ => window.len() as u64,
+    }
+}
+
+/// For conditions that only grow: find a window of length timespan that
+/// contains the new event at `t` and satisfies the condition.
+fn fire_early(c: &Correlation, key: &[String], g: &mut Group, t: i64) -> Option<Alert> {
+    let lo = g.events.partition_point(|e| e.time < t - c.timespan_ms);
+    let hi = g.events.partition_point(|e| e.time <= t + c.timespan_ms);
+    // Slide a window start over [lo, ..] while it still reaches `t`.
+    let mut start = lo;
+    while start < hi && g.events[start].time <= t {
+        let end = g.events[start..hi]
+            .partition_point(|e| e.time <= g.events[start].time + c.timespan_ms)
+            + start;
+        let window = &g.events[start..end];
+        if window_fires(c, window) {
+            let alert = correlation_alert(c, key, window);
+            g.events.drain(start..end);
+            return Some(alert);
+        }
+        start += 1;
+    }
+    None
+}
+
+fn window_fires(c: &Correlation, window: &[Ev]) -> bool {
+    match c.kind {
+        CorrelationType::Temporal => temporal_holds(c, window),
+        CorrelationType::TemporalOrdered => ordered(c, window),
+        _ => c.holds(count(c, window)),
+    }
+}
+
+/// temporal: the expression over rule names, or by default every
+/// referenced rule (a lone `gte: 1`, rsigma-parser's stand-in for "no
+/// condition", means all), or a count threshold on distinct rules.
+fn temporal_holds(c: &Correlation, window: &[Ev]) -> bool {
+    let present: HashSet<u16> = window.iter().map(|e| e.pos).collect();
+    if let Some(expr) = &c.expr {
+        return eval_expr(expr, c, &present);
+    }
+    if c.predicates == [(ConditionOperator::Gte, 1)] {
+        return present.len() == c.rules.len();
+    }
+    c.holds(present.len() as u64)
+}
+
+fn eval_expr(e: &ConditionExpr, c: &Correlation, present: &HashSet<u16>) -> bool {
+    match e {
+        ConditionExpr::Identifier(id) => c
+            .rule_names
+            .iter()
+            .position(|names| names.iter().any(|n| n == id))
+            .is_some_and(|p| present.contains(&(p as u16))),
+        ConditionExpr::And(v) => v.iter().all(|x| eval_expr(x, c, present)),
+        ConditionExpr::Or(v) => v.iter().any(|x| eval_expr(x, c, present)),
+        ConditionExpr::Not(x) => !eval_expr(x, c, present),
+        ConditionExpr::Selector { .. } => present.len() == c.rules.len(),
+    }
+}
+
+/// temporal_ordered: events of rule 0, 1, ... n-1 appear in that order
+/// (non-decreasing times) inside the window.
+fn ordered(c: &Correlation, window: &[Ev]) -> bool {
+    let mut want = 0u16;
+    for e in window {
+        if e.pos == want {
+            want += 1;
+            if usize::from(want) == c.rules.len() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn correlation_alert(c: &Correlation, key: &[String], window: &[Ev]) -> Alert {
+    // Context from the event that completed the window.
+    let last = window.last().expect("non-empty window");
+    let mut a = (*last.alert).clone();
+    a.rule_id = c.meta.id.clone();
+    a.rule_name = c.meta.name.clone();
+    a.rule_title = c.meta.title.clone();
+    a.level = c.meta.level;
+    a.tags = c.meta.tags.clone();
+    a.correlation = Some(c.kind.as_str());
+    a.count = Some(match c.kind {
+        CorrelationType::ValueCount => count(c, window),
+        _ => window.len() as u64,
+    });
+    a.group = Some(
+        c.group_names
+            .iter()
+            .cloned()
+            .zip(key.iter().map(|v| bound(v)))
+            .collect::<BTreeMap<_, _>>(),
+    );
+    a.event_ids = Some(
+        window
+            .iter()
+            .filter_map(|e| e.alert.event_id.clone())
+            .take(MAX_EVENT_IDS)
+            .collect(),
+    );
+    a.first_event_time = window.first().and_then(|e| e.alert.event_time.clone());
+    a
+}
+
+/// Parse CloudTrail's `eventTime` (`2024-08-01T13:33:28Z`, with optional
+/// fraction and offset) or the `YYYY-MM-DD HH:MM:SS[.f]` form some exports
+/// use, to milliseconds since the epoch. `None` when unreadable.
+pub fn parse_event_time(s: &str) -> Option<i64> {
+    let b = s.trim().as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = std::str::from_utf8(b.get(r)?).ok()?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = std::str::from_utf8(&b[start..i]).ok()?;
+        let digits: String = frac.chars().chain("000".chars()).take(3).collect();
+        ms = digits.parse().ok()?;
+    }
+    let offset_min = match b.get(i) {
+        None | Some(b'Z' | b'z') => 0,
+        Some(sign @ (b'+' | b'-')) => {
+            let oh = num(i + 1..i + 3)?;
+            let om = if b.get(i + 3) == Some(&b':') {
+                num(i + 4..i + 6)?
+            } else {
+                num(i + 3..i + 5)?
+            };
+            let m = oh * 60 + om;
+            if *sign == b'+' { m } else { -m }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    Some((((days * 24 + h) * 60 + mi - offset_min) * 60 + sec) * 1000 + ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Arc<RuleMeta> {
+        Arc::new(RuleMeta {
+            id: "c".into(),
+            name: None,
+            title: "C".into(),
+            level: "high",
+            status: None,
+            description: None,
+            tags: vec![],
+            references: vec![],
+            falsepositives: vec![],
+            author: None,
+            path: "t".into(),
+        })
+    }
+
+    fn corr(
+        kind: CorrelationType,
+        rules: Vec<u32>,
+        preds: Vec<(ConditionOperator, u64)>,
+    ) -> Correlation {
+        Correlation {
+            meta: meta(),
+            kind,
+            rule_names: rules.iter().map(|r| vec![format!("r{r}")]).collect(),
+            rules,
+            group_names: vec!["g".into()],
+            timespan_ms: 60_000,
+            predicates: preds,
+            expr: None,
+        }
+    }
+
+    fn hit(rule: u32, t_sec: i64, group: &str, id: &str) -> Hit {
+        let mut alert = crate::alert::Alert {
+            rule_id: "base".into(),
+            rule_name: None,
+            rule_title: "B".into(),
+            level: "low",
+            event_id: Some(id.into()),
+            event_name: None,
+            event_source: None,
+            event_time: None,
+            account: None,
+            region: None,
+            principal: None,
+            source_ip: None,
+            user_agent: None,
+            source: "s".into(),
+            record: 0,
+            tags: vec![],
+            correlation: None,
+            group: None,
+            count: None,
+            event_ids: None,
+            first_event_time: None,
+        };
+        alert.event_time = Some(t_sec.to_string());
+        Hit {
+            rule,
+            time_ms: Some(t_sec * 1000),
+            keys: vec![(0, vec![group.into()], None)],
+            alert,
+        }
+    }
+
+    fn ids(a: &Alert) -> Vec<String> {
+        a.event_ids.clone().unwrap()
+    }
+
+    #[test]
+    fn upper_bounded_conditions_are_decided_when_windows_close() {
+        // "Fewer than 3 events in a minute": decided at close, not at once.
+        let c = corr(
+            CorrelationType::EventCount,
+            vec![0],
+            vec![(ConditionOperator::Lt, 3)],
+        );
+        let mut k = Correlator::new(vec![c], 0, 100);
+        assert!(k.push(&hit(0, 0, "quiet", "q1")).is_empty());
+        for (i, t) in [0, 10, 20].iter().enumerate() {
+            assert!(k.push(&hit(0, *t, "busy", &format!("b{i}"))).is_empty());
+        }
+        // Nothing has closed yet; the end of input closes everything.
+        let fired = k.finish();
+        assert_eq!(fired.len(), 2, "{fired:?}");
+        let groups: Vec<_> = fired
+            .iter()
+            .map(|a| a.group.clone().unwrap()["g"].clone())
+            .collect();
+        // "busy" had 3 in its first window (no), then windows of 2 and 1 (yes).
+        assert!(groups.contains(&"quiet".to_string()));
+        assert!(groups.contains(&"busy".to_string()));
+        let busy = fired
+            .iter()
+            .find(|a| a.group.as_ref().unwrap()["g"] == "busy")
+            .unwrap();
+        assert_eq!(ids(busy), ["b1", "b2"]);
+    }
+
+    #[test]
+    fn ranges_and_windows_close_as_time_advances() {
+        let c = corr(
+            CorrelationType::EventCount,
+            vec![0],
+            vec![(ConditionOperator::Gt, 1), (ConditionOperator::Lte, 2)],
+        );
+        let mut k = Correlator::new(vec![c], 0, 100);
+        k.push(&hit(0, 0, "g", "a"));
+        k.push(&hit(0, 5, "g", "b"));
+        // Far later events close the first window during a sweep.
+        let mut fired = Vec::new();
+        for i in 0..1100 {
+            fired.extend(k.push(&hit(0, 10_000 + i * 100, "other", "x")));
+        }
+        let g: Vec<_> = fired
+            .iter()
+            .filter(|a| a.group.as_ref().unwrap()["g"] == "g")
+            .collect();
+        assert_eq!(g.len(), 1);
+        assert_eq!(ids(g[0]), ["a", "b"]);
+    }
+
+    #[test]
+    fn temporal_needs_every_rule_or_its_expression() {
+        let c = corr(
+            CorrelationType::Temporal,
+            vec![0, 1],
+            vec![(ConditionOperator::Gte, 1)],
+        );
+        let mut k = Correlator::new(vec![c.clone()], DEFAULT_LATENESS_MS, 100);
+        assert!(k.push(&hit(1, 30, "g", "second-rule-first")).is_empty());
+        let fired = k.push(&hit(0, 40, "g", "first-rule"));
+        assert_eq!(fired.len(), 1, "any order");
+        assert_eq!(fired[0].correlation, Some("temporal"));
+
+        let mut with_expr = c;
+        with_expr.expr = Some(rsigma_parser::parse_condition("r0 and not r1").unwrap());
+        let mut k = Correlator::new(vec![with_expr], DEFAULT_LATENESS_MS, 100);
+        assert_eq!(k.push(&hit(0, 0, "g", "only-r0")).len(), 1);
+    }
+
+    #[test]
+    fn event_times() {
+        assert_eq!(parse_event_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_event_time("2024-08-01T13:33:28Z"),
+            Some(1_722_519_208_000)
+        );
+        assert_eq!(
+            parse_event_time("2024-08-01T13:33:28.5Z"),
+            Some(1_722_519_208_500)
+        );
+        assert_eq!(
+            parse_event_time("2024-08-01T15:33:28+02:00"),
+            Some(1_722_519_208_000)
+        );
+        assert_eq!(
+            parse_event_time("2024-08-01 13:33:28.123456789"),
+            Some(1_722_519_208_123)
+        );
+        assert_eq!(
+            parse_event_time("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2024-08-01T13:33:28Q",
+            "2024/08/01 13:33:28",
+        ] {
+            assert_eq!(parse_event_time(bad), None, "{bad}");
+        }
+    }
+}
