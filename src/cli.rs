@@ -54,6 +54,29 @@ pub enum Command {
     /// Scan CloudTrail log files and print rule matches.
     #[command(after_help = SCAN_EXAMPLES)]
     Scan(ScanArgs),
+    /// Check and test Sigma rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// `trailwatch rules ...`
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Load rules and report every problem (file:line), duplicate ids and
+    /// missing metadata. Without DIR, checks the built-in pack.
+    Check {
+        /// Rule directories or files.
+        #[arg(value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+    /// Run each rule's NAME.tests.jsonl fixtures (events it must match and
+    /// near misses it must not).
+    Test {
+        /// Rule directories or files (the repository's `rules/` holds the
+        /// built-in pack and its fixtures).
+        #[arg(value_name = "DIR", required = true)]
+        dirs: Vec<PathBuf>,
+    },
 }
 
 const SCAN_EXAMPLES: &str = "\
@@ -115,6 +138,10 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// Refuse to run (exit 2) if any rule fails to load, instead of skipping it.
+    #[arg(long)]
+    pub strict_rules: bool,
+
     /// Do not print the closing summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -124,6 +151,8 @@ pub struct ScanArgs {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Scan(args) => scan(args),
+        Command::Rules(RulesCommand::Check { dirs }) => rules_check(&dirs),
+        Command::Rules(RulesCommand::Test { dirs }) => rules_test(&dirs),
     }
 }
 
@@ -143,6 +172,13 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     };
     for e in &rules.errors {
         tracing::warn!("skipped rule: {e}");
+    }
+    if args.strict_rules && !rules.errors.is_empty() {
+        eprintln!(
+            "error: {} rule problem(s) and --strict-rules",
+            rules.errors.len()
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
     }
     if rules.is_empty() {
         eprintln!("error: no rule could be loaded");
@@ -186,6 +222,95 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             EXIT_MATCHED
         } else {
             EXIT_OK
+        },
+    ))
+}
+
+fn rules_check(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let set = match rules::load_or_builtin(dirs) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let mut problems: Vec<String> = set.errors.iter().map(|e| e.to_string()).collect();
+    let mut seen = std::collections::HashMap::new();
+    let metas = set
+        .rules()
+        .iter()
+        .map(|r| &r.meta)
+        .chain(set.correlations().iter().map(|c| &c.meta));
+    for m in metas {
+        if let Some(first) = seen.insert(m.id.clone(), m.path.clone()) {
+            problems.push(format!("{}: id {} is also used by {first}", m.path, m.id));
+        }
+        if m.id == m.path || m.id.starts_with(&format!("{}#", m.path)) {
+            problems.push(format!("{}: rule `{}` has no id", m.path, m.title));
+        }
+    }
+    let mut warnings = Vec::new();
+    if !dirs.is_empty() {
+        for f in rules::fixtures::rule_files(dirs)? {
+            if !rules::fixtures::fixture_path(&f).exists() {
+                warnings.push(format!("{}: no .tests.jsonl fixtures", f.display()));
+            }
+        }
+    }
+    for p in &problems {
+        println!("error: {p}");
+    }
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    println!(
+        "checked {} rules and {} correlations: {} errors, {} warnings",
+        set.len(),
+        set.correlations().len(),
+        problems.len(),
+        warnings.len()
+    );
+    Ok(ExitCode::from(if problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_MATCHED
+    }))
+}
+
+fn rules_test(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let report = match rules::fixtures::run(dirs) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    for r in report.results.iter().filter(|r| !r.passed()) {
+        println!(
+            "FAIL {}:{} {:?}: expected {}, got {}",
+            r.file,
+            r.line,
+            r.name,
+            if r.expect { "a match" } else { "no match" },
+            if r.got { "a match" } else { "no match" }
+        );
+    }
+    for (file, problem) in &report.problems {
+        println!("problem: {file}: {problem}");
+    }
+    let failed = report.failed();
+    println!(
+        "rule fixtures: {} files, {} cases passed, {} failed, {} problems",
+        report.files,
+        report.results.len() - failed,
+        failed,
+        report.problems.len()
+    );
+    Ok(ExitCode::from(
+        if failed == 0 && report.problems.is_empty() {
+            EXIT_OK
+        } else {
+            EXIT_MATCHED
         },
     ))
 }

@@ -275,6 +275,31 @@ impl Sink for ObjectSink<'_> {
     }
 }
 
+/// Run events (JSON text of one document: native file, array, lines or a
+/// single record) through the rules and correlations, as a scan of one
+/// object would. Returns the alerts (correlations included, with their end
+/// of input decided) and the ids of every rule that matched, hidden ones
+/// included. For rule tests and tools, not for bulk input.
+pub fn evaluate_document(text: &[u8], rules: &RuleSet) -> (Vec<Alert>, Vec<String>) {
+    let report = process_object("<events>", text, rules, Limits::default());
+    let mut matched: Vec<String> = report.alerts.iter().map(|a| a.rule_id.clone()).collect();
+    matched.extend(report.hits.iter().map(|h| h.alert.rule_id.clone()));
+    let mut correlator = Correlator::new(
+        rules.correlations().to_vec(),
+        correlate::DEFAULT_LATENESS_MS,
+        correlate::DEFAULT_MAX_GROUPS,
+    );
+    let mut alerts = report.alerts;
+    for hit in &report.hits {
+        alerts.extend(correlator.push(hit));
+    }
+    alerts.extend(correlator.finish());
+    matched.extend(alerts.iter().map(|a| a.rule_id.clone()));
+    matched.sort();
+    matched.dedup();
+    (alerts, matched)
+}
+
 /// A field as text for grouping (first value at the path; numbers and
 /// booleans as written; "" when absent), bounded in length.
 fn text_at(r: &Record<'_, '_>, path: &[Box<str>]) -> String {

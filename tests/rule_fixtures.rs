@@ -1,82 +1,137 @@
-//! Every rule in `rules/` against its sibling `NAME.tests.jsonl` fixtures:
-//! each event must match its own rule exactly when `"match": true`, and each
-//! rule must have at least one positive case and one near miss.
+//! Every rule in `rules/` against its sibling `NAME.tests.jsonl` fixtures
+//! (through the same harness as `trailwatch rules test`), plus the checks
+//! that keep the pack honest: each rule has a match and a near miss, ids are
+//! unique, and the embedded pack is exactly the files.
 
 mod common;
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
-use trailwatch::pipeline::{Limits, process_object};
-use trailwatch::rules::RuleSet;
+use common::*;
+use trailwatch::rules::{RuleSet, fixtures};
+
+fn pack() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
 
 #[test]
-fn every_builtin_rule_matches_its_fixtures() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let builtin = RuleSet::builtin();
-    assert!(
-        builtin.errors.is_empty(),
-        "built-in pack must load cleanly: {:?}",
-        builtin.errors
-    );
-    let mut checked = 0;
-    for entry in walkdir::WalkDir::new(&root).sort_by_file_name() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "yml") {
-            continue;
-        }
-        let rules = RuleSet::load(&[path.to_path_buf()]).unwrap();
+fn every_builtin_rule_passes_its_fixtures() {
+    let report = fixtures::run(&[pack()]).unwrap();
+    let failures: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| format!("{}:{} {} (expected {})", r.file, r.line, r.name, r.expect))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let files = fixtures::rule_files(&[pack()]).unwrap();
+    assert_eq!(report.files, files.len(), "every rule file has fixtures");
+    for f in &files {
+        let fx = fixtures::fixture_path(f).display().to_string();
+        let cases: Vec<_> = report.results.iter().filter(|r| r.file == fx).collect();
         assert!(
-            rules.errors.is_empty(),
-            "{}: {:?}",
-            path.display(),
-            rules.errors
+            cases.iter().any(|c| c.expect) && cases.iter().any(|c| !c.expect),
+            "{fx} needs a match and a near miss"
         );
-        assert_eq!(rules.len(), 1, "one rule per file: {}", path.display());
-        let meta = &rules.rules()[0].meta;
-        assert!(
-            builtin.rules().iter().any(|r| r.meta.id == meta.id),
-            "{} is embedded in the binary",
-            path.display()
-        );
-        let fixtures = path.with_extension("tests.jsonl");
-        let text = std::fs::read_to_string(&fixtures).unwrap_or_else(|e| {
-            panic!(
-                "{} needs fixtures {}: {e}",
-                path.display(),
-                fixtures.display()
-            )
-        });
-        let (mut pos, mut neg) = (0, 0);
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let case: serde_json::Value = serde_json::from_str(line).unwrap();
-            let want = case["match"].as_bool().unwrap();
-            let event = case["event"].to_string();
-            let report = process_object("fixture", event.as_bytes(), &rules, Limits::default());
-            assert!(report.errors.is_empty(), "{:?}", report.errors);
-            assert_eq!(report.records, 1);
-            assert_eq!(
-                !report.alerts.is_empty(),
-                want,
-                "{}: case {:?}",
-                path.display(),
-                case["name"]
-            );
-            // The built-in pack as a whole agrees about this rule.
-            let all = process_object("fixture", event.as_bytes(), &builtin, Limits::default());
-            assert_eq!(all.alerts.iter().any(|a| a.rule_id == meta.id), want);
-            if want { pos += 1 } else { neg += 1 }
-        }
-        assert!(
-            pos >= 1 && neg >= 1,
-            "{} needs a match and a near miss",
-            fixtures.display()
-        );
-        checked += 1;
     }
-    assert_eq!(
-        checked,
-        builtin.len(),
-        "every built-in rule has a file and fixtures"
+}
+
+#[test]
+fn embedded_pack_is_the_files_and_ids_are_unique() {
+    let builtin = RuleSet::builtin();
+    assert!(builtin.errors.is_empty(), "{:?}", builtin.errors);
+    let from_files = RuleSet::load(&[pack()]).unwrap();
+    let ids = |s: &RuleSet| -> Vec<String> {
+        let mut v: Vec<String> = s
+            .rules()
+            .iter()
+            .map(|r| r.meta.id.clone())
+            .chain(s.correlations().iter().map(|c| c.meta.id.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&builtin), ids(&from_files));
+    let unique: HashSet<_> = ids(&builtin).into_iter().collect();
+    assert_eq!(unique.len(), ids(&builtin).len(), "duplicate ids");
+    assert!(builtin.len() >= 25 && builtin.correlations().len() >= 5);
+    for r in builtin.rules() {
+        assert!(r.meta.name.is_some(), "{} needs a name", r.meta.path);
+        assert!(
+            r.meta.tags.iter().any(|t| t.starts_with("attack.t")),
+            "{} needs an ATT&CK technique",
+            r.meta.path
+        );
+    }
+}
+
+#[test]
+fn rules_check_and_test_commands() {
+    let out = trailwatch()
+        .args(["rules", "check"])
+        .arg(pack())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("0 errors, 0 warnings"), "{text}");
+    let out = trailwatch()
+        .args(["rules", "test"])
+        .arg(pack())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("0 failed, 0 problems"), "{text}");
+
+    // A wrong expectation, a broken rule and a rule without fixtures.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yml"),
+        "title: A\nid: 5b0f1f0e-0000-4000-8000-0000000000aa\nlogsource: {product: aws}\ndetection:\n  s:\n    eventName: X\n  condition: s\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("a.tests.jsonl"),
+        "{\"name\":\"right\",\"match\":true,\"event\":{\"eventName\":\"X\"}}\n{\"name\":\"wrong\",\"match\":true,\"event\":{\"eventName\":\"Y\"}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yml"),
+        "title: B\nlogsource: {product: aws}\ndetection:\n  s:\n    eventName|bogus: X\n  condition: s\n",
+    )
+    .unwrap();
+    let out = trailwatch()
+        .args(["rules", "test"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("a.tests.jsonl:2 \"wrong\": expected a match, got no match"),
+        "{text}"
     );
+    assert!(text.contains("1 cases passed, 1 failed"), "{text}");
+    let out = trailwatch()
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("b.yml:5") && text.contains("bogus"), "{text}");
+    assert!(text.contains("b.yml: no .tests.jsonl fixtures"), "{text}");
+    // --strict-rules makes a bad rule fatal for scan.
+    let f = dir.path().join("in.json");
+    std::fs::write(&f, "{\"eventName\":\"X\"}").unwrap();
+    let out = trailwatch()
+        .args(["scan", "--strict-rules", "--rules"])
+        .arg(dir.path())
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -73,11 +73,16 @@ fn fixtures_give_the_documented_alerts() {
         .collect();
     let want: Vec<(String, String)> = [
         ("root_console_login", "00000002"),
+        ("root_console_login_without_mfa", "00000002"),
+        ("root_usage", "00000002"),
         ("access_key_created", "00000003"),
+        ("access_key_created_for_other_user", "00000003"),
+        ("iam_change_without_mfa", "00000003"),
         ("access_denied", "00000004"),
         ("access_denied", "00000005"),
         ("access_denied", "00000006"),
         ("access_key_created", "00000009"),
+        ("iam_change_without_mfa", "00000009"),
         ("access_denied", "00000010"),
     ]
     .iter()
@@ -95,7 +100,7 @@ fn gzip_is_detected_by_content_and_multi_member_works() {
     let dir = tempfile::tempdir().unwrap();
     let text = native_text();
     let (_, plain, _) = scan(&[p(&fixtures().join(NATIVE))]);
-    assert_eq!(plain.len(), 5);
+    assert_eq!(plain.len(), 9);
 
     // Compressed, under a name that says nothing about gzip.
     let misnamed = dir.path().join("log.txt");
@@ -121,7 +126,7 @@ fn stdin_arrays_and_json_lines() {
         .output()
         .unwrap();
     let from_stdin = alerts(&out.stdout);
-    assert_eq!(from_stdin.len(), 5);
+    assert_eq!(from_stdin.len(), 9);
     assert!(from_stdin.iter().all(|a| a["source"] == "<stdin>"));
 
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@
 //! not pin an event name: the cost grows with matches, not with rule count.
 
 mod compile;
+pub mod fixtures;
 mod pattern;
 
 use std::collections::HashMap;
@@ -195,7 +196,7 @@ impl RuleSet {
         for message in &collection.errors {
             self.errors.push(RuleError {
                 path: path.to_owned(),
-                line: yaml_line(message),
+                line: yaml_line(message).or_else(|| locate_quoted(text, message)),
                 message: message.clone(),
             });
         }
@@ -471,6 +472,18 @@ fn retired_aggregation(text: &str) -> Option<usize> {
                 compact.contains("|count(")
             }
         })
+        .map(|i| i + 1)
+}
+
+/// rsigma-parser names the offending token in quotes (`Unknown modifier
+/// 'bogus'`) without a position: find the line that holds it.
+fn locate_quoted(text: &str, message: &str) -> Option<usize> {
+    message
+        .split(['\'', '`'])
+        .skip(1)
+        .step_by(2)
+        .filter(|t| !t.is_empty())
+        .find_map(|token| text.lines().position(|l| l.contains(token)))
         .map(|i| i + 1)
 }
 
