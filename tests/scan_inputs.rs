@@ -415,3 +415,27 @@ fn retired_count_aggregation_is_refused_with_a_clear_message() {
         "no colour codes when stderr is not a terminal"
     );
 }
+
+#[test]
+fn prefiltered_rules_still_see_unicode_folded_text() {
+    // A substring rule (prefiltered by Aho-Corasick on ASCII) must still
+    // match text that only folds to its needle under Unicode lowercasing.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kali.yml"),
+        "title: Kali\nid: 0b0e8a9e-3f0c-4d7e-9a55-1f4f0c6a2b99\nlogsource: {product: aws}\n\
+         detection:\n  sel:\n    userAgent|contains: kali\n  condition: sel\n",
+    )
+    .unwrap();
+    let f = dir.path().join("in.json");
+    let kelvin = record(
+        "k",
+        "ListUsers",
+        json!({"userAgent": "aws-cli \u{212A}ali-linux"}),
+    );
+    let plain = record("p", "ListUsers", json!({"userAgent": "aws-cli KALI-linux"}));
+    let none = record("n", "ListUsers", json!({"userAgent": "aws-cli"}));
+    std::fs::write(&f, native(&[kelvin, plain, none])).unwrap();
+    let (_, alerts, stderr) = scan(&["--rules".as_ref(), p(dir.path()), p(&f)]);
+    assert_eq!(event_ids(&alerts), ["k", "p"], "{stderr}");
+}

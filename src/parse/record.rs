@@ -289,6 +289,31 @@ impl Top {
     }
 }
 
+/// A dotted field path, split and with its first key resolved against the
+/// indexed top-level fields once, when a rule is compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldPath {
+    keys: Vec<Box<str>>,
+    top: Option<Top>,
+}
+
+impl FieldPath {
+    pub fn new(dotted: &str) -> FieldPath {
+        let keys: Vec<Box<str>> = dotted.split('.').map(Into::into).collect();
+        let top = Top::from_name(&keys[0]);
+        FieldPath { keys, top }
+    }
+
+    pub fn keys(&self) -> &[Box<str>] {
+        &self.keys
+    }
+
+    /// The path as written.
+    pub fn dotted(&self) -> String {
+        self.keys.join(".")
+    }
+}
+
 /// A field that exists but has a type CloudTrail never writes there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WrongType {
@@ -399,6 +424,16 @@ impl<'t, 'i> Record<'t, 'i> {
             false
         });
         out
+    }
+
+    /// [`Record::any_at`] for a pre-resolved path.
+    #[inline]
+    pub fn any_path(&self, path: &FieldPath, f: &mut impl FnMut(Value<'t, 'i>) -> bool) -> bool {
+        let first = match path.top {
+            Some(t) => self.top(t),
+            None => self.root.get(&path.keys[0]),
+        };
+        first.is_some_and(|v| walk(v, &path.keys[1..], f))
     }
 
     /// The string at a dotted path (first one found), for alert fields.

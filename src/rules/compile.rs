@@ -12,16 +12,13 @@ use rsigma_parser::{
 };
 
 use super::pattern::Pattern;
-use crate::parse::{Kind, Record, Value};
+use crate::parse::{FieldPath, Kind, Record, Value};
 
 /// A compiled rule body: the condition over the detections it names.
 #[derive(Debug, Clone)]
 pub struct Matcher {
     cond: Cond,
     dets: Vec<Det>,
-    /// eventName values (lowercased) of which one must be present for any
-    /// match; `None` when the rule does not pin eventName. Used to index.
-    pub event_names: Option<HashSet<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,8 +44,8 @@ enum Det {
 
 #[derive(Debug, Clone)]
 struct Item {
-    /// Dotted path split into keys.
-    path: Vec<Box<str>>,
+    /// The field; `None` for a keyword item (always true here).
+    path: Option<FieldPath>,
     tests: Vec<Test>,
     /// `all` modifier: every value must match (default: any).
     all: bool,
@@ -67,7 +64,7 @@ enum Test {
     Cidr(ipnet::IpNet),
     /// `fieldref`: compare with the value of another field of the event.
     FieldRef {
-        path: Vec<Box<str>>,
+        path: FieldPath,
         shape: Shape,
         cased: bool,
     },
@@ -129,12 +126,7 @@ pub fn compile(rule: &SigmaRule) -> Result<Matcher, CompileError> {
         1 => conds.into_iter().next().expect("one"),
         _ => Cond::Or(conds),
     };
-    let event_names = required_event_names(&cond, &dets);
-    Ok(Matcher {
-        cond,
-        dets,
-        event_names,
-    })
+    Ok(Matcher { cond, dets })
 }
 
 fn compile_cond(c: &ConditionExpr, names: &[&String]) -> Result<Cond, CompileError> {
@@ -286,7 +278,7 @@ fn modifier_name(m: &Modifier) -> String {
 fn compile_item(item: &DetectionItem, det_name: &str) -> Result<Item, CompileError> {
     let Some(field) = item.field.name.as_deref() else {
         return Ok(Item {
-            path: Vec::new(),
+            path: None,
             tests: Vec::new(),
             all: false,
             neq: false,
@@ -392,15 +384,11 @@ fn compile_item(item: &DetectionItem, det_name: &str) -> Result<Item, CompileErr
         tests.truncate(1);
     }
     Ok(Item {
-        path: split_path(field),
+        path: Some(FieldPath::new(field)),
         tests,
         all: m.all,
         neq: m.neq,
     })
-}
-
-fn split_path(field: &str) -> Vec<Box<str>> {
-    field.split('.').map(Into::into).collect()
 }
 
 /// The value as plain text (numbers and booleans as written), for
@@ -436,7 +424,7 @@ fn compile_value(v: &SigmaValue, m: &Mods, shape: Shape) -> Result<Test, String>
             other => plain_text(other).ok_or_else(|| "null is not a field name".to_owned())?,
         };
         return Ok(Test::FieldRef {
-            path: split_path(&name),
+            path: FieldPath::new(&name),
             shape,
             cased: m.cased,
         });
@@ -616,32 +604,33 @@ impl Shape {
     }
 }
 
-/// The set of eventName values one of which any match requires, when the
-/// condition pins them (to index the rule); `None` otherwise.
-fn required_event_names(cond: &Cond, dets: &[Det]) -> Option<HashSet<String>> {
+/// The values of the field at `path` one of which any match requires, when
+/// the condition pins them with exact (case-insensitive) literals; `None`
+/// otherwise. Used to index rules.
+fn required_values(cond: &Cond, dets: &[Det], path: &str) -> Option<HashSet<String>> {
     match cond {
-        Cond::Det(i) => det_event_names(&dets[*i]),
+        Cond::Det(i) => det_required(&dets[*i], path),
         // Any conjunct's requirement is a requirement of the whole.
-        Cond::And(v) => v.iter().find_map(|c| required_event_names(c, dets)),
+        Cond::And(v) => v.iter().find_map(|c| required_values(c, dets, path)),
+        Cond::AtLeast(0, _) | Cond::Not(_) => None,
         Cond::Or(v) | Cond::AtLeast(_, v) => {
             let mut all = HashSet::new();
             for c in v {
-                all.extend(required_event_names(c, dets)?);
+                all.extend(required_values(c, dets, path)?);
             }
             Some(all)
         }
-        Cond::Not(_) => None,
     }
 }
 
-fn det_event_names(d: &Det) -> Option<HashSet<String>> {
+fn det_required(d: &Det, path: &str) -> Option<HashSet<String>> {
     match d {
         Det::All(items) => items.iter().find_map(|it| {
-            if it.path.len() != 1
-                || &*it.path[0] != "eventName"
-                || it.neq
-                || it.all && it.tests.len() > 1
-            {
+            let same = it
+                .path
+                .as_ref()
+                .is_some_and(|p| p.keys().iter().map(|k| &**k).eq(path.split('.')));
+            if it.neq || it.all && it.tests.len() > 1 || !same {
                 return None;
             }
             it.tests
@@ -655,16 +644,108 @@ fn det_event_names(d: &Det) -> Option<HashSet<String>> {
         Det::Any(subs) => {
             let mut all = HashSet::new();
             for s in subs {
-                all.extend(det_event_names(s)?);
+                all.extend(det_required(s, path)?);
             }
             Some(all)
         }
-        Det::And(subs) => subs.iter().find_map(det_event_names),
+        Det::And(subs) => subs.iter().find_map(|s| det_required(s, path)),
         Det::Keywords(_) => None,
     }
 }
 
+/// Literals one of which any match requires inside the field at `path`
+/// (see [`Pattern::prefilter_literal`]); `None` when not so constrained.
+fn required_substrings(cond: &Cond, dets: &[Det], path: &str) -> Option<Vec<String>> {
+    match cond {
+        Cond::Det(i) => det_substrings(&dets[*i], path),
+        Cond::And(v) => v.iter().find_map(|c| required_substrings(c, dets, path)),
+        Cond::AtLeast(0, _) | Cond::Not(_) => None,
+        Cond::Or(v) | Cond::AtLeast(_, v) => {
+            let mut all = Vec::new();
+            for c in v {
+                all.extend(required_substrings(c, dets, path)?);
+            }
+            Some(all)
+        }
+    }
+}
+
+fn det_substrings(d: &Det, path: &str) -> Option<Vec<String>> {
+    match d {
+        Det::All(items) => items.iter().find_map(|it| {
+            let same = it
+                .path
+                .as_ref()
+                .is_some_and(|p| p.keys().iter().map(|k| &**k).eq(path.split('.')));
+            if it.neq || !same || it.tests.is_empty() {
+                return None;
+            }
+            // With |all every value must match, so the first one's literal
+            // is required; otherwise one of them.
+            let tests = if it.all {
+                &it.tests[..1]
+            } else {
+                &it.tests[..]
+            };
+            let mut out = Vec::new();
+            for t in tests {
+                match t {
+                    Test::Str(p) => out.push(p.prefilter_literal()?),
+                    Test::AnyStr(ps) => {
+                        for p in ps {
+                            out.push(p.prefilter_literal()?)
+                        }
+                    }
+                    _ => return None,
+                }
+            }
+            Some(out)
+        }),
+        Det::Any(subs) => {
+            let mut all = Vec::new();
+            for s in subs {
+                all.extend(det_substrings(s, path)?);
+            }
+            Some(all)
+        }
+        Det::And(subs) => subs.iter().find_map(|s| det_substrings(s, path)),
+        Det::Keywords(_) => None,
+    }
+}
+
+fn det_paths(d: &Det, out: &mut Vec<String>) {
+    match d {
+        Det::All(items) => out.extend(
+            items
+                .iter()
+                .filter_map(|i| i.path.as_ref().map(FieldPath::dotted)),
+        ),
+        Det::Any(subs) | Det::And(subs) => subs.iter().for_each(|s| det_paths(s, out)),
+        Det::Keywords(_) => {}
+    }
+}
+
 impl Matcher {
+    /// Literals one of which any match requires in the field at `path`.
+    pub fn required_substrings(&self, path: &str) -> Option<Vec<String>> {
+        required_substrings(&self.cond, &self.dets, path)
+    }
+
+    /// Every field path the rule tests.
+    pub fn paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.dets.iter().for_each(|d| det_paths(d, &mut out));
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Exact values (lowercased) of the field at `path`, one of which any
+    /// match requires; `None` when the rule does not pin that field.
+    pub fn required(&self, path: &str) -> Option<HashSet<String>> {
+        required_values(&self.cond, &self.dets, path)
+    }
+
     /// Does the record match?
     pub fn matches(&self, r: &Record<'_, '_>) -> bool {
         self.eval(&self.cond, r)
@@ -700,22 +781,22 @@ fn any_string(v: Value<'_, '_>, p: &Pattern) -> bool {
 }
 
 fn eval_item(it: &Item, r: &Record<'_, '_>) -> bool {
-    if it.path.is_empty() {
+    let Some(path) = &it.path else {
         return true;
-    }
+    };
     let one = |t: &Test| -> bool {
         match t {
             Test::Null => {
                 let mut present = false;
-                r.any_at(&it.path, &mut |v| {
+                r.any_path(path, &mut |v| {
                     present = !v.is_null();
                     present
                 });
                 !present
             }
             // Present means present with a value: null counts as absent.
-            Test::Exists(want) => r.any_at(&it.path, &mut |v| !v.is_null()) == *want,
-            _ => r.any_at(&it.path, &mut |v| test_value(t, v, r)),
+            Test::Exists(want) => r.any_path(path, &mut |v| !v.is_null()) == *want,
+            _ => r.any_path(path, &mut |v| test_value(t, v, r)),
         }
     };
     let hit = if it.all {
@@ -778,7 +859,7 @@ fn test_value(t: &Test, v: Value<'_, '_>, r: &Record<'_, '_>) -> bool {
         }),
         Test::FieldRef { path, shape, cased } => {
             let mut other = None;
-            r.any_at(path, &mut |o| {
+            r.any_path(path, &mut |o| {
                 other = Some(o);
                 true
             });
@@ -1026,7 +1107,7 @@ mod tests {
     #[test]
     fn event_name_index_is_derived_only_when_required() {
         let names = |d: &str| {
-            rule(d).unwrap().event_names.map(|s| {
+            rule(d).unwrap().required("eventName").map(|s| {
                 let mut v: Vec<_> = s.into_iter().collect();
                 v.sort();
                 v

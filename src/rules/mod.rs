@@ -101,13 +101,34 @@ pub enum LoadError {
     Empty(String),
 }
 
+/// Fields rules are indexed on, most selective first: a rule goes in the
+/// first one it requires exact values of. Each costs one lookup per record.
+const INDEXED: [&str; 4] = ["eventName", "errorCode", "userIdentity.type", "eventSource"];
+
+/// The substring prefilter of one field.
+#[derive(Debug)]
+struct SubstrIndex {
+    path: crate::parse::FieldPath,
+    /// ASCII case-insensitive, overlapping matches.
+    ac: aho_corasick::AhoCorasick,
+    /// Rule of each pattern.
+    rules: Vec<u32>,
+}
+
+/// Shortest literal worth prefiltering on: shorter ones match most values.
+const MIN_PREFILTER_LEN: usize = 3;
+
 /// A compiled, indexed set of rules.
 #[derive(Debug, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
-    /// Lowercased eventName → indexes of the rules that require it.
-    by_event: HashMap<String, Vec<u32>>,
-    /// Rules that do not pin eventName: tested on every record.
+    /// Per indexed field (see [`INDEXED`]): lowercased value → indexes of
+    /// the rules that require it. Each rule is in at most one of them.
+    by_field: Vec<HashMap<String, Vec<u32>>>,
+    /// Rules no exact index covers but that require a substring in one
+    /// field: one Aho-Corasick pass over that field finds the candidates.
+    substr: Vec<SubstrIndex>,
+    /// Rules neither index covers: tested on every record.
     always: Vec<u32>,
     /// Correlation rules, resolved against `rules`.
     correlations: Vec<Correlation>,
@@ -223,18 +244,77 @@ impl RuleSet {
 
     fn build_index(&mut self) {
         self.resolve_correlations();
-        self.by_event.clear();
+        self.by_field = vec![HashMap::new(); INDEXED.len()];
         self.always.clear();
+        let mut substr: HashMap<String, Vec<(String, u32)>> = HashMap::new();
         for (i, r) in self.rules.iter().enumerate() {
-            match &r.matcher.event_names {
-                Some(names) => {
-                    for n in names {
-                        self.by_event.entry(n.clone()).or_default().push(i as u32);
+            let slot = INDEXED
+                .iter()
+                .enumerate()
+                .find_map(|(f, path)| r.matcher.required(path).map(|values| (f, values)));
+            match slot {
+                Some((f, values)) => {
+                    for v in values {
+                        self.by_field[f].entry(v).or_default().push(i as u32);
                     }
                 }
-                None => self.always.push(i as u32),
+                None => {
+                    // The field whose required literals are most selective.
+                    let best = r
+                        .matcher
+                        .paths()
+                        .into_iter()
+                        .filter_map(|p| {
+                            let lits = r.matcher.required_substrings(&p)?;
+                            let shortest = lits.iter().map(String::len).min()?;
+                            (shortest >= MIN_PREFILTER_LEN).then_some((shortest, p, lits))
+                        })
+                        .max_by_key(|(shortest, _, _)| *shortest);
+                    match best {
+                        Some((_, path, lits)) => substr
+                            .entry(path)
+                            .or_insert_with(Vec::new)
+                            .extend(lits.into_iter().map(|l| (l, i as u32))),
+                        None => self.always.push(i as u32),
+                    }
+                }
             }
         }
+        let mut substr: Vec<_> = substr.into_iter().collect();
+        substr.sort();
+        self.substr = substr
+            .into_iter()
+            .map(|(path, pats)| SubstrIndex {
+                path: crate::parse::FieldPath::new(&path),
+                ac: aho_corasick::AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(pats.iter().map(|(l, _)| l))
+                    .expect("literal patterns always build"),
+                rules: pats.iter().map(|(_, r)| *r).collect(),
+            })
+            .collect();
+    }
+
+    /// The candidate lists for a record: one per indexed field, plus the
+    /// rules tested on every record. Each list is sorted.
+    fn candidate_lists<'s>(&'s self, r: &Record<'_, '_>) -> [&'s [u32]; INDEXED.len() + 1] {
+        // (Substring candidates are computed separately: they are owned.)
+        let value = |f: usize| match f {
+            0 => r.str(Top::EventName),
+            1 => r.str(Top::ErrorCode),
+            2 => r.str_at(&["userIdentity", "type"]),
+            _ => r.str(Top::EventSource),
+        };
+        let mut lists: [&[u32]; INDEXED.len() + 1] = [&[]; INDEXED.len() + 1];
+        for (f, map) in self.by_field.iter().enumerate() {
+            if !map.is_empty()
+                && let Some(v) = value(f)
+            {
+                lists[f] = lookup(map, v);
+            }
+        }
+        lists[INDEXED.len()] = &self.always;
+        lists
     }
 
     /// Turn the correlation rules read into [`Correlation`]s: find the
@@ -368,34 +448,109 @@ impl RuleSet {
         &self.rules
     }
 
+    /// How rules are indexed: (index, rules in it) for each exact index and
+    /// substring prefilter, and the titles of rules tested on every record.
+    pub fn index_stats(&self) -> (Vec<(String, usize)>, Vec<&str>) {
+        let mut per_field: Vec<(String, usize)> = INDEXED
+            .iter()
+            .zip(&self.by_field)
+            .map(|(name, map)| {
+                let mut ids: Vec<u32> = map.values().flatten().copied().collect();
+                ids.sort_unstable();
+                ids.dedup();
+                (name.to_string(), ids.len())
+            })
+            .collect();
+        for ix in &self.substr {
+            let mut ids = ix.rules.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            per_field.push((format!("{} (substring)", ix.path.dotted()), ids.len()));
+        }
+        let always = self
+            .always
+            .iter()
+            .map(|&i| self.rules[i as usize].meta.title.as_str())
+            .collect();
+        (per_field, always)
+    }
+
+    /// Rules the substring prefilter lets through for this record, sorted.
+    fn substring_candidates(&self, r: &Record<'_, '_>) -> Vec<u32> {
+        let mut out = Vec::new();
+        for ix in &self.substr {
+            r.any_path(&ix.path, &mut |v| {
+                let text;
+                let hay = match v.kind() {
+                    // Match what Pattern sees: non-ASCII text is compared
+                    // Unicode-lowercased, and a few characters fold to ASCII
+                    // (KELVIN SIGN to `k`); an ASCII-only scan would miss them.
+                    crate::parse::Kind::String => match v.as_str().unwrap_or("") {
+                        s if s.is_ascii() => s,
+                        s => {
+                            text = s.to_lowercase();
+                            &text
+                        }
+                    },
+                    crate::parse::Kind::Number | crate::parse::Kind::Bool => {
+                        text = v.to_json().to_string();
+                        &text
+                    }
+                    _ => return false,
+                };
+                out.extend(
+                    ix.ac
+                        .find_overlapping_iter(hay)
+                        .map(|m| ix.rules[m.pattern().as_usize()]),
+                );
+                false
+            });
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// How many rules a record is tested against (its index candidates plus
+    /// the rules that pin no indexed field).
+    pub fn candidates(&self, r: &Record<'_, '_>) -> usize {
+        self.candidate_lists(r)
+            .iter()
+            .map(|l| l.len())
+            .sum::<usize>()
+            + self.substring_candidates(r).len()
+    }
+
     /// Call `f` with the index and rule of every rule the record matches,
     /// in rule order.
     pub fn for_each_match<'s>(&'s self, r: &Record<'_, '_>, mut f: impl FnMut(usize, &'s Rule)) {
-        let indexed: &[u32] = match r.str(Top::EventName) {
-            Some(name) => lookup(&self.by_event, name),
-            None => &[],
-        };
-        // Merge the two sorted lists so matches come out in rule order.
-        let (mut a, mut b) = (indexed.iter().peekable(), self.always.iter().peekable());
+        // A k-way merge of the sorted candidate lists (a rule is in one
+        // list only), without allocating, so matches come in rule order.
+        let owned = self.substring_candidates(r);
+        let base = self.candidate_lists(r);
+        let mut lists: [&[u32]; INDEXED.len() + 2] = [&[]; INDEXED.len() + 2];
+        lists[..base.len()].copy_from_slice(&base);
+        lists[base.len()] = &owned;
         loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) if x <= y => a.next(),
-                (Some(_), Some(_)) => b.next(),
-                (Some(_), None) => a.next(),
-                (None, Some(_)) => b.next(),
-                (None, None) => break,
-            };
-            let i = *next.expect("peeked") as usize;
-            let rule = &self.rules[i];
+            let mut best: Option<(usize, u32)> = None;
+            for (k, l) in lists.iter().enumerate() {
+                if let Some(&head) = l.first()
+                    && best.is_none_or(|(_, b)| head < b)
+                {
+                    best = Some((k, head));
+                }
+            }
+            let Some((k, i)) = best else { break };
+            lists[k] = &lists[k][1..];
+            let rule = &self.rules[i as usize];
             if rule.matcher.matches(r) {
-                f(i, rule);
+                f(i as usize, rule);
             }
         }
     }
 }
 
-/// Index lookup by eventName without allocating for the usual short ASCII
-/// names.
+/// Index lookup without allocating for the usual short ASCII values.
 fn lookup<'a>(map: &'a HashMap<String, Vec<u32>>, name: &str) -> &'a [u32] {
     let mut stack = [0u8; 96];
     let found = if name.is_ascii() && name.len() <= stack.len() {

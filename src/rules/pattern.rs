@@ -91,6 +91,26 @@ impl Pattern {
         }
     }
 
+    /// An ASCII literal (lowercased) that every matching text contains,
+    /// ignoring ASCII case: the input of the substring prefilter. `None`
+    /// when there is none, or when it is not ASCII (the prefilter folds
+    /// ASCII only, so a non-ASCII needle could make it miss).
+    pub fn prefilter_literal(&self) -> Option<String> {
+        let lit = match &self.kind {
+            PatKind::Any => return None,
+            PatKind::Exact(n) | PatKind::Prefix(n) | PatKind::Suffix(n) => n.clone(),
+            PatKind::Contains(f, _) => String::from_utf8(f.needle().to_vec()).ok()?,
+            PatKind::Glob(parts) => parts
+                .iter()
+                .filter_map(|g| match g {
+                    Glob::Lit(l) => Some(l.clone()),
+                    _ => None,
+                })
+                .max_by_key(String::len)?,
+        };
+        (!lit.is_empty() && lit.is_ascii()).then(|| lit.to_ascii_lowercase())
+    }
+
     /// Does `hay` match?
     pub fn matches(&self, hay: &str) -> bool {
         if self.cased || !needs_fold(hay) {
@@ -115,7 +135,7 @@ impl Pattern {
                 if h.len() < *n {
                     false
                 } else if ci && h.iter().any(u8::is_ascii_uppercase) {
-                    f.find(hay.to_ascii_lowercase().as_bytes()).is_some()
+                    contains_ascii_ci(h, f.needle())
                 } else {
                     f.find(h).is_some()
                 }
@@ -128,6 +148,23 @@ impl Pattern {
                 }
             }
         }
+    }
+}
+
+/// Case-insensitive substring search of a lowercase needle, without
+/// copying the haystack: candidates from memchr on the first byte in both
+/// cases, then a case-folding comparison.
+fn contains_ascii_ci(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let last_start = hay.len() - needle.len();
+    let check =
+        |i: usize| i <= last_start && hay[i + 1..i + needle.len()].eq_ignore_ascii_case(rest);
+    if first.is_ascii_lowercase() {
+        memchr::memchr2_iter(first, first.to_ascii_uppercase(), hay).any(check)
+    } else {
+        memchr::memchr_iter(first, hay).any(check)
     }
 }
 
@@ -218,6 +255,12 @@ mod tests {
             // Wildcards span line breaks: `*x*` means the same as |contains.
             ("a*c", "ab\nc", true),
             ("*b*", "a\nb\nc", true),
+            ("*boto3*", "Boto3/1.34 md/Botocore#1.34", true),
+            ("*BOTOCORE#*", "Boto3/1.34 md/Botocore#1.34", true),
+            ("*botocore#2*", "Boto3/1.34 md/Botocore#1.34", false),
+            ("*3/1.34 MD*", "Boto3/1.34 md/Botocore#1.34", true),
+            ("*Z*", "aaaZ", true),
+            ("*zz*", "aaaZ", false),
         ];
         for (pat, hay, want) in cases {
             assert_eq!(p(pat).matches(hay), *want, "{pat} ~ {hay}");
