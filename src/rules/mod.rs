@@ -273,7 +273,7 @@ impl RuleSet {
                     match best {
                         Some((_, path, lits)) => substr
                             .entry(path)
-                            .or_insert_with(Vec::new)
+                            .or_default()
                             .extend(lits.into_iter().map(|l| (l, i as u32))),
                         None => self.always.push(i as u32),
                     }
