@@ -399,6 +399,7 @@ fn correlation_alert(c: &Correlation, key: &[String], window: &[Ev]) -> Alert {
             .collect(),
     );
     a.first_event_time = window.first().and_then(|e| e.alert.event_time.clone());
+    a.rule = Arc::clone(&c.meta);
     a
 }
 
@@ -530,6 +531,7 @@ mod tests {
             count: None,
             event_ids: None,
             first_event_time: None,
+            rule: meta(),
         };
         alert.event_time = Some(t_sec.to_string());
         Hit {

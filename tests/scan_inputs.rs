@@ -439,3 +439,32 @@ fn prefiltered_rules_still_see_unicode_folded_text() {
     let (_, alerts, stderr) = scan(&["--rules".as_ref(), p(dir.path()), p(&f)]);
     assert_eq!(event_ids(&alerts), ["k", "p"], "{stderr}");
 }
+
+#[test]
+fn alerts_carry_the_rules_sigma_metadata() {
+    let (_, alerts, _) = scan(&[p(&fixtures().join(NATIVE))]);
+    let root = alerts
+        .iter()
+        .find(|a| a["rule_name"] == "root_console_login")
+        .unwrap();
+    let rule = &root["rule"];
+    assert_eq!(rule["id"], root["rule_id"]);
+    assert_eq!(rule["status"], "stable");
+    assert_eq!(rule["author"], "trailwatch");
+    assert!(rule["description"].as_str().unwrap().contains("root user"));
+    assert!(
+        rule["references"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("https://docs.aws.amazon.com/")
+    );
+    assert!(!rule["falsepositives"].as_array().unwrap().is_empty());
+    assert!(
+        rule["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "attack.t1078.004")
+    );
+    assert_eq!(rule["path"], "builtin:root/root_console_login.yml");
+}

@@ -96,6 +96,19 @@ mod tests {
             count: None,
             event_ids: None,
             first_event_time: None,
+            rule: std::sync::Arc::new(crate::rules::RuleMeta {
+                id: "id".into(),
+                name: None,
+                title: "T".into(),
+                level: "high",
+                status: None,
+                description: None,
+                tags: vec![],
+                references: vec![],
+                falsepositives: vec![],
+                author: None,
+                path: "p".into(),
+            }),
         }
     }
 

@@ -11,6 +11,8 @@ pub mod jsonl;
 use serde::Serialize;
 
 use crate::parse::{Record, Top};
+use std::sync::Arc;
+
 use crate::rules::RuleMeta;
 
 /// Longest event-derived field kept in an alert, in bytes. A user agent or
@@ -58,11 +60,14 @@ pub struct Alert {
     /// Correlation alerts only: eventTime of the first contributing event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_event_time: Option<String>,
+    /// The rule's full Sigma metadata: status, description, references,
+    /// false positives, author, the file it came from.
+    pub rule: Arc<RuleMeta>,
 }
 
 impl Alert {
     /// Build the alert for `rule` matching record number `index` of `source`.
-    pub fn new(rule: &RuleMeta, r: &Record<'_, '_>, source: &str, index: usize) -> Alert {
+    pub fn new(rule: &Arc<RuleMeta>, r: &Record<'_, '_>, source: &str, index: usize) -> Alert {
         let s = |t: Top| r.str(t).map(bound);
         Alert {
             rule_id: rule.id.clone(),
@@ -90,6 +95,7 @@ impl Alert {
             count: None,
             event_ids: None,
             first_event_time: None,
+            rule: Arc::clone(rule),
         }
     }
 }

@@ -27,7 +27,7 @@ pub use compile::Matcher;
 const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
 
 /// What travels with every match of a rule: its Sigma metadata.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RuleMeta {
     /// Sigma `id` (a UUID), else the file path.
     pub id: String,
