@@ -134,6 +134,11 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N", default_value_t = crate::correlate::DEFAULT_MAX_GROUPS)]
     pub max_groups: usize,
 
+    /// Set a burst (correlation) rule's threshold: it fires at N or more
+    /// events. Repeatable, e.g. `--threshold access_denied_burst=25`.
+    #[arg(long, value_name = "NAME=N", value_parser = parse_threshold)]
+    pub threshold: Vec<(String, u64)>,
+
     /// Worker threads (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -163,13 +168,19 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             .num_threads(n)
             .build_global();
     }
-    let rules = match rules::load_or_builtin(&args.rules) {
+    let mut rules = match rules::load_or_builtin(&args.rules) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
+    for (name, n) in &args.threshold {
+        if let Err(e) = rules.set_threshold(name, *n) {
+            eprintln!("error: --threshold {name}={n}: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    }
     for e in &rules.errors {
         tracing::warn!("skipped rule: {e}");
     }
@@ -226,6 +237,20 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     ))
 }
 
+/// `NAME=N` for `--threshold`.
+fn parse_threshold(s: &str) -> Result<(String, u64), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=N, got `{s}`"))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{n}` is not a whole number"))?;
+    if n == 0 {
+        return Err("a threshold of 0 would fire on nothing".into());
+    }
+    Ok((name.to_owned(), n))
+}
+
 fn rules_check(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let set = match rules::load_or_builtin(dirs) {
         Ok(s) => s,
@@ -256,6 +281,16 @@ fn rules_check(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 warnings.push(format!("{}: no .tests.jsonl fixtures", f.display()));
             }
         }
+    }
+    let (indexed, always) = set.index_stats();
+    let parts: Vec<String> = indexed
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(f, n)| format!("{n} on {f}"))
+        .collect();
+    println!("index: {}", parts.join(", "));
+    for title in &always {
+        println!("note: `{title}` pins no indexed field and is tested on every record");
     }
     for p in &problems {
         println!("error: {p}");

@@ -256,3 +256,43 @@ fn groups_are_bounded_and_untimed_events_counted() {
         .unwrap();
     assert!(evicted >= 40, "{line}");
 }
+
+#[test]
+fn builtin_burst_thresholds_are_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs: Vec<Value> = (0..4)
+        .map(|i| denied(&format!("a{i}"), "arn:A", &at(0, i * 5)))
+        .collect();
+    let f = write(dir.path(), "f.json", &recs);
+    let scan = |extra: &[&str]| {
+        let out = trailwatch()
+            .arg("scan")
+            .args(extra)
+            .arg(&f)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            alerts(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let bursts = |a: &[Value]| {
+        a.iter()
+            .filter(|a| a["rule_name"] == "access_denied_burst")
+            .count()
+    };
+    let (_, a, _) = scan(&[]);
+    assert_eq!(bursts(&a), 0, "the pack's default is 10");
+    let (code, a, stderr) = scan(&["--threshold", "access_denied_burst=4"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(bursts(&a), 1);
+    let (code, _, stderr) = scan(&["--threshold", "no_such_rule=4"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("no correlation rule named `no_such_rule`"),
+        "{stderr}"
+    );
+    let (code, _, _) = scan(&["--threshold", "access_denied_burst"]);
+    assert_eq!(code, Some(2));
+}

@@ -431,6 +431,27 @@ impl RuleSet {
         }
     }
 
+    /// Override a correlation's count threshold: it then fires at `n` or
+    /// more (events, or distinct values for value_count). Found by `name`
+    /// or `id`. Lets operators tune bursts without copying the pack.
+    pub fn set_threshold(&mut self, rule: &str, n: u64) -> Result<(), String> {
+        let c = self
+            .correlations
+            .iter_mut()
+            .find(|c| c.meta.name.as_deref() == Some(rule) || c.meta.id == rule)
+            .ok_or_else(|| format!("no correlation rule named `{rule}`"))?;
+        match c.kind {
+            CorrelationType::EventCount | CorrelationType::ValueCount => {
+                c.predicates = vec![(rsigma_parser::ConditionOperator::Gte, n)];
+                Ok(())
+            }
+            other => Err(format!(
+                "`{rule}` is a {} correlation; only event_count and value_count have a threshold",
+                other.as_str()
+            )),
+        }
+    }
+
     /// The correlation rules.
     pub fn correlations(&self) -> &[Correlation] {
         &self.correlations
