@@ -60,8 +60,34 @@ fn native(records: &[Value]) -> String {
 
 #[test]
 fn fixtures_give_the_documented_alerts() {
-    let (code, alerts, stderr) = scan(&[p(&fixtures().join("cloudtrail"))]);
+    let (code, all, stderr) = scan(&[p(&fixtures().join("cloudtrail"))]);
     assert_eq!(code, 0);
+    let (burst, alerts): (Vec<Value>, Vec<Value>) = all
+        .into_iter()
+        .partition(|a| a["source"].as_str().unwrap().ends_with("_burst.json"));
+    // The burst file: ten denied calls from one role within a minute, and
+    // five failed console logins for five users from one address.
+    let singles = burst
+        .iter()
+        .filter(|a| a["rule_name"] == "access_denied")
+        .count();
+    assert_eq!(singles, 10);
+    let bursts: Vec<_> = burst
+        .iter()
+        .filter(|a| a["correlation"].is_string())
+        .collect();
+    assert_eq!(bursts.len(), 2, "{bursts:?}");
+    assert_eq!(bursts[0]["rule_name"], "access_denied_burst");
+    assert_eq!(bursts[0]["count"], 10);
+    assert_eq!(bursts[1]["rule_name"], "failed_console_logins_per_ip");
+    assert_eq!(bursts[1]["count"], 5);
+    assert_eq!(bursts[1]["group"]["sourceIPAddress"], "198.51.100.99");
+    assert!(
+        burst
+            .iter()
+            .all(|a| a["rule_name"] != "console_login_failed"),
+        "the per-login rule only feeds the bursts"
+    );
     let got: Vec<(String, String)> = alerts
         .iter()
         .map(|a| {
@@ -90,7 +116,7 @@ fn fixtures_give_the_documented_alerts() {
     .collect();
     assert_eq!(got, want);
     assert!(
-        stderr.contains("3 files (1 digests skipped), 10 records"),
+        stderr.contains("4 files (1 digests skipped), 25 records"),
         "{stderr}"
     );
 }
