@@ -145,3 +145,17 @@ fn each_rule_matches_a_satisfying_event_and_rejects_a_near_miss() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn retired_count_rules_are_refused_clearly() {
+    let dir = shared_data().join("sigma/unsupported");
+    let rules = RuleSet::load(&[dir.clone()]).unwrap();
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, 8);
+    assert_eq!(rules.len(), 0);
+    assert_eq!(rules.errors.len(), files, "{:#?}", rules.errors);
+    for e in &rules.errors {
+        assert!(e.message.contains("correlation rule"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+}

@@ -193,9 +193,10 @@ impl RuleSet {
             self.errors.push(RuleError {
                 path: path.to_owned(),
                 line: Some(line),
-                message: "uses the retired `| count() > N` aggregation with `timeframe`; \
-                          Sigma now expresses this as a correlation rule \
-                          (`correlation: {type: event_count, rules, group-by, timespan, condition}`)"
+                message: "uses the retired aggregation syntax (`| count() > N` or `| near ...` \
+                          with `timeframe`); Sigma now expresses this as a correlation rule \
+                          (`correlation: {type: event_count | temporal, rules, group-by, \
+                          timespan, condition}`)"
                     .into(),
             });
             return;
@@ -638,14 +639,15 @@ fn locate(text: &str, needle: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// The line of a condition using the pre-correlation `| count()` form.
+/// The line of a condition using the pre-correlation aggregation forms
+/// (`sel | count() > 5`, `sel1 | near sel2`).
 fn retired_aggregation(text: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
             let t = l.trim_start();
             (t.starts_with("condition:") || t.starts_with("- ")) && {
                 let compact: String = t.chars().filter(|c| !c.is_whitespace()).collect();
-                compact.contains("|count(")
+                compact.contains("|count(") || t.contains("| near ") || t.contains("|near ")
             }
         })
         .map(|i| i + 1)
