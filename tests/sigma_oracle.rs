@@ -149,7 +149,7 @@ fn each_rule_matches_a_satisfying_event_and_rejects_a_near_miss() {
 #[test]
 fn retired_count_rules_are_refused_clearly() {
     let dir = shared_data().join("sigma/unsupported");
-    let rules = RuleSet::load(&[dir.clone()]).unwrap();
+    let rules = RuleSet::load(std::slice::from_ref(&dir)).unwrap();
     let files = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(files, 8);
     assert_eq!(rules.len(), 0);
