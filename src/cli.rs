@@ -54,9 +54,51 @@ pub enum Command {
     /// Scan CloudTrail log files and print rule matches.
     #[command(after_help = SCAN_EXAMPLES)]
     Scan(ScanArgs),
+    /// Run the daemon: watch sources for new CloudTrail files and alert,
+    /// until SIGTERM/SIGINT. Without --config: watch ./cloudtrail, keep
+    /// state in ./trailwatch-state, print alerts on stdout.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
     /// Check and test Sigma rules.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  trailwatch run --demo          # write example attack files into ./cloudtrail, then watch it
+  trailwatch run --config /etc/trailwatch/trailwatch.toml
+  trailwatch run --once          # process what is there now, then exit";
+
+/// Options of `trailwatch run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// TOML configuration (see deploy/trailwatch.example.toml); without it,
+    /// the embedded default.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// First write example CloudTrail files with a few attacks into the
+    /// first watched directory.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Process the files present now, then exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// `trailwatch config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file: syntax, unknown keys, limits.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// `trailwatch rules ...`
@@ -158,6 +200,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => scan(args),
         Command::Rules(RulesCommand::Check { dirs }) => rules_check(&dirs),
         Command::Rules(RulesCommand::Test { dirs }) => rules_test(&dirs),
+        Command::Run(args) => run_daemon(args),
+        Command::Config(ConfigCommand::Check { file }) => {
+            match crate::config::Config::load(&file) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(EXIT_USAGE))
+                }
+            }
+        }
     }
 }
 
@@ -348,4 +403,61 @@ fn rules_test(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
             EXIT_MATCHED
         },
     ))
+}
+
+fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => match crate::config::Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+        },
+        None => crate::config::Config::default(),
+    };
+    let mut rules = match rules::load_or_builtin(&config.rules.dirs) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    for e in &rules.errors {
+        tracing::warn!("skipped rule: {e}");
+    }
+    if (config.rules.strict && !rules.errors.is_empty()) || rules.is_empty() {
+        eprintln!("error: rules failed to load");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    for (name, n) in &config.rules.thresholds {
+        if let Err(e) = rules.set_threshold(name, *n) {
+            eprintln!("error: rules.thresholds.{name}: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    }
+    if args.demo {
+        let dir = &config.sources.files[0].path;
+        let written = crate::daemon::write_demo(dir)
+            .map_err(|e| anyhow::anyhow!("writing demo files into {}: {e}", dir.display()))?;
+        tracing::info!(
+            "demo: wrote {} CloudTrail files under {}",
+            written.len(),
+            dir.display()
+        );
+    }
+    let stats = crate::daemon::run(
+        &config,
+        &rules,
+        crate::daemon::RunOptions { once: args.once },
+    )?;
+    tracing::info!(
+        objects = stats.objects,
+        alerts = stats.alerts_written,
+        deduplicated = stats.alerts_deduplicated,
+        already_processed = stats.skipped_known,
+        errors = stats.errors,
+        "stopped"
+    );
+    Ok(ExitCode::SUCCESS)
 }

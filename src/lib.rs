@@ -25,8 +25,11 @@
 //! - [`cli`]: subcommands and options; `main.rs` only calls it.
 
 pub mod alert;
+pub mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod correlate;
+pub mod daemon;
 pub mod decode;
 pub mod parse;
 pub mod pipeline;

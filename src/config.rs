@@ -1,0 +1,306 @@
+//! Daemon configuration (`trailwatch run --config FILE`), in TOML.
+//!
+//! Every field has a default, and units are in the names. Unknown keys are
+//! errors, so a typo never silently falls back to a default. Limits are
+//! checked when the configuration is built. `trailwatch config check FILE`
+//! runs exactly this validation.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Why a configuration was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: String,
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where progress is kept (processed objects, alert dedup keys).
+    pub state: StateConfig,
+    /// What to read. At least one source.
+    pub sources: SourcesConfig,
+    /// Where alerts go.
+    pub output: OutputConfig,
+    /// Which rules run.
+    pub rules: RulesConfig,
+    /// Correlation windows.
+    pub correlation: CorrelationConfig,
+    /// Resource limits.
+    pub limits: LimitsConfig,
+    /// Stopping.
+    pub shutdown: ShutdownConfig,
+}
+
+impl Default for Config {
+    /// The embedded default: watch `./cloudtrail`, keep state in
+    /// `./trailwatch-state`, print alerts on stdout.
+    fn default() -> Self {
+        Config {
+            state: StateConfig::default(),
+            sources: SourcesConfig {
+                files: vec![FilesSource::default()],
+            },
+            output: OutputConfig::default(),
+            rules: RulesConfig::default(),
+            correlation: CorrelationConfig::default(),
+            limits: LimitsConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+/// `[state]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory of the state store (`state.redb`). Put it on a persistent
+    /// volume: without it, a restart re-reads everything (alerts are still
+    /// deduplicated only within one store).
+    pub dir: PathBuf,
+    /// How long processed objects and alert dedup keys are remembered.
+    /// Longer than the oldest object a source may re-list or re-deliver.
+    pub retention_days: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("trailwatch-state"),
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+const fn default_retention_days() -> u64 {
+    30
+}
+
+/// `[sources]`: any number of each kind.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// `[[sources.files]]`: local directories watched for new files.
+    pub files: Vec<FilesSource>,
+}
+
+/// A local directory of CloudTrail files (any layout, gzip or not).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesSource {
+    /// Directory to watch (recursively). Created if missing.
+    pub path: PathBuf,
+    /// How often to look for new or changed files.
+    pub poll_interval_secs: u64,
+    /// Files modified more recently than this are left for the next poll,
+    /// so a file still being written is not read half-way.
+    pub settle_secs: u64,
+}
+
+impl Default for FilesSource {
+    fn default() -> Self {
+        FilesSource {
+            path: PathBuf::from("cloudtrail"),
+            poll_interval_secs: 5,
+            settle_secs: 2,
+        }
+    }
+}
+
+/// `[output]`
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Append alerts as JSON lines to this file, exactly once across
+    /// crashes. Without it, alerts go to stdout (at least once: a crash
+    /// between printing and committing repeats the last object's alerts).
+    pub jsonl_path: Option<PathBuf>,
+}
+
+/// `[rules]`
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Sigma rule directories; empty means the built-in pack.
+    pub dirs: Vec<PathBuf>,
+    /// Burst thresholds by correlation rule name, e.g.
+    /// `thresholds = { access_denied_burst = 25 }`.
+    pub thresholds: std::collections::BTreeMap<String, u64>,
+    /// Refuse to start when a rule fails to load.
+    pub strict: bool,
+}
+
+/// `[correlation]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelationConfig {
+    /// How far behind the newest eventTime an event may arrive and still
+    /// count. CloudTrail delivers within about 5 minutes, with outliers.
+    pub lateness_secs: u64,
+    /// Groups kept per correlation rule before the least recent are evicted.
+    pub max_groups: usize,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        CorrelationConfig {
+            lateness_secs: 900,
+            max_groups: crate::correlate::DEFAULT_MAX_GROUPS,
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest object accepted, stored or decompressed (gzip bombs).
+    pub max_object_bytes: u64,
+    /// Objects processed at once.
+    pub objects_in_flight: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_object_bytes: crate::decode::DEFAULT_MAX_OBJECT_BYTES,
+            objects_in_flight: 4,
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// After SIGTERM/SIGINT, how long in-flight objects may take to finish
+    /// before the daemon exits anyway (they are then re-read on restart).
+    /// Keep it under the orchestrator's stop timeout (ECS: 30 s).
+    pub grace_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_secs: 25 }
+    }
+}
+
+impl Config {
+    /// Read, parse and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate TOML text; `name` labels errors.
+    pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: name.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(name)?;
+        Ok(config)
+    }
+
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, message: &str| ConfigError::Invalid {
+            path: name.to_owned(),
+            field,
+            message: message.to_owned(),
+        };
+        if self.sources.files.is_empty() {
+            return Err(bad("sources", "configure at least one source"));
+        }
+        for f in &self.sources.files {
+            if f.poll_interval_secs == 0 {
+                return Err(bad(
+                    "sources.files.poll_interval_secs",
+                    "must be at least 1",
+                ));
+            }
+        }
+        if self.limits.objects_in_flight == 0 {
+            return Err(bad("limits.objects_in_flight", "must be at least 1"));
+        }
+        if self.limits.max_object_bytes < 1024 {
+            return Err(bad("limits.max_object_bytes", "must be at least 1024"));
+        }
+        if self.state.retention_days == 0 {
+            return Err(bad("state.retention_days", "must be at least 1"));
+        }
+        if self.correlation.max_groups == 0 {
+            return Err(bad("correlation.max_groups", "must be at least 1"));
+        }
+        if let Some((k, _)) = self.rules.thresholds.iter().find(|(_, v)| **v == 0) {
+            return Err(ConfigError::Invalid {
+                path: name.to_owned(),
+                field: "rules.thresholds",
+                message: format!("`{k}` = 0 would fire on nothing"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        assert_eq!(Config::parse("", "t").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn fields_parse_and_unknown_keys_are_refused() {
+        let c = Config::parse(
+            "[state]\ndir = \"/var/lib/trailwatch\"\n[[sources.files]]\npath = \"/logs\"\npoll_interval_secs = 30\n\
+             [rules]\nthresholds = { access_denied_burst = 25 }\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.state.dir, PathBuf::from("/var/lib/trailwatch"));
+        assert_eq!(c.sources.files[0].poll_interval_secs, 30);
+        assert_eq!(
+            c.sources.files[0].settle_secs, 2,
+            "unset fields keep defaults"
+        );
+        assert_eq!(c.rules.thresholds["access_denied_burst"], 25);
+
+        let e = Config::parse("[state]\ndirr = \"x\"\n", "cfg.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cfg.toml") && e.contains("unknown field `dirr`"),
+            "{e}"
+        );
+        let e = Config::parse("[limits]\nobjects_in_flight = 0\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.objects_in_flight"), "{e}");
+        let e = Config::parse("[limits]\nmax_object_bytes = \"big\"\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_object_bytes"), "{e}");
+    }
+}

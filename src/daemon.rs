@@ -1,0 +1,428 @@
+//! The daemon (`trailwatch run`): sources polled for new objects, each
+//! object through the pipeline, alerts deduplicated against the store,
+//! written, and the object committed, forever, until SIGTERM/SIGINT.
+//!
+//! Per object, in this order (what makes alerts exactly once):
+//! 1. skip it if the store has it (same source, key, etag);
+//! 2. run it through decode → parse → rules, then its rule hits through
+//!    the correlations (in input order);
+//! 3. drop alerts whose dedup key the store already has;
+//! 4. append the rest to the sink and make them durable (fsync);
+//! 5. commit, in one transaction: the object, the alerts' dedup keys, and
+//!    the sink's new length.
+//!
+//! A crash between 4 and 5 leaves alerts in the file that the store does
+//! not know of: at start the file sink is cut back to the committed length
+//! and the object is read again. Stdout cannot be cut back, so with stdout
+//! the last object's alerts may repeat after a crash (at least once).
+//!
+//! Correlation windows live in memory: after a restart they start empty.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use thiserror::Error;
+
+use crate::alert::{Alert, jsonl};
+use crate::checkpoint::{Commit, ObjectId, Store, StoreError};
+use crate::config::Config;
+use crate::correlate::Correlator;
+use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
+use crate::rules::RuleSet;
+use crate::source::files::{self, Input};
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("alert sink {path}: {source}")]
+    Sink {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] io::Error),
+}
+
+/// How a run goes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Process what is there now, then exit (tests, one-shot jobs).
+    pub once: bool,
+}
+
+/// Counters of a run (metrics come later; tests read these).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub objects: u64,
+    pub skipped_known: u64,
+    pub alerts_written: u64,
+    pub alerts_deduplicated: u64,
+    pub errors: u64,
+}
+
+/// Where alerts are written.
+enum Sink {
+    Stdout,
+    /// A JSON-lines file, cut back to its committed length at start.
+    File {
+        file: File,
+        path: String,
+        len: u64,
+    },
+}
+
+impl Sink {
+    fn open(path: Option<&Path>, store: &Store) -> Result<Sink, DaemonError> {
+        let Some(path) = path else {
+            return Ok(Sink::Stdout);
+        };
+        let name = path.display().to_string();
+        let err = |source| DaemonError::Sink {
+            path: name.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(err)?;
+        let committed = store.sink_len(&name)?;
+        let actual = file.metadata().map_err(err)?.len();
+        if actual > committed {
+            tracing::warn!(
+                sink = %name,
+                "removing {} bytes of alerts written but not committed before the last stop; \
+                 their objects will be read again",
+                actual - committed
+            );
+        }
+        if actual != committed {
+            // Shorter than committed means the file was edited or rotated
+            // by hand: continue from what is there.
+            file.set_len(committed.min(actual)).map_err(err)?;
+        }
+        let len = committed.min(actual);
+        Ok(Sink::File {
+            file,
+            path: name,
+            len,
+        })
+    }
+
+    /// Write alerts durably; returns the committed-length update.
+    fn write(&mut self, alerts: &[Alert]) -> Result<Option<(String, u64)>, DaemonError> {
+        match self {
+            Sink::Stdout => {
+                let mut out = io::stdout().lock();
+                for a in alerts {
+                    jsonl::write(&mut out, a, jsonl::Format::Json).map_err(|source| {
+                        DaemonError::Sink {
+                            path: "stdout".into(),
+                            source,
+                        }
+                    })?;
+                }
+                out.flush().map_err(|source| DaemonError::Sink {
+                    path: "stdout".into(),
+                    source,
+                })?;
+                Ok(None)
+            }
+            Sink::File { file, path, len } => {
+                let err = |source| DaemonError::Sink {
+                    path: path.clone(),
+                    source,
+                };
+                if !alerts.is_empty() {
+                    let mut buf = Vec::new();
+                    for a in alerts {
+                        jsonl::write(&mut buf, a, jsonl::Format::Json).map_err(err)?;
+                    }
+                    use std::io::{Seek, SeekFrom};
+                    file.seek(SeekFrom::Start(*len)).map_err(err)?;
+                    file.write_all(&buf).map_err(err)?;
+                    file.sync_data().map_err(err)?;
+                    *len += buf.len() as u64;
+                }
+                Ok(Some((path.clone(), *len)))
+            }
+        }
+    }
+}
+
+/// The key that makes an alert unique: detections by rule and event,
+/// correlations by rule, group and first contributing event.
+pub fn dedup_key(a: &Alert) -> String {
+    match (&a.correlation, &a.event_ids) {
+        (Some(_), Some(ids)) => format!(
+            "c\u{0}{}\u{0}{}\u{0}{}",
+            a.rule_id,
+            serde_json::to_string(&a.group).unwrap_or_default(),
+            ids.first().map_or("", String::as_str)
+        ),
+        _ => match &a.event_id {
+            Some(id) => format!("d\u{0}{}\u{0}{id}", a.rule_id),
+            None => format!("d\u{0}{}\u{0}{}#{}", a.rule_id, a.source, a.record),
+        },
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A local file's identity: size and modification time stand in for an
+/// ETag, so a rewritten file is read again.
+fn file_object(root: &Path, path: &Path) -> Option<(ObjectId, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mtime = meta.modified().ok()?;
+    let nanos = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    Some((
+        ObjectId {
+            source: format!("files:{}", root.display()),
+            key: path
+                .strip_prefix(root)
+                .unwrap_or(path)
+                .display()
+                .to_string(),
+            etag: format!("{}-{nanos}", meta.len()),
+        },
+        mtime,
+    ))
+}
+
+/// Run the daemon until a signal (or, with `once`, until the current files
+/// are done).
+pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStats, DaemonError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(DaemonError::Signals)?;
+    }
+    let grace = Duration::from_secs(config.shutdown.grace_secs);
+    {
+        // The grace watchdog: objects in flight get `grace` to finish after
+        // a signal; then the process exits. Nothing is lost by exiting
+        // mid-object: uncommitted objects are read again at the next start.
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::thread::sleep(grace);
+            tracing::warn!("grace period of {}s over, exiting", grace.as_secs());
+            std::process::exit(0);
+        });
+    }
+    let store = Store::open(&config.state.dir)?;
+    let retention_ms = config.state.retention_days * 86_400_000;
+    store.prune(now_ms().saturating_sub(retention_ms), now_ms())?;
+    let mut sink = Sink::open(config.output.jsonl_path.as_deref(), &store)?;
+    let mut correlator = Correlator::new(
+        rules.correlations().to_vec(),
+        (config.correlation.lateness_secs.min(i64::MAX as u64 / 1000) as i64) * 1000,
+        config.correlation.max_groups,
+    );
+    let limits = Limits {
+        max_object_bytes: config.limits.max_object_bytes,
+    };
+    let mut stats = RunStats::default();
+    for src in &config.sources.files {
+        std::fs::create_dir_all(&src.path).map_err(|source| DaemonError::Watch {
+            path: src.path.clone(),
+            source,
+        })?;
+    }
+    tracing::info!(
+        rules = rules.len(),
+        correlations = rules.correlations().len(),
+        state = %config.state.dir.display(),
+        "trailwatch running"
+    );
+    let poll = config
+        .sources
+        .files
+        .iter()
+        .map(|f| f.poll_interval_secs)
+        .min()
+        .unwrap_or(5);
+    loop {
+        let mut pending: Vec<(ObjectId, PathBuf)> = Vec::new();
+        for src in &config.sources.files {
+            let listed =
+                files::expand(std::slice::from_ref(&src.path)).map_err(|e| DaemonError::Watch {
+                    path: src.path.clone(),
+                    source: e.source,
+                })?;
+            let settled = SystemTime::now() - Duration::from_secs(src.settle_secs);
+            for input in listed {
+                let Input::File(path) = input else { continue };
+                let Some((id, mtime)) = file_object(&src.path, &path) else {
+                    continue;
+                };
+                if mtime > settled && !opts.once {
+                    continue; // still being written, perhaps
+                }
+                if store.is_processed(&id)? {
+                    stats.skipped_known += 1;
+                } else {
+                    pending.push((id, path));
+                }
+            }
+        }
+        for batch in pending.chunks(config.limits.objects_in_flight) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            // Objects of a batch run in parallel; their results are then
+            // written and committed one by one, in order.
+            let reports: Vec<ObjectReport> = batch
+                .par_iter()
+                .map(|(_, path)| {
+                    let input = Input::File(path.clone());
+                    match input.read(limits.max_object_bytes) {
+                        Ok(bytes) => pipeline::process_object(&input.name(), &bytes, rules, limits),
+                        Err(e) => ObjectReport {
+                            source: input.name(),
+                            errors: vec![pipeline::InputError {
+                                source: input.name(),
+                                kind: ErrorKind::Read,
+                                message: e.to_string(),
+                            }],
+                            ..Default::default()
+                        },
+                    }
+                })
+                .collect();
+            for ((id, _), report) in batch.iter().zip(reports) {
+                for e in &report.errors {
+                    tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
+                }
+                stats.errors += report.errors.len() as u64;
+                if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
+                    continue; // perhaps transient: try again at the next poll
+                }
+                let mut alerts = report.alerts;
+                for hit in &report.hits {
+                    alerts.extend(correlator.push(hit));
+                }
+                deliver(&store, &mut sink, id, alerts, retention_ms, &mut stats)?;
+                stats.objects += 1;
+            }
+        }
+        if opts.once {
+            // End of input: decide the windows still open.
+            let closing = correlator.finish();
+            let marker = ObjectId {
+                source: "correlation".into(),
+                key: "end-of-input".into(),
+                etag: now_ms().to_string(),
+            };
+            deliver(
+                &store,
+                &mut sink,
+                &marker,
+                closing,
+                retention_ms,
+                &mut stats,
+            )?;
+            return Ok(stats);
+        }
+        let until = Instant::now() + Duration::from_secs(poll);
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                tracing::info!("stopping: signal received, all committed");
+                return Ok(stats);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Steps 3-5 for one object: dedup, write durably, commit.
+fn deliver(
+    store: &Store,
+    sink: &mut Sink,
+    id: &ObjectId,
+    alerts: Vec<Alert>,
+    retention_ms: u64,
+    stats: &mut RunStats,
+) -> Result<(), DaemonError> {
+    let now = now_ms();
+    let mut keys: Vec<(String, u64)> = Vec::new();
+    let mut fresh = Vec::with_capacity(alerts.len());
+    for a in alerts {
+        let key = dedup_key(&a);
+        if store.alert_seen(&key, now)? || keys.iter().any(|(k, _)| *k == key) {
+            stats.alerts_deduplicated += 1;
+            continue;
+        }
+        keys.push((key, now + retention_ms));
+        fresh.push(a);
+    }
+    let sink_len = sink.write(&fresh)?;
+    store.commit(&Commit {
+        object: id,
+        alert_keys: &keys,
+        sink: sink_len.as_ref().map(|(n, l)| (n.as_str(), *l)),
+        now_ms: now,
+    })?;
+    stats.alerts_written += fresh.len() as u64;
+    Ok(())
+}
+
+/// The demo: writes the example CloudTrail files (a root login without MFA,
+/// keys created for another user, a burst of denied calls, password
+/// spraying) gzip-compressed under CloudTrail's key layout in `dir`.
+pub fn write_demo(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    const FILES: [(&str, &str); 3] = [
+        (
+            "123456789012_CloudTrail_eu-west-1_20261120T1005Z_example.json.gz",
+            include_str!(
+                "../tests/fixtures/cloudtrail/123456789012_CloudTrail_eu-west-1_20261120T1005Z_example.json"
+            ),
+        ),
+        (
+            "123456789012_CloudTrail_eu-west-1_20261120T1020Z_burst.json.gz",
+            include_str!(
+                "../tests/fixtures/cloudtrail/123456789012_CloudTrail_eu-west-1_20261120T1020Z_burst.json"
+            ),
+        ),
+        (
+            "123456789012_CloudTrail_us-east-1_20261120T1100Z_example.json.gz",
+            include_str!("../tests/fixtures/cloudtrail/cloudwatch-export.jsonl"),
+        ),
+    ];
+    let day = dir.join("AWSLogs/123456789012/CloudTrail/eu-west-1/2026/11/20");
+    std::fs::create_dir_all(&day)?;
+    let mut written = Vec::new();
+    for (name, text) in FILES {
+        let path = day.join(name);
+        let mut gz =
+            flate2::write::GzEncoder::new(File::create(&path)?, flate2::Compression::default());
+        gz.write_all(text.as_bytes())?;
+        gz.finish()?.sync_all()?;
+        written.push(path);
+    }
+    Ok(written)
+}
