@@ -57,6 +57,7 @@ impl Default for Config {
             state: StateConfig::default(),
             sources: SourcesConfig {
                 files: vec![FilesSource::default()],
+                s3: Vec::new(),
             },
             output: OutputConfig::default(),
             rules: RulesConfig::default(),
@@ -99,6 +100,8 @@ const fn default_retention_days() -> u64 {
 pub struct SourcesConfig {
     /// `[[sources.files]]`: local directories watched for new files.
     pub files: Vec<FilesSource>,
+    /// `[[sources.s3]]`: CloudTrail buckets polled.
+    pub s3: Vec<crate::source::s3::S3Config>,
 }
 
 /// A local directory of CloudTrail files (any layout, gzip or not).
@@ -228,8 +231,21 @@ impl Config {
             field,
             message: message.to_owned(),
         };
-        if self.sources.files.is_empty() {
+        if self.sources.files.is_empty() && self.sources.s3.is_empty() {
             return Err(bad("sources", "configure at least one source"));
+        }
+        for s in &self.sources.s3 {
+            if s.bucket.is_empty() {
+                return Err(bad("sources.s3.bucket", "is required"));
+            }
+            if s.poll_interval_secs == 0 {
+                return Err(bad("sources.s3.poll_interval_secs", "must be at least 1"));
+            }
+            if let Some(d) = &s.start_date
+                && crate::source::s3::parse_day(d).is_none()
+            {
+                return Err(bad("sources.s3.start_date", "must be YYYY-MM-DD"));
+            }
         }
         for f in &self.sources.files {
             if f.poll_interval_secs == 0 {

@@ -34,7 +34,9 @@ use crate::config::Config;
 use crate::correlate::Correlator;
 use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
 use crate::rules::RuleSet;
+use crate::source::SourceError;
 use crate::source::files::{self, Input};
+use crate::source::s3::{S3Object, S3Source};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, Error)]
@@ -55,6 +57,8 @@ pub enum DaemonError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] io::Error),
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 /// How a run goes.
@@ -253,108 +257,264 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
             source,
         })?;
     }
-    tracing::info!(
-        rules = rules.len(),
-        correlations = rules.correlations().len(),
-        state = %config.state.dir.display(),
-        "trailwatch running"
-    );
-    let poll = config
+    // The AWS SDK is async; the loop blocks on it between objects, which
+    // keeps one thread of control (and of commit order).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Signals)?;
+    let mut sources: Vec<(Source, Instant)> = config
         .sources
         .files
         .iter()
-        .map(|f| f.poll_interval_secs)
-        .min()
-        .unwrap_or(5);
+        .map(|f| Source::Files(f.clone()))
+        .chain(
+            config
+                .sources
+                .s3
+                .iter()
+                .map(|c| Source::S3(Box::new(rt.block_on(S3Source::new(c.clone()))))),
+        )
+        .map(|s| (s, Instant::now()))
+        .collect();
+    tracing::info!(
+        rules = rules.len(),
+        correlations = rules.correlations().len(),
+        sources = sources.len(),
+        state = %config.state.dir.display(),
+        "trailwatch running"
+    );
     loop {
-        let mut pending: Vec<(ObjectId, PathBuf)> = Vec::new();
-        for src in &config.sources.files {
-            let listed =
-                files::expand(std::slice::from_ref(&src.path)).map_err(|e| DaemonError::Watch {
-                    path: src.path.clone(),
-                    source: e.source,
-                })?;
-            let settled = SystemTime::now() - Duration::from_secs(src.settle_secs);
-            for input in listed {
-                let Input::File(path) = input else { continue };
-                let Some((id, mtime)) = file_object(&src.path, &path) else {
+        for (src, due) in sources.iter_mut() {
+            if Instant::now() < *due && !opts.once {
+                continue;
+            }
+            *due = Instant::now() + Duration::from_secs(src.poll_interval_secs());
+            let listed = match src.list(&rt, opts.once) {
+                Ok(l) => l,
+                Err(e) => {
+                    // A source that cannot be listed (network, permissions)
+                    // is retried at its next poll; the others go on.
+                    tracing::warn!("listing failed: {e}");
+                    stats.errors += 1;
                     continue;
-                };
-                if mtime > settled && !opts.once {
-                    continue; // still being written, perhaps
                 }
-                if store.is_processed(&id)? {
+            };
+            let mut pending = Vec::new();
+            for item in listed {
+                if store.is_processed(item.id())? {
                     stats.skipped_known += 1;
                 } else {
-                    pending.push((id, path));
+                    pending.push(item);
                 }
             }
-        }
-        for batch in pending.chunks(config.limits.objects_in_flight) {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            // Objects of a batch run in parallel; their results are then
-            // written and committed one by one, in order.
-            let reports: Vec<ObjectReport> = batch
-                .par_iter()
-                .map(|(_, path)| {
-                    let input = Input::File(path.clone());
-                    match input.read(limits.max_object_bytes) {
-                        Ok(bytes) => pipeline::process_object(&input.name(), &bytes, rules, limits),
+            for batch in pending.chunks(config.limits.objects_in_flight) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let fetched = src.fetch(&rt, batch, limits.max_object_bytes);
+                // Objects of a batch run in parallel; their results are then
+                // written and committed one by one, in order.
+                let reports: Vec<ObjectReport> = batch
+                    .par_iter()
+                    .zip(fetched)
+                    .map(|(item, bytes)| match bytes {
+                        Ok(bytes) => pipeline::process_object(&item.name(), &bytes, rules, limits),
                         Err(e) => ObjectReport {
-                            source: input.name(),
+                            source: item.name(),
                             errors: vec![pipeline::InputError {
-                                source: input.name(),
-                                kind: ErrorKind::Read,
+                                source: item.name(),
+                                kind: match e {
+                                    SourceError::TooLarge { .. } => ErrorKind::TooLarge,
+                                    _ => ErrorKind::Read,
+                                },
                                 message: e.to_string(),
                             }],
                             ..Default::default()
                         },
+                    })
+                    .collect();
+                for (item, report) in batch.iter().zip(reports) {
+                    for e in &report.errors {
+                        tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
                     }
-                })
-                .collect();
-            for ((id, _), report) in batch.iter().zip(reports) {
-                for e in &report.errors {
-                    tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
+                    stats.errors += report.errors.len() as u64;
+                    if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
+                        continue; // perhaps transient: try again at the next poll
+                    }
+                    let mut alerts = report.alerts;
+                    for hit in &report.hits {
+                        alerts.extend(correlator.push(hit));
+                    }
+                    deliver(
+                        &store,
+                        &mut sink,
+                        item.id(),
+                        alerts,
+                        retention_ms,
+                        &mut stats,
+                    )?;
+                    stats.objects += 1;
                 }
-                stats.errors += report.errors.len() as u64;
-                if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
-                    continue; // perhaps transient: try again at the next poll
-                }
-                let mut alerts = report.alerts;
-                for hit in &report.hits {
-                    alerts.extend(correlator.push(hit));
-                }
-                deliver(&store, &mut sink, id, alerts, retention_ms, &mut stats)?;
-                stats.objects += 1;
             }
         }
         if opts.once {
             // End of input: decide the windows still open.
             let closing = correlator.finish();
-            let marker = ObjectId {
-                source: "correlation".into(),
-                key: "end-of-input".into(),
-                etag: now_ms().to_string(),
-            };
-            deliver(
-                &store,
-                &mut sink,
-                &marker,
-                closing,
-                retention_ms,
-                &mut stats,
-            )?;
+            if !closing.is_empty() {
+                let marker = ObjectId {
+                    source: "correlation".into(),
+                    key: "end-of-input".into(),
+                    etag: now_ms().to_string(),
+                };
+                deliver(
+                    &store,
+                    &mut sink,
+                    &marker,
+                    closing,
+                    retention_ms,
+                    &mut stats,
+                )?;
+            }
             return Ok(stats);
         }
-        let until = Instant::now() + Duration::from_secs(poll);
-        while Instant::now() < until {
+        let next = sources
+            .iter()
+            .map(|(_, due)| *due)
+            .min()
+            .unwrap_or_else(Instant::now);
+        while Instant::now() < next {
             if stop.load(Ordering::Relaxed) {
                 tracing::info!("stopping: signal received, all committed");
                 return Ok(stats);
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+        if stop.load(Ordering::Relaxed) {
+            tracing::info!("stopping: signal received, all committed");
+            return Ok(stats);
+        }
+    }
+}
+
+/// A configured source.
+enum Source {
+    Files(crate::config::FilesSource),
+    S3(Box<S3Source>),
+}
+
+/// An object a source listed.
+enum Listed {
+    File(ObjectId, PathBuf),
+    S3(S3Object, String),
+}
+
+impl Listed {
+    fn id(&self) -> &ObjectId {
+        match self {
+            Listed::File(id, _) => id,
+            Listed::S3(o, _) => &o.id,
+        }
+    }
+
+    /// The name in alerts and logs.
+    fn name(&self) -> String {
+        match self {
+            Listed::File(_, path) => path.display().to_string(),
+            Listed::S3(o, bucket) => format!("s3://{bucket}/{}", o.id.key),
+        }
+    }
+}
+
+impl Source {
+    fn poll_interval_secs(&self) -> u64 {
+        match self {
+            Source::Files(f) => f.poll_interval_secs,
+            Source::S3(s) => s.config.poll_interval_secs,
+        }
+    }
+
+    fn list(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        once: bool,
+    ) -> Result<Vec<Listed>, DaemonError> {
+        match self {
+            Source::Files(src) => {
+                let listed = files::expand(std::slice::from_ref(&src.path)).map_err(|e| {
+                    DaemonError::Watch {
+                        path: src.path.clone(),
+                        source: e.source,
+                    }
+                })?;
+                let settled = SystemTime::now() - Duration::from_secs(src.settle_secs);
+                Ok(listed
+                    .into_iter()
+                    .filter_map(|input| {
+                        let Input::File(path) = input else {
+                            return None;
+                        };
+                        let (id, mtime) = file_object(&src.path, &path)?;
+                        // Perhaps still being written: next poll.
+                        (once || mtime <= settled).then_some(Listed::File(id, path))
+                    })
+                    .collect())
+            }
+            Source::S3(s3) => {
+                let bucket = s3.config.bucket.clone();
+                let objects = rt.block_on(s3.list()).map_err(DaemonError::Source)?;
+                Ok(objects
+                    .into_iter()
+                    .map(|o| Listed::S3(o, bucket.clone()))
+                    .collect())
+            }
+        }
+    }
+
+    /// Read a batch of objects (concurrently for remote sources).
+    fn fetch(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        batch: &[Listed],
+        cap: u64,
+    ) -> Vec<Result<Vec<u8>, SourceError>> {
+        match self {
+            Source::Files(_) => batch
+                .iter()
+                .map(|item| match item {
+                    Listed::File(_, path) => Input::File(path.clone()).read(cap),
+                    Listed::S3(..) => unreachable!("files source lists files"),
+                })
+                .collect(),
+            Source::S3(s3) => rt.block_on(async {
+                // Concurrent: the batch is `objects_in_flight` long.
+                let mut tasks = tokio::task::JoinSet::new();
+                for (i, item) in batch.iter().enumerate() {
+                    let Listed::S3(o, _) = item else {
+                        unreachable!("s3 source lists objects")
+                    };
+                    let (f, o) = (s3.fetcher(), o.clone());
+                    tasks.spawn(async move { (i, f.fetch(o, cap).await) });
+                }
+                let mut out: Vec<Option<Result<Vec<u8>, SourceError>>> =
+                    (0..batch.len()).map(|_| None).collect();
+                while let Some(done) = tasks.join_next().await {
+                    if let Ok((i, r)) = done {
+                        out[i] = Some(r);
+                    }
+                }
+                out.into_iter()
+                    .map(|r| {
+                        r.unwrap_or_else(|| {
+                            Err(SourceError::Remote {
+                                name: "s3".into(),
+                                message: "fetch task failed".into(),
+                            })
+                        })
+                    })
+                    .collect()
+            }),
         }
     }
 }

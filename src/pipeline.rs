@@ -515,7 +515,7 @@ fn read_and_process(input: &Input, rules: &RuleSet, limits: Limits) -> ObjectRep
                 source: name,
                 kind: match e {
                     SourceError::TooLarge { .. } => ErrorKind::TooLarge,
-                    SourceError::Io { .. } => ErrorKind::Read,
+                    SourceError::Io { .. } | SourceError::Remote { .. } => ErrorKind::Read,
                 },
                 message: e.to_string(),
             }],

@@ -3,8 +3,10 @@
 //! decode stage; it knows nothing of gzip or JSON.
 //!
 //! - [`files`]: local files, directories (recursive) and stdin.
+//! - [`s3`]: CloudTrail's S3 key layout, polled with a trailing window.
 
 pub mod files;
+pub mod s3;
 
 use thiserror::Error;
 
@@ -19,4 +21,7 @@ pub enum SourceError {
     },
     #[error("{name} is {size} bytes, over the cap of {cap} bytes")]
     TooLarge { name: String, size: u64, cap: u64 },
+    /// A remote service refused or failed (after the SDK's retries).
+    #[error("{name}: {message}")]
+    Remote { name: String, message: String },
 }
