@@ -12,7 +12,8 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Library errors already include their cause in the message.
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

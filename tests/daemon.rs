@@ -166,13 +166,24 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(50 + next() % 400));
+        // Wait for progress (the alert file grows), then a random moment.
+        let size = |d: &Path| std::fs::metadata(d.join("alerts.jsonl")).map_or(0, |m| m.len());
+        let before = size(dir.path());
+        let t = Instant::now();
+        while size(dir.path()) == before
+            && child.try_wait().unwrap().is_none()
+            && t.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(next() % 200));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             kills += 1;
         }
         child.wait().unwrap();
     }
+    eprintln!("{kills} kills");
     run_once(&cfg, &[]); // finish whatever is left
     let got = counts(&written(dir.path()));
     assert_eq!(
@@ -202,7 +213,14 @@ fn sigterm_stops_promptly_with_everything_committed() {
         .unwrap();
     // Wait for the three files' alerts, then ask it to stop.
     let started = Instant::now();
-    while written(dir.path()).len() < 30 && started.elapsed() < Duration::from_secs(30) {
+    // The daemon may be mid-append: count complete lines only.
+    let complete = |d: &Path| {
+        std::fs::read_to_string(d.join("alerts.jsonl"))
+            .unwrap_or_default()
+            .matches('\n')
+            .count()
+    };
+    while complete(dir.path()) < 30 && started.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let t = Instant::now();
