@@ -58,6 +58,7 @@ impl Default for Config {
             sources: SourcesConfig {
                 files: vec![FilesSource::default()],
                 s3: Vec::new(),
+                sqs: Vec::new(),
             },
             output: OutputConfig::default(),
             rules: RulesConfig::default(),
@@ -102,6 +103,8 @@ pub struct SourcesConfig {
     pub files: Vec<FilesSource>,
     /// `[[sources.s3]]`: CloudTrail buckets polled.
     pub s3: Vec<crate::source::s3::S3Config>,
+    /// `[[sources.sqs]]`: queues of new-file notifications.
+    pub sqs: Vec<crate::source::sqs::SqsConfig>,
 }
 
 /// A local directory of CloudTrail files (any layout, gzip or not).
@@ -231,7 +234,15 @@ impl Config {
             field,
             message: message.to_owned(),
         };
-        if self.sources.files.is_empty() && self.sources.s3.is_empty() {
+        for q in &self.sources.sqs {
+            if q.queue_url.is_empty() {
+                return Err(bad("sources.sqs.queue_url", "is required"));
+            }
+        }
+        if self.sources.files.is_empty()
+            && self.sources.s3.is_empty()
+            && self.sources.sqs.is_empty()
+        {
             return Err(bad("sources", "configure at least one source"));
         }
         for s in &self.sources.s3 {

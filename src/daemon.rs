@@ -37,6 +37,7 @@ use crate::rules::RuleSet;
 use crate::source::SourceError;
 use crate::source::files::{self, Input};
 use crate::source::s3::{S3Object, S3Source};
+use crate::source::sqs::SqsSource;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, Error)]
@@ -276,6 +277,13 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                 .iter()
                 .map(|c| Source::S3(Box::new(rt.block_on(S3Source::new(c.clone()))))),
         )
+        .chain(
+            config
+                .sources
+                .sqs
+                .iter()
+                .map(|c| Source::Sqs(Box::new(rt.block_on(SqsSource::new(c.clone()))))),
+        )
         .map(|s| (s, Instant::now()))
         .collect();
     tracing::info!(
@@ -291,71 +299,81 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                 continue;
             }
             *due = Instant::now() + Duration::from_secs(src.poll_interval_secs());
-            let listed = match src.list(&rt, opts.once) {
-                Ok(l) => l,
-                Err(e) => {
-                    // A source that cannot be listed (network, permissions)
-                    // is retried at its next poll; the others go on.
-                    tracing::warn!("listing failed: {e}");
-                    stats.errors += 1;
-                    continue;
+            // A queue is drained in `once` mode; other sources list once.
+            loop {
+                let listed = match src.list(&rt, opts.once) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        // A source that cannot be listed (network,
+                        // permissions) is retried at its next poll.
+                        tracing::warn!("listing failed: {e}");
+                        stats.errors += 1;
+                        break;
+                    }
+                };
+                let mut pending = Vec::new();
+                for item in listed {
+                    if store.is_processed(item.id())? {
+                        stats.skipped_known += 1;
+                    } else {
+                        pending.push(item);
+                    }
                 }
-            };
-            let mut pending = Vec::new();
-            for item in listed {
-                if store.is_processed(item.id())? {
-                    stats.skipped_known += 1;
-                } else {
-                    pending.push(item);
-                }
-            }
-            for batch in pending.chunks(config.limits.objects_in_flight) {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let fetched = src.fetch(&rt, batch, limits.max_object_bytes);
-                // Objects of a batch run in parallel; their results are then
-                // written and committed one by one, in order.
-                let reports: Vec<ObjectReport> = batch
-                    .par_iter()
-                    .zip(fetched)
-                    .map(|(item, bytes)| match bytes {
-                        Ok(bytes) => pipeline::process_object(&item.name(), &bytes, rules, limits),
-                        Err(e) => ObjectReport {
-                            source: item.name(),
-                            errors: vec![pipeline::InputError {
+                for batch in pending.chunks(config.limits.objects_in_flight) {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    src.heartbeat(&rt);
+                    let fetched = src.fetch(&rt, batch, limits.max_object_bytes);
+                    // Objects of a batch run in parallel; their results are
+                    // then written and committed one by one, in order.
+                    let reports: Vec<ObjectReport> = batch
+                        .par_iter()
+                        .zip(fetched)
+                        .map(|(item, bytes)| match bytes {
+                            Ok(bytes) => {
+                                pipeline::process_object(&item.name(), &bytes, rules, limits)
+                            }
+                            Err(e) => ObjectReport {
                                 source: item.name(),
-                                kind: match e {
-                                    SourceError::TooLarge { .. } => ErrorKind::TooLarge,
-                                    _ => ErrorKind::Read,
-                                },
-                                message: e.to_string(),
-                            }],
-                            ..Default::default()
-                        },
-                    })
-                    .collect();
-                for (item, report) in batch.iter().zip(reports) {
-                    for e in &report.errors {
-                        tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
+                                errors: vec![pipeline::InputError {
+                                    source: item.name(),
+                                    kind: match e {
+                                        SourceError::TooLarge { .. } => ErrorKind::TooLarge,
+                                        _ => ErrorKind::Read,
+                                    },
+                                    message: e.to_string(),
+                                }],
+                                ..Default::default()
+                            },
+                        })
+                        .collect();
+                    for (item, report) in batch.iter().zip(reports) {
+                        for e in &report.errors {
+                            tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
+                        }
+                        stats.errors += report.errors.len() as u64;
+                        if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
+                            continue; // perhaps transient: try again later
+                        }
+                        let mut alerts = report.alerts;
+                        for hit in &report.hits {
+                            alerts.extend(correlator.push(hit));
+                        }
+                        deliver(
+                            &store,
+                            &mut sink,
+                            item.id(),
+                            alerts,
+                            retention_ms,
+                            &mut stats,
+                        )?;
+                        stats.objects += 1;
                     }
-                    stats.errors += report.errors.len() as u64;
-                    if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
-                        continue; // perhaps transient: try again at the next poll
-                    }
-                    let mut alerts = report.alerts;
-                    for hit in &report.hits {
-                        alerts.extend(correlator.push(hit));
-                    }
-                    deliver(
-                        &store,
-                        &mut sink,
-                        item.id(),
-                        alerts,
-                        retention_ms,
-                        &mut stats,
-                    )?;
-                    stats.objects += 1;
+                }
+                src.ack(&rt, &store);
+                if !(opts.once && src.drained_more()) || stop.load(Ordering::Relaxed) {
+                    break;
                 }
             }
         }
@@ -402,6 +420,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
 enum Source {
     Files(crate::config::FilesSource),
     S3(Box<S3Source>),
+    Sqs(Box<SqsSource>),
 }
 
 /// An object a source listed.
@@ -432,6 +451,33 @@ impl Source {
         match self {
             Source::Files(f) => f.poll_interval_secs,
             Source::S3(s) => s.config.poll_interval_secs,
+            // Long polling does the waiting.
+            Source::Sqs(_) => 0,
+        }
+    }
+
+    /// In `once` mode: did the last listing return anything (a queue is
+    /// received from until it comes back empty)?
+    fn drained_more(&self) -> bool {
+        match self {
+            Source::Sqs(q) => q.last_received > 0,
+            _ => false,
+        }
+    }
+
+    /// Keep queue messages in progress hidden.
+    fn heartbeat(&mut self, rt: &tokio::runtime::Runtime) {
+        if let Source::Sqs(q) = self {
+            rt.block_on(q.heartbeat());
+        }
+    }
+
+    /// Delete queue messages whose objects are all committed.
+    fn ack(&mut self, rt: &tokio::runtime::Runtime, store: &Store) {
+        if let Source::Sqs(q) = self
+            && let Err(e) = rt.block_on(q.ack(&|id| store.is_processed(id).unwrap_or(false)))
+        {
+            tracing::warn!("deleting messages: {e}");
         }
     }
 
@@ -469,6 +515,10 @@ impl Source {
                     .map(|o| Listed::S3(o, bucket.clone()))
                     .collect())
             }
+            Source::Sqs(q) => {
+                let objects = rt.block_on(q.receive()).map_err(DaemonError::Source)?;
+                Ok(objects.into_iter().map(|(o, b)| Listed::S3(o, b)).collect())
+            }
         }
     }
 
@@ -487,14 +537,19 @@ impl Source {
                     Listed::S3(..) => unreachable!("files source lists files"),
                 })
                 .collect(),
-            Source::S3(s3) => rt.block_on(async {
+            Source::S3(_) | Source::Sqs(_) => rt.block_on(async {
                 // Concurrent: the batch is `objects_in_flight` long.
                 let mut tasks = tokio::task::JoinSet::new();
                 for (i, item) in batch.iter().enumerate() {
-                    let Listed::S3(o, _) = item else {
-                        unreachable!("s3 source lists objects")
+                    let Listed::S3(o, bucket) = item else {
+                        unreachable!("remote sources list objects")
                     };
-                    let (f, o) = (s3.fetcher(), o.clone());
+                    let f = match self {
+                        Source::S3(s3) => s3.fetcher(),
+                        Source::Sqs(q) => q.fetcher(bucket),
+                        Source::Files(_) => unreachable!("matched above"),
+                    };
+                    let o = o.clone();
                     tasks.spawn(async move { (i, f.fetch(o, cap).await) });
                 }
                 let mut out: Vec<Option<Result<Vec<u8>, SourceError>>> =

@@ -4,9 +4,11 @@
 //!
 //! - [`files`]: local files, directories (recursive) and stdin.
 //! - [`s3`]: CloudTrail's S3 key layout, polled with a trailing window.
+//! - [`sqs`]: S3 / EventBridge / CloudTrail notifications on a queue.
 
 pub mod files;
 pub mod s3;
+pub mod sqs;
 
 use thiserror::Error;
 

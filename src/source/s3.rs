@@ -257,6 +257,10 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
+    pub fn new(client: Client, bucket: String) -> Fetcher {
+        Fetcher { client, bucket }
+    }
+
     /// Read one object whole, refusing one over `cap` bytes. `If-Match` on
     /// the listed ETag: a replaced object is read under its new ETag at the
     /// next poll, never mixed up with the old one.
@@ -278,7 +282,8 @@ impl Fetcher {
             .get_object()
             .bucket(&self.bucket)
             .key(&o.id.key)
-            .if_match(format!("\"{}\"", o.id.etag))
+            // Notifications without an ETag (CloudTrail's own) read whatever is there.
+            .set_if_match((!o.id.etag.is_empty()).then(|| format!("\"{}\"", o.id.etag)))
             .send()
             .await
             .map_err(|e| remote(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;

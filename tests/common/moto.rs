@@ -3,6 +3,9 @@
 //! `.ci/test` installs it into a venv and exports its path in
 //! `TRAILWATCH_MOTO_SERVER`; otherwise `moto_server` must be on PATH.
 
+// Each test binary uses part of it.
+#![allow(dead_code)]
+
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -72,5 +75,19 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// An SQS client for test setup.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let creds = aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "test");
+        let conf = aws_sdk_sqs::config::Builder::new()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
     }
 }

@@ -1,0 +1,401 @@
+//! SQS notifications of new CloudTrail files.
+//!
+//! Accepted message bodies: S3 event notifications sent directly, wrapped
+//! by SNS, or as EventBridge "Object Created" events, and CloudTrail's own
+//! SNS notifications (`s3Bucket` + `s3ObjectKey` list). S3's
+//! `s3:TestEvent` and malformed messages are counted, logged and deleted
+//! (they would never become valid).
+//!
+//! At least once, then exactly once: a message is deleted only after every
+//! object it names is committed (or was already); until then, a failure
+//! leaves it to come back after its visibility timeout, which is extended
+//! while the daemon is still working on it. The store drops the repeats.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::SourceError;
+use super::s3::{Fetcher, S3Object};
+use crate::checkpoint::ObjectId;
+
+/// `[[sources.sqs]]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqsConfig {
+    /// The queue's URL.
+    pub queue_url: String,
+    /// Long-poll wait per receive, in seconds (at most 20).
+    pub wait_time_secs: i32,
+    /// How long a received message stays hidden, in seconds; extended while
+    /// its objects are still being processed.
+    pub visibility_timeout_secs: i32,
+    /// Messages per receive (at most 10).
+    pub max_messages: i32,
+    /// The queue's and buckets' region (else the default chain's).
+    pub region: Option<String>,
+    /// An SQS/S3-compatible endpoint (tests); S3 then uses path style.
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        SqsConfig {
+            queue_url: String::new(),
+            wait_time_secs: 20,
+            visibility_timeout_secs: 300,
+            max_messages: 10,
+            region: None,
+            endpoint_url: None,
+        }
+    }
+}
+
+/// An object a notification names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notified {
+    pub bucket: String,
+    pub key: String,
+    pub etag: Option<String>,
+    pub size: Option<i64>,
+}
+
+/// What a message body is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Objects(Vec<Notified>),
+    /// S3's `s3:TestEvent`, sent when a notification is configured.
+    TestEvent,
+}
+
+/// Decode S3 event keys: URL-encoded, `+` for space.
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parse one message body.
+pub fn parse_message(body: &str) -> Result<Parsed, String> {
+    let v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    parse_value(&v, 0)
+}
+
+fn parse_value(v: &Value, depth: u8) -> Result<Parsed, String> {
+    let s = |x: &Value| x.as_str().map(str::to_owned);
+    // SNS wraps the real message as a JSON string.
+    if v["Type"] == "Notification"
+        && let Some(inner) = v["Message"].as_str()
+    {
+        if depth > 2 {
+            return Err("notifications nested too deep".into());
+        }
+        let inner: Value =
+            serde_json::from_str(inner).map_err(|e| format!("SNS Message is not JSON: {e}"))?;
+        return parse_value(&inner, depth + 1);
+    }
+    if v["Event"] == "s3:TestEvent" {
+        return Ok(Parsed::TestEvent);
+    }
+    if let Some(records) = v["Records"].as_array() {
+        let mut out = Vec::new();
+        for r in records {
+            let created = r["eventName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("ObjectCreated"));
+            if !created {
+                continue;
+            }
+            let (Some(bucket), Some(key)) =
+                (s(&r["s3"]["bucket"]["name"]), s(&r["s3"]["object"]["key"]))
+            else {
+                return Err("S3 event record without bucket name or object key".into());
+            };
+            out.push(Notified {
+                bucket,
+                key: url_decode(&key),
+                etag: s(&r["s3"]["object"]["eTag"]),
+                size: r["s3"]["object"]["size"].as_i64(),
+            });
+        }
+        return Ok(Parsed::Objects(out));
+    }
+    if v["source"] == "aws.s3" && v["detail-type"] == "Object Created" {
+        let d = &v["detail"];
+        let (Some(bucket), Some(key)) = (s(&d["bucket"]["name"]), s(&d["object"]["key"])) else {
+            return Err("EventBridge event without bucket name or object key".into());
+        };
+        return Ok(Parsed::Objects(vec![Notified {
+            bucket,
+            key,
+            etag: s(&d["object"]["etag"]),
+            size: d["object"]["size"].as_i64(),
+        }]));
+    }
+    if let (Some(bucket), Some(keys)) = (s(&v["s3Bucket"]), v["s3ObjectKey"].as_array()) {
+        return Ok(Parsed::Objects(
+            keys.iter()
+                .filter_map(|k| k.as_str())
+                .map(|k| Notified {
+                    bucket: bucket.clone(),
+                    key: k.to_owned(),
+                    etag: None,
+                    size: None,
+                })
+                .collect(),
+        ));
+    }
+    Err("not an S3, EventBridge or CloudTrail notification".into())
+}
+
+/// A received message not yet deleted.
+struct InFlight {
+    receipt: String,
+    objects: Vec<ObjectId>,
+    /// When its visibility was last set.
+    since: Instant,
+}
+
+/// Counters of message handling.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SqsStats {
+    pub received: u64,
+    pub deleted: u64,
+    pub test_events: u64,
+    pub malformed: u64,
+}
+
+pub struct SqsSource {
+    pub config: SqsConfig,
+    sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
+    inflight: Vec<InFlight>,
+    pub stats: SqsStats,
+    /// Messages the last receive returned.
+    pub last_received: usize,
+}
+
+impl SqsSource {
+    pub async fn new(config: SqsConfig) -> SqsSource {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(r) = &config.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        let shared = loader.load().await;
+        let s3 = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(config.endpoint_url.is_some())
+            .build();
+        SqsSource {
+            sqs: aws_sdk_sqs::Client::new(&shared),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            config,
+            inflight: Vec::new(),
+            stats: SqsStats::default(),
+            last_received: 0,
+        }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> SourceError {
+        SourceError::Remote {
+            name: self.config.queue_url.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// A reader for objects of `bucket`.
+    pub fn fetcher(&self, bucket: &str) -> Fetcher {
+        Fetcher::new(self.s3.clone(), bucket.to_owned())
+    }
+
+    /// Receive one batch of messages (long poll); returns the objects they
+    /// name as (object, bucket). Messages naming nothing to read are
+    /// deleted at once.
+    pub async fn receive(&mut self) -> Result<Vec<(S3Object, String)>, SourceError> {
+        let resp = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.config.queue_url)
+            .max_number_of_messages(self.config.max_messages.clamp(1, 10))
+            .wait_time_seconds(self.config.wait_time_secs.clamp(0, 20))
+            .visibility_timeout(self.config.visibility_timeout_secs.max(1))
+            .send()
+            .await
+            .map_err(|e| self.err(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        let mut out = Vec::new();
+        self.last_received = resp.messages().len();
+        for m in resp.messages() {
+            self.stats.received += 1;
+            let (Some(receipt), body) = (m.receipt_handle(), m.body().unwrap_or("")) else {
+                continue;
+            };
+            let id = m.message_id().unwrap_or("?");
+            let objects = match parse_message(body) {
+                Ok(Parsed::Objects(objs)) => objs,
+                Ok(Parsed::TestEvent) => {
+                    self.stats.test_events += 1;
+                    Vec::new()
+                }
+                Err(why) => {
+                    self.stats.malformed += 1;
+                    tracing::warn!(queue = %self.config.queue_url, message = %id, "skipping malformed message: {why}");
+                    Vec::new()
+                }
+            };
+            let mut ids = Vec::new();
+            for o in objects {
+                if crate::pipeline::is_digest_name(&o.key) {
+                    continue; // digests: validation may come later
+                }
+                let obj = S3Object {
+                    id: ObjectId {
+                        source: format!("s3:{}", o.bucket),
+                        key: o.key,
+                        etag: o.etag.unwrap_or_default().trim_matches('"').to_owned(),
+                    },
+                    size: o.size.unwrap_or(0),
+                };
+                ids.push(obj.id.clone());
+                out.push((obj, o.bucket));
+            }
+            self.inflight.push(InFlight {
+                receipt: receipt.to_owned(),
+                objects: ids,
+                since: Instant::now(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Keep messages still being worked on hidden: extend their visibility
+    /// once half of it has passed.
+    pub async fn heartbeat(&mut self) {
+        let half =
+            std::time::Duration::from_secs((self.config.visibility_timeout_secs.max(2) / 2) as u64);
+        for m in self
+            .inflight
+            .iter_mut()
+            .filter(|m| m.since.elapsed() >= half)
+        {
+            let r = self
+                .sqs
+                .change_message_visibility()
+                .queue_url(&self.config.queue_url)
+                .receipt_handle(&m.receipt)
+                .visibility_timeout(self.config.visibility_timeout_secs.max(1))
+                .send()
+                .await;
+            match r {
+                Ok(_) => m.since = Instant::now(),
+                Err(e) => tracing::warn!(
+                    "extending visibility: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ),
+            }
+        }
+    }
+
+    /// Delete the messages whose objects are all `done`; the others come
+    /// back after their visibility timeout.
+    pub async fn ack(&mut self, done: &dyn Fn(&ObjectId) -> bool) -> Result<(), SourceError> {
+        // Messages not done are forgotten here: SQS hands them out again
+        // after their visibility timeout.
+        for m in std::mem::take(&mut self.inflight) {
+            if m.objects.iter().all(done) {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.config.queue_url)
+                    .receipt_handle(&m.receipt)
+                    .send()
+                    .await
+                    .map_err(|e| self.err(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+                self.stats.deleted += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects(body: &str) -> Vec<Notified> {
+        match parse_message(body).unwrap() {
+            Parsed::Objects(o) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const S3_EVENT: &str = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put",
+        "s3":{"bucket":{"name":"trail"},"object":{"key":"AWSLogs/1/CloudTrail/us-east-1/2026/11/20/a%3Ab+c.json.gz","size":12,"eTag":"abc"}}}]}"#;
+
+    #[test]
+    fn every_notification_shape() {
+        let direct = objects(S3_EVENT);
+        assert_eq!(
+            direct[0].key,
+            "AWSLogs/1/CloudTrail/us-east-1/2026/11/20/a:b c.json.gz"
+        );
+        assert_eq!(
+            (direct[0].bucket.as_str(), direct[0].etag.as_deref()),
+            ("trail", Some("abc"))
+        );
+
+        let sns = serde_json::json!({"Type":"Notification","MessageId":"m","Message":S3_EVENT})
+            .to_string();
+        assert_eq!(objects(&sns), direct);
+
+        let eb = r#"{"version":"0","detail-type":"Object Created","source":"aws.s3",
+            "detail":{"bucket":{"name":"trail"},"object":{"key":"k/x.json.gz","size":5,"etag":"e1"}}}"#;
+        assert_eq!(objects(eb)[0].key, "k/x.json.gz");
+
+        let ct = serde_json::json!({"Type":"Notification","Message":
+            serde_json::json!({"s3Bucket":"trail","s3ObjectKey":["k/1.json.gz","k/2.json.gz"]}).to_string()}).to_string();
+        assert_eq!(objects(&ct).len(), 2);
+
+        let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"trail"}"#;
+        assert_eq!(parse_message(test).unwrap(), Parsed::TestEvent);
+
+        let removed = S3_EVENT.replace("ObjectCreated:Put", "ObjectRemoved:Delete");
+        assert!(objects(&removed).is_empty());
+        for bad in [
+            "not json",
+            "{}",
+            r#"{"Records":[{"eventName":"ObjectCreated:Put"}]}"#,
+        ] {
+            assert!(parse_message(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn url_decoding() {
+        assert_eq!(url_decode("a%2Fb+c%"), "a/b c%");
+        assert_eq!(url_decode("%E2%82%AC"), "€");
+        assert_eq!(url_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,174 @@
+//! The SQS notification source against moto on loopback: every message
+//! format, S3's test event, a malformed message, a digest key, URL-encoded
+//! keys, redelivery; messages are deleted once their objects are committed.
+
+mod common;
+#[path = "common/moto.rs"]
+mod moto;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn keys_of(alerts: &[Value]) -> BTreeSet<(String, String)> {
+    alerts
+        .iter()
+        .map(|a| {
+            let what = if a["correlation"].is_string() {
+                a["group"].to_string()
+            } else {
+                a["event_id"].as_str().unwrap_or("").to_string()
+            };
+            (a["rule_id"].as_str().unwrap().to_string(), what)
+        })
+        .collect()
+}
+
+fn run(moto: &moto::Moto, dir: &Path, queue_url: &str) -> String {
+    let cfg = dir.join("trailwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
+             [[sources.sqs]]\nqueue_url = {queue_url:?}\nendpoint_url = {:?}\nregion = \"us-east-1\"\nwait_time_secs = 1\n",
+            dir.join("state"),
+            dir.join("alerts.jsonl"),
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    let out = trailwatch()
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+fn s3_event(bucket: &str, encoded_key: &str) -> String {
+    json!({"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put",
+        "s3":{"bucket":{"name":bucket},"object":{"key":encoded_key}}}]})
+    .to_string()
+}
+
+#[test]
+fn every_notification_format_once_and_messages_deleted() {
+    let moto = moto::Moto::start();
+    let (s3, sqs) = (moto.s3(), moto.sqs());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = "trail";
+    let logs = shared_data().join("cloudtrail/logs/stratus-red-team");
+    let names = [
+        "aws.credential-access.ec2-get-password-data.json.gz",
+        "aws.persistence.iam-create-admin-user.json.gz",
+        "aws.execution.ec2-launch-unusual-instances.json.gz",
+        "aws.persistence.iam-create-user-login-profile.json.gz",
+    ];
+    let prefix = "AWSLogs/111111111111/CloudTrail/us-east-1/2026/11/20/";
+    let keys: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{prefix}111111111111_CloudTrail_us-east-1_2026:11:20_{i}_{n}"))
+        .collect();
+    let queue_url = rt.block_on(async {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        for (k, n) in keys.iter().zip(names) {
+            s3.put_object()
+                .bucket(bucket)
+                .key(k)
+                .body(std::fs::read(logs.join(n)).unwrap().into())
+                .send()
+                .await
+                .unwrap();
+        }
+        let q = sqs.create_queue().queue_name("notes").send().await.unwrap();
+        let url = q.queue_url().unwrap().to_string();
+        let encoded = |k: &str| k.replace(':', "%3A");
+        let bodies = vec![
+            // S3 event notification, key URL-encoded as S3 sends it.
+            s3_event(bucket, &encoded(&keys[0])),
+            // The same, through SNS.
+            json!({"Type":"Notification","MessageId":"1","Message": s3_event(bucket, &encoded(&keys[1]))}).to_string(),
+            // EventBridge "Object Created".
+            json!({"version":"0","source":"aws.s3","detail-type":"Object Created",
+                   "detail":{"bucket":{"name":bucket},"object":{"key":keys[2]}}})
+            .to_string(),
+            // CloudTrail's own SNS notification, with a digest key beside.
+            json!({"Type":"Notification","Message": json!({"s3Bucket":bucket,"s3ObjectKey":[
+                keys[3].clone(),
+                "AWSLogs/111111111111/CloudTrail-Digest/us-east-1/2026/11/20/x_CloudTrail-Digest_y.json.gz"
+            ]}).to_string()})
+            .to_string(),
+            json!({"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":bucket}).to_string(),
+            "this is not a notification".to_string(),
+        ];
+        for b in bodies {
+            sqs.send_message().queue_url(&url).message_body(b).send().await.unwrap();
+        }
+        url
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = run(&moto, dir.path(), &queue_url);
+    assert!(stderr.contains("objects=4"), "{stderr}");
+    assert!(stderr.contains("skipping malformed message"), "{stderr}");
+    let got = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
+    let files: Vec<_> = names.iter().map(|n| logs.join(n)).collect();
+    let out = trailwatch().arg("scan").args(&files).output().unwrap();
+    assert_eq!(keys_of(&got), keys_of(&alerts(&out.stdout)));
+    // Nothing twice (a burst group fires once per window: its first event
+    // tells the windows apart).
+    let identities: BTreeSet<String> = got
+        .iter()
+        .map(|a| format!("{}|{}|{}", a["rule_id"], a["event_id"], a["event_ids"][0]))
+        .collect();
+    assert_eq!(got.len(), identities.len(), "nothing twice");
+    assert!(
+        got.iter()
+            .any(|a| a["source"].as_str().unwrap().contains("2026:11:20_0_")),
+        "decoded key"
+    );
+
+    // Every message, malformed and test ones included, was deleted.
+    let left = rt.block_on(async {
+        sqs.receive_message()
+            .queue_url(&queue_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+    });
+    assert!(left.messages().is_empty(), "{:?}", left.messages());
+
+    // Redelivery of an already processed object: deleted, no new alert.
+    rt.block_on(async {
+        sqs.send_message()
+            .queue_url(&queue_url)
+            .message_body(s3_event(bucket, &keys[1]))
+            .send()
+            .await
+            .unwrap();
+    });
+    let stderr = run(&moto, dir.path(), &queue_url);
+    assert!(
+        stderr.contains("objects=0") && stderr.contains("already_processed=1"),
+        "{stderr}"
+    );
+    assert_eq!(
+        alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap()).len(),
+        got.len()
+    );
+    let left = rt.block_on(async {
+        sqs.receive_message()
+            .queue_url(&queue_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+    });
+    assert!(left.messages().is_empty());
+}
