@@ -68,6 +68,9 @@ pub struct Commit<'a> {
     pub alert_keys: &'a [(String, u64)],
     /// (sink name, its length in bytes after this object's alerts).
     pub sink: Option<(&'a str, u64)>,
+    /// A source cursor advanced by this object, saved in the same
+    /// transaction (CloudWatch Logs).
+    pub cursor: Option<(&'a str, &'a [u8])>,
     pub now_ms: u64,
 }
 
@@ -151,6 +154,9 @@ impl Store {
             if let Some((sink, len)) = c.sink {
                 txn.open_table(SINKS)?.insert(sink, len)?;
             }
+            if let Some((name, value)) = c.cursor {
+                txn.open_table(CURSORS)?.insert(name, value)?;
+            }
             Ok(())
         })
     }
@@ -228,6 +234,7 @@ mod tests {
                 object: &obj("a", "1"),
                 alert_keys: &[("rule:evt".into(), 5_000)],
                 sink: Some(("alerts.jsonl", 1234)),
+                cursor: None,
                 now_ms: 1_000,
             })
             .unwrap();

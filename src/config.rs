@@ -59,6 +59,7 @@ impl Default for Config {
                 files: vec![FilesSource::default()],
                 s3: Vec::new(),
                 sqs: Vec::new(),
+                cloudwatch: Vec::new(),
             },
             output: OutputConfig::default(),
             rules: RulesConfig::default(),
@@ -105,6 +106,8 @@ pub struct SourcesConfig {
     pub s3: Vec<crate::source::s3::S3Config>,
     /// `[[sources.sqs]]`: queues of new-file notifications.
     pub sqs: Vec<crate::source::sqs::SqsConfig>,
+    /// `[[sources.cloudwatch]]`: CloudWatch Logs groups a trail writes to.
+    pub cloudwatch: Vec<crate::source::cloudwatch::CloudWatchConfig>,
 }
 
 /// A local directory of CloudTrail files (any layout, gzip or not).
@@ -239,9 +242,21 @@ impl Config {
                 return Err(bad("sources.sqs.queue_url", "is required"));
             }
         }
+        for c in &self.sources.cloudwatch {
+            if c.log_group.is_empty() {
+                return Err(bad("sources.cloudwatch.log_group", "is required"));
+            }
+            if c.poll_interval_secs == 0 || c.max_requests_per_sec == 0 {
+                return Err(bad(
+                    "sources.cloudwatch",
+                    "poll_interval_secs and max_requests_per_sec must be at least 1",
+                ));
+            }
+        }
         if self.sources.files.is_empty()
             && self.sources.s3.is_empty()
             && self.sources.sqs.is_empty()
+            && self.sources.cloudwatch.is_empty()
         {
             return Err(bad("sources", "configure at least one source"));
         }

@@ -35,6 +35,7 @@ use crate::correlate::Correlator;
 use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
 use crate::rules::RuleSet;
 use crate::source::SourceError;
+use crate::source::cloudwatch::CloudWatchSource;
 use crate::source::files::{self, Input};
 use crate::source::s3::{S3Object, S3Source};
 use crate::source::sqs::SqsSource;
@@ -284,6 +285,13 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                 .iter()
                 .map(|c| Source::Sqs(Box::new(rt.block_on(SqsSource::new(c.clone()))))),
         )
+        .chain(
+            config
+                .sources
+                .cloudwatch
+                .iter()
+                .map(|c| Source::Logs(Box::new(rt.block_on(CloudWatchSource::new(c.clone()))))),
+        )
         .map(|s| (s, Instant::now()))
         .collect();
     tracing::info!(
@@ -301,7 +309,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
             *due = Instant::now() + Duration::from_secs(src.poll_interval_secs());
             // A queue is drained in `once` mode; other sources list once.
             loop {
-                let listed = match src.list(&rt, opts.once) {
+                let listed = match src.list(&rt, opts.once, &store) {
                     Ok(l) => l,
                     Err(e) => {
                         // A source that cannot be listed (network,
@@ -367,6 +375,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                             alerts,
                             retention_ms,
                             &mut stats,
+                            item.cursor(),
                         )?;
                         stats.objects += 1;
                     }
@@ -393,6 +402,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                     closing,
                     retention_ms,
                     &mut stats,
+                    None,
                 )?;
             }
             return Ok(stats);
@@ -421,12 +431,21 @@ enum Source {
     Files(crate::config::FilesSource),
     S3(Box<S3Source>),
     Sqs(Box<SqsSource>),
+    Logs(Box<CloudWatchSource>),
 }
 
 /// An object a source listed.
 enum Listed {
     File(ObjectId, PathBuf),
     S3(S3Object, String),
+    /// Events read from CloudWatch Logs, as a JSON-lines document, and the
+    /// cursor committing them advances.
+    Logs {
+        id: ObjectId,
+        document: Vec<u8>,
+        cursor_name: String,
+        cursor: Vec<u8>,
+    },
 }
 
 impl Listed {
@@ -434,6 +453,19 @@ impl Listed {
         match self {
             Listed::File(id, _) => id,
             Listed::S3(o, _) => &o.id,
+            Listed::Logs { id, .. } => id,
+        }
+    }
+
+    /// The cursor committing this object advances.
+    fn cursor(&self) -> Option<(&str, &[u8])> {
+        match self {
+            Listed::Logs {
+                cursor_name,
+                cursor,
+                ..
+            } => Some((cursor_name.as_str(), cursor.as_slice())),
+            _ => None,
         }
     }
 
@@ -442,6 +474,7 @@ impl Listed {
         match self {
             Listed::File(_, path) => path.display().to_string(),
             Listed::S3(o, bucket) => format!("s3://{bucket}/{}", o.id.key),
+            Listed::Logs { id, .. } => format!("{}@{}", id.source, id.key),
         }
     }
 }
@@ -453,6 +486,7 @@ impl Source {
             Source::S3(s) => s.config.poll_interval_secs,
             // Long polling does the waiting.
             Source::Sqs(_) => 0,
+            Source::Logs(l) => l.config.poll_interval_secs,
         }
     }
 
@@ -485,6 +519,7 @@ impl Source {
         &mut self,
         rt: &tokio::runtime::Runtime,
         once: bool,
+        store: &Store,
     ) -> Result<Vec<Listed>, DaemonError> {
         match self {
             Source::Files(src) => {
@@ -519,6 +554,27 @@ impl Source {
                 let objects = rt.block_on(q.receive()).map_err(DaemonError::Source)?;
                 Ok(objects.into_iter().map(|(o, b)| Listed::S3(o, b)).collect())
             }
+            Source::Logs(l) => {
+                let name = l.cursor_name();
+                let cursor = store
+                    .cursor(&name)?
+                    .and_then(|c| String::from_utf8(c).ok())
+                    .and_then(|c| c.parse::<i64>().ok());
+                let batch = rt.block_on(l.read(cursor)).map_err(DaemonError::Source)?;
+                if batch.events == 0 {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![Listed::Logs {
+                    id: ObjectId {
+                        source: name.clone(),
+                        key: format!("{}-{}", batch.oldest_ms, batch.newest_ms),
+                        etag: format!("{}-{}", batch.events, now_ms()),
+                    },
+                    document: batch.document,
+                    cursor_name: name,
+                    cursor: batch.newest_ms.to_string().into_bytes(),
+                }])
+            }
         }
     }
 
@@ -530,11 +586,12 @@ impl Source {
         cap: u64,
     ) -> Vec<Result<Vec<u8>, SourceError>> {
         match self {
-            Source::Files(_) => batch
+            Source::Files(_) | Source::Logs(_) => batch
                 .iter()
                 .map(|item| match item {
                     Listed::File(_, path) => Input::File(path.clone()).read(cap),
-                    Listed::S3(..) => unreachable!("files source lists files"),
+                    Listed::Logs { document, .. } => Ok(document.clone()),
+                    Listed::S3(..) => unreachable!("local and log sources list no S3 objects"),
                 })
                 .collect(),
             Source::S3(_) | Source::Sqs(_) => rt.block_on(async {
@@ -547,7 +604,7 @@ impl Source {
                     let f = match self {
                         Source::S3(s3) => s3.fetcher(),
                         Source::Sqs(q) => q.fetcher(bucket),
-                        Source::Files(_) => unreachable!("matched above"),
+                        Source::Files(_) | Source::Logs(_) => unreachable!("matched above"),
                     };
                     let o = o.clone();
                     tasks.spawn(async move { (i, f.fetch(o, cap).await) });
@@ -582,6 +639,7 @@ fn deliver(
     alerts: Vec<Alert>,
     retention_ms: u64,
     stats: &mut RunStats,
+    cursor: Option<(&str, &[u8])>,
 ) -> Result<(), DaemonError> {
     let now = now_ms();
     let mut keys: Vec<(String, u64)> = Vec::new();
@@ -600,6 +658,7 @@ fn deliver(
         object: id,
         alert_keys: &keys,
         sink: sink_len.as_ref().map(|(n, l)| (n.as_str(), *l)),
+        cursor,
         now_ms: now,
     })?;
     stats.alerts_written += fresh.len() as u64;

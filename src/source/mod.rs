@@ -5,7 +5,9 @@
 //! - [`files`]: local files, directories (recursive) and stdin.
 //! - [`s3`]: CloudTrail's S3 key layout, polled with a trailing window.
 //! - [`sqs`]: S3 / EventBridge / CloudTrail notifications on a queue.
+//! - [`cloudwatch`]: a trail's CloudWatch Logs group, with a cursor.
 
+pub mod cloudwatch;
 pub mod files;
 pub mod s3;
 pub mod sqs;

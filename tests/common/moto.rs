@@ -91,3 +91,19 @@ impl Moto {
         aws_sdk_sqs::Client::from_conf(conf)
     }
 }
+
+impl Moto {
+    /// A CloudWatch Logs client for test setup.
+    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        let creds = aws_sdk_cloudwatchlogs::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        );
+        let conf = aws_sdk_cloudwatchlogs::config::Builder::new()
+            .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+            .region(aws_sdk_cloudwatchlogs::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+    }
+}

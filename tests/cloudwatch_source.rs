@@ -1,0 +1,138 @@
+//! The CloudWatch Logs source against moto on loopback: CloudTrail records
+//! put as log events are read once; reruns (which re-read the lookback
+//! window) alert nothing again; events added later are picked up.
+
+mod common;
+#[path = "common/moto.rs"]
+mod moto;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use common::*;
+use serde_json::Value;
+
+fn identities(alerts: &[Value]) -> BTreeSet<String> {
+    alerts
+        .iter()
+        .map(|a| {
+            format!(
+                "{}|{}|{}|{}",
+                a["rule_id"], a["event_id"], a["group"], a["event_ids"][0]
+            )
+        })
+        .collect()
+}
+
+fn run(moto: &moto::Moto, dir: &Path) -> String {
+    let cfg = dir.join("trailwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
+             [[sources.cloudwatch]]\nlog_group = \"trail\"\nendpoint_url = {:?}\nregion = \"us-east-1\"\nmax_requests_per_sec = 5\n",
+            dir.join("state"),
+            dir.join("alerts.jsonl"),
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    let out = trailwatch()
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+fn put(
+    rt: &tokio::runtime::Runtime,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    records: &[Value],
+    base_ms: i64,
+) {
+    rt.block_on(async {
+        let events: Vec<InputLogEvent> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                InputLogEvent::builder()
+                    .timestamp(base_ms + i as i64)
+                    .message(r.to_string())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        logs.put_log_events()
+            .log_group_name("trail")
+            .log_stream_name("123456789012_CloudTrail_us-east-1")
+            .set_log_events(Some(events))
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn log_events_are_read_once_and_new_ones_picked_up() {
+    let moto = moto::Moto::start();
+    let logs = moto.logs();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        logs.create_log_group()
+            .log_group_name("trail")
+            .send()
+            .await
+            .unwrap();
+        logs.create_log_stream()
+            .log_group_name("trail")
+            .log_stream_name("123456789012_CloudTrail_us-east-1")
+            .send()
+            .await
+            .unwrap();
+    });
+    let dir_logs = shared_data().join("cloudtrail/logs/stratus-red-team");
+    let first = dir_logs.join("aws.credential-access.ec2-get-password-data.json.gz");
+    let second = dir_logs.join("aws.persistence.iam-create-admin-user.json.gz");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    put(&rt, &logs, &records_of(&first), now - 600_000);
+
+    let dir = tempfile::tempdir().unwrap();
+    run(&moto, dir.path());
+    let got = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
+    let out = trailwatch().arg("scan").arg(&first).output().unwrap();
+    let want = alerts(&out.stdout);
+    assert!(!want.is_empty());
+    assert_eq!(identities(&got), identities(&want));
+    assert_eq!(got.len(), identities(&got).len());
+    assert!(
+        got[0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("cloudwatch:trail@")
+    );
+
+    // A rerun re-reads the lookback window: nothing alerts twice.
+    let stderr = run(&moto, dir.path());
+    assert!(stderr.contains("alerts=0"), "{stderr}");
+
+    // New events after the cursor are read.
+    put(&rt, &logs, &records_of(&second), now - 1_000);
+    run(&moto, dir.path());
+    let after = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
+    let out = trailwatch()
+        .arg("scan")
+        .arg(&first)
+        .arg(&second)
+        .output()
+        .unwrap();
+    assert_eq!(identities(&after), identities(&alerts(&out.stdout)));
+    assert_eq!(after.len(), identities(&after).len(), "nothing twice");
+}
