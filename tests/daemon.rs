@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_trailwatch"))
@@ -47,21 +46,6 @@ fn run_once(cfg: &Path, extra: &[&str]) -> String {
 
 fn written(dir: &Path) -> Vec<Value> {
     alerts(&std::fs::read(dir.join("alerts.jsonl")).unwrap_or_default())
-}
-
-/// (rule_id, event_id or group) → how many times it was written.
-fn counts(alerts: &[Value]) -> BTreeMap<(String, String), usize> {
-    let mut m = BTreeMap::new();
-    for a in alerts {
-        let what = if a["correlation"].is_string() {
-            a["group"].to_string()
-        } else {
-            a["event_id"].as_str().unwrap_or("").to_string()
-        };
-        *m.entry((a["rule_id"].as_str().unwrap().to_string(), what))
-            .or_default() += 1;
-    }
-    m
 }
 
 #[test]
@@ -122,25 +106,6 @@ fn uncommitted_alerts_are_cut_from_the_sink() {
         std::fs::read(dir.path().join("alerts.jsonl")).unwrap(),
         before
     );
-}
-
-/// A corpus of `files` native files, each with `per_file` records of which
-/// every tenth creates an access key (one alert each, unique event ids).
-fn corpus(dir: &Path, files: usize, per_file: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    for f in 0..files {
-        let recs: Vec<Value> = (0..per_file)
-            .map(|i| {
-                json!({"eventVersion":"1.09","eventID":format!("f{f}-r{i}"),"eventTime":"2026-11-20T10:00:00Z",
-                       "eventSource":"iam.amazonaws.com",
-                       "eventName": if i % 10 == 0 {"CreateAccessKey"} else {"ListUsers"},
-                       "userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/r/s"},
-                       "requestParameters":{"padding":"x".repeat(400)}})
-            })
-            .collect();
-        let text = json!({ "Records": recs }).to_string();
-        std::fs::write(dir.join(format!("f{f:03}.json.gz")), gzip(text.as_bytes())).unwrap();
-    }
 }
 
 #[test]
@@ -285,4 +250,42 @@ fn config_check_and_the_example_file() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_examples_commented_source_blocks_are_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/trailwatch.example.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    // Uncomment each `# [[sources.X]]` block and its `# key = value` lines.
+    let mut out = String::new();
+    let mut in_block = false;
+    for line in text.lines() {
+        if line.starts_with("# [[sources.") {
+            in_block = true;
+        } else if line.trim().is_empty() {
+            in_block = false;
+        }
+        if in_block
+            && (line.starts_with("# [[") || (line.starts_with("# ") && line.contains(" = ")))
+        {
+            out.push_str(&line[2..]);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    let c = trailwatch::config::Config::parse(&out, "uncommented example").unwrap();
+    assert_eq!(
+        (
+            c.sources.files.len(),
+            c.sources.s3.len(),
+            c.sources.sqs.len(),
+            c.sources.cloudwatch.len()
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(c.sources.s3[0].bucket, "my-cloudtrail-bucket");
+    assert_eq!(c.sources.s3[0].organization_id.as_deref(), Some("o-abc123"));
+    assert_eq!(c.sources.sqs[0].visibility_timeout_secs, 300);
+    assert_eq!(c.sources.cloudwatch[0].max_requests_per_sec, 2);
 }

@@ -7,11 +7,9 @@ mod common;
 #[path = "common/moto.rs"]
 mod moto;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use serde_json::Value;
 
 fn day(offset_days: i64) -> String {
     let now = std::time::SystemTime::now()
@@ -19,20 +17,6 @@ fn day(offset_days: i64) -> String {
         .unwrap()
         .as_secs() as i64;
     trailwatch::source::s3::day_path(now / 86_400 - offset_days)
-}
-
-fn counts(alerts: &[Value]) -> BTreeMap<(String, String), usize> {
-    let mut m = BTreeMap::new();
-    for a in alerts {
-        let what = if a["correlation"].is_string() {
-            a["group"].to_string()
-        } else {
-            a["event_id"].as_str().unwrap_or("").to_string()
-        };
-        *m.entry((a["rule_id"].as_str().unwrap().to_string(), what))
-            .or_default() += 1;
-    }
-    m
 }
 
 fn shared_files() -> Vec<PathBuf> {
@@ -46,19 +30,24 @@ fn shared_files() -> Vec<PathBuf> {
     v
 }
 
-fn run_daemon(moto: &moto::Moto, dir: &Path, bucket: &str) -> String {
+fn config(moto: &moto::Moto, dir: &Path, bucket: &str, extra: &str) -> PathBuf {
     let cfg = dir.join("trailwatch.toml");
     std::fs::write(
         &cfg,
         format!(
             "[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
-             [[sources.s3]]\nbucket = {bucket:?}\nendpoint_url = {:?}\nregion = \"us-east-1\"\nlookback_days = 3\n",
+             [[sources.s3]]\nbucket = {bucket:?}\nendpoint_url = {:?}\nregion = \"us-east-1\"\nlookback_days = 3\n{extra}",
             dir.join("state"),
             dir.join("alerts.jsonl"),
             moto.endpoint
         ),
     )
     .unwrap();
+    cfg
+}
+
+fn run_daemon(moto: &moto::Moto, dir: &Path, bucket: &str) -> String {
+    let cfg = config(moto, dir, bucket, "");
     let out = trailwatch()
         .args(["run", "--once", "--config"])
         .arg(&cfg)
@@ -177,4 +166,89 @@ fn polls_the_cloudtrail_layout_late_files_included_exactly_once() {
     let after = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
     // The late copy holds the same events: its alerts are duplicates.
     assert_eq!(counts(&after), want, "no alert twice");
+}
+
+#[test]
+fn kill_9_while_reading_s3_loses_and_repeats_nothing() {
+    let moto = moto::Moto::start();
+    let s3 = moto.s3();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = "killed";
+    let local = tempfile::tempdir().unwrap();
+    let (files, per_file) = (30, 3000);
+    corpus(local.path(), files, per_file);
+    rt.block_on(async {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        for e in std::fs::read_dir(local.path()).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            for account in ["111111111111", "333333333333"] {
+                s3.put_object()
+                    .bucket(bucket)
+                    .key(format!(
+                        "AWSLogs/{account}/CloudTrail/us-east-1/{}/{name}",
+                        day(0)
+                    ))
+                    .body(std::fs::read(&p).unwrap().into())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // The second account is excluded: its copies must never be read.
+    let cfg = config(
+        &moto,
+        dir.path(),
+        bucket,
+        "exclude_accounts = [\"333333333333\"]\n",
+    );
+    let size = |d: &Path| std::fs::metadata(d.join("alerts.jsonl")).map_or(0, |m| m.len());
+    let mut seed: u64 = 0xfeed_f00d;
+    let mut kills = 0;
+    for _ in 0..5 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+            .args(["run", "--once", "--config"])
+            .arg(&cfg)
+            .envs(moto.env())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let before = size(dir.path());
+        let t = std::time::Instant::now();
+        while size(dir.path()) == before
+            && child.try_wait().unwrap().is_none()
+            && t.elapsed() < std::time::Duration::from_secs(30)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(std::time::Duration::from_millis(seed % 200));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    run_daemon(&moto, dir.path(), bucket);
+    let got = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
+    let c = counts(&got);
+    assert_eq!(
+        c.len(),
+        files * per_file / 10,
+        "every alert present after {kills} kills"
+    );
+    assert!(
+        c.values().all(|n| *n == 1),
+        "nothing twice after {kills} kills"
+    );
+    assert!(kills >= 1);
+    assert!(
+        got.iter()
+            .all(|a| !a["source"].as_str().unwrap().contains("333333333333"))
+    );
 }

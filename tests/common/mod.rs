@@ -6,10 +6,12 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use serde_json::{Value, json};
 
 /// `../shared/data` or `$TRAILWATCH_SHARED/data`; panics naming the folder
 /// when it is absent.
@@ -72,4 +74,38 @@ pub fn alerts(stdout: &[u8]) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad alert line {l:?}: {e}")))
         .collect()
+}
+
+/// (rule_id, event_id or group) → how many times it was written.
+pub fn counts(alerts: &[Value]) -> BTreeMap<(String, String), usize> {
+    let mut m = BTreeMap::new();
+    for a in alerts {
+        let what = if a["correlation"].is_string() {
+            a["group"].to_string()
+        } else {
+            a["event_id"].as_str().unwrap_or("").to_string()
+        };
+        *m.entry((a["rule_id"].as_str().unwrap().to_string(), what))
+            .or_default() += 1;
+    }
+    m
+}
+
+/// A corpus of `files` native files, each with `per_file` records of which
+/// every tenth creates an access key (one alert each, unique event ids).
+pub fn corpus(dir: &Path, files: usize, per_file: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..files {
+        let recs: Vec<Value> = (0..per_file)
+            .map(|i| {
+                json!({"eventVersion":"1.09","eventID":format!("f{f}-r{i}"),"eventTime":"2026-11-20T10:00:00Z",
+                       "eventSource":"iam.amazonaws.com",
+                       "eventName": if i % 10 == 0 {"CreateAccessKey"} else {"ListUsers"},
+                       "userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/r/s"},
+                       "requestParameters":{"padding":"x".repeat(400)}})
+            })
+            .collect();
+        let text = json!({ "Records": recs }).to_string();
+        std::fs::write(dir.join(format!("f{f:03}.json.gz")), gzip(text.as_bytes())).unwrap();
+    }
 }
