@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use super::rule_files;
 use super::{LoadError, RuleSet};
 use crate::pipeline::evaluate_document;
 
@@ -124,29 +125,6 @@ pub fn run(dirs: &[PathBuf]) -> Result<TestReport, LoadError> {
         }
     }
     Ok(report)
-}
-
-/// Every rule file (`.yml`/`.yaml`) under the directories, sorted.
-pub fn rule_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
-    let mut out = Vec::new();
-    for root in dirs {
-        for entry in walkdir::WalkDir::new(root)
-            .follow_links(true)
-            .sort_by_file_name()
-        {
-            let entry = entry.map_err(|source| LoadError::Dir {
-                path: root.clone(),
-                source,
-            })?;
-            let p = entry.path();
-            if entry.file_type().is_file()
-                && matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
-            {
-                out.push(p.to_path_buf());
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Ids (or, without one, what the loader uses instead) of the rules and

@@ -154,22 +154,7 @@ impl RuleSet {
     pub fn load(paths: &[PathBuf]) -> Result<RuleSet, LoadError> {
         let mut set = RuleSet::default();
         for root in paths {
-            let mut files = Vec::new();
-            for entry in walkdir::WalkDir::new(root)
-                .follow_links(true)
-                .sort_by_file_name()
-            {
-                let entry = entry.map_err(|source| LoadError::Dir {
-                    path: root.clone(),
-                    source,
-                })?;
-                let p = entry.path();
-                if entry.file_type().is_file()
-                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
-                {
-                    files.push(p.to_path_buf());
-                }
-            }
+            let files = rule_files(std::slice::from_ref(root))?;
             if files.is_empty() {
                 return Err(LoadError::Empty(root.display().to_string()));
             }
@@ -663,6 +648,29 @@ fn locate_quoted(text: &str, message: &str) -> Option<usize> {
         .filter(|t| !t.is_empty())
         .find_map(|token| text.lines().position(|l| l.contains(token)))
         .map(|i| i + 1)
+}
+
+/// Every rule file (`.yml`/`.yaml`) under the directories, sorted.
+pub fn rule_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+    let mut out = Vec::new();
+    for root in dirs {
+        for entry in walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .sort_by_file_name()
+        {
+            let entry = entry.map_err(|source| LoadError::Dir {
+                path: root.clone(),
+                source,
+            })?;
+            let p = entry.path();
+            if entry.file_type().is_file()
+                && matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
+            {
+                out.push(p.to_path_buf());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// YAML errors say "at line N column M"; pull N out.

@@ -79,14 +79,8 @@ fn now_ms() -> i64 {
 
 impl CloudWatchSource {
     pub async fn new(config: CloudWatchConfig) -> CloudWatchSource {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(r) = &config.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url.clone());
-        }
-        let shared = loader.load().await;
+        let shared =
+            super::aws_config(config.region.as_deref(), config.endpoint_url.as_deref()).await;
         CloudWatchSource {
             client: aws_sdk_cloudwatchlogs::Client::new(&shared),
             config,

@@ -29,3 +29,17 @@ pub enum SourceError {
     #[error("{name}: {message}")]
     Remote { name: String, message: String },
 }
+
+/// The shared AWS configuration of a source: the default credential chain
+/// (env, profile, web identity, ECS task role, IMDSv2) with the source's
+/// own region and endpoint, when given.
+pub async fn aws_config(region: Option<&str>, endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_owned()));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}

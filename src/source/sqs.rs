@@ -199,14 +199,8 @@ pub struct SqsSource {
 
 impl SqsSource {
     pub async fn new(config: SqsConfig) -> SqsSource {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(r) = &config.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url.clone());
-        }
-        let shared = loader.load().await;
+        let shared =
+            super::aws_config(config.region.as_deref(), config.endpoint_url.as_deref()).await;
         let s3 = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.endpoint_url.is_some())
             .build();
