@@ -457,6 +457,7 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         deduplicated = stats.alerts_deduplicated,
         already_processed = stats.skipped_known,
         errors = stats.errors,
+        peak_rss_mib = crate::daemon::peak_rss_bytes().map(|b| b / (1 << 20)),
         "stopped"
     );
     Ok(ExitCode::SUCCESS)

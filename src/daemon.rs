@@ -70,6 +70,15 @@ pub struct RunOptions {
     pub once: bool,
 }
 
+/// Peak resident memory of this process in bytes (Linux; `None`
+/// elsewhere), for the stop log: a backlog should not make it grow.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Counters of a run (metrics come later; tests read these).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunStats {
