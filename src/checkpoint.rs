@@ -144,21 +144,33 @@ impl Store {
     /// Record an object as processed, with its alerts' dedup keys and the
     /// sink's new length, atomically (one fsync'd transaction).
     pub fn commit(&self, c: &Commit<'_>) -> Result<(), StoreError> {
+        self.commit_all(std::slice::from_ref(c))
+    }
+
+    /// Several objects in one transaction: one fsync for a whole batch.
+    pub fn commit_all(&self, commits: &[Commit<'_>]) -> Result<(), StoreError> {
         self.write(|txn| {
-            txn.open_table(OBJECTS)?
-                .insert(c.object.db_key().as_str(), c.now_ms)?;
-            let mut alerts = txn.open_table(ALERTS)?;
-            for (key, expiry) in c.alert_keys {
-                alerts.insert(key.as_str(), *expiry)?;
-            }
-            if let Some((sink, len)) = c.sink {
-                txn.open_table(SINKS)?.insert(sink, len)?;
-            }
-            if let Some((name, value)) = c.cursor {
-                txn.open_table(CURSORS)?.insert(name, value)?;
+            for c in commits {
+                Self::record(txn, c)?;
             }
             Ok(())
         })
+    }
+
+    fn record(txn: &redb::WriteTransaction, c: &Commit<'_>) -> Result<(), redb::Error> {
+        txn.open_table(OBJECTS)?
+            .insert(c.object.db_key().as_str(), c.now_ms)?;
+        let mut alerts = txn.open_table(ALERTS)?;
+        for (key, expiry) in c.alert_keys {
+            alerts.insert(key.as_str(), *expiry)?;
+        }
+        if let Some((sink, len)) = c.sink {
+            txn.open_table(SINKS)?.insert(sink, len)?;
+        }
+        if let Some((name, value)) = c.cursor {
+            txn.open_table(CURSORS)?.insert(name, value)?;
+        }
+        Ok(())
     }
 
     /// A source's cursor, if saved.

@@ -365,6 +365,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                             },
                         })
                         .collect();
+                    let mut done = Vec::with_capacity(batch.len());
                     for (item, report) in batch.iter().zip(reports) {
                         for e in &report.errors {
                             tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
@@ -377,17 +378,14 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                         for hit in &report.hits {
                             alerts.extend(correlator.push(hit));
                         }
-                        deliver(
-                            &store,
-                            &mut sink,
-                            item.id(),
+                        done.push(Done {
+                            id: item.id().clone(),
                             alerts,
-                            retention_ms,
-                            &mut stats,
-                            item.cursor(),
-                        )?;
-                        stats.objects += 1;
+                            cursor: item.cursor().map(|(n, v)| (n.to_owned(), v.to_vec())),
+                        });
                     }
+                    stats.objects += done.len() as u64;
+                    deliver(&store, &mut sink, done, retention_ms, &mut stats)?;
                 }
                 src.ack(&rt, &store);
                 if !(opts.once && src.drained_more()) || stop.load(Ordering::Relaxed) {
@@ -404,15 +402,12 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                     key: "end-of-input".into(),
                     etag: now_ms().to_string(),
                 };
-                deliver(
-                    &store,
-                    &mut sink,
-                    &marker,
-                    closing,
-                    retention_ms,
-                    &mut stats,
-                    None,
-                )?;
+                let done = vec![Done {
+                    id: marker,
+                    alerts: closing,
+                    cursor: None,
+                }];
+                deliver(&store, &mut sink, done, retention_ms, &mut stats)?;
             }
             return Ok(stats);
         }
@@ -640,36 +635,57 @@ impl Source {
     }
 }
 
-/// Steps 3-5 for one object: dedup, write durably, commit.
+/// One processed object, ready to be delivered.
+struct Done {
+    id: ObjectId,
+    alerts: Vec<Alert>,
+    /// A source cursor its commit advances.
+    cursor: Option<(String, Vec<u8>)>,
+}
+
+/// Steps 3-5 for a batch of objects: dedup, write durably (one fsync),
+/// commit every object with its keys and the sink length (one
+/// transaction). All or nothing: a crash leaves the batch to be read again.
 fn deliver(
     store: &Store,
     sink: &mut Sink,
-    id: &ObjectId,
-    alerts: Vec<Alert>,
+    batch: Vec<Done>,
     retention_ms: u64,
     stats: &mut RunStats,
-    cursor: Option<(&str, &[u8])>,
 ) -> Result<(), DaemonError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
     let now = now_ms();
-    let mut keys: Vec<(String, u64)> = Vec::new();
-    let mut fresh = Vec::with_capacity(alerts.len());
-    for a in alerts {
-        let key = dedup_key(&a);
-        if store.alert_seen(&key, now)? || keys.iter().any(|(k, _)| *k == key) {
-            stats.alerts_deduplicated += 1;
-            continue;
+    let mut keys: Vec<Vec<(String, u64)>> = Vec::with_capacity(batch.len());
+    let mut seen = std::collections::HashSet::new();
+    let mut fresh = Vec::new();
+    for d in &batch {
+        let mut mine = Vec::new();
+        for a in &d.alerts {
+            let key = dedup_key(a);
+            if store.alert_seen(&key, now)? || !seen.insert(key.clone()) {
+                stats.alerts_deduplicated += 1;
+                continue;
+            }
+            mine.push((key, now + retention_ms));
+            fresh.push(a.clone());
         }
-        keys.push((key, now + retention_ms));
-        fresh.push(a);
+        keys.push(mine);
     }
     let sink_len = sink.write(&fresh)?;
-    store.commit(&Commit {
-        object: id,
-        alert_keys: &keys,
-        sink: sink_len.as_ref().map(|(n, l)| (n.as_str(), *l)),
-        cursor,
-        now_ms: now,
-    })?;
+    let commits: Vec<Commit<'_>> = batch
+        .iter()
+        .zip(&keys)
+        .map(|(d, k)| Commit {
+            object: &d.id,
+            alert_keys: k,
+            sink: sink_len.as_ref().map(|(n, l)| (n.as_str(), *l)),
+            cursor: d.cursor.as_ref().map(|(n, v)| (n.as_str(), v.as_slice())),
+            now_ms: now,
+        })
+        .collect();
+    store.commit_all(&commits)?;
     stats.alerts_written += fresh.len() as u64;
     Ok(())
 }
