@@ -172,3 +172,83 @@ fn every_notification_format_once_and_messages_deleted() {
     });
     assert!(left.messages().is_empty());
 }
+
+#[test]
+fn visibility_is_extended_while_objects_are_in_progress() {
+    let moto = moto::Moto::start();
+    let (s3, sqs) = (moto.s3(), moto.sqs());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    corpus(local.path(), 20, 3000);
+    let bucket = "slow";
+    let mut keys = Vec::new();
+    let queue_url = rt.block_on(async {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        for e in std::fs::read_dir(local.path()).unwrap() {
+            let p = e.unwrap().path();
+            let key = format!("AWSLogs/1/CloudTrail/us-east-1/2026/11/20/{}", p.file_name().unwrap().to_string_lossy());
+            s3.put_object().bucket(bucket).key(&key).body(std::fs::read(&p).unwrap().into()).send().await.unwrap();
+            keys.push(key);
+        }
+        let url = sqs.create_queue().queue_name("slow").send().await.unwrap().queue_url().unwrap().to_string();
+        let body = json!({"Type":"Notification","Message": json!({"s3Bucket":bucket,"s3ObjectKey":keys}).to_string()});
+        sqs.send_message().queue_url(&url).message_body(body.to_string()).send().await.unwrap();
+        url
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("trailwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n[limits]\nobjects_in_flight = 1\n\
+             [[sources.sqs]]\nqueue_url = {queue_url:?}\nendpoint_url = {:?}\nregion = \"us-east-1\"\n\
+             wait_time_secs = 1\nvisibility_timeout_secs = 2\n",
+            dir.path().join("state"),
+            dir.path().join("alerts.jsonl"),
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .args(["run", "--once", "--config"])
+        .arg(&cfg)
+        .envs(moto.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A competing consumer: once the daemon holds the message (its first
+    // alerts are written), the message must stay hidden until it is done.
+    let started = std::time::Instant::now();
+    let alerts_path = dir.path().join("alerts.jsonl");
+    while std::fs::metadata(&alerts_path).map_or(0, |m| m.len()) == 0
+        && child.try_wait().unwrap().is_none()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut stolen = 0;
+    while child.try_wait().unwrap().is_none() {
+        let got = rt.block_on(async {
+            sqs.receive_message()
+                .queue_url(&queue_url)
+                .visibility_timeout(0)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap()
+        });
+        stolen += got.messages().len();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let took = started.elapsed();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        took > std::time::Duration::from_secs(3),
+        "the work must outlast the 2 s timeout ({took:?})"
+    );
+    assert_eq!(stolen, 0, "the message became visible while in progress");
+    assert_eq!(
+        alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap()).len(),
+        20 * 300
+    );
+}
