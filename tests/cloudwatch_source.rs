@@ -26,27 +26,10 @@ fn identities(alerts: &[Value]) -> BTreeSet<String> {
 }
 
 fn run(moto: &moto::Moto, dir: &Path) -> String {
-    let cfg = dir.join("trailwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
-             [[sources.cloudwatch]]\nlog_group = \"trail\"\nendpoint_url = {:?}\nregion = \"us-east-1\"\nmax_requests_per_sec = 5\n",
-            dir.join("state"),
-            dir.join("alerts.jsonl"),
-            moto.endpoint
-        ),
+    moto.run_once(
+        dir,
+        "[[sources.cloudwatch]]\nlog_group = \"trail\"\nmax_requests_per_sec = 5",
     )
-    .unwrap();
-    let out = trailwatch()
-        .args(["run", "--once", "--config"])
-        .arg(&cfg)
-        .envs(moto.env())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
 }
 
 fn put(

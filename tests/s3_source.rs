@@ -30,33 +30,12 @@ fn shared_files() -> Vec<PathBuf> {
     v
 }
 
-fn config(moto: &moto::Moto, dir: &Path, bucket: &str, extra: &str) -> PathBuf {
-    let cfg = dir.join("trailwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
-             [[sources.s3]]\nbucket = {bucket:?}\nendpoint_url = {:?}\nregion = \"us-east-1\"\nlookback_days = 3\n{extra}",
-            dir.join("state"),
-            dir.join("alerts.jsonl"),
-            moto.endpoint
-        ),
-    )
-    .unwrap();
-    cfg
+fn s3_block(bucket: &str) -> String {
+    format!("[[sources.s3]]\nbucket = {bucket:?}\nlookback_days = 3")
 }
 
 fn run_daemon(moto: &moto::Moto, dir: &Path, bucket: &str) -> String {
-    let cfg = config(moto, dir, bucket, "");
-    let out = trailwatch()
-        .args(["run", "--once", "--config"])
-        .arg(&cfg)
-        .envs(moto.env())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
+    moto.run_once(dir, &s3_block(bucket))
 }
 
 #[test]
@@ -198,10 +177,9 @@ fn kill_9_while_reading_s3_loses_and_repeats_nothing() {
     });
     let dir = tempfile::tempdir().unwrap();
     // The second account is excluded: its copies must never be read.
-    let cfg = config(
-        &moto,
+    let cfg = moto.config(
         dir.path(),
-        bucket,
+        &s3_block(bucket),
         "exclude_accounts = [\"333333333333\"]\n",
     );
     let size = |d: &Path| std::fs::metadata(d.join("alerts.jsonl")).map_or(0, |m| m.len());

@@ -27,27 +27,10 @@ fn keys_of(alerts: &[Value]) -> BTreeSet<(String, String)> {
 }
 
 fn run(moto: &moto::Moto, dir: &Path, queue_url: &str) -> String {
-    let cfg = dir.join("trailwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
-             [[sources.sqs]]\nqueue_url = {queue_url:?}\nendpoint_url = {:?}\nregion = \"us-east-1\"\nwait_time_secs = 1\n",
-            dir.join("state"),
-            dir.join("alerts.jsonl"),
-            moto.endpoint
-        ),
+    moto.run_once(
+        dir,
+        &format!("[[sources.sqs]]\nqueue_url = {queue_url:?}\nwait_time_secs = 1"),
     )
-    .unwrap();
-    let out = trailwatch()
-        .args(["run", "--once", "--config"])
-        .arg(&cfg)
-        .envs(moto.env())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
 }
 
 fn s3_event(bucket: &str, encoded_key: &str) -> String {
@@ -196,19 +179,11 @@ fn visibility_is_extended_while_objects_are_in_progress() {
         url
     });
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("trailwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n[limits]\nobjects_in_flight = 1\n\
-             [[sources.sqs]]\nqueue_url = {queue_url:?}\nendpoint_url = {:?}\nregion = \"us-east-1\"\n\
-             wait_time_secs = 1\nvisibility_timeout_secs = 2\n",
-            dir.path().join("state"),
-            dir.path().join("alerts.jsonl"),
-            moto.endpoint
-        ),
-    )
-    .unwrap();
+    let cfg = moto.config(
+        dir.path(),
+        &format!("[[sources.sqs]]\nqueue_url = {queue_url:?}\nwait_time_secs = 1\nvisibility_timeout_secs = 2"),
+        "[limits]\nobjects_in_flight = 1\n",
+    );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
         .args(["run", "--once", "--config"])
         .arg(&cfg)

@@ -107,3 +107,40 @@ impl Moto {
         aws_sdk_cloudwatchlogs::Client::from_conf(conf)
     }
 }
+
+impl Moto {
+    /// Run `trailwatch run --once` against this server: state and an
+    /// `alerts.jsonl` sink in `dir`, plus `source` (a `[[sources.X]]`
+    /// block, without `endpoint_url` and `region`, which are added).
+    /// Returns stderr; panics if the daemon fails.
+    pub fn run_once(&self, dir: &std::path::Path, source: &str) -> String {
+        let cfg = self.config(dir, source, "");
+        let out = assert_cmd::Command::cargo_bin("trailwatch")
+            .unwrap()
+            .args(["run", "--once", "--config"])
+            .arg(&cfg)
+            .envs(self.env())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    }
+
+    /// Write the configuration `run_once` uses; `extra` is appended to the
+    /// source block.
+    pub fn config(&self, dir: &std::path::Path, source: &str, extra: &str) -> std::path::PathBuf {
+        let cfg = dir.join("trailwatch.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n{source}\nendpoint_url = {:?}\nregion = \"us-east-1\"\n{extra}",
+                dir.join("state"),
+                dir.join("alerts.jsonl"),
+                self.endpoint
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+}
