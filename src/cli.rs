@@ -89,6 +89,11 @@ pub struct RunArgs {
     /// Process the files present now, then exit.
     #[arg(long)]
     pub once: bool,
+
+    /// Read CloudTrail records as JSON lines from standard input (instead
+    /// of the configured sources), until it closes.
+    #[arg(long)]
+    pub stdin: bool,
 }
 
 /// `trailwatch config ...`
@@ -416,6 +421,13 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         None => crate::config::Config::default(),
     };
+    let mut config = config;
+    if args.stdin {
+        config.sources = crate::config::SourcesConfig {
+            stdin: true,
+            ..Default::default()
+        };
+    }
     let mut rules = match rules::load_or_builtin(&config.rules.dirs) {
         Ok(r) => r,
         Err(e) => {
@@ -437,7 +449,10 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.demo {
-        let dir = &config.sources.files[0].path;
+        let Some(dir) = config.sources.files.first().map(|f| &f.path) else {
+            eprintln!("error: --demo needs a watched directory ([[sources.files]])");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        };
         let written = crate::daemon::write_demo(dir)
             .map_err(|e| anyhow::anyhow!("writing demo files into {}: {e}", dir.display()))?;
         tracing::info!(

@@ -60,6 +60,7 @@ impl Default for Config {
                 s3: Vec::new(),
                 sqs: Vec::new(),
                 cloudwatch: Vec::new(),
+                stdin: false,
             },
             output: OutputConfig::default(),
             rules: RulesConfig::default(),
@@ -108,6 +109,10 @@ pub struct SourcesConfig {
     pub sqs: Vec<crate::source::sqs::SqsConfig>,
     /// `[[sources.cloudwatch]]`: CloudWatch Logs groups a trail writes to.
     pub cloudwatch: Vec<crate::source::cloudwatch::CloudWatchConfig>,
+    /// Read CloudTrail records as JSON lines from standard input until it
+    /// closes (e.g. piped from another collector). Alerts are deduplicated;
+    /// nothing of stdin can be re-read after a crash.
+    pub stdin: bool,
 }
 
 /// A local directory of CloudTrail files (any layout, gzip or not).
@@ -257,6 +262,7 @@ impl Config {
             && self.sources.s3.is_empty()
             && self.sources.sqs.is_empty()
             && self.sources.cloudwatch.is_empty()
+            && !self.sources.stdin
         {
             return Err(bad("sources", "configure at least one source"));
         }

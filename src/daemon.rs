@@ -301,6 +301,13 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                 .iter()
                 .map(|c| Source::Logs(Box::new(rt.block_on(CloudWatchSource::new(c.clone()))))),
         )
+        .chain(
+            config
+                .sources
+                .stdin
+                .then(StdinSource::start)
+                .map(Source::Stdin),
+        )
         .map(|s| (s, Instant::now()))
         .collect();
     tracing::info!(
@@ -393,7 +400,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                 }
             }
         }
-        if opts.once {
+        if opts.once || sources.iter().all(|(s, _)| s.finished()) {
             // End of input: decide the windows still open.
             let closing = correlator.finish();
             if !closing.is_empty() {
@@ -436,19 +443,77 @@ enum Source {
     S3(Box<S3Source>),
     Sqs(Box<SqsSource>),
     Logs(Box<CloudWatchSource>),
+    Stdin(StdinSource),
+}
+
+/// JSON lines on standard input, read by a thread and handed out in
+/// batches; the source is finished when stdin closes.
+struct StdinSource {
+    lines: std::sync::mpsc::Receiver<Vec<u8>>,
+    finished: bool,
+    batches: u64,
+}
+
+impl StdinSource {
+    fn start() -> StdinSource {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(10_000);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut input = io::stdin().lock();
+            loop {
+                let mut line = Vec::new();
+                match input.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break, // end of input: the sender drops
+                    Ok(_) => {
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        StdinSource {
+            lines: rx,
+            finished: false,
+            batches: 0,
+        }
+    }
+
+    /// Up to ~4 MiB of lines: waits up to a second for the first one.
+    fn batch(&mut self) -> Option<Vec<u8>> {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut doc = match self.lines.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => return None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.finished = true;
+                return None;
+            }
+        };
+        while doc.len() < 4 << 20 {
+            match self.lines.try_recv() {
+                Ok(line) => doc.extend(line),
+                Err(_) => break,
+            }
+        }
+        if doc.last() != Some(&b'\n') {
+            doc.push(b'\n');
+        }
+        self.batches += 1;
+        Some(doc)
+    }
 }
 
 /// An object a source listed.
 enum Listed {
     File(ObjectId, PathBuf),
     S3(S3Object, String),
-    /// Events read from CloudWatch Logs, as a JSON-lines document, and the
-    /// cursor committing them advances.
+    /// Records read from a stream (CloudWatch Logs, stdin) as a JSON-lines
+    /// document, and the source cursor committing them advances, if any.
     Logs {
         id: ObjectId,
         document: Vec<u8>,
-        cursor_name: String,
-        cursor: Vec<u8>,
+        cursor: Option<(String, Vec<u8>)>,
     },
 }
 
@@ -465,10 +530,9 @@ impl Listed {
     fn cursor(&self) -> Option<(&str, &[u8])> {
         match self {
             Listed::Logs {
-                cursor_name,
-                cursor,
+                cursor: Some((name, value)),
                 ..
-            } => Some((cursor_name.as_str(), cursor.as_slice())),
+            } => Some((name.as_str(), value.as_slice())),
             _ => None,
         }
     }
@@ -491,6 +555,7 @@ impl Source {
             // Long polling does the waiting.
             Source::Sqs(_) => 0,
             Source::Logs(l) => l.config.poll_interval_secs,
+            Source::Stdin(_) => 0,
         }
     }
 
@@ -499,8 +564,14 @@ impl Source {
     fn drained_more(&self) -> bool {
         match self {
             Source::Sqs(q) => q.last_received > 0,
+            Source::Stdin(s) => !s.finished,
             _ => false,
         }
+    }
+
+    /// A source with nothing more to give, ever (stdin closed).
+    fn finished(&self) -> bool {
+        matches!(self, Source::Stdin(s) if s.finished)
     }
 
     /// Keep queue messages in progress hidden.
@@ -558,6 +629,19 @@ impl Source {
                 let objects = rt.block_on(q.receive()).map_err(DaemonError::Source)?;
                 Ok(objects.into_iter().map(|(o, b)| Listed::S3(o, b)).collect())
             }
+            Source::Stdin(input) => Ok(input
+                .batch()
+                .map(|document| Listed::Logs {
+                    id: ObjectId {
+                        source: "stdin".into(),
+                        key: format!("{}-{}", now_ms(), input.batches),
+                        etag: String::new(),
+                    },
+                    document,
+                    cursor: None,
+                })
+                .into_iter()
+                .collect()),
             Source::Logs(l) => {
                 let name = l.cursor_name();
                 let cursor = store
@@ -575,8 +659,7 @@ impl Source {
                         etag: format!("{}-{}", batch.events, now_ms()),
                     },
                     document: batch.document,
-                    cursor_name: name,
-                    cursor: batch.newest_ms.to_string().into_bytes(),
+                    cursor: Some((name, batch.newest_ms.to_string().into_bytes())),
                 }])
             }
         }
@@ -590,7 +673,7 @@ impl Source {
         cap: u64,
     ) -> Vec<Result<Vec<u8>, SourceError>> {
         match self {
-            Source::Files(_) | Source::Logs(_) => batch
+            Source::Files(_) | Source::Logs(_) | Source::Stdin(_) => batch
                 .iter()
                 .map(|item| match item {
                     Listed::File(_, path) => Input::File(path.clone()).read(cap),
@@ -608,7 +691,9 @@ impl Source {
                     let f = match self {
                         Source::S3(s3) => s3.fetcher(),
                         Source::Sqs(q) => q.fetcher(bucket),
-                        Source::Files(_) | Source::Logs(_) => unreachable!("matched above"),
+                        Source::Files(_) | Source::Logs(_) | Source::Stdin(_) => {
+                            unreachable!("matched above")
+                        }
                     };
                     let o = o.clone();
                     tasks.spawn(async move { (i, f.fetch(o, cap).await) });

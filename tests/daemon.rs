@@ -289,3 +289,41 @@ fn the_examples_commented_source_blocks_are_valid() {
     assert_eq!(c.sources.sqs[0].visibility_timeout_secs, 300);
     assert_eq!(c.sources.cloudwatch[0].max_requests_per_sec, 2);
 }
+
+#[test]
+fn stdin_json_lines_until_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    // JSON lines of the burst example (10 denied calls, 5 failed logins).
+    let native =
+        fixtures().join("cloudtrail/123456789012_CloudTrail_eu-west-1_20261120T1020Z_burst.json");
+    let lines: String = records_of(&native)
+        .iter()
+        .map(|r| format!("{r}\n"))
+        .collect();
+    let feed = |input: &str| {
+        let out = trailwatch()
+            .args(["run", "--stdin", "--config"])
+            .arg(&cfg)
+            .write_stdin(input.to_owned())
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    feed(&lines);
+    let got = written(dir.path());
+    let out = trailwatch().arg("scan").arg(&native).output().unwrap();
+    assert_eq!(counts(&got), counts(&alerts(&out.stdout)));
+    assert!(got.iter().any(|a| a["rule_name"] == "access_denied_burst"));
+    assert!(
+        got.iter()
+            .all(|a| a["source"].as_str().unwrap().starts_with("stdin@"))
+    );
+    // The same records again: every alert is a duplicate.
+    let stderr = feed(&lines);
+    assert!(stderr.contains("alerts=0"), "{stderr}");
+    assert_eq!(written(dir.path()).len(), got.len());
+}
