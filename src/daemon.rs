@@ -325,7 +325,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
             *due = Instant::now() + Duration::from_secs(src.poll_interval_secs());
             // A queue is drained in `once` mode; other sources list once.
             loop {
-                let listed = match src.list(&rt, opts.once, &store) {
+                let listed = match src.list(&rt, opts.once, &store, &stop) {
                     Ok(l) => l,
                     Err(e) => {
                         // A source that cannot be listed (network,
@@ -595,6 +595,7 @@ impl Source {
         rt: &tokio::runtime::Runtime,
         once: bool,
         store: &Store,
+        stop: &AtomicBool,
     ) -> Result<Vec<Listed>, DaemonError> {
         match self {
             Source::Files(src) => {
@@ -626,8 +627,22 @@ impl Source {
                     .collect())
             }
             Source::Sqs(q) => {
-                let objects = rt.block_on(q.receive()).map_err(DaemonError::Source)?;
-                Ok(objects.into_iter().map(|(o, b)| Listed::S3(o, b)).collect())
+                // A long poll waits up to 20 s: a stop signal cuts it short
+                // (nothing is received then, so nothing is lost).
+                let received = rt.block_on(async {
+                    tokio::select! {
+                        r = q.receive() => Some(r),
+                        () = stopped(stop) => None,
+                    }
+                });
+                match received {
+                    Some(r) => Ok(r
+                        .map_err(DaemonError::Source)?
+                        .into_iter()
+                        .map(|(o, b)| Listed::S3(o, b))
+                        .collect()),
+                    None => Ok(Vec::new()),
+                }
             }
             Source::Stdin(input) => Ok(input
                 .batch()
@@ -717,6 +732,13 @@ impl Source {
                     .collect()
             }),
         }
+    }
+}
+
+/// Resolves once the stop flag is set (checked every 100 ms).
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

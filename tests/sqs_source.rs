@@ -227,3 +227,51 @@ fn visibility_is_extended_while_objects_are_in_progress() {
         20 * 300
     );
 }
+
+#[test]
+fn sigterm_cuts_a_long_poll_short() {
+    let moto = moto::Moto::start();
+    let sqs = moto.sqs();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(async {
+        sqs.create_queue()
+            .queue_name("quiet")
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = moto.config(
+        dir.path(),
+        &format!("[[sources.sqs]]\nqueue_url = {url:?}\nwait_time_secs = 20"),
+        "",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .envs(moto.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3)); // inside a 20 s long poll
+    let t = std::time::Instant::now();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("signal received, all committed"), "{err}");
+}
