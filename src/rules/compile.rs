@@ -604,113 +604,93 @@ impl Shape {
     }
 }
 
-/// The values of the field at `path` one of which any match requires, when
-/// the condition pins them with exact (case-insensitive) literals; `None`
-/// otherwise. Used to index rules.
-fn required_values(cond: &Cond, dets: &[Det], path: &str) -> Option<HashSet<String>> {
+/// What a condition requires, built from what single items require: a
+/// conjunct's requirement is the whole's, a disjunction requires one of its
+/// branches' (so every branch must have one), a negation requires nothing
+/// usable. `item` says what one detection item requires, if anything.
+fn required(
+    cond: &Cond,
+    dets: &[Det],
+    item: &dyn Fn(&Item) -> Option<Vec<String>>,
+) -> Option<Vec<String>> {
     match cond {
-        Cond::Det(i) => det_required(&dets[*i], path),
-        // Any conjunct's requirement is a requirement of the whole.
-        Cond::And(v) => v.iter().find_map(|c| required_values(c, dets, path)),
-        Cond::AtLeast(0, _) | Cond::Not(_) => None,
-        Cond::Or(v) | Cond::AtLeast(_, v) => {
-            let mut all = HashSet::new();
-            for c in v {
-                all.extend(required_values(c, dets, path)?);
-            }
-            Some(all)
-        }
-    }
-}
-
-fn det_required(d: &Det, path: &str) -> Option<HashSet<String>> {
-    match d {
-        Det::All(items) => items.iter().find_map(|it| {
-            let same = it
-                .path
-                .as_ref()
-                .is_some_and(|p| p.keys().iter().map(|k| &**k).eq(path.split('.')));
-            if it.neq || it.all && it.tests.len() > 1 || !same {
-                return None;
-            }
-            it.tests
-                .iter()
-                .map(|t| match t {
-                    Test::Str(p) => p.exact().map(str::to_owned),
-                    _ => None,
-                })
-                .collect()
-        }),
-        Det::Any(subs) => {
-            let mut all = HashSet::new();
-            for s in subs {
-                all.extend(det_required(s, path)?);
-            }
-            Some(all)
-        }
-        Det::And(subs) => subs.iter().find_map(|s| det_required(s, path)),
-        Det::Keywords(_) => None,
-    }
-}
-
-/// Literals one of which any match requires inside the field at `path`
-/// (see [`Pattern::prefilter_literal`]); `None` when not so constrained.
-fn required_substrings(cond: &Cond, dets: &[Det], path: &str) -> Option<Vec<String>> {
-    match cond {
-        Cond::Det(i) => det_substrings(&dets[*i], path),
-        Cond::And(v) => v.iter().find_map(|c| required_substrings(c, dets, path)),
+        Cond::Det(i) => det_required(&dets[*i], item),
+        Cond::And(v) => v.iter().find_map(|c| required(c, dets, item)),
         Cond::AtLeast(0, _) | Cond::Not(_) => None,
         Cond::Or(v) | Cond::AtLeast(_, v) => {
             let mut all = Vec::new();
             for c in v {
-                all.extend(required_substrings(c, dets, path)?);
+                all.extend(required(c, dets, item)?);
             }
             Some(all)
         }
     }
 }
 
-fn det_substrings(d: &Det, path: &str) -> Option<Vec<String>> {
+fn det_required(d: &Det, item: &dyn Fn(&Item) -> Option<Vec<String>>) -> Option<Vec<String>> {
     match d {
-        Det::All(items) => items.iter().find_map(|it| {
-            let same = it
-                .path
-                .as_ref()
-                .is_some_and(|p| p.keys().iter().map(|k| &**k).eq(path.split('.')));
-            if it.neq || !same || it.tests.is_empty() {
-                return None;
+        Det::All(items) => items.iter().find_map(item),
+        Det::Any(subs) => {
+            let mut all = Vec::new();
+            for s in subs {
+                all.extend(det_required(s, item)?);
             }
-            // With |all every value must match, so the first one's literal
-            // is required; otherwise one of them.
-            let tests = if it.all {
-                &it.tests[..1]
-            } else {
-                &it.tests[..]
-            };
-            let mut out = Vec::new();
-            for t in tests {
-                match t {
-                    Test::Str(p) => out.push(p.prefilter_literal()?),
-                    Test::AnyStr(ps) => {
-                        for p in ps {
-                            out.push(p.prefilter_literal()?)
-                        }
-                    }
-                    _ => return None,
+            Some(all)
+        }
+        Det::And(subs) => subs.iter().find_map(|s| det_required(s, item)),
+        Det::Keywords(_) => None,
+    }
+}
+
+/// Does the item test the field at `path` (and not negated)?
+fn tests_path(it: &Item, path: &str) -> bool {
+    !it.neq
+        && it
+            .path
+            .as_ref()
+            .is_some_and(|p| p.keys().iter().map(|k| &**k).eq(path.split('.')))
+}
+
+/// Exact (folded) values an item requires of the field at `path`.
+fn item_values(it: &Item, path: &str) -> Option<Vec<String>> {
+    if !tests_path(it, path) || it.all && it.tests.len() > 1 {
+        return None;
+    }
+    it.tests
+        .iter()
+        .map(|t| match t {
+            Test::Str(p) => p.exact().map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Literals an item requires inside the field at `path` (see
+/// [`Pattern::prefilter_literal`]).
+fn item_substrings(it: &Item, path: &str) -> Option<Vec<String>> {
+    if !tests_path(it, path) || it.tests.is_empty() {
+        return None;
+    }
+    // With |all every value must match, so the first one's literal is
+    // required; otherwise one of them.
+    let tests = if it.all {
+        &it.tests[..1]
+    } else {
+        &it.tests[..]
+    };
+    let mut out = Vec::new();
+    for t in tests {
+        match t {
+            Test::Str(p) => out.push(p.prefilter_literal()?),
+            Test::AnyStr(ps) => {
+                for p in ps {
+                    out.push(p.prefilter_literal()?)
                 }
             }
-            Some(out)
-        }),
-        Det::Any(subs) => {
-            let mut all = Vec::new();
-            for s in subs {
-                all.extend(det_substrings(s, path)?);
-            }
-            Some(all)
+            _ => return None,
         }
-        Det::And(subs) => subs.iter().find_map(|s| det_substrings(s, path)),
-        Det::Keywords(_) => None,
     }
+    Some(out)
 }
 
 fn det_paths(d: &Det, out: &mut Vec<String>) {
@@ -728,7 +708,7 @@ fn det_paths(d: &Det, out: &mut Vec<String>) {
 impl Matcher {
     /// Literals one of which any match requires in the field at `path`.
     pub fn required_substrings(&self, path: &str) -> Option<Vec<String>> {
-        required_substrings(&self.cond, &self.dets, path)
+        required(&self.cond, &self.dets, &|it| item_substrings(it, path))
     }
 
     /// Every field path the rule tests.
@@ -743,7 +723,7 @@ impl Matcher {
     /// Exact values (lowercased) of the field at `path`, one of which any
     /// match requires; `None` when the rule does not pin that field.
     pub fn required(&self, path: &str) -> Option<HashSet<String>> {
-        required_values(&self.cond, &self.dets, path)
+        required(&self.cond, &self.dets, &|it| item_values(it, path)).map(HashSet::from_iter)
     }
 
     /// Does the record match?
