@@ -476,19 +476,7 @@ mod tests {
     use super::*;
 
     fn meta() -> Arc<RuleMeta> {
-        Arc::new(RuleMeta {
-            id: "c".into(),
-            name: None,
-            title: "C".into(),
-            level: "high",
-            status: None,
-            description: None,
-            tags: vec![],
-            references: vec![],
-            falsepositives: vec![],
-            author: None,
-            path: "t".into(),
-        })
+        Arc::new(RuleMeta::example("c"))
     }
 
     fn corr(
@@ -509,29 +497,9 @@ mod tests {
     }
 
     fn hit(rule: u32, t_sec: i64, group: &str, id: &str) -> Hit {
-        let mut alert = crate::alert::Alert {
-            rule_id: "base".into(),
-            rule_name: None,
-            rule_title: "B".into(),
-            level: "low",
+        let mut alert = Alert {
             event_id: Some(id.into()),
-            event_name: None,
-            event_source: None,
-            event_time: None,
-            account: None,
-            region: None,
-            principal: None,
-            source_ip: None,
-            user_agent: None,
-            source: "s".into(),
-            record: 0,
-            tags: vec![],
-            correlation: None,
-            group: None,
-            count: None,
-            event_ids: None,
-            first_event_time: None,
-            rule: meta(),
+            ..Alert::example(Arc::new(RuleMeta::example("base")))
         };
         alert.event_time = Some(t_sec.to_string());
         Hit {

@@ -75,40 +75,11 @@ mod tests {
 
     fn alert(ua: &str) -> Alert {
         Alert {
-            rule_id: "id".into(),
-            rule_name: None,
-            rule_title: "T".into(),
-            level: "high",
             event_id: Some("e".into()),
-            event_name: None,
-            event_source: None,
-            event_time: None,
-            account: None,
-            region: None,
             principal: Some("arn:x\r\nFake: header".into()),
-            source_ip: None,
             user_agent: Some(ua.into()),
-            source: "f".into(),
             record: 3,
-            tags: vec![],
-            correlation: None,
-            group: None,
-            count: None,
-            event_ids: None,
-            first_event_time: None,
-            rule: std::sync::Arc::new(crate::rules::RuleMeta {
-                id: "id".into(),
-                name: None,
-                title: "T".into(),
-                level: "high",
-                status: None,
-                description: None,
-                tags: vec![],
-                references: vec![],
-                falsepositives: vec![],
-                author: None,
-                path: "p".into(),
-            }),
+            ..Alert::example(std::sync::Arc::new(crate::rules::RuleMeta::example("id")))
         }
     }
 

@@ -100,6 +100,37 @@ impl Alert {
     }
 }
 
+#[cfg(test)]
+impl Alert {
+    /// An alert with every event field empty, for unit tests.
+    pub(crate) fn example(rule: Arc<RuleMeta>) -> Alert {
+        Alert {
+            rule_id: rule.id.clone(),
+            rule_name: None,
+            rule_title: rule.title.clone(),
+            level: rule.level,
+            event_id: None,
+            event_name: None,
+            event_source: None,
+            event_time: None,
+            account: None,
+            region: None,
+            principal: None,
+            source_ip: None,
+            user_agent: None,
+            source: "test".into(),
+            record: 0,
+            tags: vec![],
+            correlation: None,
+            group: None,
+            count: None,
+            event_ids: None,
+            first_event_time: None,
+            rule,
+        }
+    }
+}
+
 /// Copy at most [`MAX_FIELD_BYTES`] of `s`, cut on a character boundary,
 /// with a marker saying how many bytes were dropped.
 pub fn bound(s: &str) -> String {

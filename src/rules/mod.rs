@@ -49,6 +49,26 @@ pub struct RuleMeta {
     pub path: String,
 }
 
+#[cfg(test)]
+impl RuleMeta {
+    /// A minimal rule for unit tests of later stages.
+    pub(crate) fn example(id: &str) -> RuleMeta {
+        RuleMeta {
+            id: id.into(),
+            name: None,
+            title: id.to_uppercase(),
+            level: "high",
+            status: None,
+            description: None,
+            tags: vec![],
+            references: vec![],
+            falsepositives: vec![],
+            author: None,
+            path: "test".into(),
+        }
+    }
+}
+
 /// A loaded rule: metadata plus its compiled matcher.
 #[derive(Debug, Clone)]
 pub struct Rule {
