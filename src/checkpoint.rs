@@ -16,9 +16,12 @@
 //!   new length are committed in one transaction; on start, the file is cut
 //!   back to the committed length. Whatever a crash leaves uncommitted is
 //!   both removed from the file and reprocessed: exactly once.
-//! - **cursors**: opaque per-source positions (CloudWatch Logs later).
+//! - **cursors**: opaque per-source positions (CloudWatch Logs).
+//! - **meta**: state saved with each batch (the correlation windows), and
+//!   the readiness probe's write.
 
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use thiserror::Error;
@@ -27,6 +30,7 @@ const OBJECTS: TableDefinition<&str, u64> = TableDefinition::new("objects");
 const ALERTS: TableDefinition<&str, u64> = TableDefinition::new("alerts");
 const SINKS: TableDefinition<&str, u64> = TableDefinition::new("sinks");
 const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("cursors");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// A store operation failed.
 #[derive(Debug, Error)]
@@ -96,6 +100,7 @@ impl Store {
             txn.open_table(ALERTS)?;
             txn.open_table(SINKS)?;
             txn.open_table(CURSORS)?;
+            txn.open_table(META)?;
             Ok(())
         })?;
         Ok(store)
@@ -149,10 +154,48 @@ impl Store {
 
     /// Several objects in one transaction: one fsync for a whole batch.
     pub fn commit_all(&self, commits: &[Commit<'_>]) -> Result<(), StoreError> {
+        self.commit_batch(commits, &[])
+    }
+
+    /// Several objects and named state blobs (`meta`) in one transaction,
+    /// so the state always matches the objects committed with it.
+    pub fn commit_batch(
+        &self,
+        commits: &[Commit<'_>],
+        meta: &[(&str, &[u8])],
+    ) -> Result<(), StoreError> {
         self.write(|txn| {
             for c in commits {
                 Self::record(txn, c)?;
             }
+            if !meta.is_empty() {
+                let mut t = txn.open_table(META)?;
+                for (name, value) in meta {
+                    t.insert(*name, *value)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// A state blob saved by [`Store::commit_batch`].
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(META).map_err(|e| self.err(e))?;
+        Ok(t.get(name)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Readiness: commit a tiny write (a full disk or a read-only volume
+    /// fails here before it fails a batch).
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.write(|txn| {
+            txn.open_table(META)?
+                .insert("probe", now.to_le_bytes().as_slice())?;
             Ok(())
         })
     }

@@ -65,6 +65,21 @@ pub enum Command {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Ask a running daemon whether it is healthy (exit 0) or not (exit 1):
+    /// the container health check. Plain HTTP GET, no shell or curl needed.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Options of `trailwatch healthcheck`.
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The URL to GET; 200 means healthy. `/readyz` also checks sources
+    /// and the state store.
+    #[arg(long, default_value = "http://127.0.0.1:9808/healthz")]
+    pub url: String,
+    /// Seconds to wait for connecting and for the answer.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
 }
 
 const RUN_EXAMPLES: &str = "\
@@ -206,6 +221,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(RulesCommand::Check { dirs }) => rules_check(&dirs),
         Command::Rules(RulesCommand::Test { dirs }) => rules_test(&dirs),
         Command::Run(args) => run_daemon(args),
+        Command::Healthcheck(args) => {
+            match crate::http::check(&args.url, std::time::Duration::from_secs(args.timeout_secs)) {
+                Ok(body) => {
+                    println!("{body}");
+                    Ok(ExitCode::from(EXIT_OK))
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Command::Config(ConfigCommand::Check { file }) => {
             match crate::config::Config::load(&file) {
                 Ok(_) => {

@@ -47,6 +47,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Stopping.
     pub shutdown: ShutdownConfig,
+    /// The metrics and health listener.
+    pub http: HttpConfig,
+    /// Metric labels.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -67,6 +71,8 @@ impl Default for Config {
             correlation: CorrelationConfig::default(),
             limits: LimitsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -216,6 +222,38 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// `[http]`: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on; empty turns the listener off. Loopback by
+    /// default; in a container, `0.0.0.0:9808` lets Prometheus reach it.
+    /// Port 0 picks a free port (logged at start).
+    pub listen: String,
+    /// `/healthz` fails when the main loop has made no progress for this
+    /// long (a stuck loop, not a slow object: objects take seconds).
+    pub stall_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: crate::http::DEFAULT_LISTEN.to_owned(),
+            stall_secs: 600,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Account ids allowed as the `account` label of posture counters;
+    /// others count as "unlisted". A list, so label values stay bounded
+    /// whatever the input claims.
+    pub accounts: Vec<String>,
+}
+
 impl Config {
     /// Read, parse and validate a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -289,6 +327,21 @@ impl Config {
         }
         if self.limits.objects_in_flight == 0 {
             return Err(bad("limits.objects_in_flight", "must be at least 1"));
+        }
+        if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(bad(
+                "http.listen",
+                "must be IP:PORT (e.g. 127.0.0.1:9808), or empty for no listener",
+            ));
+        }
+        for a in &self.metrics.accounts {
+            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad(
+                    "metrics.accounts",
+                    "each must be a 12-digit account id",
+                ));
+            }
         }
         if self.limits.max_object_bytes < 1024 {
             return Err(bad("limits.max_object_bytes", "must be at least 1024"));

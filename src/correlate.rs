@@ -137,6 +137,56 @@ pub struct Correlator {
     max_groups: usize,
     pub stats: CorrelationStats,
     hits_since_sweep: usize,
+    /// State changed since the last [`Correlator::save`].
+    dirty: bool,
+}
+
+/// Version of the saved state's format; another version is ignored.
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// The open windows, as saved in the state store with each batch (so a
+/// restart neither forgets half a burst nor counts an event twice: the
+/// snapshot is committed with exactly the objects it has seen).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    version: u32,
+    rules: Vec<SavedRule>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedRule {
+    /// The correlation's id: windows of rules no longer loaded are dropped.
+    id: String,
+    /// Referenced rules, to notice a changed rule and drop its windows.
+    refs: usize,
+    newest: i64,
+    groups: Vec<SavedGroup>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedGroup {
+    key: Vec<String>,
+    last_seen: i64,
+    events: Vec<SavedEv>,
+}
+
+/// An event in a window, with the context a correlation alert copies.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedEv {
+    time: i64,
+    pos: u16,
+    value: Option<String>,
+    event_id: Option<String>,
+    event_name: Option<String>,
+    event_source: Option<String>,
+    event_time: Option<String>,
+    account: Option<String>,
+    region: Option<String>,
+    principal: Option<String>,
+    source_ip: Option<String>,
+    user_agent: Option<String>,
+    source: String,
+    record: usize,
 }
 
 impl Correlator {
@@ -149,15 +199,148 @@ impl Correlator {
             max_groups: max_groups.max(1),
             stats: CorrelationStats::default(),
             hits_since_sweep: 0,
+            dirty: false,
         }
+    }
+
+    /// Whether the state changed since the last save.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Serialize the open windows (see [`Snapshot`]).
+    pub fn save(&mut self) -> Vec<u8> {
+        self.dirty = false;
+        let rules = self
+            .rules
+            .iter()
+            .zip(&self.states)
+            .map(|(c, st)| SavedRule {
+                id: c.meta.id.clone(),
+                refs: c.rules.len(),
+                newest: st.newest,
+                groups: st
+                    .groups
+                    .iter()
+                    .map(|(key, g)| SavedGroup {
+                        key: key.clone(),
+                        last_seen: g.last_seen,
+                        events: g
+                            .events
+                            .iter()
+                            .map(|e| SavedEv {
+                                time: e.time,
+                                pos: e.pos,
+                                value: e.value.clone(),
+                                event_id: e.alert.event_id.clone(),
+                                event_name: e.alert.event_name.clone(),
+                                event_source: e.alert.event_source.clone(),
+                                event_time: e.alert.event_time.clone(),
+                                account: e.alert.account.clone(),
+                                region: e.alert.region.clone(),
+                                principal: e.alert.principal.clone(),
+                                source_ip: e.alert.source_ip.clone(),
+                                user_agent: e.alert.user_agent.clone(),
+                                source: e.alert.source.clone(),
+                                record: e.alert.record,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        serde_json::to_vec(&Snapshot {
+            version: SNAPSHOT_VERSION,
+            rules,
+        })
+        .expect("plain data serializes")
+    }
+
+    /// Load windows saved by [`Correlator::save`] into an empty correlator.
+    /// Windows of correlations no longer loaded (or whose referenced rules
+    /// changed) are dropped. Returns the number of groups restored.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<usize, String> {
+        let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "saved format {} is not {SNAPSHOT_VERSION}",
+                snap.version
+            ));
+        }
+        let mut restored = 0;
+        for saved in snap.rules {
+            let Some(ci) = self
+                .rules
+                .iter()
+                .position(|c| c.meta.id == saved.id && c.rules.len() == saved.refs)
+            else {
+                continue;
+            };
+            let c = &self.rules[ci];
+            let st = &mut self.states[ci];
+            st.newest = st.newest.max(saved.newest);
+            for g in saved.groups {
+                let events: Vec<Ev> = g
+                    .events
+                    .into_iter()
+                    .filter(|e| usize::from(e.pos) < c.rules.len())
+                    .map(|e| Ev {
+                        time: e.time,
+                        pos: e.pos,
+                        value: e.value,
+                        alert: Arc::new(Alert {
+                            rule_id: c.meta.id.clone(),
+                            rule_name: c.meta.name.clone(),
+                            rule_title: c.meta.title.clone(),
+                            level: c.meta.level,
+                            event_id: e.event_id,
+                            event_name: e.event_name,
+                            event_source: e.event_source,
+                            event_time: e.event_time,
+                            account: e.account,
+                            region: e.region,
+                            principal: e.principal,
+                            source_ip: e.source_ip,
+                            user_agent: e.user_agent,
+                            source: e.source,
+                            record: e.record,
+                            tags: Vec::new(),
+                            correlation: None,
+                            group: None,
+                            count: None,
+                            event_ids: None,
+                            first_event_time: None,
+                            rule: Arc::clone(&c.meta),
+                        }),
+                    })
+                    .collect();
+                if !events.is_empty() && st.groups.len() < self.max_groups {
+                    st.groups.insert(
+                        g.key,
+                        Group {
+                            events,
+                            last_seen: g.last_seen,
+                        },
+                    );
+                    restored += 1;
+                }
+            }
+        }
+        Ok(restored)
     }
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
+    /// Open groups across every correlation (a gauge operators watch).
+    pub fn groups(&self) -> usize {
+        self.states.iter().map(|s| s.groups.len()).sum()
+    }
+
     /// Feed one hit; returns the correlation alerts it completes.
     pub fn push(&mut self, hit: &Hit) -> Vec<Alert> {
+        self.dirty = true;
         let mut out = Vec::new();
         let Some(t) = hit.time_ms else {
             self.stats.untimed += 1;
@@ -212,6 +395,7 @@ impl Correlator {
     /// End of input: decide every open window (for conditions decided at
     /// close) and return what fires.
     pub fn finish(&mut self) -> Vec<Alert> {
+        self.dirty = true;
         self.sweep(true)
     }
 

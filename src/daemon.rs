@@ -16,7 +16,9 @@
 //! and the object is read again. Stdout cannot be cut back, so with stdout
 //! the last object's alerts may repeat after a crash (at least once).
 //!
-//! Correlation windows live in memory: after a restart they start empty.
+//! Correlation windows are saved in the same transaction as the objects
+//! whose events they hold, and restored at start: a burst split by a
+//! restart is still seen, and no event is counted twice.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -32,6 +34,8 @@ use crate::alert::{Alert, jsonl};
 use crate::checkpoint::{Commit, ObjectId, Store, StoreError};
 use crate::config::Config;
 use crate::correlate::Correlator;
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
 use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
 use crate::rules::RuleSet;
 use crate::source::SourceError;
@@ -61,6 +65,8 @@ pub enum DaemonError {
     Signals(#[source] io::Error),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 /// How a run goes.
@@ -141,6 +147,14 @@ impl Sink {
             path: name,
             len,
         })
+    }
+
+    /// The `sink` label of its metrics.
+    fn name(&self) -> &'static str {
+        match self {
+            Sink::Stdout => "stdout",
+            Sink::File { .. } => "jsonl",
+        }
     }
 
     /// Write alerts durably; returns the committed-length update.
@@ -249,15 +263,25 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
             std::process::exit(0);
         });
     }
-    let store = Store::open(&config.state.dir)?;
+    let store = Arc::new(Store::open(&config.state.dir)?);
     let retention_ms = config.state.retention_days * 86_400_000;
     store.prune(now_ms().saturating_sub(retention_ms), now_ms())?;
     let mut sink = Sink::open(config.output.jsonl_path.as_deref(), &store)?;
+    let metrics = Arc::new(Metrics::new(&config.metrics.accounts));
+    metrics.declare_sink(sink.name(), &["sent", "deduplicated"]);
+    metrics.declare_posture();
+    let health = Arc::new(Health::new(Duration::from_secs(config.http.stall_secs)));
     let mut correlator = Correlator::new(
         rules.correlations().to_vec(),
         (config.correlation.lateness_secs.min(i64::MAX as u64 / 1000) as i64) * 1000,
         config.correlation.max_groups,
     );
+    if let Some(saved) = store.meta(CORRELATION_STATE)? {
+        match correlator.restore(&saved) {
+            Ok(groups) => tracing::info!(groups, "correlation windows restored"),
+            Err(e) => tracing::warn!("saved correlation windows ignored: {e}"),
+        }
+    }
     let limits = Limits {
         max_object_bytes: config.limits.max_object_bytes,
     };
@@ -310,6 +334,18 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         )
         .map(|s| (s, Instant::now()))
         .collect();
+    for (s, _) in &sources {
+        metrics.declare_source(&s.label());
+    }
+    if !config.http.listen.is_empty() {
+        let addr = rt.block_on(http::serve(
+            &config.http.listen,
+            Arc::clone(&metrics),
+            Arc::clone(&health),
+            Arc::clone(&store),
+        ))?;
+        tracing::info!("metrics on http://{addr}/metrics, health on /healthz and /readyz");
+    }
     tracing::info!(
         rules = rules.len(),
         correlations = rules.correlations().len(),
@@ -318,27 +354,39 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         "trailwatch running"
     );
     loop {
+        health.tick();
         for (src, due) in sources.iter_mut() {
             if Instant::now() < *due && !opts.once {
                 continue;
             }
+            let label = src.label();
             *due = Instant::now() + Duration::from_secs(src.poll_interval_secs());
             // A queue is drained in `once` mode; other sources list once.
             loop {
                 let listed = match src.list(&rt, opts.once, &store, &stop) {
-                    Ok(l) => l,
+                    Ok(l) => {
+                        health.source(&label, Ok(()));
+                        l
+                    }
                     Err(e) => {
                         // A source that cannot be listed (network,
                         // permissions) is retried at its next poll.
-                        tracing::warn!("listing failed: {e}");
+                        tracing::warn!(source = %label, "listing failed: {e}");
+                        health.source(&label, Err(crate::alert::bound(&e.to_string())));
+                        metrics.source_errors.with_label_values(&[&label]).inc();
                         stats.errors += 1;
                         break;
                     }
                 };
+                health.tick();
                 let mut pending = Vec::new();
                 for item in listed {
                     if store.is_processed(item.id())? {
                         stats.skipped_known += 1;
+                        metrics
+                            .objects
+                            .with_label_values(&[&label, "skipped"])
+                            .inc();
                     } else {
                         pending.push(item);
                     }
@@ -351,39 +399,64 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                     let fetched = src.fetch(&rt, batch, limits.max_object_bytes);
                     // Objects of a batch run in parallel; their results are
                     // then written and committed one by one, in order.
-                    let reports: Vec<ObjectReport> = batch
+                    let reports: Vec<(ObjectReport, Duration)> = batch
                         .par_iter()
                         .zip(fetched)
                         .map(|(item, bytes)| match bytes {
                             Ok(bytes) => {
-                                pipeline::process_object(&item.name(), &bytes, rules, limits)
+                                let started = Instant::now();
+                                let r =
+                                    pipeline::process_object(&item.name(), &bytes, rules, limits);
+                                (r, started.elapsed())
                             }
-                            Err(e) => ObjectReport {
-                                source: item.name(),
-                                errors: vec![pipeline::InputError {
+                            Err(e) => (
+                                ObjectReport {
                                     source: item.name(),
-                                    kind: match e {
-                                        SourceError::TooLarge { .. } => ErrorKind::TooLarge,
-                                        _ => ErrorKind::Read,
-                                    },
-                                    message: e.to_string(),
-                                }],
-                                ..Default::default()
-                            },
+                                    errors: vec![pipeline::InputError {
+                                        source: item.name(),
+                                        kind: match e {
+                                            SourceError::TooLarge { .. } => ErrorKind::TooLarge,
+                                            _ => ErrorKind::Read,
+                                        },
+                                        message: e.to_string(),
+                                    }],
+                                    ..Default::default()
+                                },
+                                Duration::ZERO,
+                            ),
                         })
                         .collect();
                     let mut done = Vec::with_capacity(batch.len());
-                    for (item, report) in batch.iter().zip(reports) {
+                    let now = now_ms() as i64;
+                    for (item, (report, took)) in batch.iter().zip(reports) {
                         for e in &report.errors {
                             tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
                         }
                         stats.errors += report.errors.len() as u64;
                         if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
+                            metrics.objects.with_label_values(&[&label, "failed"]).inc();
+                            metrics
+                                .input_errors
+                                .with_label_values(&[&label, ErrorKind::Read.as_str()])
+                                .inc();
                             continue; // perhaps transient: try again later
                         }
+                        metrics.object(&label, &report, took, now);
                         let mut alerts = report.alerts;
+                        for a in &alerts {
+                            metrics.rule_match(a);
+                        }
                         for hit in &report.hits {
-                            alerts.extend(correlator.push(hit));
+                            // Hidden rules feed correlations without alerting
+                            // (visible ones were counted with the alerts).
+                            if rules.rules()[hit.rule as usize].hidden {
+                                metrics.rule_match(&hit.alert);
+                            }
+                            let fired = correlator.push(hit);
+                            for a in &fired {
+                                metrics.rule_match(a);
+                            }
+                            alerts.extend(fired);
                         }
                         done.push(Done {
                             id: item.id().clone(),
@@ -392,7 +465,24 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                         });
                     }
                     stats.objects += done.len() as u64;
-                    deliver(&store, &mut sink, done, retention_ms, &mut stats)?;
+                    metrics.correlation_groups.set(correlator.groups() as i64);
+                    metrics.correlation_evicted.inc_by(
+                        correlator
+                            .stats
+                            .evicted_groups
+                            .saturating_sub(metrics.correlation_evicted.get()),
+                    );
+                    let windows = correlator.is_dirty().then(|| correlator.save());
+                    deliver(
+                        &store,
+                        &mut sink,
+                        done,
+                        windows,
+                        retention_ms,
+                        &mut stats,
+                        &metrics,
+                    )?;
+                    health.tick();
                 }
                 src.ack(&rt, &store);
                 if !(opts.once && src.drained_more()) || stop.load(Ordering::Relaxed) {
@@ -414,7 +504,16 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                     alerts: closing,
                     cursor: None,
                 }];
-                deliver(&store, &mut sink, done, retention_ms, &mut stats)?;
+                let windows = Some(correlator.save());
+                deliver(
+                    &store,
+                    &mut sink,
+                    done,
+                    windows,
+                    retention_ms,
+                    &mut stats,
+                    &metrics,
+                )?;
             }
             return Ok(stats);
         }
@@ -424,6 +523,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
             .min()
             .unwrap_or_else(Instant::now);
         while Instant::now() < next {
+            health.tick();
             if stop.load(Ordering::Relaxed) {
                 tracing::info!("stopping: signal received, all committed");
                 return Ok(stats);
@@ -548,6 +648,21 @@ impl Listed {
 }
 
 impl Source {
+    /// The `source` label of its metrics and logs: from the configuration,
+    /// so bounded.
+    fn label(&self) -> String {
+        match self {
+            Source::Files(f) => format!("files:{}", f.path.display()),
+            Source::S3(s) => format!("s3:{}", s.config.bucket),
+            Source::Sqs(q) => format!(
+                "sqs:{}",
+                q.config.queue_url.rsplit('/').next().unwrap_or_default()
+            ),
+            Source::Logs(l) => l.cursor_name(),
+            Source::Stdin(_) => "stdin".into(),
+        }
+    }
+
     fn poll_interval_secs(&self) -> u64 {
         match self {
             Source::Files(f) => f.poll_interval_secs,
@@ -742,6 +857,9 @@ async fn stopped(stop: &AtomicBool) {
     }
 }
 
+/// The store's name for the saved correlation windows.
+const CORRELATION_STATE: &str = "correlation-windows";
+
 /// One processed object, ready to be delivered.
 struct Done {
     id: ObjectId,
@@ -757,10 +875,12 @@ fn deliver(
     store: &Store,
     sink: &mut Sink,
     batch: Vec<Done>,
+    windows: Option<Vec<u8>>,
     retention_ms: u64,
     stats: &mut RunStats,
+    metrics: &Metrics,
 ) -> Result<(), DaemonError> {
-    if batch.is_empty() {
+    if batch.is_empty() && windows.is_none() {
         return Ok(());
     }
     let now = now_ms();
@@ -792,7 +912,19 @@ fn deliver(
             now_ms: now,
         })
         .collect();
-    store.commit_all(&commits)?;
+    let meta: Vec<(&str, &[u8])> = windows
+        .as_deref()
+        .map(|w| (CORRELATION_STATE, w))
+        .into_iter()
+        .collect();
+    store.commit_batch(&commits, &meta)?;
+    metrics.store_commits.inc();
+    metrics.alerts(sink.name(), "sent", fresh.len() as u64);
+    metrics.alerts(
+        sink.name(),
+        "deduplicated",
+        batch.iter().map(|d| d.alerts.len() as u64).sum::<u64>() - fresh.len() as u64,
+    );
     stats.alerts_written += fresh.len() as u64;
     Ok(())
 }

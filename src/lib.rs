@@ -22,6 +22,11 @@
 //!   (JSON lines and text so far).
 //! - [`pipeline`]: one object through the stages, and the parallel `scan`
 //!   driver with ordered output and a summary.
+//! - [`metrics`] and [`http`]: the Prometheus registry, and the listener
+//!   serving `/metrics`, `/healthz` and `/readyz`.
+//! - [`checkpoint`]: durable progress (processed objects, cursors, alert
+//!   dedup keys, correlation windows) in one redb file.
+//! - [`daemon`]: `trailwatch run`, the loop tying sources to sinks.
 //! - [`cli`]: subcommands and options; `main.rs` only calls it.
 
 pub mod alert;
@@ -31,6 +36,8 @@ pub mod config;
 pub mod correlate;
 pub mod daemon;
 pub mod decode;
+pub mod http;
+pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod rules;

@@ -105,6 +105,78 @@ pub struct ObjectReport {
     /// Matches of rules that feed correlations, in record order.
     pub hits: Vec<Hit>,
     pub errors: Vec<InputError>,
+    /// eventTime of each record that has a readable one (ms since the
+    /// epoch), for the ingest-lag histogram; any order.
+    pub event_times_ms: Vec<i64>,
+    /// Posture events and their account id, for dashboard counters.
+    pub posture: Vec<(Posture, String)>,
+}
+
+/// Events dashboards count whether or not a rule alerts on them: the
+/// IAM-hygiene signals of AWS's security best practices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posture {
+    /// A successful console sign-in as root.
+    RootLogin,
+    /// A successful console sign-in by an IAM user or root without MFA.
+    ConsoleLoginWithoutMfa,
+    /// `CreateAccessKey` succeeded.
+    AccessKeyCreated,
+    /// A call denied for lack of permission.
+    AccessDenied,
+}
+
+impl Posture {
+    pub const ALL: [Posture; 4] = [
+        Posture::RootLogin,
+        Posture::ConsoleLoginWithoutMfa,
+        Posture::AccessKeyCreated,
+        Posture::AccessDenied,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Posture::RootLogin => "root_login",
+            Posture::ConsoleLoginWithoutMfa => "console_login_without_mfa",
+            Posture::AccessKeyCreated => "access_key_created",
+            Posture::AccessDenied => "access_denied",
+        }
+    }
+
+    /// The posture events one record is (at most two: a root login without
+    /// MFA is both). Costs an eventName/errorCode look-up per record.
+    fn of(r: &Record<'_, '_>, mut f: impl FnMut(Posture)) {
+        if let Some(code) = r.str(Top::ErrorCode) {
+            if matches!(
+                code,
+                "AccessDenied"
+                    | "AccessDeniedException"
+                    | "UnauthorizedOperation"
+                    | "Client.UnauthorizedOperation"
+                    | "UnauthorizedAccess"
+            ) {
+                f(Posture::AccessDenied);
+            }
+            return;
+        }
+        match r.str(Top::EventName) {
+            Some("CreateAccessKey") => f(Posture::AccessKeyCreated),
+            Some("ConsoleLogin") => {
+                let ok = r.str_at(&["responseElements", "ConsoleLogin"]) == Some("Success");
+                let kind = r.str_at(&["userIdentity", "type"]);
+                if ok && kind == Some("Root") {
+                    f(Posture::RootLogin);
+                }
+                if ok
+                    && matches!(kind, Some("Root" | "IAMUser"))
+                    && r.str_at(&["additionalEventData", "MFAUsed"]) == Some("No")
+                {
+                    f(Posture::ConsoleLoginWithoutMfa);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl ObjectReport {
@@ -167,6 +239,8 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
         alerts: Mutex::new(Vec::new()),
         hits: Mutex::new(Vec::new()),
         errors: Mutex::new(Vec::new()),
+        times: Mutex::new(Vec::new()),
+        posture: Mutex::new(Vec::new()),
     };
     let layout = match parse::parse(&mut decoded.buf, decoded.len, &sink) {
         Ok(layout) => layout,
@@ -196,6 +270,8 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
         kind: e.kind.into(),
         message: e.to_string(),
     }));
+    report.event_times_ms = sink.times.into_inner().unwrap_or_else(|p| p.into_inner());
+    report.posture = sink.posture.into_inner().unwrap_or_else(|p| p.into_inner());
     report
 }
 
@@ -219,6 +295,8 @@ struct ObjectSink<'a> {
     alerts: Mutex<Vec<Alert>>,
     hits: Mutex<Vec<Hit>>,
     errors: Mutex<Vec<ParseError>>,
+    times: Mutex<Vec<i64>>,
+    posture: Mutex<Vec<(Posture, String)>>,
 }
 
 impl Sink for ObjectSink<'_> {
@@ -227,7 +305,16 @@ impl Sink for ObjectSink<'_> {
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         let mut found = Vec::new();
         let mut hits = Vec::new();
+        let mut times = Vec::with_capacity(records.len());
+        let mut posture = Vec::new();
         for (i, r) in records.iter().enumerate() {
+            if let Some(t) = r.str(Top::EventTime).and_then(correlate::parse_event_time) {
+                times.push(t);
+            }
+            Posture::of(r, |p| {
+                let account = r.str(Top::RecipientAccountId).unwrap_or_default();
+                posture.push((p, bound(account)));
+            });
             self.rules.for_each_match(r, |index, rule| {
                 let alert = Alert::new(&rule.meta, r, self.source, first + i);
                 if !rule.feeds.is_empty() {
@@ -264,6 +351,16 @@ impl Sink for ObjectSink<'_> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(hits);
+        }
+        self.times
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(times);
+        if !posture.is_empty() {
+            self.posture
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(posture);
         }
     }
 

@@ -21,7 +21,7 @@ fn config(dir: &Path) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "[state]\ndir = {:?}\n[[sources.files]]\npath = {:?}\npoll_interval_secs = 1\nsettle_secs = 0\n\
+            "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = {:?}\n[[sources.files]]\npath = {:?}\npoll_interval_secs = 1\nsettle_secs = 0\n\
              [output]\njsonl_path = {:?}\n[shutdown]\ngrace_secs = 5\n",
             dir.join("state"),
             dir.join("in"),
@@ -326,4 +326,63 @@ fn stdin_json_lines_until_it_closes() {
     let stderr = feed(&lines);
     assert!(stderr.contains("alerts=0"), "{stderr}");
     assert_eq!(written(dir.path()).len(), got.len());
+}
+
+#[test]
+fn a_burst_split_by_a_kill_is_seen_once_after_restart() {
+    // The burst fixture's first 7 denied calls, then the other 3 (plus its
+    // failed sign-ins): 10 in five minutes from one principal.
+    let fixture =
+        fixtures().join("cloudtrail/123456789012_CloudTrail_eu-west-1_20261120T1020Z_burst.json");
+    let records = records_of(&fixture);
+    let halves = [&records[..7], &records[7..]];
+    let doc = |rs: &[Value]| serde_json::to_vec(&serde_json::json!({ "Records": rs })).unwrap();
+    let burst_alerts = |a: &[Value]| {
+        a.iter()
+            .filter(|a| a["rule_name"] == "access_denied_burst")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // Neither half alone is a burst: the test means something.
+    for half in halves {
+        let out = trailwatch()
+            .args(["scan", "-"])
+            .write_stdin(doc(half))
+            .output()
+            .unwrap();
+        assert!(burst_alerts(&alerts(&out.stdout)).is_empty());
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("127.0.0.1:0", &addr)).unwrap();
+    std::fs::create_dir_all(dir.path().join("in")).unwrap();
+    let commits = |addr: &str| {
+        http_get(addr, "/metrics")
+            .and_then(|(_, m)| sample(&m, "trailwatch_store_commits_total"))
+            .unwrap_or(0.0)
+    };
+    for (i, half) in halves.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("in/part{i}.json")), doc(half)).unwrap();
+        let mut child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the part to be committed", 30, || {
+            (commits(&addr) >= 1.0).then_some(())
+        });
+        // No goodbye: state must already be on disk.
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let written = written(dir.path());
+    let bursts = burst_alerts(&written);
+    assert_eq!(bursts.len(), 1, "{written:#?}");
+    assert_eq!(bursts[0]["count"], 10);
+    assert_eq!(bursts[0]["event_ids"].as_array().unwrap().len(), 10);
 }

@@ -134,7 +134,7 @@ impl Moto {
         std::fs::write(
             &cfg,
             format!(
-                "[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n{source}\nendpoint_url = {:?}\nregion = \"us-east-1\"\n{extra}",
+                "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n{source}\nendpoint_url = {:?}\nregion = \"us-east-1\"\n{extra}",
                 dir.join("state"),
                 dir.join("alerts.jsonl"),
                 self.endpoint

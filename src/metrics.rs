@@ -1,0 +1,389 @@
+//! Metrics: what operators graph and alert on, in Prometheus' text format
+//! (served by [`crate::http`] on `/metrics`).
+//!
+//! Conventions: the `trailwatch_` prefix, base units (seconds, bytes),
+//! counters end in `_total`. Every label value comes from a bounded set
+//! the operator controls: source names from the configuration, rule ids
+//! from the loaded rules, error kinds and outcomes from enums, accounts
+//! only from `[metrics] accounts`. Nothing an event says (principal, ARN,
+//! IP, key id, user agent) ever becomes a label value: an attacker could
+//! otherwise blow up the series count or inject text into dashboards.
+//!
+//! The hot path does not touch these: each object's [`ObjectReport`]
+//! carries plain counts, added here once per object.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::pipeline::{ObjectReport, Posture};
+
+/// Ingest lag buckets (seconds): CloudTrail delivers in about 5 minutes;
+/// a backfill lags by days.
+const LAG_BUCKETS: &[f64] = &[
+    60.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0, 604800.0,
+];
+
+/// Object processing-time buckets (seconds): a CloudTrail file takes
+/// milliseconds; a 1 GiB one, seconds.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Label value for accounts not listed in `[metrics] accounts`.
+pub const UNLISTED_ACCOUNT: &str = "unlisted";
+
+/// The registry and every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Accounts allowed as a label value (from the configuration).
+    accounts: HashSet<String>,
+    pub records: IntCounterVec,
+    pub read_bytes: IntCounterVec,
+    pub decoded_bytes: IntCounterVec,
+    pub objects: IntCounterVec,
+    pub input_errors: IntCounterVec,
+    pub source_errors: IntCounterVec,
+    pub rule_matches: IntCounterVec,
+    pub alerts: IntCounterVec,
+    pub outbox_depth: IntGaugeVec,
+    pub ingest_lag: HistogramVec,
+    pub object_duration: HistogramVec,
+    pub last_event_time: GaugeVec,
+    pub posture: IntCounterVec,
+    pub correlation_groups: IntGauge,
+    pub correlation_evicted: IntCounter,
+    pub store_commits: IntCounter,
+}
+
+impl Metrics {
+    /// Create and register every metric. `accounts` are the account ids
+    /// that may appear as label values.
+    pub fn new(accounts: &[String]) -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique");
+            h
+        };
+        let records = counter(
+            "trailwatch_records_total",
+            "CloudTrail records parsed and run through the rules.",
+            &["source"],
+        );
+        let read_bytes = counter(
+            "trailwatch_read_bytes_total",
+            "Bytes of objects read, as stored (compressed).",
+            &["source"],
+        );
+        let decoded_bytes = counter(
+            "trailwatch_decoded_bytes_total",
+            "Bytes of JSON after decompression.",
+            &["source"],
+        );
+        let objects = counter(
+            "trailwatch_objects_total",
+            "Objects by outcome: processed, skipped (already processed), digest \
+             (CloudTrail digest files, not records), failed (read error; retried).",
+            &["source", "outcome"],
+        );
+        let input_errors = counter(
+            "trailwatch_input_errors_total",
+            "Problems in input, by kind; each drops the damaged part only (a record, \
+             the rest of a member, an object over the size cap) and is logged.",
+            &["source", "kind"],
+        );
+        let source_errors = counter(
+            "trailwatch_source_errors_total",
+            "Failed listings or receives of a source (network, permissions); retried \
+             at the next poll.",
+            &["source"],
+        );
+        let rule_matches = counter(
+            "trailwatch_rule_matches_total",
+            "Rule and correlation matches, before deduplication and storm control. rule \
+             is the title (cut to 80 bytes), for dashboards.",
+            &["rule_id", "rule", "level"],
+        );
+        let alerts = counter(
+            "trailwatch_alerts_total",
+            "Alerts by sink and outcome: written/sent, deduplicated (seen before), \
+             suppressed (storm control), queued (in the outbox), failed (a delivery \
+             attempt failed; retried).",
+            &["sink", "outcome"],
+        );
+        let outbox_depth = IntGaugeVec::new(
+            Opts::new(
+                "trailwatch_outbox_depth",
+                "Alerts stored and waiting for delivery, by sink.",
+            ),
+            &["sink"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(outbox_depth.clone()))
+            .expect("unique");
+        let ingest_lag = histogram(
+            "trailwatch_ingest_lag_seconds",
+            "Now minus eventTime of each record when processed.",
+            &["source"],
+            LAG_BUCKETS,
+        );
+        let object_duration = histogram(
+            "trailwatch_object_duration_seconds",
+            "Time to decode, parse and match one object.",
+            &["source"],
+            DURATION_BUCKETS,
+        );
+        let last_event_time = GaugeVec::new(
+            Opts::new(
+                "trailwatch_last_event_time_seconds",
+                "Newest eventTime processed, as a Unix time.",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(last_event_time.clone()))
+            .expect("unique");
+        let posture = counter(
+            "trailwatch_posture_events_total",
+            "Events security dashboards track: root_login (successful root console \
+             sign-in), console_login_without_mfa (IAM user or root), access_key_created, \
+             access_denied. account is the id if listed in [metrics] accounts, else \
+             \"unlisted\".",
+            &["kind", "account"],
+        );
+        let correlation_groups = IntGauge::new(
+            "trailwatch_correlation_groups",
+            "Open correlation groups held in memory.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(correlation_groups.clone()))
+            .expect("unique");
+        let correlation_evicted = IntCounter::new(
+            "trailwatch_correlation_evicted_total",
+            "Correlation groups evicted to stay within max_groups (their counts are lost).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(correlation_evicted.clone()))
+            .expect("unique");
+        let store_commits = IntCounter::new(
+            "trailwatch_store_commits_total",
+            "Transactions committed to the state store.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_commits.clone()))
+            .expect("unique");
+        let build = IntGaugeVec::new(
+            Opts::new("trailwatch_build_info", "Always 1; the version as a label."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build)).expect("unique");
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            registry.register(Box::new(pc)).expect("unique");
+        }
+        Metrics {
+            registry,
+            accounts: accounts.iter().cloned().collect(),
+            records,
+            read_bytes,
+            decoded_bytes,
+            objects,
+            input_errors,
+            source_errors,
+            rule_matches,
+            alerts,
+            outbox_depth,
+            ingest_lag,
+            object_duration,
+            last_event_time,
+            posture,
+            correlation_groups,
+            correlation_evicted,
+            store_commits,
+        }
+    }
+
+    /// Add one processed object's counts. `now_ms` is the processing time
+    /// the lag is measured against.
+    pub fn object(&self, source: &str, report: &ObjectReport, took: Duration, now_ms: i64) {
+        let outcome = if report.is_digest() {
+            "digest"
+        } else {
+            "processed"
+        };
+        self.objects.with_label_values(&[source, outcome]).inc();
+        self.records
+            .with_label_values(&[source])
+            .inc_by(report.records);
+        self.read_bytes
+            .with_label_values(&[source])
+            .inc_by(report.bytes_read);
+        self.decoded_bytes
+            .with_label_values(&[source])
+            .inc_by(report.bytes_decoded);
+        for e in &report.errors {
+            self.input_errors
+                .with_label_values(&[source, e.kind.as_str()])
+                .inc();
+        }
+        self.object_duration
+            .with_label_values(&[source])
+            .observe(took.as_secs_f64());
+        if !report.event_times_ms.is_empty() {
+            let lag = self.ingest_lag.with_label_values(&[source]);
+            let mut newest = i64::MIN;
+            for &t in &report.event_times_ms {
+                lag.observe((now_ms - t).max(0) as f64 / 1000.0);
+                newest = newest.max(t);
+            }
+            let g = self.last_event_time.with_label_values(&[source]);
+            let secs = newest as f64 / 1000.0;
+            if secs > g.get() {
+                g.set(secs);
+            }
+        }
+        for (kind, account) in &report.posture {
+            let account = if self.accounts.contains(account.as_str()) {
+                account.as_str()
+            } else {
+                UNLISTED_ACCOUNT
+            };
+            self.posture
+                .with_label_values(&[kind.as_str(), account])
+                .inc();
+        }
+    }
+
+    /// Count one rule or correlation match.
+    pub fn rule_match(&self, alert: &crate::alert::Alert) {
+        let mut title = alert.rule_title.as_str();
+        if title.len() > 80 {
+            let mut end = 80;
+            while !title.is_char_boundary(end) {
+                end -= 1;
+            }
+            title = &title[..end];
+        }
+        self.rule_matches
+            .with_label_values(&[&alert.rule_id, title, alert.level])
+            .inc();
+    }
+
+    /// Count alerts of a sink by outcome.
+    pub fn alerts(&self, sink: &str, outcome: &str, n: u64) {
+        self.alerts.with_label_values(&[sink, outcome]).inc_by(n);
+    }
+
+    /// Make every series of a source exist at 0, so dashboards and
+    /// `rate()` see it before its first object.
+    pub fn declare_source(&self, source: &str) {
+        for outcome in ["processed", "skipped", "digest", "failed"] {
+            self.objects.with_label_values(&[source, outcome]);
+        }
+        self.records.with_label_values(&[source]);
+        self.read_bytes.with_label_values(&[source]);
+        self.decoded_bytes.with_label_values(&[source]);
+        self.source_errors.with_label_values(&[source]);
+    }
+
+    /// Make the alert series of a sink exist at 0.
+    pub fn declare_sink(&self, sink: &str, outcomes: &[&str]) {
+        for o in outcomes {
+            self.alerts.with_label_values(&[sink, o]);
+        }
+    }
+
+    /// Make every posture series of the listed accounts exist at 0.
+    pub fn declare_posture(&self) {
+        let mut accounts: Vec<&str> = self.accounts.iter().map(String::as_str).collect();
+        accounts.push(UNLISTED_ACCOUNT);
+        for kind in Posture::ALL {
+            for a in &accounts {
+                self.posture.with_label_values(&[kind.as_str(), a]);
+            }
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{ErrorKind, InputError};
+
+    #[test]
+    fn accounts_outside_the_list_never_become_label_values() {
+        let m = Metrics::new(&["111111111111".into()]);
+        let report = ObjectReport {
+            records: 3,
+            posture: vec![
+                (Posture::AccessDenied, "111111111111".into()),
+                (Posture::AccessDenied, "999999999999".into()),
+                (Posture::RootLogin, "evil\"} 1\nfake_metric 2".into()),
+            ],
+            errors: vec![InputError {
+                source: "x".into(),
+                kind: ErrorKind::InvalidJson,
+                message: "bad".into(),
+            }],
+            event_times_ms: vec![1_000, 5_000],
+            ..Default::default()
+        };
+        m.object("files:x", &report, Duration::from_millis(3), 65_000);
+        let text = m.render();
+        assert!(text.contains(
+            "trailwatch_posture_events_total{account=\"111111111111\",kind=\"access_denied\"} 1"
+        ));
+        assert!(text.contains(
+            "trailwatch_posture_events_total{account=\"unlisted\",kind=\"access_denied\"} 1"
+        ));
+        assert!(text.contains(
+            "trailwatch_posture_events_total{account=\"unlisted\",kind=\"root_login\"} 1"
+        ));
+        assert!(!text.contains("999999999999") && !text.contains("fake_metric"));
+        assert!(text.contains("trailwatch_records_total{source=\"files:x\"} 3"));
+        assert!(
+            text.contains(
+                "trailwatch_input_errors_total{kind=\"invalid_json\",source=\"files:x\"} 1"
+            )
+        );
+        // Lags of 64 s and 60 s: one in the 60 s bucket, both by 300 s.
+        assert!(
+            text.contains("trailwatch_ingest_lag_seconds_bucket{source=\"files:x\",le=\"60\"} 1")
+        );
+        assert!(
+            text.contains("trailwatch_ingest_lag_seconds_bucket{source=\"files:x\",le=\"300\"} 2")
+        );
+        assert!(text.contains("trailwatch_last_event_time_seconds{source=\"files:x\"} 5"));
+    }
+}

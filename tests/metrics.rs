@@ -1,0 +1,358 @@
+//! Metrics and health end to end, with real tools: a running daemon's
+//! `/metrics` checked by Debian's `promtool`, scraped by a real
+//! `prometheus` whose query API must return the counts of a known input,
+//! and `/healthz`, `/readyz` and `trailwatch healthcheck` against a live
+//! daemon and a broken source.
+//!
+//! `.ci/test` installs `prometheus` (which brings `promtool`) with apt.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+/// A daemon process, stopped (SIGTERM, then kill) on drop.
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Daemon {
+    /// Start `trailwatch run` on `config`, listening on `addr`.
+    fn start(config: &Path, addr: String) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, addr };
+        wait_for("the metrics listener", 20, || http_get(&d.addr, "/healthz"));
+        d
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = http_get(&self.addr, "/metrics").expect("listening");
+        assert_eq!(status, 200);
+        body
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A files-source config in `dir` listening on `addr`; `extra` is appended.
+fn config(dir: &Path, addr: &str, extra: &str) -> PathBuf {
+    let cfg = dir.join("trailwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[http]\nlisten = {addr:?}\n[metrics]\naccounts = [\"123456789012\"]\n\
+             [state]\ndir = {:?}\n[[sources.files]]\npath = {:?}\npoll_interval_secs = 1\n\
+             settle_secs = 0\n[output]\njsonl_path = {:?}\n{extra}",
+            dir.join("state"),
+            dir.join("in"),
+            dir.join("alerts.jsonl")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// The two CloudTrail fixture files, copied into `dir/in`; their records.
+fn input(dir: &Path) -> Vec<Value> {
+    let into = dir.join("in");
+    std::fs::create_dir_all(&into).unwrap();
+    let mut records = Vec::new();
+    for name in [
+        "123456789012_CloudTrail_eu-west-1_20261120T1005Z_example.json",
+        "123456789012_CloudTrail_eu-west-1_20261120T1020Z_burst.json",
+    ] {
+        let from = fixtures().join("cloudtrail").join(name);
+        std::fs::copy(&from, into.join(name)).unwrap();
+        records.extend(records_of(&from));
+    }
+    records
+}
+
+/// A tool from Debian's prometheus package, or a panic saying how to get it.
+fn tool(name: &str) -> &str {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{name} not found: run the tests through .ci/test, which installs Debian's \
+         prometheus package (apt-get install prometheus)"
+    );
+    name
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+#[test]
+fn metrics_count_a_known_input_and_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = input(dir.path());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = Daemon::start(&config(dir.path(), &addr, ""), addr);
+    let source = format!("source=\"files:{}\"", dir.path().join("in").display());
+    let text = wait_for("both objects processed", 30, || {
+        let m = d.metrics();
+        (sample(
+            &m,
+            &format!("trailwatch_objects_total{{outcome=\"processed\",{source}}}"),
+        ) == Some(2.0))
+        .then_some(m)
+    });
+
+    assert_eq!(
+        sample(&text, &format!("trailwatch_records_total{{{source}}}")),
+        Some(records.len() as f64)
+    );
+    let written = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
+    assert!(!written.is_empty());
+    assert_eq!(
+        sample(
+            &text,
+            "trailwatch_alerts_total{outcome=\"sent\",sink=\"jsonl\"}"
+        ),
+        Some(written.len() as f64)
+    );
+    // Every written alert's rule has a match counter at least as high.
+    for a in &written {
+        let id = a["rule_id"].as_str().unwrap();
+        let matched: f64 = text
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "trailwatch_rule_matches_total{{level=\"{}\",rule=",
+                    a["level"].as_str().unwrap()
+                ))
+            })
+            .filter(|l| l.contains(&format!("rule_id=\"{id}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(matched >= 1.0, "no match counted for {id}");
+    }
+    // Posture counters equal what the input holds, labelled by the listed
+    // account.
+    let denied = records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r["errorCode"].as_str(),
+                Some("AccessDenied" | "AccessDeniedException" | "Client.UnauthorizedOperation")
+            )
+        })
+        .count();
+    let keys = records
+        .iter()
+        .filter(|r| r["eventName"] == "CreateAccessKey" && r.get("errorCode").is_none())
+        .count();
+    let root_logins = records
+        .iter()
+        .filter(|r| {
+            r["eventName"] == "ConsoleLogin"
+                && str_at(r, &["userIdentity", "type"]) == Some("Root")
+                && str_at(r, &["responseElements", "ConsoleLogin"]) == Some("Success")
+        })
+        .count();
+    assert!(denied > 0 && keys > 0 && root_logins > 0);
+    for (kind, n) in [
+        ("access_denied", denied),
+        ("access_key_created", keys),
+        ("root_login", root_logins),
+    ] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!(
+                    "trailwatch_posture_events_total{{account=\"123456789012\",kind=\"{kind}\"}}"
+                )
+            ),
+            Some(n as f64),
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &text,
+            &format!("trailwatch_ingest_lag_seconds_count{{{source}}}"),
+        ),
+        Some(records.len() as f64)
+    );
+    assert_eq!(
+        sample(&text, "trailwatch_build_info{version=\"0.1.0\"}"),
+        Some(1.0)
+    );
+
+    // promtool's linter: names, units, _total suffixes, help text.
+    let mut check = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The container health check against the live daemon.
+    for path in ["/healthz", "/readyz"] {
+        trailwatch()
+            .args(["healthcheck", "--url", &format!("http://{}{path}", d.addr)])
+            .assert()
+            .success();
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_daemon_and_answers_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = input(dir.path());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = Daemon::start(&config(dir.path(), &addr, ""), addr);
+
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: trailwatch\n    \
+             static_configs:\n      - targets: ['{}']\n",
+            d.addr
+        ),
+    )
+    .unwrap();
+    let out = Command::new(tool("promtool"))
+        .args(["check", "config"])
+        .arg(&prom_cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out);
+    let prom_addr = format!("127.0.0.1:{}", free_port());
+    let mut prom = Command::new(tool("prometheus"))
+        .arg(format!("--config.file={}", prom_cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Stop<'a>(&'a mut Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _stop = Stop(&mut prom);
+
+    let query = |q: &str| -> Option<f64> {
+        let (status, body) = http_get(&prom_addr, &format!("/api/v1/query?query={q}"))?;
+        if status != 200 {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    };
+    // Up, and the records counter at the input's count (after both objects).
+    let n = wait_for("prometheus to scrape the full count", 60, || {
+        query("sum(trailwatch_records_total)").filter(|n| *n == records.len() as f64)
+    });
+    assert_eq!(n, records.len() as f64);
+    assert_eq!(query("up%7Bjob%3D%22trailwatch%22%7D"), Some(1.0));
+    let written = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
+    assert_eq!(
+        query("sum(trailwatch_alerts_total%7Boutcome%3D%22sent%22%7D)"),
+        Some(written.len() as f64)
+    );
+}
+
+#[test]
+fn readyz_names_a_broken_source_and_healthcheck_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    // An S3 source whose endpoint nothing listens on.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let cfg = config(
+        dir.path(),
+        &addr,
+        &format!(
+            "[[sources.s3]]\nbucket = \"trail-bucket\"\nendpoint_url = {dead:?}\n\
+             region = \"us-east-1\"\npoll_interval_secs = 1\n"
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = wait_for("/readyz to report the source", 60, || {
+        http_get(&addr, "/readyz").filter(|(status, _)| *status == 503)
+    })
+    .1;
+    assert!(body.contains("source s3:trail-bucket"), "{body}");
+    // Alive all the same: a restart would not fix the network.
+    assert_eq!(http_get(&addr, "/healthz").map(|r| r.0), Some(200));
+    let out = trailwatch()
+        .args(["healthcheck", "--url", &format!("http://{addr}/readyz")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("s3:trail-bucket"));
+    let m = http_get(&addr, "/metrics").unwrap().1;
+    assert!(
+        sample(
+            &m,
+            "trailwatch_source_errors_total{source=\"s3:trail-bucket\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    // Nothing listening: unhealthy, exit 1, saying so.
+    let out = trailwatch()
+        .args(["healthcheck", "--url", &format!("http://{addr}/healthz")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unhealthy"));
+}
