@@ -154,17 +154,20 @@ impl Store {
 
     /// Several objects in one transaction: one fsync for a whole batch.
     pub fn commit_all(&self, commits: &[Commit<'_>]) -> Result<(), StoreError> {
-        self.commit_batch(commits, &[])
+        self.commit_batch(commits, &[], |_| Ok(()))
     }
 
-    /// Several objects and named state blobs (`meta`) in one transaction,
-    /// so the state always matches the objects committed with it.
+    /// Several objects, named state blobs (`meta`) and whatever `also`
+    /// writes (the alert outbox) in one transaction, so all of it always
+    /// matches the objects committed with it.
     pub fn commit_batch(
         &self,
         commits: &[Commit<'_>],
         meta: &[(&str, &[u8])],
+        also: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
     ) -> Result<(), StoreError> {
         self.write(|txn| {
+            also(txn)?;
             for c in commits {
                 Self::record(txn, c)?;
             }
@@ -176,6 +179,17 @@ impl Store {
             }
             Ok(())
         })
+    }
+
+    /// The database, for stages keeping their own tables in it (the
+    /// outbox).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Wrap a database error with this store's path.
+    pub fn error(&self, e: impl Into<redb::Error>) -> StoreError {
+        self.err(e)
     }
 
     /// A state blob saved by [`Store::commit_batch`].

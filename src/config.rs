@@ -51,6 +51,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// Metric labels.
     pub metrics: MetricsConfig,
+    /// Alert email (off unless configured).
+    pub email: Option<crate::alert::email::EmailConfig>,
+    /// Alert webhook, Slack-compatible (off unless configured).
+    pub webhook: Option<crate::alert::webhook::WebhookConfig>,
 }
 
 impl Default for Config {
@@ -73,6 +77,8 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             http: HttpConfig::default(),
             metrics: MetricsConfig::default(),
+            email: None,
+            webhook: None,
         }
     }
 }
@@ -334,6 +340,18 @@ impl Config {
                 "http.listen",
                 "must be IP:PORT (e.g. 127.0.0.1:9808), or empty for no listener",
             ));
+        }
+        if let Some(e) = &self.email {
+            e.validate().map_err(|e| ConfigError::Parse {
+                path: name.to_owned(),
+                message: e.to_string(),
+            })?;
+        }
+        if let Some(w) = &self.webhook {
+            w.validate().map_err(|e| ConfigError::Parse {
+                path: name.to_owned(),
+                message: e.to_string(),
+            })?;
         }
         for a in &self.metrics.accounts {
             if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {

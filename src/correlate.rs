@@ -310,6 +310,7 @@ impl Correlator {
                             count: None,
                             event_ids: None,
                             first_event_time: None,
+                            event: None,
                             rule: Arc::clone(&c.meta),
                         }),
                     })

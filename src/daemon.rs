@@ -30,6 +30,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 use thiserror::Error;
 
+use crate::alert::outbox::Outbox;
+use crate::alert::remote::{self, Remote};
 use crate::alert::{Alert, jsonl};
 use crate::checkpoint::{Commit, ObjectId, Store, StoreError};
 use crate::config::Config;
@@ -67,6 +69,8 @@ pub enum DaemonError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
+    #[error(transparent)]
+    Remote(#[from] crate::alert::remote::RemoteError),
 }
 
 /// How a run goes.
@@ -337,6 +341,26 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
     for (s, _) in &sources {
         metrics.declare_source(&s.label());
     }
+    Outbox::init(store.database()).map_err(|e| store.error(e))?;
+    let mut remotes: Vec<Arc<Remote>> = Vec::new();
+    if let Some(e) = &config.email {
+        remotes.push(Arc::new(Remote::email(e)?));
+    }
+    if let Some(w) = &config.webhook {
+        remotes.push(Arc::new(Remote::webhook(w)?));
+    }
+    for r in &remotes {
+        metrics.declare_sink(
+            r.outbox.sink,
+            &["sent", "failed", "queued", "suppressed", "filtered"],
+        );
+        // Detached: it runs until the runtime is dropped at exit.
+        drop(rt.spawn(remote::deliver_forever(
+            Arc::clone(r),
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+        )));
+    }
     if !config.http.listen.is_empty() {
         let addr = rt.block_on(http::serve(
             &config.http.listen,
@@ -353,6 +377,13 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         state = %config.state.dir.display(),
         "trailwatch running"
     );
+    let mut outputs = Outputs {
+        store: &store,
+        sink: &mut sink,
+        remotes: &remotes,
+        metrics: &metrics,
+        retention_ms,
+    };
     loop {
         health.tick();
         for (src, due) in sources.iter_mut() {
@@ -473,15 +504,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                             .saturating_sub(metrics.correlation_evicted.get()),
                     );
                     let windows = correlator.is_dirty().then(|| correlator.save());
-                    deliver(
-                        &store,
-                        &mut sink,
-                        done,
-                        windows,
-                        retention_ms,
-                        &mut stats,
-                        &metrics,
-                    )?;
+                    deliver(&mut outputs, done, windows, &mut stats)?;
                     health.tick();
                 }
                 src.ack(&rt, &store);
@@ -505,16 +528,9 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                     cursor: None,
                 }];
                 let windows = Some(correlator.save());
-                deliver(
-                    &store,
-                    &mut sink,
-                    done,
-                    windows,
-                    retention_ms,
-                    &mut stats,
-                    &metrics,
-                )?;
+                deliver(&mut outputs, done, windows, &mut stats)?;
             }
+            drain(&rt, &remotes, &store, grace);
             return Ok(stats);
         }
         let next = sources
@@ -525,13 +541,19 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         while Instant::now() < next {
             health.tick();
             if stop.load(Ordering::Relaxed) {
-                tracing::info!("stopping: signal received, all committed");
-                return Ok(stats);
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         if stop.load(Ordering::Relaxed) {
             tracing::info!("stopping: signal received, all committed");
+            // Within the grace period the watchdog allows.
+            drain(
+                &rt,
+                &remotes,
+                &store,
+                grace.saturating_sub(Duration::from_secs(1)),
+            );
             return Ok(stats);
         }
     }
@@ -857,6 +879,27 @@ async fn stopped(stop: &AtomicBool) {
     }
 }
 
+/// Give the remote sinks up to `limit` to empty their outboxes (the end of
+/// `--once`, or a stop); what remains is sent after the next start.
+fn drain(rt: &tokio::runtime::Runtime, remotes: &[Arc<Remote>], store: &Store, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    for r in remotes {
+        r.wake.notify_one();
+    }
+    let _guard = rt.enter();
+    while remotes.iter().any(|r| r.depth(store) > 0) {
+        if Instant::now() >= deadline {
+            let left: u64 = remotes.iter().map(|r| r.depth(store)).sum();
+            tracing::warn!(
+                queued = left,
+                "alerts left in the outbox; they are sent after the next start"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The store's name for the saved correlation windows.
 const CORRELATION_STATE: &str = "correlation-windows";
 
@@ -868,18 +911,33 @@ struct Done {
     cursor: Option<(String, Vec<u8>)>,
 }
 
+/// Where a batch's results go: the store, the local sink, the remote
+/// sinks' outboxes, the metrics.
+struct Outputs<'a> {
+    store: &'a Store,
+    sink: &'a mut Sink,
+    remotes: &'a [Arc<Remote>],
+    metrics: &'a Metrics,
+    retention_ms: u64,
+}
+
 /// Steps 3-5 for a batch of objects: dedup, write durably (one fsync),
 /// commit every object with its keys and the sink length (one
 /// transaction). All or nothing: a crash leaves the batch to be read again.
 fn deliver(
-    store: &Store,
-    sink: &mut Sink,
+    to: &mut Outputs<'_>,
     batch: Vec<Done>,
     windows: Option<Vec<u8>>,
-    retention_ms: u64,
     stats: &mut RunStats,
-    metrics: &Metrics,
 ) -> Result<(), DaemonError> {
+    let Outputs {
+        store,
+        sink,
+        remotes,
+        metrics,
+        retention_ms,
+    } = to;
+    let (store, remotes, metrics, retention_ms) = (*store, *remotes, *metrics, *retention_ms);
     if batch.is_empty() && windows.is_none() {
         return Ok(());
     }
@@ -917,7 +975,21 @@ fn deliver(
         .map(|w| (CORRELATION_STATE, w))
         .into_iter()
         .collect();
-    store.commit_batch(&commits, &meta)?;
+    let mut queued = Vec::with_capacity(remotes.len());
+    store.commit_batch(&commits, &meta, |txn| {
+        for r in remotes {
+            queued.push(r.outbox.enqueue(txn, &fresh, now)?);
+        }
+        Ok(())
+    })?;
+    for (r, q) in remotes.iter().zip(&queued) {
+        metrics.alerts(r.outbox.sink, "queued", q.queued);
+        metrics.alerts(r.outbox.sink, "suppressed", q.suppressed);
+        metrics.alerts(r.outbox.sink, "filtered", q.filtered);
+        if q.queued > 0 {
+            r.wake.notify_one();
+        }
+    }
     metrics.store_commits.inc();
     metrics.alerts(sink.name(), "sent", fresh.len() as u64);
     metrics.alerts(

@@ -6,9 +6,13 @@
 //! here, once, before any sink sees it; sinks add the escaping their format
 //! needs (JSON escaping in [`jsonl`], control characters in the text form).
 
+pub mod email;
 pub mod jsonl;
+pub mod outbox;
+pub mod remote;
+pub mod webhook;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::parse::{Record, Top};
 use std::sync::Arc;
@@ -20,14 +24,21 @@ use crate::rules::RuleMeta;
 /// sink, and is cut with a marker that says how much was dropped.
 pub const MAX_FIELD_BYTES: usize = 1024;
 
-/// One rule match on one event.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// Largest event kept whole in an alert (compact JSON). Above it, the big
+/// members are replaced by a note, so a 100 MB record cannot become a
+/// 100 MB email or outbox entry.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024;
+
+/// One rule match on one event. It round-trips through JSON: the outbox
+/// stores alerts this way until a remote sink accepts them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Alert {
     pub rule_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_name: Option<String>,
     pub rule_title: String,
-    pub level: &'static str,
+    #[serde(deserialize_with = "known_str")]
+    pub level: Known,
     pub event_id: Option<String>,
     pub event_name: Option<String>,
     pub event_source: Option<String>,
@@ -46,20 +57,28 @@ pub struct Alert {
     pub record: usize,
     pub tags: Vec<String>,
     /// Correlation alerts only: the correlation type.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub correlation: Option<&'static str>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_str_opt"
+    )]
+    pub correlation: Option<Known>,
     /// Correlation alerts only: group-by field → value.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<std::collections::BTreeMap<String, String>>,
     /// Correlation alerts only: events counted (value_count: distinct values).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     /// Correlation alerts only: the contributing events (at most 100).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_ids: Option<Vec<String>>,
     /// Correlation alerts only: eventTime of the first contributing event.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_event_time: Option<String>,
+    /// The event itself (for a correlation, the one that completed it),
+    /// bounded by [`MAX_EVENT_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<serde_json::Value>,
     /// The rule's full Sigma metadata: status, description, references,
     /// false positives, author, the file it came from.
     pub rule: Arc<RuleMeta>,
@@ -95,9 +114,68 @@ impl Alert {
             count: None,
             event_ids: None,
             first_event_time: None,
+            event: Some(bound_event(r.root().to_json())),
             rule: Arc::clone(rule),
         }
     }
+}
+
+/// A string from [`KNOWN`]. An alias, not `&'static str` written out: serde
+/// would otherwise make the whole alert borrow from its input for `'static`.
+pub type Known = &'static str;
+
+/// The strings a `&'static str` field may hold (levels, correlation
+/// types), so a stored alert deserializes back to the same value.
+const KNOWN: &[&str] = &[
+    "informational",
+    "low",
+    "medium",
+    "high",
+    "critical",
+    "event_count",
+    "value_count",
+    "temporal",
+    "temporal_ordered",
+];
+
+pub(crate) fn known_str<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let s = String::deserialize(d)?;
+    KNOWN
+        .iter()
+        .find(|k| **k == s)
+        .copied()
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown level or type {s:?}")))
+}
+
+fn known_str_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {
+    known_str(d).map(Some)
+}
+
+/// Keep an event whole if its JSON fits [`MAX_EVENT_BYTES`]; otherwise
+/// replace its largest members by a note of their size until it fits.
+pub fn bound_event(event: serde_json::Value) -> serde_json::Value {
+    let size = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len());
+    let mut total = size(&event);
+    if total <= MAX_EVENT_BYTES {
+        return event;
+    }
+    let serde_json::Value::Object(mut map) = event else {
+        return serde_json::Value::String(format!("[event of {total} bytes omitted]"));
+    };
+    let mut sizes: Vec<(usize, String)> = map.iter().map(|(k, v)| (size(v), k.clone())).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    for (n, key) in sizes {
+        if total <= MAX_EVENT_BYTES {
+            break;
+        }
+        let note = format!("[{n} bytes omitted]");
+        total = total + note.len() + 2 - n;
+        map.insert(key, serde_json::Value::String(note));
+    }
+    if total > MAX_EVENT_BYTES {
+        return serde_json::Value::String(format!("[event with {} members omitted]", map.len()));
+    }
+    serde_json::Value::Object(map)
 }
 
 #[cfg(test)]
@@ -126,8 +204,52 @@ impl Alert {
             count: None,
             event_ids: None,
             first_event_time: None,
+            event: None,
             rule,
         }
+    }
+}
+
+/// A secret (SMTP password, webhook URL) read from the environment or a
+/// file. Its `Debug` shows nothing, so it cannot leak through a logged
+/// config or error.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Secret {
+    /// From the variable `env` or the file `file` (trailing newline
+    /// dropped); `None` when neither is given. Errors name the variable or
+    /// file, never the value.
+    pub fn load(
+        env: Option<&str>,
+        file: Option<&std::path::Path>,
+    ) -> Result<Option<Secret>, String> {
+        if let Some(name) = env {
+            return match std::env::var(name) {
+                Ok(v) if !v.is_empty() => Ok(Some(Secret(v))),
+                _ => Err(format!("environment variable {name} is not set")),
+            };
+        }
+        if let Some(path) = file {
+            let v = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let v = v.trim_end_matches(['\n', '\r']).to_owned();
+            if v.is_empty() {
+                return Err(format!("{} is empty", path.display()));
+            }
+            return Ok(Some(Secret(v)));
+        }
+        Ok(None)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 }
 
@@ -147,6 +269,32 @@ pub fn bound(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alerts_round_trip_through_json() {
+        let mut a = Alert::example(Arc::new(RuleMeta::example("r1")));
+        a.correlation = Some("event_count");
+        a.event = Some(serde_json::json!({"eventName": "X"}));
+        let back: Alert = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(back, a);
+    }
+
+    #[test]
+    fn big_events_keep_their_small_fields() {
+        let e = serde_json::json!({
+            "eventName": "PutObject",
+            "requestParameters": {"x": "a".repeat(100_000)},
+        });
+        let b = bound_event(e);
+        assert!(serde_json::to_vec(&b).unwrap().len() <= MAX_EVENT_BYTES);
+        assert_eq!(b["eventName"], "PutObject");
+        assert!(
+            b["requestParameters"]
+                .as_str()
+                .unwrap()
+                .contains("bytes omitted")
+        );
+    }
 
     #[test]
     fn bound_cuts_on_char_boundary_and_says_so() {

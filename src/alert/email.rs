@@ -1,0 +1,724 @@
+//! The email sink: alerts as multipart (plain text + HTML) mail over SMTP
+//! with STARTTLS or implicit TLS (lettre on rustls).
+//!
+//! Everything copied from an event is attacker-controlled: a user name or
+//! user agent can hold CR/LF and header lines, HTML, script, or megabytes.
+//! So: event text never becomes a header except the subject, where it is
+//! stripped of control characters, cut to a bound and RFC 2047-encoded by
+//! lettre; in HTML every value is escaped; field lengths were already
+//! bounded when the alert was made, and the event JSON is bounded again.
+//! The console link is built only from a well-formed region and event id.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::Deserialize;
+
+use super::outbox::{Entry, StormConfig, level_rank};
+use super::{Alert, Secret};
+
+/// How the SMTP connection is protected.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain connection upgraded with STARTTLS, required (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only to a loopback host, and only with
+    /// `allow_plaintext = true` (a local relay).
+    None,
+}
+
+/// `[email]`: where and how alert mail goes.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// SMTP server host name (also the name its certificate must carry).
+    pub smtp_host: String,
+    /// Default: 587 for starttls, 465 for tls, 25 for none.
+    #[serde(default)]
+    pub smtp_port: Option<u16>,
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    /// Required for `tls = "none"`, which is refused unless the host is
+    /// loopback.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// Extra trusted CA certificate (PEM) for a private SMTP server; the
+    /// Mozilla roots are always trusted.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// SMTP user name, if the server needs authentication.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the SMTP password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the SMTP password (a mounted secret), trailing newline
+    /// ignored.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Sender, e.g. `trailwatch <trailwatch@example.com>`.
+    pub from: String,
+    /// Recipients of every alert (at or above `min_level`).
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// More recipients by level or rule tag.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Lowest level mailed (informational, low, medium, high, critical).
+    #[serde(default = "default_min_level")]
+    pub min_level: String,
+    /// Subject of a single-alert mail. Placeholders: {level} {title}
+    /// {rule_id} {account} {region} {event_name} {principal} {count}.
+    /// Event values are stripped of control characters and cut.
+    #[serde(default = "default_subject")]
+    pub subject: String,
+    /// Connect/command timeout.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default)]
+    pub storm: StormConfig,
+}
+
+/// Extra recipients for alerts of some levels or tags (empty = any).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Route {
+    pub levels: Vec<String>,
+    /// Rule tags, e.g. `attack.persistence`; any one matches.
+    pub tags: Vec<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+}
+
+fn default_tls() -> TlsMode {
+    TlsMode::Starttls
+}
+fn default_min_level() -> String {
+    "low".into()
+}
+fn default_subject() -> String {
+    "[trailwatch] {level}: {title} ({account})".into()
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+/// Why the email sink cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    #[error("email.{field}: {message}")]
+    Config {
+        field: &'static str,
+        message: String,
+    },
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl EmailConfig {
+    /// Check what can be checked without connecting.
+    pub fn validate(&self) -> Result<(), EmailError> {
+        let bad = |field, message: &str| EmailError::Config {
+            field,
+            message: message.into(),
+        };
+        if self.smtp_host.is_empty() {
+            return Err(bad("smtp_host", "is required"));
+        }
+        if self.tls == TlsMode::None && !(self.allow_plaintext && is_loopback(&self.smtp_host)) {
+            return Err(bad(
+                "tls",
+                "\"none\" sends mail (and any password) in clear: only to a loopback host, \
+                 with allow_plaintext = true",
+            ));
+        }
+        self.from
+            .parse::<Mailbox>()
+            .map_err(|e| bad("from", &format!("not an address: {e}")))?;
+        for a in self
+            .to
+            .iter()
+            .chain(&self.cc)
+            .chain(self.routes.iter().flat_map(|r| r.to.iter().chain(&r.cc)))
+        {
+            a.parse::<Mailbox>()
+                .map_err(|e| bad("to", &format!("{a:?} is not an address: {e}")))?;
+        }
+        if self.to.is_empty() && self.routes.iter().all(|r| r.to.is_empty()) {
+            return Err(bad("to", "at least one recipient"));
+        }
+        if !["informational", "low", "medium", "high", "critical"]
+            .contains(&self.min_level.as_str())
+        {
+            return Err(bad(
+                "min_level",
+                "one of informational, low, medium, high, critical",
+            ));
+        }
+        if self.password_env.is_some() && self.password_file.is_some() {
+            return Err(bad(
+                "password_env",
+                "give password_env or password_file, not both",
+            ));
+        }
+        if (self.password_env.is_some() || self.password_file.is_some()) && self.username.is_none()
+        {
+            return Err(bad("username", "is required with a password"));
+        }
+        if self.storm.max_per_hour == 0 {
+            return Err(bad("storm.max_per_hour", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn min_level_rank(&self) -> u8 {
+        level_rank(&self.min_level)
+    }
+
+    /// (to, cc) for an alert: the base lists plus every matching route's.
+    fn recipients(&self, a: &Alert) -> (BTreeSet<String>, BTreeSet<String>) {
+        let mut to: BTreeSet<String> = self.to.iter().cloned().collect();
+        let mut cc: BTreeSet<String> = self.cc.iter().cloned().collect();
+        for r in &self.routes {
+            let level_ok = r.levels.is_empty() || r.levels.iter().any(|l| l == a.level);
+            let tag_ok = r.tags.is_empty() || r.tags.iter().any(|t| a.tags.contains(t));
+            if level_ok && tag_ok {
+                to.extend(r.to.iter().cloned());
+                cc.extend(r.cc.iter().cloned());
+            }
+        }
+        cc.retain(|c| !to.contains(c));
+        (to, cc)
+    }
+}
+
+/// A connected-on-demand SMTP sender.
+pub struct EmailSink {
+    config: EmailConfig,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl EmailSink {
+    /// Build the transport (reads the password and CA file; connects later).
+    pub fn new(config: EmailConfig) -> Result<EmailSink, EmailError> {
+        config.validate()?;
+        let bad = |field, message: String| EmailError::Config { field, message };
+        let port = config.smtp_port.unwrap_or(match config.tls {
+            TlsMode::Starttls => 587,
+            TlsMode::Tls => 465,
+            TlsMode::None => 25,
+        });
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.smtp_host)
+                .port(port)
+                .timeout(Some(Duration::from_secs(config.timeout_secs)));
+        if config.tls != TlsMode::None {
+            let mut params = TlsParameters::builder(config.smtp_host.clone());
+            if let Some(ca) = &config.ca_file {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| bad("ca_file", format!("{}: {e}", ca.display())))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| bad("ca_file", format!("{}: {e}", ca.display())))?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| bad("tls", e.to_string()))?;
+            builder = builder.tls(match config.tls {
+                TlsMode::Starttls => Tls::Required(params),
+                _ => Tls::Wrapper(params),
+            });
+        }
+        if let Some(user) = &config.username {
+            let password = Secret::load(
+                config.password_env.as_deref(),
+                config.password_file.as_deref(),
+            )
+            .map_err(|m| bad("password", m))?;
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.map(|p| p.expose().to_owned()).unwrap_or_default(),
+            ));
+        }
+        Ok(EmailSink {
+            transport: builder.build(),
+            config,
+        })
+    }
+
+    /// Send queued entries: one mail per entry, or (digest) one mail per
+    /// set of recipients. Returns, per mail, the sequence numbers it
+    /// carried and the outcome.
+    pub async fn send(
+        &self,
+        entries: Vec<(u64, Entry)>,
+        digest: bool,
+    ) -> Vec<(Vec<u64>, Result<(), String>)> {
+        let groups: Vec<Vec<(u64, Entry)>> = if digest {
+            super::outbox::group_by(entries, |e| {
+                let (to, cc) = self.config.recipients(&e.alert);
+                (to, cc)
+            })
+            .into_values()
+            .collect()
+        } else {
+            entries.into_iter().map(|e| vec![e]).collect()
+        };
+        let mut out = Vec::new();
+        for group in groups {
+            let seqs: Vec<u64> = group.iter().map(|(s, _)| *s).collect();
+            let result = match self.message(&group) {
+                Ok(m) => self
+                    .transport
+                    .send(m)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            out.push((seqs, result));
+        }
+        out
+    }
+
+    /// Build the mail for one entry or a digest of several.
+    pub fn message(&self, group: &[(u64, Entry)]) -> Result<Message, String> {
+        let first = &group.first().ok_or("empty group")?.1.alert;
+        let (to, cc) = self.config.recipients(first);
+        let subject = if group.len() == 1 {
+            subject(&self.config.subject, first)
+        } else {
+            let top = group
+                .iter()
+                .map(|(_, e)| e.alert.level)
+                .max_by_key(|l| level_rank(l))
+                .unwrap_or("informational");
+            format!("[trailwatch] {} alerts, highest {top}", group.len())
+        };
+        let from: Mailbox = self.config.from.parse().map_err(|e| format!("from: {e}"))?;
+        // Stable per outbox entry: a resend after a crash has the same id.
+        let id = format!(
+            "<trailwatch.{}.{}@{}>",
+            group[0].0,
+            group.len(),
+            from.email.domain()
+        );
+        let mut b = Message::builder()
+            .from(from)
+            .subject(subject)
+            .message_id(Some(id));
+        for t in &to {
+            b = b.to(t.parse().map_err(|e| format!("to {t}: {e}"))?);
+        }
+        for c in &cc {
+            b = b.cc(c.parse().map_err(|e| format!("cc {c}: {e}"))?);
+        }
+        let (text, html) = if group.len() == 1 {
+            (text_body(&group[0].1), html_body(&group[0].1))
+        } else {
+            (digest_text(group), digest_html(group))
+        };
+        b.multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Render the subject template, with event values made header-safe.
+pub fn subject(template: &str, a: &Alert) -> String {
+    let count = a.count.map(|c| c.to_string()).unwrap_or_default();
+    let fields: [(&str, &str); 8] = [
+        ("{level}", a.level),
+        ("{title}", &a.rule_title),
+        ("{rule_id}", &a.rule_id),
+        ("{account}", a.account.as_deref().unwrap_or("-")),
+        ("{region}", a.region.as_deref().unwrap_or("-")),
+        ("{event_name}", a.event_name.as_deref().unwrap_or("-")),
+        ("{principal}", a.principal.as_deref().unwrap_or("-")),
+        ("{count}", &count),
+    ];
+    let mut s = template.to_owned();
+    for (k, v) in fields {
+        s = s.replace(k, &header_safe(v, 120));
+    }
+    header_safe(&s, 250)
+}
+
+/// No control characters (CR/LF, tabs, escapes, Unicode line separators),
+/// at most `max` characters.
+pub fn header_safe(s: &str, max: usize) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    if cleaned.chars().count() <= max {
+        cleaned
+    } else {
+        cleaned.chars().take(max).collect::<String>() + "…"
+    }
+}
+
+/// Escape text for HTML element content and quoted attributes.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The CloudTrail console link to the event, only from values of the
+/// right shape (an attacker's "region" cannot make it point elsewhere).
+pub fn console_link(a: &Alert) -> Option<String> {
+    let region = a.region.as_deref()?;
+    let id = a.event_id.as_deref()?;
+    let region_ok = region.len() <= 20
+        && region.split('-').count() >= 3
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let id_ok = id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    (region_ok && id_ok).then(|| {
+        format!(
+            "https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events/{id}"
+        )
+    })
+}
+
+/// The alert's facts, label → value, in mail order.
+fn facts(a: &Alert) -> Vec<(&'static str, String)> {
+    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut f = vec![
+        ("Rule", a.rule_title.clone()),
+        ("Level", a.level.to_owned()),
+        ("Principal", o(&a.principal)),
+        ("Account", o(&a.account)),
+        ("Region", o(&a.region)),
+        ("Source IP", o(&a.source_ip)),
+        ("User agent", o(&a.user_agent)),
+        ("Event time", o(&a.event_time)),
+        ("Event name", o(&a.event_name)),
+        ("Event source", o(&a.event_source)),
+        ("Event id", o(&a.event_id)),
+    ];
+    if let (Some(kind), Some(n)) = (a.correlation, a.count) {
+        f.push(("Correlation", format!("{kind}, {n} events")));
+        if let Some(g) = &a.group {
+            let g: Vec<String> = g.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            f.push(("Group", g.join(", ")));
+        }
+        if let Some(t) = &a.first_event_time {
+            f.push(("First event", t.clone()));
+        }
+        if let Some(ids) = &a.event_ids {
+            f.push(("Event ids", ids.join(", ")));
+        }
+    }
+    f.push(("Rule id", a.rule_id.clone()));
+    f.push(("Found in", format!("{} (record {})", a.source, a.record)));
+    f
+}
+
+fn event_json(a: &Alert) -> Option<String> {
+    a.event
+        .as_ref()
+        .and_then(|e| serde_json::to_string_pretty(e).ok())
+}
+
+/// Plain-text body of a single-alert mail.
+pub fn text_body(e: &Entry) -> String {
+    let a = &e.alert;
+    let mut s = String::new();
+    let _ = writeln!(s, "{} ({})\n", a.rule_title, a.level);
+    if let Some(d) = &a.rule.description {
+        let _ = writeln!(s, "{}\n", d.trim());
+    }
+    for (k, v) in facts(a) {
+        let _ = writeln!(s, "{k:>13}: {v}");
+    }
+    if e.suppressed_before > 0 {
+        let _ = writeln!(
+            s,
+            "\n{} more alerts of this rule for the same principal were suppressed before this one.",
+            e.suppressed_before
+        );
+    }
+    if let Some(link) = console_link(a) {
+        let _ = writeln!(s, "\nIn the CloudTrail console: {link}");
+    }
+    if !a.tags.is_empty() {
+        let _ = writeln!(s, "\nTags (ATT&CK): {}", a.tags.join(", "));
+    }
+    if !a.rule.falsepositives.is_empty() {
+        let _ = writeln!(s, "\nFalse positives:");
+        for f in &a.rule.falsepositives {
+            let _ = writeln!(s, "  - {f}");
+        }
+    }
+    if !a.rule.references.is_empty() {
+        let _ = writeln!(s, "\nReferences:");
+        for r in &a.rule.references {
+            let _ = writeln!(s, "  - {r}");
+        }
+    }
+    if let Some(j) = event_json(a) {
+        let _ = writeln!(s, "\nEvent:\n{j}");
+    }
+    s
+}
+
+/// HTML body of a single-alert mail: every value escaped.
+pub fn html_body(e: &Entry) -> String {
+    let a = &e.alert;
+    let h = html_escape;
+    let mut s = String::from("<!DOCTYPE html><html><body style=\"font-family:sans-serif\">");
+    let _ = write!(
+        s,
+        "<h2>{} <small>({})</small></h2>",
+        h(&a.rule_title),
+        h(a.level)
+    );
+    if let Some(d) = &a.rule.description {
+        let _ = write!(s, "<p>{}</p>", h(d.trim()));
+    }
+    s.push_str("<table cellpadding=\"3\">");
+    for (k, v) in facts(a) {
+        let _ = write!(
+            s,
+            "<tr><th align=\"left\">{}</th><td><code>{}</code></td></tr>",
+            h(k),
+            h(&v)
+        );
+    }
+    s.push_str("</table>");
+    if e.suppressed_before > 0 {
+        let _ = write!(
+            s,
+            "<p>{} more alerts of this rule for the same principal were suppressed before this one.</p>",
+            e.suppressed_before
+        );
+    }
+    if let Some(link) = console_link(a) {
+        let _ = write!(
+            s,
+            "<p><a href=\"{}\">Open the event in the CloudTrail console</a></p>",
+            h(&link)
+        );
+    }
+    if !a.tags.is_empty() {
+        let _ = write!(s, "<p>Tags (ATT&amp;CK): {}</p>", h(&a.tags.join(", ")));
+    }
+    list(&mut s, "False positives", &a.rule.falsepositives);
+    list(&mut s, "References", &a.rule.references);
+    if let Some(j) = event_json(a) {
+        let _ = write!(s, "<h3>Event</h3><pre>{}</pre>", h(&j));
+    }
+    s.push_str("</body></html>");
+    s
+}
+
+fn list(s: &mut String, title: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = write!(s, "<h3>{}</h3><ul>", html_escape(title));
+    for i in items {
+        let _ = write!(s, "<li>{}</li>", html_escape(i));
+    }
+    s.push_str("</ul>");
+}
+
+/// Events shown in full in a digest (the rest by their facts only).
+const DIGEST_EVENTS: usize = 10;
+
+fn digest_text(group: &[(u64, Entry)]) -> String {
+    let mut s = format!("{} alerts\n", group.len());
+    for (i, (_, e)) in group.iter().enumerate() {
+        let _ = writeln!(s, "\n== {}. ==", i + 1);
+        if i < DIGEST_EVENTS {
+            s.push_str(&text_body(e));
+        } else {
+            for (k, v) in facts(&e.alert) {
+                let _ = writeln!(s, "{k:>13}: {v}");
+            }
+        }
+    }
+    s
+}
+
+fn digest_html(group: &[(u64, Entry)]) -> String {
+    let mut s = format!(
+        "<!DOCTYPE html><html><body style=\"font-family:sans-serif\"><h2>{} alerts</h2>",
+        group.len()
+    );
+    for (i, (_, e)) in group.iter().enumerate() {
+        let body = html_body(&Entry {
+            alert: if i < DIGEST_EVENTS {
+                e.alert.clone()
+            } else {
+                Alert {
+                    event: None,
+                    ..e.alert.clone()
+                }
+            },
+            ..e.clone()
+        });
+        let inner = body
+            .trim_start_matches("<!DOCTYPE html><html><body style=\"font-family:sans-serif\">")
+            .trim_end_matches("</body></html>");
+        let _ = write!(s, "<hr>{inner}");
+    }
+    s.push_str("</body></html>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleMeta;
+    use std::sync::Arc;
+
+    fn hostile() -> Alert {
+        let mut a = Alert::example(Arc::new(RuleMeta::example("r")));
+        a.principal = Some("arn:aws:iam::1:user/x\r\nBcc: victim@example.com".into());
+        a.user_agent = Some("<script>alert(1)</script>".into());
+        a.account = Some("123\n456".into());
+        a.region = Some("evil.example.com/".into());
+        a.event_id = Some("0b7e3f0e-1111-2222-3333-444455556666".into());
+        a
+    }
+
+    #[test]
+    fn subjects_cannot_carry_header_lines() {
+        let s = subject("{title} {principal} {account}", &hostile());
+        assert!(!s.contains('\r') && !s.contains('\n'));
+        assert!(s.contains("Bcc: victim")); // as harmless text, on one line
+        let long = Alert {
+            principal: Some("p".repeat(5000)),
+            ..hostile()
+        };
+        assert!(subject("{principal}", &long).chars().count() <= 251);
+    }
+
+    #[test]
+    fn html_is_escaped_and_links_need_a_real_region() {
+        let e = Entry {
+            alert: hostile(),
+            queued_ms: 0,
+            attempts: 0,
+            next_ms: 0,
+            suppressed_before: 0,
+        };
+        let html = html_body(&e);
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!html.contains("<script>"));
+        assert!(console_link(&e.alert).is_none());
+        let mut ok = e.alert.clone();
+        ok.region = Some("eu-west-1".into());
+        assert_eq!(
+            console_link(&ok).unwrap(),
+            "https://eu-west-1.console.aws.amazon.com/cloudtrailv2/home?region=eu-west-1#/events/0b7e3f0e-1111-2222-3333-444455556666"
+        );
+    }
+
+    #[test]
+    fn routes_add_recipients_by_level_and_tag() {
+        let mut c = example_config();
+        c.routes = vec![
+            Route {
+                levels: vec!["critical".into()],
+                to: vec!["oncall@example.com".into()],
+                ..Route::default()
+            },
+            Route {
+                tags: vec!["attack.persistence".into()],
+                cc: vec!["iam-team@example.com".into(), "sec@example.com".into()],
+                ..Route::default()
+            },
+        ];
+        let mut a = hostile();
+        a.level = "high";
+        a.tags = vec!["attack.persistence".into()];
+        let (to, cc) = c.recipients(&a);
+        assert_eq!(to.into_iter().collect::<Vec<_>>(), ["sec@example.com"]);
+        // Already in To: not repeated in Cc.
+        assert_eq!(cc.into_iter().collect::<Vec<_>>(), ["iam-team@example.com"]);
+        a.level = "critical";
+        a.tags.clear();
+        let (to, cc) = c.recipients(&a);
+        assert_eq!(
+            to.into_iter().collect::<Vec<_>>(),
+            ["oncall@example.com", "sec@example.com"]
+        );
+        assert!(cc.is_empty());
+    }
+
+    fn example_config() -> EmailConfig {
+        EmailConfig {
+            smtp_host: "smtp.example.com".into(),
+            smtp_port: None,
+            tls: TlsMode::Starttls,
+            allow_plaintext: false,
+            ca_file: None,
+            username: None,
+            password_env: None,
+            password_file: None,
+            from: "tw <tw@example.com>".into(),
+            to: vec!["sec@example.com".into()],
+            cc: vec![],
+            routes: vec![],
+            min_level: "low".into(),
+            subject: default_subject(),
+            timeout_secs: 5,
+            storm: StormConfig::default(),
+        }
+    }
+
+    #[test]
+    fn plaintext_only_to_loopback_and_only_when_allowed() {
+        let base = EmailConfig {
+            tls: TlsMode::None,
+            allow_plaintext: true,
+            ..example_config()
+        };
+        assert!(base.validate().is_err());
+        let local = EmailConfig {
+            smtp_host: "127.0.0.1".into(),
+            ..base.clone()
+        };
+        assert!(local.validate().is_ok());
+        let not_allowed = EmailConfig {
+            allow_plaintext: false,
+            ..local
+        };
+        assert!(not_allowed.validate().is_err());
+    }
+}

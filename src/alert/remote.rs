@@ -1,0 +1,152 @@
+//! Remote sinks (email, webhook): each an [`Outbox`] plus a transport, and
+//! the delivery loop that drains the outbox on the daemon's runtime.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use super::email::{EmailConfig, EmailError, EmailSink};
+use super::outbox::Outbox;
+use super::webhook::{WebhookConfig, WebhookError, WebhookSink};
+use crate::checkpoint::Store;
+use crate::metrics::Metrics;
+
+/// The transport of a remote sink.
+pub enum Transport {
+    Email(Box<EmailSink>),
+    Webhook(WebhookSink),
+}
+
+/// A remote sink: where alerts go, and their outbox.
+pub struct Remote {
+    pub outbox: Outbox,
+    pub transport: Transport,
+    /// Woken when alerts are queued, so delivery starts at once.
+    pub wake: Notify,
+}
+
+/// Why a remote sink could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error(transparent)]
+    Email(#[from] EmailError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Remote {
+    pub fn email(config: &EmailConfig) -> Result<Remote, RemoteError> {
+        Ok(Remote {
+            outbox: Outbox {
+                sink: "email",
+                storm: config.storm.clone(),
+                min_level: config.min_level_rank(),
+            },
+            transport: Transport::Email(Box::new(EmailSink::new(config.clone())?)),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn webhook(config: &WebhookConfig) -> Result<Remote, RemoteError> {
+        Ok(Remote {
+            outbox: Outbox {
+                sink: "webhook",
+                storm: config.storm.clone(),
+                min_level: config.min_level_rank(),
+            },
+            transport: Transport::Webhook(WebhookSink::new(config)?),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Alerts waiting (0 if the store cannot be read; that is logged).
+    pub fn depth(&self, store: &Store) -> u64 {
+        self.outbox.depth(store.database()).unwrap_or_else(|e| {
+            tracing::warn!(sink = self.outbox.sink, "outbox unreadable: {e}");
+            0
+        })
+    }
+
+    /// One round: send what is due. Returns how long to wait before the
+    /// next round.
+    async fn round(&self, store: &Store, metrics: &Metrics) -> Duration {
+        let sink = self.outbox.sink;
+        let digest = self.outbox.storm.digest_secs > 0;
+        let db = store.database();
+        let now = now_ms();
+        let due = match self.outbox.due(db, now, if digest { 200 } else { 1 }) {
+            Ok(Ok(due)) => due,
+            Ok(Err(wait_ms)) => return Duration::from_millis(wait_ms),
+            Err(e) => {
+                tracing::error!(sink, "outbox unreadable: {e}");
+                return Duration::from_secs(5);
+            }
+        };
+        let results = match &self.transport {
+            Transport::Email(m) => m.send(due, digest).await,
+            Transport::Webhook(w) => {
+                let groups: Vec<Vec<(u64, super::outbox::Entry)>> = if digest {
+                    vec![due]
+                } else {
+                    due.into_iter().map(|e| vec![e]).collect()
+                };
+                let mut out = Vec::new();
+                for g in groups {
+                    let seqs = g.iter().map(|(s, _)| *s).collect();
+                    out.push((seqs, w.send(&g).await));
+                }
+                out
+            }
+        };
+        let now = now_ms();
+        for (seqs, result) in results {
+            let n = seqs.len() as u64;
+            let stored = match result {
+                Ok(()) => {
+                    metrics.alerts(sink, "sent", n);
+                    tracing::info!(sink, alerts = n, "alerts delivered");
+                    self.outbox.delivered(db, &seqs, 1, now)
+                }
+                Err(e) => {
+                    metrics.alerts(sink, "failed", n);
+                    tracing::warn!(sink, alerts = n, "delivery failed, will retry: {e}");
+                    self.outbox.failed(db, &seqs, now)
+                }
+            };
+            if let Err(e) = stored {
+                // The alerts stay queued; at worst one is sent again.
+                tracing::error!(sink, "outbox update failed: {e}");
+            }
+        }
+        metrics
+            .outbox_depth
+            .with_label_values(&[sink])
+            .set(self.depth(store) as i64);
+        Duration::ZERO
+    }
+}
+
+/// Deliver from `remote`'s outbox forever (the task is dropped with the
+/// runtime at exit; whatever is not yet sent stays in the outbox).
+pub async fn deliver_forever(remote: Arc<Remote>, store: Arc<Store>, metrics: Arc<Metrics>) {
+    metrics
+        .outbox_depth
+        .with_label_values(&[remote.outbox.sink])
+        .set(remote.depth(&store) as i64);
+    loop {
+        let wait = remote.round(&store, &metrics).await;
+        if !wait.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = remote.wake.notified() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The webhook sink: alerts POSTed as Slack-compatible JSON (a `text`
+//! summary Slack and Mattermost show, plus the full alerts under
+//! `trailwatch` for anything else), with the outbox's retry semantics.
+//!
+//! The URL is usually a secret (a Slack incoming-webhook URL is a bearer
+//! token), so it comes from the environment or a file, and errors are
+//! logged without it. In the summary, `&`, `<` and `>` are escaped as Slack
+//! requires, so an event cannot forge links or `<!channel>` mentions.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::outbox::{Entry, StormConfig, level_rank};
+use super::{Alert, Secret};
+
+/// `[webhook]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Environment variable holding the URL (preferred: it is a secret).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// File holding the URL (a mounted secret).
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// The URL itself, for endpoints whose URL is not a secret. `http://`
+    /// only to a loopback host.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Lowest level posted.
+    #[serde(default = "default_min_level")]
+    pub min_level: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default)]
+    pub storm: StormConfig,
+}
+
+fn default_min_level() -> String {
+    "medium".into()
+}
+fn default_timeout() -> u64 {
+    10
+}
+
+/// Why the webhook sink cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("webhook: {0}")]
+pub struct WebhookError(String);
+
+impl WebhookConfig {
+    pub fn validate(&self) -> Result<(), WebhookError> {
+        let given = [
+            self.url_env.is_some(),
+            self.url_file.is_some(),
+            self.url.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if given != 1 {
+            return Err(WebhookError(
+                "give exactly one of url_env, url_file, url".into(),
+            ));
+        }
+        if !["informational", "low", "medium", "high", "critical"]
+            .contains(&self.min_level.as_str())
+        {
+            return Err(WebhookError(
+                "min_level: one of informational, low, medium, high, critical".into(),
+            ));
+        }
+        if self.storm.max_per_hour == 0 {
+            return Err(WebhookError("storm.max_per_hour must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn min_level_rank(&self) -> u8 {
+        level_rank(&self.min_level)
+    }
+}
+
+/// Check a webhook URL without echoing it (it may be a secret).
+fn check_url(url: &str) -> Result<reqwest::Url, WebhookError> {
+    let u = reqwest::Url::parse(url)
+        .map_err(|e| WebhookError(format!("the URL is not valid ({e})")))?;
+    let loopback = u.host_str().is_some_and(|h| {
+        h == "localhost"
+            || h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if loopback => Ok(u),
+        _ => Err(WebhookError(
+            "the URL must be https:// (http:// only to a loopback host)".into(),
+        )),
+    }
+}
+
+/// A ready-to-post webhook.
+pub struct WebhookSink {
+    client: reqwest::Client,
+    url: reqwest::Url,
+}
+
+impl WebhookSink {
+    pub fn new(config: &WebhookConfig) -> Result<WebhookSink, WebhookError> {
+        config.validate()?;
+        let url = match &config.url {
+            Some(u) => u.clone(),
+            None => Secret::load(config.url_env.as_deref(), config.url_file.as_deref())
+                .map_err(WebhookError)?
+                .ok_or_else(|| WebhookError("no URL".into()))?
+                .expose()
+                .to_owned(),
+        };
+        let url = check_url(url.trim())?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_secs))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| WebhookError(e.without_url().to_string()))?;
+        Ok(WebhookSink { client, url })
+    }
+
+    /// POST the entries as one message. Any 2xx is accepted; anything else
+    /// (including 4xx: a misconfigured endpoint is fixed by its owner, and
+    /// the alerts must still arrive) is retried.
+    pub async fn send(&self, entries: &[(u64, Entry)]) -> Result<(), String> {
+        let body = body(entries);
+        let resp = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&body).expect("alerts serialize"))
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the webhook answered {status}"))
+        }
+    }
+}
+
+/// Escape text for Slack's mrkdwn.
+pub fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn line(a: &Alert, suppressed: u64) -> String {
+    let o = |v: &Option<String>| slack_escape(v.as_deref().unwrap_or("-"));
+    let mut s = format!(
+        "*[{}] {}*  principal `{}` account `{}` region `{}` ip `{}` event `{}` at {}",
+        a.level,
+        slack_escape(&a.rule_title),
+        o(&a.principal).replace('`', "'"),
+        o(&a.account).replace('`', "'"),
+        o(&a.region).replace('`', "'"),
+        o(&a.source_ip).replace('`', "'"),
+        o(&a.event_name).replace('`', "'"),
+        o(&a.event_time),
+    );
+    if let Some(n) = a.count {
+        s.push_str(&format!(" ({n} events)"));
+    }
+    if suppressed > 0 {
+        s.push_str(&format!(" (+{suppressed} suppressed before)"));
+    }
+    s
+}
+
+/// The JSON posted for a group of entries.
+pub fn body(entries: &[(u64, Entry)]) -> serde_json::Value {
+    let text: Vec<String> = entries
+        .iter()
+        .map(|(_, e)| line(&e.alert, e.suppressed_before))
+        .collect();
+    serde_json::json!({
+        "text": text.join("\n"),
+        "trailwatch": {
+            "alerts": entries.iter().map(|(seq, e)| serde_json::json!({
+                "seq": seq,
+                "suppressed_before": e.suppressed_before,
+                "alert": e.alert,
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleMeta;
+    use std::sync::Arc;
+
+    #[test]
+    fn mentions_and_links_from_events_are_defused() {
+        let mut a = Alert::example(Arc::new(RuleMeta::example("r")));
+        a.principal = Some("<!channel> <https://evil.example|click> `x`".into());
+        let b = body(&[(
+            7,
+            Entry {
+                alert: a,
+                queued_ms: 0,
+                attempts: 0,
+                next_ms: 0,
+                suppressed_before: 2,
+            },
+        )]);
+        let text = b["text"].as_str().unwrap();
+        assert!(!text.contains('<') && !text.contains('>'));
+        assert!(text.contains("&lt;!channel&gt;"));
+        assert!(text.contains("+2 suppressed"));
+        assert_eq!(b["trailwatch"]["alerts"][0]["seq"], 7);
+    }
+
+    #[test]
+    fn urls_must_be_https_unless_loopback() {
+        assert!(check_url("https://hooks.example.com/x").is_ok());
+        assert!(check_url("http://127.0.0.1:9/x").is_ok());
+        let err = check_url("http://hooks.example.com/T0/B0/SECRET").unwrap_err();
+        assert!(!err.to_string().contains("SECRET"));
+        let err = check_url("not a url SECRET").unwrap_err();
+        assert!(!err.to_string().contains("SECRET"));
+    }
+}
