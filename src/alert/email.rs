@@ -90,7 +90,8 @@ pub struct EmailConfig {
     pub storm: StormConfig,
 }
 
-/// Extra recipients for alerts of some levels or tags (empty = any).
+/// Extra recipients (and perhaps another sender) for alerts of some levels
+/// or tags (empty = any).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Route {
@@ -99,6 +100,9 @@ pub struct Route {
     pub tags: Vec<String>,
     pub to: Vec<String>,
     pub cc: Vec<String>,
+    /// Sender for these alerts instead of `from` (the first matching route
+    /// with one wins), e.g. so mail filters can sort critical alerts.
+    pub from: Option<String>,
 }
 
 fn default_tls() -> TlsMode {
@@ -191,8 +195,10 @@ impl EmailConfig {
         level_rank(&self.min_level)
     }
 
-    /// (to, cc) for an alert: the base lists plus every matching route's.
-    fn recipients(&self, a: &Alert) -> (BTreeSet<String>, BTreeSet<String>) {
+    /// (from, to, cc) for an alert: the base lists plus every matching
+    /// route's; the first matching route's sender, if it names one.
+    fn recipients(&self, a: &Alert) -> (String, BTreeSet<String>, BTreeSet<String>) {
+        let mut from = None;
         let mut to: BTreeSet<String> = self.to.iter().cloned().collect();
         let mut cc: BTreeSet<String> = self.cc.iter().cloned().collect();
         for r in &self.routes {
@@ -201,10 +207,11 @@ impl EmailConfig {
             if level_ok && tag_ok {
                 to.extend(r.to.iter().cloned());
                 cc.extend(r.cc.iter().cloned());
+                from = from.or(r.from.clone());
             }
         }
         cc.retain(|c| !to.contains(c));
-        (to, cc)
+        (from.unwrap_or_else(|| self.from.clone()), to, cc)
     }
 }
 
@@ -271,12 +278,9 @@ impl EmailSink {
         digest: bool,
     ) -> Vec<(Vec<u64>, Result<(), String>)> {
         let groups: Vec<Vec<(u64, Entry)>> = if digest {
-            super::outbox::group_by(entries, |e| {
-                let (to, cc) = self.config.recipients(&e.alert);
-                (to, cc)
-            })
-            .into_values()
-            .collect()
+            super::outbox::group_by(entries, |e| self.config.recipients(&e.alert))
+                .into_values()
+                .collect()
         } else {
             entries.into_iter().map(|e| vec![e]).collect()
         };
@@ -300,7 +304,7 @@ impl EmailSink {
     /// Build the mail for one entry or a digest of several.
     pub fn message(&self, group: &[(u64, Entry)]) -> Result<Message, String> {
         let first = &group.first().ok_or("empty group")?.1.alert;
-        let (to, cc) = self.config.recipients(first);
+        let (from, to, cc) = self.config.recipients(first);
         let subject = if group.len() == 1 {
             subject(&self.config.subject, first)
         } else {
@@ -311,7 +315,7 @@ impl EmailSink {
                 .unwrap_or("informational");
             format!("[trailwatch] {} alerts, highest {top}", group.len())
         };
-        let from: Mailbox = self.config.from.parse().map_err(|e| format!("from: {e}"))?;
+        let from: Mailbox = from.parse().map_err(|e| format!("from: {e}"))?;
         // Stable per outbox entry: a resend after a crash has the same id.
         let id = format!(
             "<trailwatch.{}.{}@{}>",
@@ -656,6 +660,7 @@ mod tests {
             Route {
                 levels: vec!["critical".into()],
                 to: vec!["oncall@example.com".into()],
+                from: Some("tw-critical <tw-critical@example.com>".into()),
                 ..Route::default()
             },
             Route {
@@ -667,13 +672,15 @@ mod tests {
         let mut a = hostile();
         a.level = "high";
         a.tags = vec!["attack.persistence".into()];
-        let (to, cc) = c.recipients(&a);
+        let (from, to, cc) = c.recipients(&a);
+        assert_eq!(from, "tw <tw@example.com>");
         assert_eq!(to.into_iter().collect::<Vec<_>>(), ["sec@example.com"]);
         // Already in To: not repeated in Cc.
         assert_eq!(cc.into_iter().collect::<Vec<_>>(), ["iam-team@example.com"]);
         a.level = "critical";
         a.tags.clear();
-        let (to, cc) = c.recipients(&a);
+        let (from, to, cc) = c.recipients(&a);
+        assert_eq!(from, "tw-critical <tw-critical@example.com>");
         assert_eq!(
             to.into_iter().collect::<Vec<_>>(),
             ["oncall@example.com", "sec@example.com"]
