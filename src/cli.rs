@@ -65,9 +65,58 @@ pub enum Command {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Generate a deterministic synthetic CloudTrail corpus with known
+    /// attacks (and `expected.jsonl`, the alerts they must raise), for
+    /// benchmarks and tests.
+    Gen(GenArgs),
+    /// Measure throughput on a corpus: decode + parse with no rules (the
+    /// limit) against the full pipeline, on one thread and on all.
+    Bench(crate::bench::BenchArgs),
     /// Ask a running daemon whether it is healthy (exit 0) or not (exit 1):
     /// the container health check. Plain HTTP GET, no shell or curl needed.
     Healthcheck(HealthcheckArgs),
+}
+
+/// Options of `trailwatch gen`.
+#[derive(Debug, clap::Args)]
+pub struct GenArgs {
+    /// Directory to write into (CloudTrail's key layout under AWSLogs/).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The same seed gives the same files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Total uncompressed JSON: bytes, or with KB, MB, GB (powers of 1024).
+    #[arg(long, default_value = "200MB", value_parser = parse_size)]
+    pub size: u64,
+    /// Smallest file, uncompressed.
+    #[arg(long, default_value = "5MB", value_parser = parse_size)]
+    pub min_file: u64,
+    /// Largest file, uncompressed.
+    #[arg(long, default_value = "50MB", value_parser = parse_size)]
+    pub max_file: u64,
+}
+
+/// "2GB", "200MB", "64KB" or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_uppercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix("GB") {
+        (n, 1u64 << 30)
+    } else if let Some(n) = t.strip_suffix("MB") {
+        (n, 1 << 20)
+    } else if let Some(n) = t.strip_suffix("KB") {
+        (n, 1 << 10)
+    } else {
+        (t.strip_suffix('B').unwrap_or(&t), 1)
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 2GB, 200MB, 4096)"))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(format!("{s:?} is not a size"));
+    }
+    Ok((n * mult as f64) as u64)
 }
 
 /// Options of `trailwatch healthcheck`.
@@ -186,6 +235,10 @@ pub struct ScanArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::decode::DEFAULT_MAX_OBJECT_BYTES)]
     pub max_object_bytes: u64,
 
+    /// Include each alert's event (up to 16 KiB) in the JSON output.
+    #[arg(long)]
+    pub with_event: bool,
+
     /// How late an event may arrive (its eventTime behind the newest seen)
     /// and still count in correlation windows.
     #[arg(long, value_name = "SECS", default_value_t = 900)]
@@ -221,6 +274,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(RulesCommand::Check { dirs }) => rules_check(&dirs),
         Command::Rules(RulesCommand::Test { dirs }) => rules_test(&dirs),
         Command::Run(args) => run_daemon(args),
+        Command::Gen(args) => {
+            if args.min_file == 0 || args.max_file < args.min_file {
+                eprintln!("error: --min-file must be at least 1 byte and at most --max-file");
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            let opts = crate::corpus::CorpusOptions {
+                seed: args.seed,
+                size_bytes: args.size,
+                min_file_bytes: args.min_file,
+                max_file_bytes: args.max_file,
+                ..Default::default()
+            };
+            let s = crate::corpus::generate(&opts, &args.out)?;
+            println!(
+                "{} files, {} records, {:.1} MB of JSON ({:.1} MB gzip), {} expected alerts in {}",
+                s.files.len(),
+                s.records,
+                s.json_bytes as f64 / 1e6,
+                s.gzip_bytes as f64 / 1e6,
+                s.expected_alerts,
+                args.out.join("expected.jsonl").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => crate::bench::run(args),
         Command::Healthcheck(args) => {
             match crate::http::check(&args.url, std::time::Duration::from_secs(args.timeout_secs)) {
                 Ok(body) => {
@@ -298,6 +376,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let opts = ScanOptions {
         limits: Limits {
             max_object_bytes: args.max_object_bytes,
+            with_events: args.with_event,
         },
         strict: args.strict,
         format: args.format,

@@ -151,13 +151,26 @@ impl Default for FilesSource {
 }
 
 /// `[output]`
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
     /// Append alerts as JSON lines to this file, exactly once across
     /// crashes. Without it, alerts go to stdout (at least once: a crash
     /// between printing and committing repeats the last object's alerts).
     pub jsonl_path: Option<PathBuf>,
+    /// Attach the event (up to 16 KiB) to each alert, in the JSON lines
+    /// and the mails. Building it is most of an alert's cost: with a rule
+    /// matching most events, turning it off keeps throughput up.
+    pub include_event: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            jsonl_path: None,
+            include_event: true,
+        }
+    }
 }
 
 /// `[rules]`

@@ -304,7 +304,7 @@ impl Correlator {
                             user_agent: e.user_agent,
                             source: e.source,
                             record: e.record,
-                            tags: Vec::new(),
+                            tags: Arc::clone(&c.meta.tags),
                             correlation: None,
                             group: None,
                             count: None,
@@ -563,7 +563,7 @@ fn correlation_alert(c: &Correlation, key: &[String], window: &[Ev]) -> Alert {
     a.rule_name = c.meta.name.clone();
     a.rule_title = c.meta.title.clone();
     a.level = c.meta.level;
-    a.tags = c.meta.tags.clone();
+    a.tags = Arc::clone(&c.meta.tags);
     a.correlation = Some(c.kind.as_str());
     a.count = Some(match c.kind {
         CorrelationType::ValueCount => count(c, window),
@@ -592,15 +592,27 @@ fn correlation_alert(c: &Correlation, key: &[String], window: &[Ev]) -> Alert {
 /// fraction and offset) or the `YYYY-MM-DD HH:MM:SS[.f]` form some exports
 /// use, to milliseconds since the epoch. `None` when unreadable.
 pub fn parse_event_time(s: &str) -> Option<i64> {
-    let b = s.trim().as_bytes();
+    // Called for every record (the ingest-lag metric): no allocation, no
+    // UTF-8 re-validation, trimming only when there is something to trim.
+    let mut b = s.as_bytes();
+    if b.first().is_some_and(u8::is_ascii_whitespace)
+        || b.last().is_some_and(u8::is_ascii_whitespace)
+    {
+        b = s.trim().as_bytes();
+    }
     if b.len() < 19 {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = std::str::from_utf8(b.get(r)?).ok()?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
+        let digits = b.get(r)?;
+        let mut v = 0i64;
+        for &c in digits {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
     };
     if b[4] != b'-'
         || b[7] != b'-'
@@ -623,9 +635,13 @@ pub fn parse_event_time(s: &str) -> Option<i64> {
         while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
-        let frac = std::str::from_utf8(&b[start..i]).ok()?;
-        let digits: String = frac.chars().chain("000".chars()).take(3).collect();
-        ms = digits.parse().ok()?;
+        // Milliseconds: the first three digits, padded with zeros.
+        for k in 0..3 {
+            ms = ms * 10
+                + b.get(start + k)
+                    .filter(|_| start + k < i)
+                    .map_or(0, |c| i64::from(c - b'0'));
+        }
     }
     let offset_min = match b.get(i) {
         None | Some(b'Z' | b'z') => 0,

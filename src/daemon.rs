@@ -288,6 +288,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
     }
     let limits = Limits {
         max_object_bytes: config.limits.max_object_bytes,
+        with_events: config.output.include_event,
     };
     let mut stats = RunStats::default();
     for src in &config.sources.files {

@@ -27,12 +27,17 @@
 //! - [`checkpoint`]: durable progress (processed objects, cursors, alert
 //!   dedup keys, correlation windows) in one redb file.
 //! - [`daemon`]: `trailwatch run`, the loop tying sources to sinks.
+//! - [`corpus`] and [`bench`]: tools, not stages: the synthetic corpus
+//!   generator (`trailwatch gen`) and the throughput bench (`trailwatch
+//!   bench`).
 //! - [`cli`]: subcommands and options; `main.rs` only calls it.
 
 pub mod alert;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod corpus;
 pub mod correlate;
 pub mod daemon;
 pub mod decode;

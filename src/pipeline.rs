@@ -190,12 +190,16 @@ impl ObjectReport {
 pub struct Limits {
     /// Cap on an object's size, stored and decompressed.
     pub max_object_bytes: u64,
+    /// Attach the event to each alert ([`Alert::event`]). Building it is
+    /// most of an alert's cost, which matters with noisy rules.
+    pub with_events: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_object_bytes: decode::DEFAULT_MAX_OBJECT_BYTES,
+            with_events: false,
         }
     }
 }
@@ -234,6 +238,7 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
     report.bytes_decoded = decoded.len as u64;
     let sink = ObjectSink {
         rules,
+        with_events: limits.with_events,
         source: name,
         records: AtomicU64::new(0),
         alerts: Mutex::new(Vec::new()),
@@ -290,6 +295,7 @@ fn decode_error(name: &str, e: &DecodeError) -> InputError {
 /// Collects one object's matches and problems from parallel chunk tasks.
 struct ObjectSink<'a> {
     rules: &'a RuleSet,
+    with_events: bool,
     source: &'a str,
     records: AtomicU64,
     alerts: Mutex<Vec<Alert>>,
@@ -316,7 +322,10 @@ impl Sink for ObjectSink<'_> {
                 posture.push((p, bound(account)));
             });
             self.rules.for_each_match(r, |index, rule| {
-                let alert = Alert::new(&rule.meta, r, self.source, first + i);
+                let mut alert = Alert::new(&rule.meta, r, self.source, first + i);
+                if self.with_events {
+                    alert.event = Some(crate::alert::bound_event(r.root().to_json()));
+                }
                 if !rule.feeds.is_empty() {
                     hits.push(Hit {
                         rule: index as u32,

@@ -671,14 +671,14 @@ mod tests {
         ];
         let mut a = hostile();
         a.level = "high";
-        a.tags = vec!["attack.persistence".into()];
+        a.tags = vec!["attack.persistence".to_owned()].into();
         let (from, to, cc) = c.recipients(&a);
         assert_eq!(from, "tw <tw@example.com>");
         assert_eq!(to.into_iter().collect::<Vec<_>>(), ["sec@example.com"]);
         // Already in To: not repeated in Cc.
         assert_eq!(cc.into_iter().collect::<Vec<_>>(), ["iam-team@example.com"]);
         a.level = "critical";
-        a.tags.clear();
+        a.tags = std::sync::Arc::from([]);
         let (from, to, cc) = c.recipients(&a);
         assert_eq!(from, "tw-critical <tw-critical@example.com>");
         assert_eq!(

@@ -55,7 +55,9 @@ pub struct Alert {
     /// Index of the record in that file (for a correlation: of the event
     /// that completed it).
     pub record: usize,
-    pub tags: Vec<String>,
+    /// The rule's tags, shared with it (one per alert would be a copy of a
+    /// list per match).
+    pub tags: Arc<[String]>,
     /// Correlation alerts only: the correlation type.
     #[serde(
         default,
@@ -76,7 +78,8 @@ pub struct Alert {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_event_time: Option<String>,
     /// The event itself (for a correlation, the one that completed it),
-    /// bounded by [`MAX_EVENT_BYTES`].
+    /// bounded by [`MAX_EVENT_BYTES`]; when asked for (`with_events`): it
+    /// costs more than the rest of the alert together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<serde_json::Value>,
     /// The rule's full Sigma metadata: status, description, references,
@@ -108,13 +111,13 @@ impl Alert {
             user_agent: s(Top::UserAgent),
             source: source.to_owned(),
             record: index,
-            tags: rule.tags.clone(),
+            tags: Arc::clone(&rule.tags),
             correlation: None,
             group: None,
             count: None,
             event_ids: None,
             first_event_time: None,
-            event: Some(bound_event(r.root().to_json())),
+            event: None,
             rule: Arc::clone(rule),
         }
     }
@@ -198,7 +201,7 @@ impl Alert {
             user_agent: None,
             source: "test".into(),
             record: 0,
-            tags: vec![],
+            tags: Arc::from([]),
             correlation: None,
             group: None,
             count: None,

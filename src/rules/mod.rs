@@ -41,7 +41,7 @@ pub struct RuleMeta {
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
     pub references: Vec<String>,
     pub falsepositives: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,7 +61,7 @@ impl RuleMeta {
             level: "high",
             status: None,
             description: None,
-            tags: vec![],
+            tags: Arc::from([]),
             references: vec![],
             falsepositives: vec![],
             author: None,
@@ -603,7 +603,7 @@ fn meta(rule: &SigmaRule, path: &str) -> RuleMeta {
             .and_then(|s| serde_json::to_value(s).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
         description: rule.description.clone(),
-        tags: rule.tags.clone(),
+        tags: rule.tags.clone().into(),
         references: rule.references.clone(),
         falsepositives: rule.falsepositives.clone(),
         author: rule.author.clone(),
@@ -625,7 +625,7 @@ fn correlation_meta(c: &CorrelationRule, path: &str) -> RuleMeta {
             .and_then(|s| serde_json::to_value(s).ok())
             .and_then(|v| v.as_str().map(str::to_owned)),
         description: c.description.clone(),
-        tags: c.tags.clone(),
+        tags: c.tags.clone().into(),
         references: c.references.clone(),
         falsepositives: c.falsepositives.clone(),
         author: c.author.clone(),

@@ -1,0 +1,934 @@
+//! `trailwatch gen`: a deterministic synthetic CloudTrail corpus, for
+//! benchmarks, the demo and tests, with attacks whose alerts are known.
+//!
+//! The records have CloudTrail's real shapes: nested `userIdentity` with
+//! `sessionContext`, `requestParameters` and `responseElements` of the
+//! services they claim (STS credentials, EC2 instance sets, KMS encryption
+//! contexts, S3 data events with resources), `tlsDetails`, and about 30%
+//! large records (RunInstances, CloudFormation stacks, bucket policies). A
+//! background of ordinary activity (several accounts and regions, role
+//! sessions, a small share of throttling, not-found and denied calls) is
+//! laced with attack scenarios: a root sign-in without MFA, keys created
+//! for another user, AdministratorAccess attached, CloudTrail and GuardDuty
+//! tampering, a trust policy opened to everyone, a burst of denied calls,
+//! password guessing, a user given a console password by someone else.
+//!
+//! Files are written as CloudTrail writes them: gzip JSON `{"Records":[...]}`
+//! under `AWSLogs/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/`, one per account,
+//! region and five minutes. `expected.jsonl` beside them lists every alert
+//! the built-in rules must raise: `{"rule": "root/root_usage", "event_id":
+//! ...}` per detection, and `{"rule": "bursts/...", "events": N}` per
+//! correlation. The same seed and size give the same bytes.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct CorpusOptions {
+    pub seed: u64,
+    /// Total uncompressed JSON, in bytes (approximate: whole files).
+    pub size_bytes: u64,
+    /// Uncompressed size of each file is drawn between these.
+    pub min_file_bytes: u64,
+    pub max_file_bytes: u64,
+    /// gzip level (CloudTrail's files compress like level 6).
+    pub gzip_level: u32,
+}
+
+impl Default for CorpusOptions {
+    fn default() -> Self {
+        CorpusOptions {
+            seed: 1,
+            size_bytes: 200 << 20,
+            min_file_bytes: 5 << 20,
+            max_file_bytes: 50 << 20,
+            gzip_level: 6,
+        }
+    }
+}
+
+/// What was generated.
+#[derive(Clone, Debug, Default)]
+pub struct CorpusSummary {
+    pub files: Vec<PathBuf>,
+    pub records: u64,
+    pub json_bytes: u64,
+    pub gzip_bytes: u64,
+    pub expected_alerts: u64,
+}
+
+/// splitmix64: small, fast, and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+    fn uuid(&mut self) -> String {
+        let (a, b) = (self.next(), self.next());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            0x8000 | (b >> 48) & 0x3fff,
+            b & 0xffff_ffff_ffff
+        )
+    }
+    fn hex(&mut self, n: usize) -> String {
+        let mut s = String::with_capacity(n);
+        while s.len() < n {
+            let _ = write!(s, "{:016x}", self.next());
+        }
+        s.truncate(n);
+        s
+    }
+    fn alnum_upper(&mut self, n: usize) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        (0..n)
+            .map(|_| A[self.below(A.len() as u64) as usize] as char)
+            .collect()
+    }
+    fn b64(&mut self, n: usize) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        (0..n).map(|_| A[self.below(64) as usize] as char).collect()
+    }
+}
+
+const ACCOUNTS: [&str; 4] = [
+    "111122223333",
+    "444455556666",
+    "777788889999",
+    "123456789012",
+];
+const REGIONS: [&str; 4] = ["us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-2"];
+const ROLES: [&str; 8] = [
+    "app-backend",
+    "ci-deployer",
+    "data-pipeline",
+    "lambda-orders",
+    "ecs-task-web",
+    "AWSServiceRoleForECS",
+    "observability",
+    "batch-etl",
+];
+const AGENTS: [&str; 6] = [
+    "aws-sdk-java/2.25.11 Linux/5.10.219-208.866.amzn2.x86_64 OpenJDK_64-Bit_Server_VM/17.0.11+9-LTS Java/17.0.11 vendor/Amazon.com_Inc. io/sync http/Apache cfg/retry-mode/standard",
+    "Boto3/1.34.84 md/Botocore#1.34.84 ua/2.0 os/linux#5.10.214-202.855.amzn2.x86_64 md/arch#x86_64 lang/python#3.11.9 md/pyimpl#CPython cfg/retry-mode#legacy Botocore/1.34.84",
+    "aws-sdk-go-v2/1.26.1 os/linux lang/go#1.22.2 md/GOOS#linux md/GOARCH#amd64 api/sts#1.28.6",
+    "aws-cli/2.15.40 Python/3.11.8 Linux/6.1.84-99.169.amzn2023.x86_64 exe/x86_64.amzn.2023 prompt/off command/s3.cp",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+    "terraform-provider-aws/5.46.0 (+https://registry.terraform.io) aws-sdk-go-v2/1.26.1 os/linux lang/go#1.22.2",
+];
+
+/// Seconds since the epoch of 2026-11-20T00:00:00Z, where the corpus starts.
+const START: i64 = 1_795_132_800;
+
+fn iso(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Who made a call.
+struct Actor {
+    /// The `userIdentity` object, as JSON.
+    identity: String,
+    ip: String,
+    agent: &'static str,
+}
+
+fn role_session(rng: &mut Rng, account: &str, t: i64, role: &str, session: &str) -> Actor {
+    let principal = format!("AROA{}", rng.alnum_upper(17));
+    let identity = format!(
+        r#"{{"type":"AssumedRole","principalId":"{principal}:{session}","arn":"arn:aws:sts::{account}:assumed-role/{role}/{session}","accountId":"{account}","accessKeyId":"ASIA{}","sessionContext":{{"sessionIssuer":{{"type":"Role","principalId":"{principal}","arn":"arn:aws:iam::{account}:role/{role}","accountId":"{account}","userName":"{role}"}},"webIdFederationData":{{}},"attributes":{{"creationDate":"{}","mfaAuthenticated":"false"}}}}}}"#,
+        rng.alnum_upper(16),
+        iso(t - 600 - rng.below(3000) as i64),
+    );
+    Actor {
+        identity,
+        ip: format!(
+            "10.{}.{}.{}",
+            rng.below(256),
+            rng.below(256),
+            1 + rng.below(254)
+        ),
+        agent: AGENTS[rng.below(4) as usize],
+    }
+}
+
+fn iam_user(rng: &mut Rng, account: &str, user: &str) -> Actor {
+    Actor {
+        identity: format!(
+            r#"{{"type":"IAMUser","principalId":"AIDA{}","arn":"arn:aws:iam::{account}:user/{user}","accountId":"{account}","accessKeyId":"AKIA{}","userName":"{user}"}}"#,
+            rng.alnum_upper(17),
+            rng.alnum_upper(16)
+        ),
+        ip: format!("203.0.113.{}", 1 + rng.below(254)),
+        agent: AGENTS[3],
+    }
+}
+
+/// One record's JSON. `extra` holds further top-level members (each with
+/// a leading comma), e.g. `,"errorCode":"..."`.
+#[allow(clippy::too_many_arguments)] // CloudTrail's fields, one argument each
+fn record(
+    rng: &mut Rng,
+    out: &mut String,
+    t: i64,
+    account: &str,
+    region: &str,
+    actor: &Actor,
+    source: &str,
+    name: &str,
+    read_only: bool,
+    request: &str,
+    response: &str,
+    extra: &str,
+) -> String {
+    let id = rng.uuid();
+    let _ = write!(
+        out,
+        r#"{{"eventVersion":"1.09","userIdentity":{},"eventTime":"{}","eventSource":"{source}","eventName":"{name}","awsRegion":"{region}","sourceIPAddress":"{}","userAgent":"{}","requestParameters":{request},"responseElements":{response},"requestID":"{}","eventID":"{id}","readOnly":{read_only},"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"{account}","eventCategory":"Management","tlsDetails":{{"tlsVersion":"TLSv1.3","cipherSuite":"TLS_AES_128_GCM_SHA256","clientProvidedHostHeader":"{}.{region}.amazonaws.com"}}{extra}}}"#,
+        actor.identity,
+        iso(t),
+        actor.ip,
+        actor.agent,
+        rng.uuid(),
+        source.trim_end_matches(".amazonaws.com"),
+    );
+    id
+}
+
+/// One ordinary call; returns whether it alerts (a denied call) and its id.
+fn background(
+    rng: &mut Rng,
+    out: &mut String,
+    t: i64,
+    account: &str,
+    region: &str,
+    serial: u64,
+) -> Option<String> {
+    let role = *rng.pick(&ROLES);
+    let session = format!("{}-{}", role, rng.below(40));
+    let actor = role_session(rng, account, t, role, &session);
+    let roll = rng.below(1000);
+    // ~30% large records (RunInstances, stacks, policies, big responses).
+    let (source, name, ro, req, resp): (&str, &str, bool, String, String) = match roll {
+        0..=149 => {
+            let key = format!("data/{}/part-{:05}.parquet", rng.hex(8), rng.below(99_999));
+            (
+                "s3.amazonaws.com",
+                "GetObject",
+                true,
+                format!(
+                    r#"{{"bucketName":"{account}-lake","Host":"{account}-lake.s3.{region}.amazonaws.com","key":"{key}"}}"#
+                ),
+                "null".into(),
+            )
+        }
+        150..=299 => {
+            let sess = rng.b64(620);
+            (
+                "sts.amazonaws.com",
+                "AssumeRole",
+                true,
+                format!(
+                    r#"{{"roleArn":"arn:aws:iam::{account}:role/{role}","roleSessionName":"{session}","durationSeconds":3600}}"#
+                ),
+                format!(
+                    r#"{{"credentials":{{"accessKeyId":"ASIA{}","sessionToken":"{sess}","expiration":"Nov 20, 2026, 11:00:00 AM"}},"assumedRoleUser":{{"assumedRoleId":"AROA{}:{session}","arn":"arn:aws:sts::{account}:assumed-role/{role}/{session}"}}}}"#,
+                    rng.alnum_upper(16),
+                    rng.alnum_upper(17)
+                ),
+            )
+        }
+        300..=449 => (
+            "kms.amazonaws.com",
+            *rng.pick(&["Decrypt", "GenerateDataKey", "Encrypt"]),
+            true,
+            format!(
+                r#"{{"encryptionContext":{{"aws:s3:arn":"arn:aws:s3:::{account}-lake/data/{}"}},"encryptionAlgorithm":"SYMMETRIC_DEFAULT","keyId":"arn:aws:kms:{region}:{account}:key/{}"}}"#,
+                rng.hex(16),
+                rng.uuid()
+            ),
+            "null".into(),
+        ),
+        450..=549 => (
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            true,
+            format!(
+                r#"{{"instancesSet":{{}},"filterSet":{{"items":[{{"name":"tag:Service","valueSet":{{"items":[{{"value":"{role}"}}]}}}},{{"name":"instance-state-name","valueSet":{{"items":[{{"value":"running"}}]}}}}]}}}}"#
+            ),
+            "null".into(),
+        ),
+        550..=629 => (
+            "logs.amazonaws.com",
+            "CreateLogStream",
+            false,
+            format!(
+                r#"{{"logGroupName":"/ecs/{role}","logStreamName":"ecs/{role}/{}"}}"#,
+                rng.hex(32)
+            ),
+            "null".into(),
+        ),
+        630..=699 => (
+            "ssm.amazonaws.com",
+            "GetParameter",
+            true,
+            format!(
+                r#"{{"name":"/{role}/config/{}","withDecryption":true}}"#,
+                rng.below(30)
+            ),
+            "null".into(),
+        ),
+        700..=799 => {
+            // RunInstances: a large request and response.
+            let n = 1 + rng.below(4);
+            let mut items = String::new();
+            for i in 0..n {
+                if i > 0 {
+                    items.push(',');
+                }
+                let _ = write!(
+                    items,
+                    r#"{{"instanceId":"i-{}","imageId":"ami-{}","instanceState":{{"code":0,"name":"pending"}},"privateDnsName":"ip-10-0-{}-{}.{region}.compute.internal","amiLaunchIndex":{i},"productCodes":{{}},"instanceType":"m6i.large","launchTime":{},"placement":{{"availabilityZone":"{region}a","tenancy":"default"}},"monitoring":{{"state":"disabled"}},"subnetId":"subnet-{}","vpcId":"vpc-{}","privateIpAddress":"10.0.{}.{}","stateReason":{{"code":"pending","message":"pending"}},"architecture":"x86_64","rootDeviceType":"ebs","rootDeviceName":"/dev/xvda","blockDeviceMapping":{{}},"virtualizationType":"hvm","hypervisor":"xen","groupSet":{{"items":[{{"groupId":"sg-{}","groupName":"{role}"}}]}},"networkInterfaceSet":{{"items":[{{"networkInterfaceId":"eni-{}","subnetId":"subnet-{}","vpcId":"vpc-{}","ownerId":"{account}","status":"in-use","macAddress":"02:{}:{}:{}:{}:{}","privateIpAddress":"10.0.{}.{}","sourceDestCheck":true,"interfaceType":"interface","groupSet":{{"items":[{{"groupId":"sg-{}","groupName":"{role}"}}]}},"attachment":{{"attachmentId":"eni-attach-{}","deviceIndex":0,"networkCardIndex":0,"status":"attaching","attachTime":{},"deleteOnTermination":true}},"privateIpAddressesSet":{{"item":[{{"privateIpAddress":"10.0.{}.{}","primary":true}}]}},"ipv6AddressesSet":{{}},"tagSet":{{}}}}]}},"ebsOptimized":true,"enaSupport":true,"cpuOptions":{{"coreCount":1,"threadsPerCore":2}},"capacityReservationSpecification":{{"capacityReservationPreference":"open"}},"enclaveOptions":{{"enabled":false}},"metadataOptions":{{"state":"pending","httpTokens":"required","httpPutResponseHopLimit":2,"httpEndpoint":"enabled","httpProtocolIpv4":"ipv4","httpProtocolIpv6":"disabled","instanceMetadataTags":"disabled"}},"maintenanceOptions":{{"autoRecovery":"default"}},"privateDnsNameOptions":{{"hostnameType":"ip-name","enableResourceNameDnsARecord":false,"enableResourceNameDnsAAAARecord":false}}}}"#,
+                    rng.hex(17),
+                    rng.hex(17),
+                    rng.below(256),
+                    rng.below(256),
+                    t * 1000,
+                    rng.hex(17),
+                    rng.hex(17),
+                    rng.below(256),
+                    rng.below(256),
+                    rng.hex(17),
+                    rng.hex(17),
+                    rng.hex(17),
+                    rng.hex(17),
+                    rng.hex(2),
+                    rng.hex(2),
+                    rng.hex(2),
+                    rng.hex(2),
+                    rng.hex(2),
+                    rng.below(256),
+                    rng.below(256),
+                    rng.hex(17),
+                    rng.hex(17),
+                    t * 1000,
+                    rng.below(256),
+                    rng.below(256),
+                );
+            }
+            (
+                "ec2.amazonaws.com",
+                "RunInstances",
+                false,
+                format!(
+                    r#"{{"instancesSet":{{"items":[{{"imageId":"ami-{}","minCount":{n},"maxCount":{n}}}]}},"instanceType":"m6i.large","blockDeviceMapping":{{}},"monitoring":{{"enabled":false}},"disableApiTermination":false,"disableApiStop":false,"clientToken":"{}","iamInstanceProfile":{{"arn":"arn:aws:iam::{account}:instance-profile/{role}"}},"metadataOptions":{{"httpTokens":"required"}},"tagSpecificationSet":{{"items":[{{"resourceType":"instance","tags":[{{"key":"Service","value":"{role}"}},{{"key":"Owner","value":"platform"}}]}}]}}}}"#,
+                    rng.hex(17),
+                    rng.uuid()
+                ),
+                format!(
+                    r#"{{"requestId":"{}","reservationId":"r-{}","ownerId":"{account}","groupSet":{{}},"instancesSet":{{"items":[{items}]}},"requesterId":"{account}"}}"#,
+                    rng.uuid(),
+                    rng.hex(17)
+                ),
+            )
+        }
+        800..=899 => {
+            // A CloudFormation stack: long parameters and a template URL.
+            let mut params = String::new();
+            for i in 0..(6 + rng.below(20)) {
+                if i > 0 {
+                    params.push(',');
+                }
+                let _ = write!(
+                    params,
+                    r#"{{"parameterKey":"Param{i}","parameterValue":"{}"}}"#,
+                    {
+                        let n = 40 + rng.below(120) as usize;
+                        rng.b64(n)
+                    }
+                );
+            }
+            (
+                "cloudformation.amazonaws.com",
+                "CreateStack",
+                false,
+                format!(
+                    r#"{{"stackName":"{role}-{}","templateURL":"https://s3.{region}.amazonaws.com/{account}-cfn/{}.yaml","parameters":[{params}],"capabilities":["CAPABILITY_NAMED_IAM"],"tags":[{{"key":"Service","value":"{role}"}}],"disableRollback":false}}"#,
+                    rng.below(1000),
+                    rng.hex(24)
+                ),
+                format!(
+                    r#"{{"stackId":"arn:aws:cloudformation:{region}:{account}:stack/{role}/{}"}}"#,
+                    rng.uuid()
+                ),
+            )
+        }
+        _ => {
+            // A bucket policy for the account's own roles.
+            let mut stmts = String::new();
+            for i in 0..(2 + rng.below(6)) {
+                if i > 0 {
+                    stmts.push(',');
+                }
+                let _ = write!(
+                    stmts,
+                    r#"{{"Sid":"Allow{i}","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{account}:role/{}"}},"Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::{account}-lake/{}/*"}}"#,
+                    rng.pick(&ROLES),
+                    rng.hex(8)
+                );
+            }
+            (
+                "s3.amazonaws.com",
+                "PutBucketPolicy",
+                false,
+                format!(
+                    r#"{{"bucketName":"{account}-lake","Host":"s3.{region}.amazonaws.com","policy":{{"Version":"2012-10-17","Statement":[{stmts}]}}}}"#
+                ),
+                "null".into(),
+            )
+        }
+    };
+    let errors = rng.below(1000);
+    if errors < 3 {
+        // Denied: a one-off session, so denials never add up to a burst.
+        let session = format!("denied-{serial}");
+        let actor = role_session(rng, account, t, role, &session);
+        let id = record(
+            rng,
+            out,
+            t,
+            account,
+            region,
+            &actor,
+            source,
+            name,
+            ro,
+            &req,
+            "null",
+            r#","errorCode":"AccessDenied","errorMessage":"User is not authorized to perform this operation because no identity-based policy allows it""#,
+        );
+        return Some(id);
+    }
+    let extra = match errors {
+        3..=8 => r#","errorCode":"ThrottlingException","errorMessage":"Rate exceeded""#,
+        9..=13 => r#","errorCode":"ResourceNotFoundException","errorMessage":"Resource not found""#,
+        _ => "",
+    };
+    let resp = if extra.is_empty() {
+        resp
+    } else {
+        "null".into()
+    };
+    record(
+        rng, out, t, account, region, &actor, source, name, ro, &req, &resp, extra,
+    );
+    None
+}
+
+/// An expected alert.
+enum Expect {
+    /// A rule (by its path under `rules/`, without `.yml`) on an event.
+    Event(&'static str, String),
+    /// A correlation over that many events.
+    Correlation(&'static str, u64),
+}
+
+/// What one scenario injected: records, and the alerts they must raise.
+#[derive(Default)]
+struct Injected {
+    records: Vec<String>,
+    expect: Vec<Expect>,
+}
+
+/// Injected attacks (distinct actors per instance `n`), at time `t`.
+fn scenario(
+    rng: &mut Rng,
+    which: u64,
+    n: u64,
+    t: i64,
+    account: &str,
+    region: &str,
+    injected: &mut Injected,
+) {
+    let Injected {
+        records: out,
+        expect,
+    } = injected;
+    let mut rec = |rng: &mut Rng,
+                   t: i64,
+                   actor: &Actor,
+                   source: &str,
+                   name: &str,
+                   ro: bool,
+                   req: &str,
+                   resp: &str,
+                   extra: &str| {
+        let mut s = String::new();
+        let id = record(
+            rng, &mut s, t, account, region, actor, source, name, ro, req, resp, extra,
+        );
+        out.push(s);
+        id
+    };
+    match which % 9 {
+        0 => {
+            // Root signs in to the console without MFA.
+            let actor = Actor {
+                identity: format!(
+                    r#"{{"type":"Root","principalId":"{account}","arn":"arn:aws:iam::{account}:root","accountId":"{account}","accessKeyId":""}}"#
+                ),
+                ip: format!("198.51.100.{}", 1 + n % 250),
+                agent: AGENTS[4],
+            };
+            let id = rec(
+                rng,
+                t,
+                &actor,
+                "signin.amazonaws.com",
+                "ConsoleLogin",
+                false,
+                "null",
+                r#"{"ConsoleLogin":"Success"}"#,
+                r#","additionalEventData":{"LoginTo":"https://console.aws.amazon.com/console/home","MobileVersion":"No","MFAUsed":"No"}"#,
+            );
+            for r in [
+                "root/root_console_login",
+                "root/root_console_login_without_mfa",
+                "root/root_usage",
+            ] {
+                expect.push(Expect::Event(r, id.clone()));
+            }
+        }
+        1 => {
+            // An IAM user creates access keys for another user.
+            let actor = iam_user(rng, account, &format!("mallory-{n}"));
+            let key = rng.alnum_upper(16);
+            let id = rec(
+                rng,
+                t,
+                &actor,
+                "iam.amazonaws.com",
+                "CreateAccessKey",
+                false,
+                &format!(r#"{{"userName":"svc-backup-{n}"}}"#),
+                &format!(
+                    r#"{{"accessKey":{{"userName":"svc-backup-{n}","accessKeyId":"AKIA{key}","status":"Active","createDate":"Nov 20, 2026, 10:00:00 AM"}}}}"#
+                ),
+                "",
+            );
+            for r in [
+                "keys/access_key_created",
+                "keys/access_key_created_for_other_user",
+                "mfa/iam_change_without_mfa",
+            ] {
+                expect.push(Expect::Event(r, id.clone()));
+            }
+        }
+        2 => {
+            // AdministratorAccess attached to a user.
+            let actor = iam_user(rng, account, &format!("mallory-{n}"));
+            let id = rec(
+                rng,
+                t,
+                &actor,
+                "iam.amazonaws.com",
+                "AttachUserPolicy",
+                false,
+                &format!(
+                    r#"{{"userName":"mallory-{n}","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}}"#
+                ),
+                "null",
+                "",
+            );
+            for r in [
+                "policy/admin_policy_attached",
+                "policy/policy_attached_to_user",
+                "mfa/iam_change_without_mfa",
+            ] {
+                expect.push(Expect::Event(r, id.clone()));
+            }
+        }
+        3 => {
+            // CloudTrail logging stopped.
+            let actor = role_session(rng, account, t, "ci-deployer", &format!("intruder-{n}"));
+            let id = rec(
+                rng,
+                t,
+                &actor,
+                "cloudtrail.amazonaws.com",
+                "StopLogging",
+                false,
+                &format!(r#"{{"name":"arn:aws:cloudtrail:{region}:{account}:trail/org-trail"}}"#),
+                "null",
+                "",
+            );
+            expect.push(Expect::Event("tamper/cloudtrail_tampering", id));
+        }
+        4 => {
+            // GuardDuty detector deleted.
+            let actor = role_session(rng, account, t, "ci-deployer", &format!("intruder-{n}"));
+            let detector = rng.hex(32);
+            let id = rec(
+                rng,
+                t,
+                &actor,
+                "guardduty.amazonaws.com",
+                "DeleteDetector",
+                false,
+                &format!(r#"{{"detectorId":"{detector}"}}"#),
+                "null",
+                "",
+            );
+            expect.push(Expect::Event("tamper/guardduty_tampering", id));
+        }
+        5 => {
+            // A role's trust policy opened to every AWS principal.
+            let actor = role_session(rng, account, t, "ci-deployer", &format!("intruder-{n}"));
+            let id = rec(
+                rng,
+                t,
+                &actor,
+                "iam.amazonaws.com",
+                "UpdateAssumeRolePolicy",
+                false,
+                &format!(
+                    r#"{{"roleName":"app-backend-{n}","policyDocument":"{{\"Version\":\"2012-10-17\",\"Statement\":[{{\"Effect\":\"Allow\",\"Principal\":{{\"AWS\":\"*\"}},\"Action\":\"sts:AssumeRole\"}}]}}"}}"#
+                ),
+                "null",
+                "",
+            );
+            for r in [
+                "trust/role_trust_policy_changed",
+                "trust/role_trusts_any_principal",
+            ] {
+                expect.push(Expect::Event(r, id.clone()));
+            }
+        }
+        6 => {
+            // A stolen role session enumerating: 12 denied calls in 2 minutes.
+            let actor = role_session(rng, account, t, "app-backend", &format!("stolen-{n}"));
+            let calls = [
+                ("iam.amazonaws.com", "ListUsers"),
+                ("iam.amazonaws.com", "ListRoles"),
+                ("s3.amazonaws.com", "ListBuckets"),
+                ("secretsmanager.amazonaws.com", "ListSecrets"),
+                ("kms.amazonaws.com", "ListKeys"),
+                ("ec2.amazonaws.com", "DescribeInstances"),
+            ];
+            for i in 0..12 {
+                let (src, name) = calls[i % calls.len()];
+                let code = if src == "ec2.amazonaws.com" {
+                    r#","errorCode":"Client.UnauthorizedOperation","errorMessage":"You are not authorized to perform this operation.""#
+                } else {
+                    r#","errorCode":"AccessDenied","errorMessage":"not authorized""#
+                };
+                let id = rec(
+                    rng,
+                    t + i as i64 * 10,
+                    &actor,
+                    src,
+                    name,
+                    true,
+                    "null",
+                    "null",
+                    code,
+                );
+                expect.push(Expect::Event("errors/access_denied", id));
+            }
+            expect.push(Expect::Correlation("bursts/access_denied_burst", 10));
+        }
+        7 => {
+            // Password guessing against one user from one address.
+            for i in 0..6 {
+                let actor = Actor {
+                    identity: format!(
+                        r#"{{"type":"IAMUser","principalId":"AIDA{}","accountId":"{account}","accessKeyId":"","userName":"alice-{n}"}}"#,
+                        rng.alnum_upper(17)
+                    ),
+                    // One address per instance, so bursts never merge.
+                    ip: format!("198.{}.{}.{}", 18 + (n >> 16) % 2, (n >> 8) & 255, n & 255),
+                    agent: AGENTS[4],
+                };
+                let id = rec(
+                    rng,
+                    t + i * 7,
+                    &actor,
+                    "signin.amazonaws.com",
+                    "ConsoleLogin",
+                    false,
+                    "null",
+                    r#"{"ConsoleLogin":"Failure"}"#,
+                    r#","additionalEventData":{"LoginTo":"https://console.aws.amazon.com/console/home","MobileVersion":"No","MFAUsed":"No"},"errorMessage":"Failed authentication""#,
+                );
+                // The per-event rule only feeds the bursts (no alert of
+                // its own).
+                let _ = id;
+            }
+            expect.push(Expect::Correlation(
+                "bursts/failed_console_logins_per_user",
+                5,
+            ));
+            expect.push(Expect::Correlation(
+                "bursts/failed_console_logins_per_ip",
+                5,
+            ));
+        }
+        _ => {
+            // A new user, given a console password by someone else.
+            let actor = iam_user(rng, account, &format!("mallory-{n}"));
+            let uid = rng.alnum_upper(17);
+            let id = rec(
+                rng,
+                t,
+                &actor,
+                "iam.amazonaws.com",
+                "CreateUser",
+                false,
+                &format!(r#"{{"userName":"backdoor-{n}"}}"#),
+                &format!(
+                    r#"{{"user":{{"path":"/","userName":"backdoor-{n}","userId":"AIDA{uid}","arn":"arn:aws:iam::{account}:user/backdoor-{n}","createDate":"Nov 20, 2026, 10:00:00 AM"}}}}"#
+                ),
+                "",
+            );
+            for r in ["users/iam_user_created", "mfa/iam_change_without_mfa"] {
+                expect.push(Expect::Event(r, id.clone()));
+            }
+            let id = rec(
+                rng,
+                t + 5,
+                &actor,
+                "iam.amazonaws.com",
+                "CreateLoginProfile",
+                false,
+                &format!(r#"{{"userName":"backdoor-{n}","passwordResetRequired":false}}"#),
+                "null",
+                "",
+            );
+            for r in [
+                "users/login_profile_for_other_user",
+                "mfa/iam_change_without_mfa",
+            ] {
+                expect.push(Expect::Event(r, id.clone()));
+            }
+        }
+    }
+}
+
+/// Scenarios per this many bytes of JSON (each set holds all nine).
+const BYTES_PER_SCENARIO: u64 = 20 << 20;
+
+/// Write the corpus into `dir`.
+pub fn generate(opts: &CorpusOptions, dir: &Path) -> io::Result<CorpusSummary> {
+    // Plan the files first (sizes, account, region, time) from the seed, so
+    // the output does not depend on thread scheduling.
+    let mut rng = Rng::new(opts.seed);
+    let mut plan = Vec::new();
+    let mut total = 0u64;
+    let span = opts
+        .max_file_bytes
+        .saturating_sub(opts.min_file_bytes)
+        .max(1);
+    while total < opts.size_bytes {
+        let size = opts.min_file_bytes + rng.below(span);
+        let slot = plan.len();
+        let account = ACCOUNTS[slot % ACCOUNTS.len()];
+        let region = REGIONS[(slot / ACCOUNTS.len()) % REGIONS.len()];
+        plan.push((size, account, region, 0i64, rng.next()));
+        total += size;
+    }
+    // Times follow the key order (account, region, then time), one file a
+    // minute, each spanning five: processing in listing order then meets
+    // events at most minutes late, as from one trail, and the bursts of
+    // the scenarios are never dropped as too late.
+    plan.sort_by_key(|p| (p.1, p.2));
+    for (rank, p) in plan.iter_mut().enumerate() {
+        p.3 = START + rank as i64 * 60;
+    }
+    let results: Vec<io::Result<FileOut>> = plan
+        .par_iter()
+        .enumerate()
+        .map(|(i, &(size, account, region, t, seed))| {
+            write_file(opts, dir, i as u64, size, account, region, t, seed)
+        })
+        .collect();
+    let mut summary = CorpusSummary::default();
+    let mut expected = String::new();
+    for r in results {
+        let (path, records, json, gz, exp) = r?;
+        summary.files.push(path);
+        summary.records += records;
+        summary.json_bytes += json;
+        summary.gzip_bytes += gz;
+        summary.expected_alerts += exp.len() as u64;
+        for e in exp {
+            expected.push_str(&e);
+            expected.push('\n');
+        }
+    }
+    std::fs::write(dir.join("expected.jsonl"), expected)?;
+    Ok(summary)
+}
+
+/// One written file: path, records, JSON bytes, gzip bytes, expected alerts
+/// (as JSON lines).
+type FileOut = (PathBuf, u64, u64, u64, Vec<String>);
+
+#[allow(clippy::too_many_arguments)] // one file's whole plan, spelled out
+fn write_file(
+    opts: &CorpusOptions,
+    dir: &Path,
+    index: u64,
+    size: u64,
+    account: &str,
+    region: &str,
+    t0: i64,
+    seed: u64,
+) -> io::Result<FileOut> {
+    let mut rng = Rng::new(seed);
+    let mut json = String::with_capacity(size as usize + (64 << 10));
+    json.push_str("{\"Records\":[");
+    let mut expect = Vec::new();
+    let mut records = 0u64;
+    // Scenario sets in this file, at random points.
+    let sets = (size / BYTES_PER_SCENARIO).max(u64::from(index.is_multiple_of(2)));
+    let mut injected: Vec<(u64, u64)> = (0..sets * 9).map(|k| (rng.below(size), k)).collect();
+    injected.sort_unstable();
+    let mut next_injection = 0;
+    let mut serial = 0u64;
+    while (json.len() as u64) < size {
+        // Time advances over the five minutes of the file.
+        let t = t0 + (json.len() as u64 * 299 / size.max(1)) as i64;
+        let mut one = String::new();
+        if next_injection < injected.len() && injected[next_injection].0 <= json.len() as u64 {
+            let k = injected[next_injection].1;
+            next_injection += 1;
+            let mut inj = Injected::default();
+            scenario(&mut rng, k, index * 1000 + k, t, account, region, &mut inj);
+            let (recs, exp) = (inj.records, inj.expect);
+            for r in recs {
+                if records > 0 {
+                    json.push(',');
+                }
+                json.push_str(&r);
+                records += 1;
+            }
+            expect.extend(exp);
+            continue;
+        }
+        serial += 1;
+        if let Some(id) = background(&mut rng, &mut one, t, account, region, index << 32 | serial) {
+            expect.push(Expect::Event("errors/access_denied", id));
+        }
+        if records > 0 {
+            json.push(',');
+        }
+        json.push_str(&one);
+        records += 1;
+    }
+    json.push_str("]}");
+    let day = &iso(t0)[..10];
+    let (y, m, d) = (&day[..4], &day[5..7], &day[8..10]);
+    let stamp = iso(t0).replace(['-', ':'], "");
+    let sub = dir
+        .join("AWSLogs")
+        .join(account)
+        .join("CloudTrail")
+        .join(region)
+        .join(y)
+        .join(m)
+        .join(d);
+    std::fs::create_dir_all(&sub)?;
+    let path = sub.join(format!(
+        "{account}_CloudTrail_{region}_{}Z_{:016x}.json.gz",
+        &stamp[..13],
+        seed
+    ));
+    let file = std::fs::File::create(&path)?;
+    let mut gz = flate2::write::GzEncoder::new(
+        io::BufWriter::new(file),
+        flate2::Compression::new(opts.gzip_level),
+    );
+    gz.write_all(json.as_bytes())?;
+    gz.finish()?.flush()?;
+    let gz_len = std::fs::metadata(&path)?.len();
+    let expected = expect
+        .into_iter()
+        .map(|e| match e {
+            Expect::Event(rule, id) => format!(r#"{{"rule":"{rule}","event_id":"{id}"}}"#),
+            Expect::Correlation(rule, n) => format!(r#"{{"rule":"{rule}","events":{n}}}"#),
+        })
+        .collect();
+    Ok((path, records, json.len() as u64, gz_len, expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_iso_utc() {
+        assert_eq!(iso(START), "2026-11-20T00:00:00Z");
+        assert_eq!(iso(START + 86_399), "2026-11-20T23:59:59Z");
+        assert_eq!(iso(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_bytes() {
+        let opts = CorpusOptions {
+            seed: 7,
+            size_bytes: 600 << 10,
+            min_file_bytes: 200 << 10,
+            max_file_bytes: 300 << 10,
+            gzip_level: 1,
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let sa = generate(&opts, a.path()).unwrap();
+        let sb = generate(&opts, b.path()).unwrap();
+        assert_eq!(sa.files.len(), sb.files.len());
+        for (x, y) in sa.files.iter().zip(&sb.files) {
+            assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
+        }
+        assert_eq!(
+            std::fs::read(a.path().join("expected.jsonl")).unwrap(),
+            std::fs::read(b.path().join("expected.jsonl")).unwrap()
+        );
+    }
+}
