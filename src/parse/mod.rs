@@ -145,6 +145,11 @@ pub fn parse(buf: &mut [u8], len: usize, sink: &dyn Sink) -> Result<Layout, Need
     if looks_like_json_lines(&buf[..len], start) {
         return Ok(parse_lines(buf, len, sink));
     }
+    if len >= CHUNKED_MIN_BYTES
+        && let Some(layout) = parse_native_chunked(buf, len, sink)
+    {
+        return Ok(layout);
+    }
     with_state(|st| {
         let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
         let outcome = match simd_json::fill_tape_padded(buf, len, &mut st.buffers, &mut tape) {
@@ -165,6 +170,266 @@ pub fn fill_tape_only(buf: &mut [u8], len: usize) -> bool {
         let ok = simd_json::fill_tape_padded(buf, len, &mut st.buffers, &mut tape).is_ok();
         st.tape = tape.reset();
         ok
+    })
+}
+
+/// Documents at least this big are parsed in chunks when their layout
+/// allows (see [`parse_native_chunked`]).
+const CHUNKED_MIN_BYTES: usize = 2 << 20;
+/// Text per chunk: its tape and records stay in the core's cache while
+/// the rules read them.
+const CHUNK_BYTES: usize = 256 << 10;
+/// Chunks joined at most to heal cuts at nested look-alikes of a record.
+const MAX_JOINED: usize = 8;
+
+/// A native file `{"Records":[{"eventVersion"...},...]}` parsed a chunk of
+/// records at a time instead of as one tape: the records are indexed and
+/// matched while their text and tape are still in cache, and the tape
+/// stays small whatever the file's size.
+///
+/// Chunks are cut before `{"eventVersion"` following a comma. That text
+/// cannot occur inside a JSON string (the quote would be escaped), but it
+/// can start a nested object; a cut there leaves both neighbouring chunks
+/// unbalanced, so they fail to parse and are parsed again joined. `None`
+/// (nothing handed to the sink) when the document does not have this
+/// shape; the caller then parses it whole.
+fn parse_native_chunked(buf: &[u8], len: usize, sink: &dyn Sink) -> Option<Layout> {
+    let data = &buf[..len];
+    let mut i = skip_ws(data, 0, len);
+    let expect = |lit: &[u8], i: &mut usize| -> bool {
+        if data[*i..].starts_with(lit) {
+            *i = skip_ws(data, *i + lit.len(), len);
+            true
+        } else {
+            false
+        }
+    };
+    if !(expect(b"{", &mut i)
+        && expect(b"\"Records\"", &mut i)
+        && expect(b":", &mut i)
+        && expect(b"[", &mut i))
+    {
+        return None;
+    }
+    let mut end = len;
+    while end > i && is_ws(data[end - 1]) {
+        end -= 1;
+    }
+    if end <= i || data[end - 1] != b'}' {
+        return None;
+    }
+    end -= 1;
+    while end > i && is_ws(data[end - 1]) {
+        end -= 1;
+    }
+    if end <= i || data[end - 1] != b']' {
+        return None;
+    }
+    let body_end = end - 1;
+    const START: &[u8] = b"{\"eventVersion\"";
+    if !data[i..body_end].starts_with(START) {
+        return None;
+    }
+    // Cut points: record starts after a comma, about CHUNK_BYTES apart.
+    let mut cuts = vec![i];
+    let finder = memmem::Finder::new(START);
+    let mut from = i + CHUNK_BYTES;
+    while from < body_end {
+        let Some(p) = finder.find(&data[from..body_end]).map(|p| from + p) else {
+            break;
+        };
+        if is_record_start(data, i, p, true) {
+            cuts.push(p);
+            from = p + CHUNK_BYTES;
+        } else {
+            from = p + 1;
+        }
+    }
+    cuts.push(body_end);
+    // Chunk k is data[cuts[k]..cuts[k + 1]] minus the comma that ends it.
+    let chunk_end = |k: usize| {
+        let mut e = cuts[k + 1];
+        if k + 2 < cuts.len() {
+            while is_ws(data[e - 1]) {
+                e -= 1;
+            }
+            e -= 1; // the separating comma
+        }
+        e
+    };
+    with_state(|st| {
+        let mut next_index = 0usize;
+        let mut k = 0;
+        let chunks = cuts.len() - 1;
+        while k < chunks {
+            if let Some(n) = parse_chunk(st, data, cuts[k], chunk_end(k), next_index, sink) {
+                next_index += n;
+                k += 1;
+                continue;
+            }
+            // A wrong cut heals when the chunk is joined with the next (a
+            // few next, if look-alikes follow each other).
+            let mut healed = None;
+            for last in (k + 1..chunks).take(MAX_JOINED) {
+                if let Some(n) = parse_chunk(st, data, cuts[k], chunk_end(last), next_index, sink) {
+                    healed = Some((n, last));
+                    break;
+                }
+            }
+            if let Some((n, last)) = healed {
+                next_index += n;
+                k = last + 1;
+                continue;
+            }
+            // Damage inside this chunk: the recovery path's record splitter
+            // on this chunk alone (a record it cannot close costs the rest
+            // of the chunk, not of the file). Records after it are numbered
+            // by counting record starts, as the cuts were found.
+            recover_region(data, cuts[k], chunk_end(k), next_index, sink);
+            next_index += 1 + count_starts(&data[cuts[k]..chunk_end(k)]);
+            k += 1;
+        }
+        Some(Layout::Native)
+    })
+}
+
+/// Is `data[p..]` (a `{"eventVersion"` found by search) a record start? A
+/// record follows a record (`},`) and opens with a version number; anything
+/// else is a nested look-alike, not worth a cut. `floor` bounds the look
+/// back.
+fn is_record_start(data: &[u8], floor: usize, p: usize, after_record: bool) -> bool {
+    const START: &[u8] = b"{\"eventVersion\"";
+    let back = |mut q: usize| {
+        while q > floor && is_ws(data[q - 1]) {
+            q -= 1;
+        }
+        q
+    };
+    let q = back(p);
+    if q <= floor + 1 || data[q - 1] != b',' {
+        return false;
+    }
+    let r = back(q - 1);
+    let version = data.get(p + START.len()..p + START.len() + 3);
+    r > floor
+        && (!after_record || data[r - 1] == b'}')
+        && version.is_some_and(|v| v[0] == b':' && v[1] == b'"' && v[2].is_ascii_digit())
+}
+
+/// Record starts after the first in `chunk` (by [`is_record_start`], the
+/// record before may be the damaged one, so it need not end in `}`).
+fn count_starts(chunk: &[u8]) -> usize {
+    memmem::find_iter(chunk, b"{\"eventVersion\"")
+        .filter(|&p| p > 0 && is_record_start(chunk, 0, p, false))
+        .count()
+}
+
+/// Parse `data[a..b]` (whole records separated by commas) as one array and
+/// hand its records to the sink, the first numbered `first`. `None`, with
+/// nothing handed over, if it does not parse.
+fn parse_chunk(
+    st: &mut State,
+    data: &[u8],
+    a: usize,
+    b: usize,
+    first: usize,
+    sink: &dyn Sink,
+) -> Option<usize> {
+    st.scratch.clear();
+    st.scratch.push(b'[');
+    st.scratch.extend_from_slice(&data[a..b]);
+    st.scratch.push(b']');
+    let n = st.scratch.len();
+    st.scratch.resize(n + simd_json::INPUT_PADDING, b' ');
+    let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
+    let out = match simd_json::fill_tape_padded(&mut st.scratch, n, &mut st.buffers, &mut tape) {
+        Ok(()) => {
+            let root = Value::new(&tape.0);
+            if root.kind() == Kind::Array {
+                let mut batch = Vec::with_capacity(root.elements().size_hint().0);
+                let mut count = 0;
+                for (j, v) in root.elements().enumerate() {
+                    count += 1;
+                    match Record::new(v) {
+                        Some(r) => {
+                            check_types(&r, first + j, a, sink);
+                            batch.push(r);
+                        }
+                        None => sink.error(not_object(first + j, a, v.kind())),
+                    }
+                }
+                // Records are consecutive unless a non-object sat between.
+                if batch.len() == count {
+                    sink.records(first, &batch);
+                } else {
+                    for (idx, v) in (first..).zip(root.elements()) {
+                        if let Some(r) = Record::new(v) {
+                            sink.records(idx, std::slice::from_ref(&r));
+                        }
+                    }
+                }
+                Some(count)
+            } else {
+                None
+            }
+        }
+        Err(_) => None,
+    };
+    st.tape = tape.reset();
+    out
+}
+
+/// The last resort inside a chunked document: the record splitter of the
+/// recovery path over `data[a..b]`. Returns the records it numbered.
+fn recover_region(data: &[u8], a: usize, b: usize, first: usize, sink: &dyn Sink) -> usize {
+    struct Offset<'s> {
+        sink: &'s dyn Sink,
+        first: usize,
+        seen: std::sync::atomic::AtomicUsize,
+    }
+    impl Sink for Offset<'_> {
+        fn records(&self, f: usize, records: &[Record<'_, '_>]) {
+            self.seen
+                .fetch_max(f + records.len(), std::sync::atomic::Ordering::Relaxed);
+            self.sink.records(self.first + f, records);
+        }
+        fn error(&self, mut err: ParseError) {
+            if let Some(r) = err.record.as_mut() {
+                self.seen
+                    .fetch_max(*r + 1, std::sync::atomic::Ordering::Relaxed);
+                *r += self.first;
+            }
+            self.sink.error(err);
+        }
+    }
+    // Shaped as a native document: the splitter resynchronises after a
+    // damaged record the way it does for a whole file.
+    let mut text = Vec::with_capacity(b - a + 16 + simd_json::INPUT_PADDING);
+    text.extend_from_slice(b"{\"Records\":[");
+    text.extend_from_slice(&data[a..b]);
+    text.extend_from_slice(b"]}");
+    let n = text.len();
+    text.resize(n + simd_json::INPUT_PADDING, b' ');
+    let off = Offset {
+        sink,
+        first,
+        seen: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let failed = match parse_inner_err(&mut text.clone(), n) {
+        Some(e) => e,
+        None => return 0,
+    };
+    recover(&text, n, &off, &failed);
+    off.seen.into_inner()
+}
+
+/// The error a whole-array parse of `buf[..len]` gives, if any.
+fn parse_inner_err(buf: &mut [u8], len: usize) -> Option<NeedsRecovery> {
+    with_state(|st| {
+        let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
+        let r = simd_json::fill_tape_padded(buf, len, &mut st.buffers, &mut tape).err();
+        st.tape = tape.reset();
+        r.map(NeedsRecovery)
     })
 }
 
@@ -597,6 +862,63 @@ mod tests {
 
     fn rec(id: &str) -> String {
         format!(r#"{{"eventVersion":"1.08","eventID":"{id}","eventName":"X"}}"#)
+    }
+
+    /// A native document over the chunking threshold: `n` records, each
+    /// padded to ~1 KB; `nested` puts, in every record, an array of objects
+    /// that start like records (the text chunk cuts look for).
+    fn big(n: usize, nested: bool, bad: Option<usize>) -> String {
+        let pad = "x".repeat(900);
+        let records: Vec<String> = (0..n)
+            .map(|i| {
+                if Some(i) == bad {
+                    return format!(r#"{{"eventVersion":"1.08","eventID":"{i}","eventName":"#);
+                }
+                let inner = if nested {
+                    r#","requestParameters":{"items":[{"a":1},{"eventVersion":"fake","eventID":"no"},{"eventVersion":"fake2"}]}"#
+                } else {
+                    ""
+                };
+                format!(r#"{{"eventVersion":"1.08","eventID":"{i}","eventName":"X","p":"{pad}"{inner}}}"#)
+            })
+            .collect();
+        format!("{{\"Records\": [\n{}\n]}}\n", records.join(",\n"))
+    }
+
+    #[test]
+    fn chunked_parsing_numbers_every_record_like_a_whole_parse() {
+        for nested in [false, true] {
+            let text = big(4000, nested, None);
+            assert!(text.len() > CHUNKED_MIN_BYTES);
+            let (l, ids, errs) = run(&text);
+            assert_eq!(l, Layout::Native);
+            assert!(errs.is_empty(), "{errs:?}");
+            let want: Vec<(usize, String)> = (0..4000).map(|i| (i, i.to_string())).collect();
+            assert_eq!(ids, want, "nested: {nested}");
+        }
+    }
+
+    #[test]
+    fn a_broken_record_past_the_first_chunk_costs_only_itself() {
+        for nested in [false, true] {
+            let text = big(4000, nested, Some(3000));
+            let (_, ids, errs) = run(&text);
+            assert_eq!(errs[0].record, Some(3000), "{errs:?}");
+            assert!(ids.iter().all(|(i, _)| *i != 3000));
+            // Every record before the damaged one, and every record of the
+            // chunks after it, numbered right; at worst the rest of the
+            // damaged chunk (a quarter MB) is lost with it.
+            assert!((0..3000).all(|i| ids.contains(&(i, i.to_string()))));
+            let after: Vec<_> = ids.iter().filter(|(i, _)| *i > 3000).collect();
+            assert!(after.len() >= 3999 - 3000 - 300, "{}", after.len());
+            assert!(after.iter().all(|(i, id)| i.to_string() == *id));
+        }
+        // In the first chunk: the same, from the start.
+        let text = big(4000, false, Some(10));
+        let (_, ids, errs) = run(&text);
+        assert!(ids.len() >= 3999 - 300, "{}", ids.len());
+        assert!(ids.iter().all(|(i, id)| i.to_string() == *id));
+        assert_eq!(errs[0].record, Some(10));
     }
 
     #[test]
