@@ -230,12 +230,6 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
         report.layout = Some(Layout::Digest);
         return report;
     }
-    let buf = DECODE_BUF.with(Cell::take);
-    let mut decoded = decode::decode(input, limits.max_object_bytes, buf);
-    if let Some(e) = &decoded.error {
-        report.errors.push(decode_error(name, e));
-    }
-    report.bytes_decoded = decoded.len as u64;
     let sink = ObjectSink {
         rules,
         with_events: limits.with_events,
@@ -247,18 +241,31 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
         times: Mutex::new(Vec::new()),
         posture: Mutex::new(Vec::new()),
     };
-    let layout = match parse::parse(&mut decoded.buf, decoded.len, &sink) {
-        Ok(layout) => layout,
-        Err(failed) => {
-            // The fast path unescaped strings in place before failing; the
-            // recovery path needs the original text: decode it again.
-            let pristine = decode::decode(input, limits.max_object_bytes, Vec::new());
-            parse::recover(&pristine.buf, pristine.len, &sink, &failed)
+    let layout = match stream_large(name, input, limits, &sink, &mut report) {
+        Some(layout) => layout,
+        None => {
+            let buf = DECODE_BUF.with(Cell::take);
+            let mut decoded = decode::decode(input, limits.max_object_bytes, buf);
+            if let Some(e) = &decoded.error {
+                report.errors.push(decode_error(name, e));
+            }
+            report.bytes_decoded = decoded.len as u64;
+            let layout = match parse::parse(&mut decoded.buf, decoded.len, &sink) {
+                Ok(layout) => layout,
+                Err(failed) => {
+                    // The fast path unescaped strings in place before
+                    // failing; the recovery path needs the original text:
+                    // decode it again.
+                    let pristine = decode::decode(input, limits.max_object_bytes, Vec::new());
+                    parse::recover(&pristine.buf, pristine.len, &sink, &failed)
+                }
+            };
+            if decoded.buf.capacity() <= KEEP_BUF_BYTES {
+                DECODE_BUF.with(|c| c.set(std::mem::take(&mut decoded.buf)));
+            }
+            layout
         }
     };
-    if decoded.buf.capacity() <= KEEP_BUF_BYTES {
-        DECODE_BUF.with(|c| c.set(std::mem::take(&mut decoded.buf)));
-    }
     report.layout = Some(layout);
     report.records = sink.records.into_inner();
     let mut alerts = sink.alerts.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -278,6 +285,53 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
     report.event_times_ms = sink.times.into_inner().unwrap_or_else(|p| p.into_inner());
     report.posture = sink.posture.into_inner().unwrap_or_else(|p| p.into_inner());
     report
+}
+
+/// Gzip objects announcing more than this are decompressed as a stream into
+/// the chunked parser: memory stays a few chunks whatever their size
+/// (whole-buffer decode is faster, so smaller objects keep it).
+pub const STREAM_MIN_BYTES: u64 = 64 << 20;
+
+/// The streaming path for large gzip objects; `None` when it does not
+/// apply (small, not gzip, or not a native file: nothing was emitted then).
+fn stream_large(
+    name: &str,
+    input: &[u8],
+    limits: Limits,
+    sink: &ObjectSink<'_>,
+    report: &mut ObjectReport,
+) -> Option<Layout> {
+    if !decode::is_gzip(input) || decode::gzip_size_hint(input) < STREAM_MIN_BYTES {
+        return None;
+    }
+    let cap = limits.max_object_bytes;
+    let mut reader = io::Read::take(
+        flate2::read::MultiGzDecoder::new(input),
+        cap.saturating_add(1),
+    );
+    let (end, read) = parse::parse_native_reader(&mut reader, sink);
+    report.bytes_decoded = read.min(cap);
+    let error = |kind, message| InputError {
+        source: name.to_owned(),
+        kind,
+        message,
+    };
+    match end {
+        parse::StreamEnd::NotNative(_) => return None,
+        parse::StreamEnd::Done => {}
+        _ if read > cap => report
+            .errors
+            .push(decode_error(name, &DecodeError::TooLarge { cap })),
+        parse::StreamEnd::Read(e) => report.errors.push(error(
+            ErrorKind::Gzip,
+            format!("{name}: corrupt or truncated gzip ({read} bytes decompressed before it): {e}"),
+        )),
+        parse::StreamEnd::Truncated { offset } => report.errors.push(error(
+            ErrorKind::Truncated,
+            format!("{name}: document ends at byte {offset}, inside the Records array"),
+        )),
+    }
+    Some(Layout::Native)
 }
 
 fn decode_error(name: &str, e: &DecodeError) -> InputError {

@@ -140,3 +140,42 @@ fn the_corpus_raises_exactly_its_expected_alerts() {
     let written = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
     assert_eq!(keyed(&written), want);
 }
+
+#[test]
+fn objects_over_64_mb_stream_through_the_chunked_parser_with_the_same_alerts() {
+    // One 70 MB file: over the streaming threshold.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = trailwatch::corpus::CorpusOptions {
+        seed: 21,
+        size_bytes: 70 << 20,
+        min_file_bytes: 70 << 20,
+        max_file_bytes: (70 << 20) + 1,
+        gzip_level: 1,
+    };
+    let summary = trailwatch::corpus::generate(&opts, dir.path()).unwrap();
+    assert_eq!(summary.files.len(), 1);
+    assert!(summary.json_bytes > trailwatch::pipeline::STREAM_MIN_BYTES);
+    let file = &summary.files[0];
+    let scan = trailwatch().arg("scan").arg(file).output().unwrap();
+    assert!(scan.status.success());
+    let want = expected(dir.path());
+    assert_eq!(keyed(&alerts(&scan.stdout)), want);
+
+    // Cut in the middle: a clear error naming the file, and the alerts of
+    // the records before the cut, no others.
+    let gz = std::fs::read(file).unwrap();
+    let cut = dir.path().join("cut.json.gz");
+    std::fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
+    let scan = trailwatch().arg("scan").arg(&cut).output().unwrap();
+    let stderr = String::from_utf8_lossy(&scan.stderr);
+    assert!(
+        stderr.contains("cut.json.gz") && stderr.contains("gzip"),
+        "{stderr}"
+    );
+    let got = keyed(&alerts(&scan.stdout));
+    assert!(!got.is_empty());
+    assert!(got.len() < want.len());
+    for k in got.keys() {
+        assert!(want.contains_key(k), "{k:?} not expected");
+    }
+}

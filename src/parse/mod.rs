@@ -324,6 +324,175 @@ fn count_starts(chunk: &[u8]) -> usize {
         .count()
 }
 
+/// Why [`parse_native_reader`] stopped.
+#[derive(Debug)]
+pub enum StreamEnd {
+    /// The whole document was read and parsed.
+    Done,
+    /// Not a native file: nothing was handed to the sink; parse the whole
+    /// document instead (the bytes read so far are returned).
+    NotNative(Vec<u8>),
+    /// Reading failed (damaged gzip): the records before were handed out.
+    Read(std::io::Error),
+    /// The document ended inside the records array; the complete records
+    /// were handed out.
+    Truncated { offset: u64 },
+}
+
+/// The text kept beyond the current chunk while streaming: enough to find
+/// the next cut.
+const STREAM_WINDOW: usize = 4 * CHUNK_BYTES;
+
+/// Parse a native document read from `r`, a chunk of records at a time, in
+/// memory bounded by a few chunks whatever the document's size (records
+/// larger than that are read whole). The same cuts, healing and recovery
+/// as [`parse_native_chunked`]. Returns how it ended and the bytes read.
+pub fn parse_native_reader(r: &mut dyn std::io::Read, sink: &dyn Sink) -> (StreamEnd, u64) {
+    const START: &[u8] = b"{\"eventVersion\"";
+    let mut win: Vec<u8> = Vec::with_capacity(STREAM_WINDOW * 2);
+    let mut total = 0u64;
+    let mut eof = false;
+    let mut read_err = None;
+    // Read until `win` holds `want` bytes or the input ends.
+    let mut fill = |win: &mut Vec<u8>, want: usize, eof: &mut bool, total: &mut u64| {
+        let mut buf = [0u8; 64 << 10];
+        while !*eof && win.len() < want {
+            match r.read(&mut buf) {
+                Ok(0) => *eof = true,
+                Ok(n) => {
+                    win.extend_from_slice(&buf[..n]);
+                    *total += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    *eof = true;
+                    return Some(e);
+                }
+            }
+        }
+        None
+    };
+    if let Some(e) = fill(&mut win, 4096, &mut eof, &mut total) {
+        read_err = Some(e);
+    }
+    // The header, as in parse_native_chunked.
+    let len = win.len();
+    let mut i = skip_ws(&win, 0, len);
+    let header = [&b"{"[..], b"\"Records\"", b":", b"["];
+    for lit in header {
+        if win[i..].starts_with(lit) {
+            i = skip_ws(&win, i + lit.len(), len);
+        } else {
+            return (StreamEnd::NotNative(win), total);
+        }
+    }
+    if read_err.is_some() || !win[i..].starts_with(START) {
+        return match read_err {
+            Some(e) if win.len() < 4096 => (StreamEnd::Read(e), total),
+            _ => (StreamEnd::NotNative(win), total),
+        };
+    }
+    let mut pos = i; // start of the current chunk in `win`
+    let mut base = 0u64; // offset of win[0] in the document
+    let mut next_index = 0usize;
+    let finder = memmem::Finder::new(START);
+    with_state(|st| {
+        loop {
+            if let Some(e) = fill(&mut win, pos + STREAM_WINDOW, &mut eof, &mut total) {
+                read_err = Some(e);
+            }
+            // The next cuts after `pos` (at least a chunk apart).
+            let cut_after = |win: &[u8], from: usize| -> Option<usize> {
+                let mut from = from;
+                while from < win.len() {
+                    let p = finder.find(&win[from..]).map(|p| from + p)?;
+                    if is_record_start(win, pos, p, true) {
+                        return Some(p);
+                    }
+                    from = p + 1;
+                }
+                None
+            };
+            let end_before = |win: &[u8], cut: usize| {
+                let mut e = cut;
+                while is_ws(win[e - 1]) {
+                    e -= 1;
+                }
+                e - 1 // the comma
+            };
+            let Some(cut) = cut_after(&win, pos + CHUNK_BYTES) else {
+                if !eof {
+                    // A long stretch without a cut (one huge record): read on.
+                    let want = win.len() + STREAM_WINDOW;
+                    if let Some(e) = fill(&mut win, want, &mut eof, &mut total) {
+                        read_err = Some(e);
+                    }
+                    continue;
+                }
+                // The end: `...]}` after the last record.
+                let mut end = win.len();
+                while end > pos && is_ws(win[end - 1]) {
+                    end -= 1;
+                }
+                let closed = end > pos + 1 && win[end - 1] == b'}' && {
+                    let mut e = end - 1;
+                    while e > pos && is_ws(win[e - 1]) {
+                        e -= 1;
+                    }
+                    end = e;
+                    e > pos && win[e - 1] == b']'
+                };
+                if closed && read_err.is_none() {
+                    let body_end = end - 1;
+                    if parse_chunk(st, &win, pos, body_end, next_index, sink).is_none() {
+                        recover_region(&win, pos, body_end, next_index, sink);
+                    }
+                    return (StreamEnd::Done, total);
+                }
+                // Truncated or unreadable: what is complete, via recovery.
+                recover_region(&win, pos, win.len(), next_index, sink);
+                return match read_err.take() {
+                    Some(e) => (StreamEnd::Read(e), total),
+                    None => (
+                        StreamEnd::Truncated {
+                            offset: base + win.len() as u64,
+                        },
+                        total,
+                    ),
+                };
+            };
+            let mut chunk_cut = cut;
+            let mut parsed = parse_chunk(st, &win, pos, end_before(&win, cut), next_index, sink);
+            let mut joins = 0;
+            while parsed.is_none() && joins < MAX_JOINED {
+                // Heal a wrong cut by joining with the next chunk.
+                let Some(next) = cut_after(&win, chunk_cut + CHUNK_BYTES.min(win.len())) else {
+                    break;
+                };
+                joins += 1;
+                chunk_cut = next;
+                parsed = parse_chunk(st, &win, pos, end_before(&win, next), next_index, sink);
+            }
+            match parsed {
+                Some(n) => next_index += n,
+                None => {
+                    let e = end_before(&win, cut);
+                    recover_region(&win, pos, e, next_index, sink);
+                    next_index += 1 + count_starts(&win[pos..e]);
+                    chunk_cut = cut;
+                }
+            }
+            pos = chunk_cut;
+            // Drop what is done, keeping the window small.
+            if pos > STREAM_WINDOW {
+                win.drain(..pos);
+                base += pos as u64;
+                pos = 0;
+            }
+        }
+    })
+}
+
 /// Parse `data[a..b]` (whole records separated by commas) as one array and
 /// hand its records to the sink, the first numbered `first`. `None`, with
 /// nothing handed over, if it does not parse.
@@ -896,6 +1065,55 @@ mod tests {
             let want: Vec<(usize, String)> = (0..4000).map(|i| (i, i.to_string())).collect();
             assert_eq!(ids, want, "nested: {nested}");
         }
+    }
+
+    /// The streaming path over `text`, read in uneven pieces.
+    fn stream(text: &str) -> (StreamEnd, Vec<(usize, String)>, Vec<ParseError>) {
+        /// Hands out 1000 bytes per read, like a decompressor's pieces.
+        struct Pieces<'a>(&'a [u8]);
+        impl std::io::Read for Pieces<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(out.len()).min(1000);
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let sink = Collect::default();
+        let (end, read) = parse_native_reader(&mut Pieces(text.as_bytes()), &sink);
+        if matches!(end, StreamEnd::Done) {
+            assert_eq!(read, text.len() as u64);
+        }
+        let mut ids = sink.ids.into_inner().unwrap();
+        ids.sort();
+        (end, ids, sink.errors.into_inner().unwrap())
+    }
+
+    #[test]
+    fn streaming_gives_what_the_whole_document_gives() {
+        for nested in [false, true] {
+            let text = big(4000, nested, None);
+            let (end, ids, errs) = stream(&text);
+            assert!(matches!(end, StreamEnd::Done), "{end:?}");
+            assert!(errs.is_empty(), "{errs:?}");
+            assert_eq!(ids, run(&text).1);
+        }
+        // Damage costs at most its chunk; later records keep their numbers.
+        let (_, ids, errs) = stream(&big(4000, false, Some(3000)));
+        assert_eq!(errs[0].record, Some(3000));
+        assert!((0..3000).all(|i| ids.contains(&(i, i.to_string()))));
+        assert!(ids.iter().all(|(i, id)| i.to_string() == *id));
+        assert!(ids.len() >= 3999 - 300);
+        // Cut short: the complete records, and the end says so.
+        let text = big(4000, false, None);
+        let (end, ids, _) = stream(&text[..text.len() / 2]);
+        assert!(matches!(end, StreamEnd::Truncated { .. }), "{end:?}");
+        assert!(ids.len() > 1900 && ids.iter().all(|(i, id)| i.to_string() == *id));
+        // Not a native file: nothing handed out, the caller parses it whole.
+        let lines = format!("{}\n{}\n", rec("a"), rec("b"));
+        let (end, ids, _) = stream(&lines);
+        assert!(matches!(end, StreamEnd::NotNative(_)));
+        assert!(ids.is_empty());
     }
 
     #[test]
