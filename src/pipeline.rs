@@ -268,9 +268,14 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
     };
     report.layout = Some(layout);
     report.records = sink.records.into_inner();
-    let mut alerts = sink.alerts.into_inner().unwrap_or_else(|p| p.into_inner());
-    // Chunks finish in any order; within a record, rule order is kept.
-    alerts.sort_by_key(|a| a.record);
+    let mut batches = sink.alerts.into_inner().unwrap_or_else(|p| p.into_inner());
+    // Batches finish in any order (parallel chunks); each is in record
+    // order, and within a record, in rule order.
+    batches.sort_by_key(|b| b.first().map_or(0, |a| a.record));
+    let mut alerts = Vec::with_capacity(batches.iter().map(Vec::len).sum());
+    for b in batches {
+        alerts.extend(b);
+    }
     report.alerts = alerts;
     let mut hits = sink.hits.into_inner().unwrap_or_else(|p| p.into_inner());
     hits.sort_by_key(|h| h.alert.record);
@@ -352,7 +357,9 @@ struct ObjectSink<'a> {
     with_events: bool,
     source: &'a str,
     records: AtomicU64,
-    alerts: Mutex<Vec<Alert>>,
+    /// One batch per `records` call: no giant vector regrown (and its pages
+    /// faulted in again) as a noisy rule's alerts pile up.
+    alerts: Mutex<Vec<Vec<Alert>>>,
     hits: Mutex<Vec<Hit>>,
     errors: Mutex<Vec<ParseError>>,
     times: Mutex<Vec<i64>>,
@@ -407,7 +414,7 @@ impl Sink for ObjectSink<'_> {
             self.alerts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .extend(found);
+                .push(found);
         }
         if !hits.is_empty() {
             self.hits
