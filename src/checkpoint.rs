@@ -78,6 +78,14 @@ pub struct Commit<'a> {
     pub now_ms: u64,
 }
 
+/// Wall-clock milliseconds since the epoch: the time the store records
+/// (commits, expiries) and the daemon's clock (0 before 1970).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The durable store.
 pub struct Store {
     db: Database,
@@ -204,9 +212,7 @@ impl Store {
     /// Readiness: commit a tiny write (a full disk or a read-only volume
     /// fails here before it fails a batch).
     pub fn probe(&self) -> Result<(), StoreError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = now_ms();
         self.write(|txn| {
             txn.open_table(META)?
                 .insert("probe", now.to_le_bytes().as_slice())?;

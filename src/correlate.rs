@@ -289,10 +289,6 @@ impl Correlator {
                         pos: e.pos,
                         value: e.value,
                         alert: Arc::new(Alert {
-                            rule_id: c.meta.id.clone(),
-                            rule_name: c.meta.name.clone(),
-                            rule_title: c.meta.title.clone(),
-                            level: c.meta.level,
                             event_id: e.event_id,
                             event_name: e.event_name,
                             event_source: e.event_source,
@@ -302,16 +298,7 @@ impl Correlator {
                             principal: e.principal,
                             source_ip: e.source_ip,
                             user_agent: e.user_agent,
-                            source: e.source,
-                            record: e.record,
-                            tags: Arc::clone(&c.meta.tags),
-                            correlation: None,
-                            group: None,
-                            count: None,
-                            event_ids: None,
-                            first_event_time: None,
-                            event: None,
-                            rule: Arc::clone(&c.meta),
+                            ..Alert::of_rule(&c.meta, e.source, e.record)
                         }),
                     })
                     .collect();

@@ -33,7 +33,7 @@ use thiserror::Error;
 use crate::alert::outbox::Outbox;
 use crate::alert::remote::{self, Remote};
 use crate::alert::{Alert, jsonl};
-use crate::checkpoint::{Commit, ObjectId, Store, StoreError};
+use crate::checkpoint::{Commit, ObjectId, Store, StoreError, now_ms};
 use crate::config::Config;
 use crate::correlate::Correlator;
 use crate::http::{self, Health};
@@ -217,12 +217,6 @@ pub fn dedup_key(a: &Alert) -> String {
             None => format!("d\u{0}{}\u{0}{}#{}", a.rule_id, a.source, a.record),
         },
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A local file's identity: size and modification time stand in for an

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -21,7 +21,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use thiserror::Error;
 
-use crate::checkpoint::Store;
+use crate::checkpoint::{Store, now_ms};
 use crate::metrics::Metrics;
 
 /// The default listen address (and the one `healthcheck` calls).
@@ -35,12 +35,6 @@ pub struct Health {
     stall_after_ms: u64,
     /// Each source's last listing error, `None` once it succeeded.
     sources: Mutex<BTreeMap<String, Option<String>>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Health {

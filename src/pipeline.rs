@@ -375,9 +375,9 @@ impl Sink for ObjectSink<'_> {
         let mut times = Vec::with_capacity(records.len());
         let mut posture = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            if let Some(t) = r.str(Top::EventTime).and_then(correlate::parse_event_time) {
-                times.push(t);
-            }
+            // Parsed once per record: the lag metric and correlation hits.
+            let time_ms = r.str(Top::EventTime).and_then(correlate::parse_event_time);
+            times.extend(time_ms);
             Posture::of(r, |p| {
                 let account = r.str(Top::RecipientAccountId).unwrap_or_default();
                 posture.push((p, bound(account)));
@@ -390,7 +390,7 @@ impl Sink for ObjectSink<'_> {
                 if !rule.feeds.is_empty() {
                     hits.push(Hit {
                         rule: index as u32,
-                        time_ms: r.str(Top::EventTime).and_then(correlate::parse_event_time),
+                        time_ms,
                         keys: rule
                             .feeds
                             .iter()

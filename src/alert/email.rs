@@ -20,7 +20,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
-use super::outbox::{Entry, StormConfig, level_rank};
+use super::outbox::{Entry, LEVELS, StormConfig, level_rank};
 use super::{Alert, Secret};
 
 /// How the SMTP connection is protected.
@@ -128,13 +128,6 @@ pub enum EmailError {
     },
 }
 
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 impl EmailConfig {
     /// Check what can be checked without connecting.
     pub fn validate(&self) -> Result<(), EmailError> {
@@ -145,7 +138,9 @@ impl EmailConfig {
         if self.smtp_host.is_empty() {
             return Err(bad("smtp_host", "is required"));
         }
-        if self.tls == TlsMode::None && !(self.allow_plaintext && is_loopback(&self.smtp_host)) {
+        if self.tls == TlsMode::None
+            && !(self.allow_plaintext && super::is_loopback_host(&self.smtp_host))
+        {
             return Err(bad(
                 "tls",
                 "\"none\" sends mail (and any password) in clear: only to a loopback host, \
@@ -167,9 +162,7 @@ impl EmailConfig {
         if self.to.is_empty() && self.routes.iter().all(|r| r.to.is_empty()) {
             return Err(bad("to", "at least one recipient"));
         }
-        if !["informational", "low", "medium", "high", "critical"]
-            .contains(&self.min_level.as_str())
-        {
+        if !LEVELS.contains(&self.min_level.as_str()) {
             return Err(bad(
                 "min_level",
                 "one of informational, low, medium, high, critical",

@@ -88,14 +88,40 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// Build the alert for `rule` matching record number `index` of `source`.
-    pub fn new(rule: &Arc<RuleMeta>, r: &Record<'_, '_>, source: &str, index: usize) -> Alert {
-        let s = |t: Top| r.str(t).map(bound);
+    /// An alert of `rule` on record `record` of `source` with every event
+    /// field empty: the base the other constructors fill in.
+    pub fn of_rule(rule: &Arc<RuleMeta>, source: String, record: usize) -> Alert {
         Alert {
             rule_id: rule.id.clone(),
             rule_name: rule.name.clone(),
             rule_title: rule.title.clone(),
             level: rule.level,
+            event_id: None,
+            event_name: None,
+            event_source: None,
+            event_time: None,
+            account: None,
+            region: None,
+            principal: None,
+            source_ip: None,
+            user_agent: None,
+            source,
+            record,
+            tags: Arc::clone(&rule.tags),
+            correlation: None,
+            group: None,
+            count: None,
+            event_ids: None,
+            first_event_time: None,
+            event: None,
+            rule: Arc::clone(rule),
+        }
+    }
+
+    /// Build the alert for `rule` matching record number `index` of `source`.
+    pub fn new(rule: &Arc<RuleMeta>, r: &Record<'_, '_>, source: &str, index: usize) -> Alert {
+        let s = |t: Top| r.str(t).map(bound);
+        Alert {
             event_id: s(Top::EventId),
             event_name: s(Top::EventName),
             event_source: s(Top::EventSource),
@@ -109,16 +135,7 @@ impl Alert {
                 .map(bound),
             source_ip: s(Top::SourceIpAddress),
             user_agent: s(Top::UserAgent),
-            source: source.to_owned(),
-            record: index,
-            tags: Arc::clone(&rule.tags),
-            correlation: None,
-            group: None,
-            count: None,
-            event_ids: None,
-            first_event_time: None,
-            event: None,
-            rule: Arc::clone(rule),
+            ..Alert::of_rule(rule, source.to_owned(), index)
         }
     }
 }
@@ -185,31 +202,7 @@ pub fn bound_event(event: serde_json::Value) -> serde_json::Value {
 impl Alert {
     /// An alert with every event field empty, for unit tests.
     pub(crate) fn example(rule: Arc<RuleMeta>) -> Alert {
-        Alert {
-            rule_id: rule.id.clone(),
-            rule_name: None,
-            rule_title: rule.title.clone(),
-            level: rule.level,
-            event_id: None,
-            event_name: None,
-            event_source: None,
-            event_time: None,
-            account: None,
-            region: None,
-            principal: None,
-            source_ip: None,
-            user_agent: None,
-            source: "test".into(),
-            record: 0,
-            tags: Arc::from([]),
-            correlation: None,
-            group: None,
-            count: None,
-            event_ids: None,
-            first_event_time: None,
-            event: None,
-            rule,
-        }
+        Alert::of_rule(&rule, "test".into(), 0)
     }
 }
 
@@ -254,6 +247,18 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// A host name or address that stays on this machine (`localhost`,
+/// 127.0.0.0/8, `::1`, bracketed or not): where plain-text SMTP and
+/// `http://` webhooks are allowed.
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Copy at most [`MAX_FIELD_BYTES`] of `s`, cut on a character boundary,

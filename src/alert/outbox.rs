@@ -118,6 +118,9 @@ pub fn level_rank(level: &str) -> u8 {
     }
 }
 
+/// The Sigma levels, lowest first: what `min_level` may say.
+pub const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
+
 type DbResult<T> = Result<T, redb::Error>;
 
 impl Outbox {

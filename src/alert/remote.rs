@@ -2,14 +2,14 @@
 //! the delivery loop that drains the outbox on the daemon's runtime.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::email::{EmailConfig, EmailError, EmailSink};
 use super::outbox::Outbox;
 use super::webhook::{WebhookConfig, WebhookError, WebhookSink};
-use crate::checkpoint::Store;
+use crate::checkpoint::{Store, now_ms};
 use crate::metrics::Metrics;
 
 /// The transport of a remote sink.
@@ -33,12 +33,6 @@ pub enum RemoteError {
     Email(#[from] EmailError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Remote {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::outbox::{Entry, StormConfig, level_rank};
+use super::outbox::{Entry, LEVELS, StormConfig, level_rank};
 use super::{Alert, Secret};
 
 /// `[webhook]`
@@ -65,9 +65,7 @@ impl WebhookConfig {
                 "give exactly one of url_env, url_file, url".into(),
             ));
         }
-        if !["informational", "low", "medium", "high", "critical"]
-            .contains(&self.min_level.as_str())
-        {
+        if !LEVELS.contains(&self.min_level.as_str()) {
             return Err(WebhookError(
                 "min_level: one of informational, low, medium, high, critical".into(),
             ));
@@ -87,13 +85,7 @@ impl WebhookConfig {
 fn check_url(url: &str) -> Result<reqwest::Url, WebhookError> {
     let u = reqwest::Url::parse(url)
         .map_err(|e| WebhookError(format!("the URL is not valid ({e})")))?;
-    let loopback = u.host_str().is_some_and(|h| {
-        h == "localhost"
-            || h.trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    });
+    let loopback = u.host_str().is_some_and(super::is_loopback_host);
     match u.scheme() {
         "https" => Ok(u),
         "http" if loopback => Ok(u),

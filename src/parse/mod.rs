@@ -173,6 +173,40 @@ pub fn fill_tape_only(buf: &mut [u8], len: usize) -> bool {
     })
 }
 
+/// How a CloudTrail record opens; chunk cuts and the recovery path's
+/// resynchronisation look for it.
+const RECORD_START: &[u8] = b"{\"eventVersion\"";
+
+/// Just after `{"Records":[` (whitespace allowed) at the start of `data`:
+/// the index where the records begin.
+fn native_records_open(data: &[u8]) -> Option<usize> {
+    let len = data.len();
+    let mut i = skip_ws(data, 0, len);
+    for lit in [&b"{"[..], b"\"Records\"", b":", b"["] {
+        if !data[i..].starts_with(lit) {
+            return None;
+        }
+        i = skip_ws(data, i + lit.len(), len);
+    }
+    Some(i)
+}
+
+/// The index of the `]` closing the records array, when `data` ends with
+/// `]}` (whitespace allowed) after `from`.
+fn native_records_close(data: &[u8], from: usize) -> Option<usize> {
+    let mut end = data.len();
+    for close in [b'}', b']'] {
+        while end > from && is_ws(data[end - 1]) {
+            end -= 1;
+        }
+        if end <= from || data[end - 1] != close {
+            return None;
+        }
+        end -= 1;
+    }
+    Some(end)
+}
+
 /// Documents at least this big are parsed in chunks when their layout
 /// allows (see [`parse_native_chunked`]).
 const CHUNKED_MIN_BYTES: usize = 2 << 20;
@@ -195,44 +229,14 @@ const MAX_JOINED: usize = 8;
 /// shape; the caller then parses it whole.
 fn parse_native_chunked(buf: &[u8], len: usize, sink: &dyn Sink) -> Option<Layout> {
     let data = &buf[..len];
-    let mut i = skip_ws(data, 0, len);
-    let expect = |lit: &[u8], i: &mut usize| -> bool {
-        if data[*i..].starts_with(lit) {
-            *i = skip_ws(data, *i + lit.len(), len);
-            true
-        } else {
-            false
-        }
-    };
-    if !(expect(b"{", &mut i)
-        && expect(b"\"Records\"", &mut i)
-        && expect(b":", &mut i)
-        && expect(b"[", &mut i))
-    {
-        return None;
-    }
-    let mut end = len;
-    while end > i && is_ws(data[end - 1]) {
-        end -= 1;
-    }
-    if end <= i || data[end - 1] != b'}' {
-        return None;
-    }
-    end -= 1;
-    while end > i && is_ws(data[end - 1]) {
-        end -= 1;
-    }
-    if end <= i || data[end - 1] != b']' {
-        return None;
-    }
-    let body_end = end - 1;
-    const START: &[u8] = b"{\"eventVersion\"";
-    if !data[i..body_end].starts_with(START) {
+    let i = native_records_open(data)?;
+    let body_end = native_records_close(data, i)?;
+    if !data[i..body_end].starts_with(RECORD_START) {
         return None;
     }
     // Cut points: record starts after a comma, about CHUNK_BYTES apart.
     let mut cuts = vec![i];
-    let finder = memmem::Finder::new(START);
+    let finder = memmem::Finder::new(RECORD_START);
     let mut from = i + CHUNK_BYTES;
     while from < body_end {
         let Some(p) = finder.find(&data[from..body_end]).map(|p| from + p) else {
@@ -298,7 +302,6 @@ fn parse_native_chunked(buf: &[u8], len: usize, sink: &dyn Sink) -> Option<Layou
 /// else is a nested look-alike, not worth a cut. `floor` bounds the look
 /// back.
 fn is_record_start(data: &[u8], floor: usize, p: usize, after_record: bool) -> bool {
-    const START: &[u8] = b"{\"eventVersion\"";
     let back = |mut q: usize| {
         while q > floor && is_ws(data[q - 1]) {
             q -= 1;
@@ -310,7 +313,7 @@ fn is_record_start(data: &[u8], floor: usize, p: usize, after_record: bool) -> b
         return false;
     }
     let r = back(q - 1);
-    let version = data.get(p + START.len()..p + START.len() + 3);
+    let version = data.get(p + RECORD_START.len()..p + RECORD_START.len() + 3);
     r > floor
         && (!after_record || data[r - 1] == b'}')
         && version.is_some_and(|v| v[0] == b':' && v[1] == b'"' && v[2].is_ascii_digit())
@@ -319,7 +322,7 @@ fn is_record_start(data: &[u8], floor: usize, p: usize, after_record: bool) -> b
 /// Record starts after the first in `chunk` (by [`is_record_start`], the
 /// record before may be the damaged one, so it need not end in `}`).
 fn count_starts(chunk: &[u8]) -> usize {
-    memmem::find_iter(chunk, b"{\"eventVersion\"")
+    memmem::find_iter(chunk, RECORD_START)
         .filter(|&p| p > 0 && is_record_start(chunk, 0, p, false))
         .count()
 }
@@ -348,7 +351,6 @@ const STREAM_WINDOW: usize = 4 * CHUNK_BYTES;
 /// larger than that are read whole). The same cuts, healing and recovery
 /// as [`parse_native_chunked`]. Returns how it ended and the bytes read.
 pub fn parse_native_reader(r: &mut dyn std::io::Read, sink: &dyn Sink) -> (StreamEnd, u64) {
-    const START: &[u8] = b"{\"eventVersion\"";
     let mut win: Vec<u8> = Vec::with_capacity(STREAM_WINDOW * 2);
     let mut total = 0u64;
     let mut eof = false;
@@ -375,18 +377,10 @@ pub fn parse_native_reader(r: &mut dyn std::io::Read, sink: &dyn Sink) -> (Strea
     if let Some(e) = fill(&mut win, 4096, &mut eof, &mut total) {
         read_err = Some(e);
     }
-    // The header, as in parse_native_chunked.
-    let len = win.len();
-    let mut i = skip_ws(&win, 0, len);
-    let header = [&b"{"[..], b"\"Records\"", b":", b"["];
-    for lit in header {
-        if win[i..].starts_with(lit) {
-            i = skip_ws(&win, i + lit.len(), len);
-        } else {
-            return (StreamEnd::NotNative(win), total);
-        }
-    }
-    if read_err.is_some() || !win[i..].starts_with(START) {
+    let Some(i) = native_records_open(&win) else {
+        return (StreamEnd::NotNative(win), total);
+    };
+    if read_err.is_some() || !win[i..].starts_with(RECORD_START) {
         return match read_err {
             Some(e) if win.len() < 4096 => (StreamEnd::Read(e), total),
             _ => (StreamEnd::NotNative(win), total),
@@ -395,7 +389,7 @@ pub fn parse_native_reader(r: &mut dyn std::io::Read, sink: &dyn Sink) -> (Strea
     let mut pos = i; // start of the current chunk in `win`
     let mut base = 0u64; // offset of win[0] in the document
     let mut next_index = 0usize;
-    let finder = memmem::Finder::new(START);
+    let finder = memmem::Finder::new(RECORD_START);
     with_state(|st| {
         loop {
             if let Some(e) = fill(&mut win, pos + STREAM_WINDOW, &mut eof, &mut total) {
@@ -430,20 +424,8 @@ pub fn parse_native_reader(r: &mut dyn std::io::Read, sink: &dyn Sink) -> (Strea
                     continue;
                 }
                 // The end: `...]}` after the last record.
-                let mut end = win.len();
-                while end > pos && is_ws(win[end - 1]) {
-                    end -= 1;
-                }
-                let closed = end > pos + 1 && win[end - 1] == b'}' && {
-                    let mut e = end - 1;
-                    while e > pos && is_ws(win[e - 1]) {
-                        e -= 1;
-                    }
-                    end = e;
-                    e > pos && win[e - 1] == b']'
-                };
-                if closed && read_err.is_none() {
-                    let body_end = end - 1;
+                let closed = native_records_close(&win, pos);
+                if let Some(body_end) = closed.filter(|_| read_err.is_none()) {
                     if parse_chunk(st, &win, pos, body_end, next_index, sink).is_none() {
                         recover_region(&win, pos, body_end, next_index, sink);
                     }
@@ -864,7 +846,7 @@ fn split_records(
     problems: &mut Vec<ParseError>,
 ) {
     let len = data.len();
-    let resync = memmem::Finder::new(b"{\"eventVersion\"");
+    let resync = memmem::Finder::new(RECORD_START);
     loop {
         pos = skip_ws(data, pos, len);
         if pos >= len {
