@@ -132,13 +132,8 @@ fn the_corpus_raises_exactly_its_expected_alerts() {
         ),
     )
     .unwrap();
-    trailwatch()
-        .args(["run", "--once", "--config"])
-        .arg(&cfg)
-        .assert()
-        .success();
-    let written = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
-    assert_eq!(keyed(&written), want);
+    run_once(&cfg, &[], &[]);
+    assert_eq!(keyed(&written(dir.path())), want);
 }
 
 #[test]

@@ -32,27 +32,11 @@ fn config(dir: &Path) -> PathBuf {
     cfg
 }
 
-fn run_once(cfg: &Path, extra: &[&str]) -> String {
-    let out = trailwatch()
-        .args(["run", "--once", "--config"])
-        .arg(cfg)
-        .args(extra)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
-}
-
-fn written(dir: &Path) -> Vec<Value> {
-    alerts(&std::fs::read(dir.join("alerts.jsonl")).unwrap_or_default())
-}
-
 #[test]
 fn demo_alerts_once_and_reruns_add_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    let stderr = run_once(&cfg, &["--demo"]);
+    let stderr = run_once(&cfg, &["--demo"], &[]);
     assert!(
         stderr.contains("demo: wrote 3 CloudTrail files"),
         "{stderr}"
@@ -79,13 +63,13 @@ fn demo_alerts_once_and_reruns_add_nothing() {
     );
 
     // Same files again: known objects are skipped.
-    let stderr = run_once(&cfg, &[]);
+    let stderr = run_once(&cfg, &[], &[]);
     assert!(
         stderr.contains("objects=0") && stderr.contains("already_processed=3"),
         "{stderr}"
     );
     // Rewritten files (new etags) are read again, and every alert is a duplicate.
-    let stderr = run_once(&cfg, &["--demo"]);
+    let stderr = run_once(&cfg, &["--demo"], &[]);
     assert!(stderr.contains("alerts=0"), "{stderr}");
     assert_eq!(written(dir.path()), first);
 }
@@ -94,13 +78,13 @@ fn demo_alerts_once_and_reruns_add_nothing() {
 fn uncommitted_alerts_are_cut_from_the_sink() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    run_once(&cfg, &["--demo"]);
+    run_once(&cfg, &["--demo"], &[]);
     let before = std::fs::read(dir.path().join("alerts.jsonl")).unwrap();
     // What a crash after writing and before committing leaves behind.
     let mut torn = before.clone();
     torn.extend_from_slice(b"{\"rule_id\":\"half-written");
     std::fs::write(dir.path().join("alerts.jsonl"), &torn).unwrap();
-    let stderr = run_once(&cfg, &[]);
+    let stderr = run_once(&cfg, &[], &[]);
     assert!(stderr.contains("written but not committed"), "{stderr}");
     assert_eq!(
         std::fs::read(dir.path().join("alerts.jsonl")).unwrap(),
@@ -149,7 +133,7 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
         child.wait().unwrap();
     }
     eprintln!("{kills} kills");
-    run_once(&cfg, &[]); // finish whatever is left
+    run_once(&cfg, &[], &[]); // finish whatever is left
     let got = counts(&written(dir.path()));
     assert_eq!(
         got.len(),

@@ -130,22 +130,6 @@ fn input(dir: &Path) {
     }
 }
 
-fn run_once(cfg: &Path, env: &[(&str, &str)]) -> String {
-    let out = trailwatch()
-        .args(["run", "--once", "--config"])
-        .arg(cfg)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
-}
-
-fn written(dir: &Path) -> Vec<Value> {
-    alerts(&std::fs::read(dir.join("alerts.jsonl")).unwrap_or_default())
-}
-
 /// What suppression groups alerts by: the rule and the correlation group,
 /// else the rule, principal and account.
 fn pair(a: &Value) -> String {
@@ -219,7 +203,7 @@ fn each_alert_mail_carries_the_facts_and_defuses_hostile_event_text() {
         ),
         "",
     );
-    run_once(&cfg, &[]);
+    run_once(&cfg, &[], &[]);
     let alerts = written(dir.path());
     let mails = smtp.mails();
     assert_eq!(mails.len(), alerts.len(), "one mail per alert");
@@ -370,13 +354,13 @@ fn starttls_and_implicit_tls_with_auth_and_the_password_never_logged() {
             .unwrap()
             .replace("grace_secs = 15", "grace_secs = 3");
         std::fs::write(&cfg, text).unwrap();
-        let log = run_once(&cfg, &[("TW_SMTP_PASSWORD", "wrong-password-123")]);
+        let log = run_once(&cfg, &[], &[("TW_SMTP_PASSWORD", "wrong-password-123")]);
         assert!(log.contains("delivery failed"), "{log}");
         assert!(log.contains("alerts left in the outbox"), "{log}");
         assert!(!log.contains("wrong-password-123"), "{log}");
         assert!(smtp.mails().is_empty());
         // The right one: the queued alerts go out, each once.
-        let log = run_once(&cfg, &[("TW_SMTP_PASSWORD", PASSWORD)]);
+        let log = run_once(&cfg, &[], &[("TW_SMTP_PASSWORD", PASSWORD)]);
         assert!(!log.contains(PASSWORD), "{log}");
         let alerts = written(&case);
         let mails = smtp.mails();
@@ -481,7 +465,7 @@ fn storm_control_suppresses_digests_and_caps_without_dropping() {
     input(dir.path());
     let port = free_port();
     let smtp = Smtpd::start(port, &dir.path().join("mail"), &[]);
-    run_once(&config(dir.path(), &plain(port), ""), &[]);
+    run_once(&config(dir.path(), &plain(port), ""), &[], &[]);
     let alerts = written(dir.path());
     let mut pairs: BTreeMap<String, usize> = BTreeMap::new();
     for a in &alerts {
@@ -509,6 +493,7 @@ fn storm_control_suppresses_digests_and_caps_without_dropping() {
             ),
             "",
         ),
+        &[],
         &[],
     );
     let alerts = written(dir.path());
@@ -543,12 +528,12 @@ fn storm_control_suppresses_digests_and_caps_without_dropping() {
         .unwrap()
         .replace("grace_secs = 15", "grace_secs = 3");
     std::fs::write(&cfg, text).unwrap();
-    let log = run_once(&cfg, &[]);
+    let log = run_once(&cfg, &[], &[]);
     let n = written(dir.path()).len();
     assert!(n > 2);
     assert_eq!(smtp.mails().len(), 2);
     assert!(log.contains(&format!("queued={}", n - 2)), "{log}");
-    let log = run_once(&cfg, &[]);
+    let log = run_once(&cfg, &[], &[]);
     assert_eq!(smtp.mails().len(), 2);
     assert!(log.contains(&format!("queued={}", n - 2)), "{log}");
 }

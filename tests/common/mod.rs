@@ -110,6 +110,26 @@ pub fn corpus(dir: &Path, files: usize, per_file: usize) {
     }
 }
 
+/// `trailwatch run --once --config CFG ARGS` with `env`; asserts success
+/// and returns its log (stderr).
+pub fn run_once(cfg: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = trailwatch()
+        .args(["run", "--once", "--config"])
+        .arg(cfg)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+/// The alerts a daemon wrote to `DIR/alerts.jsonl` (none if absent).
+pub fn written(dir: &Path) -> Vec<serde_json::Value> {
+    alerts(&std::fs::read(dir.join("alerts.jsonl")).unwrap_or_default())
+}
+
 /// A free TCP port on loopback (bind, read, release).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
