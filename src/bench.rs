@@ -92,7 +92,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     for i in &inputs {
         if let Input::File(p) = i {
             let name = p.display().to_string();
-            if pipeline::is_digest_name(&name) || !name.contains(".json") {
+            if pipeline::is_digest_name(&name)
+                || !(name.ends_with(".json.gz") || name.ends_with(".json"))
+            {
                 continue;
             }
             objects.push(Object {

@@ -468,7 +468,15 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                             continue; // perhaps transient: try again later
                         }
                         metrics.object(&label, &report, took, now);
-                        let mut alerts = report.alerts;
+                        // The daemon keeps full alerts: dedup keys, the
+                        // outbox and mail need them.
+                        let mut alerts: Vec<Alert> = report
+                            .alerts
+                            .iter()
+                            .map(|m| {
+                                m.to_alert(&rules.rules()[m.rule as usize].meta, &report.source)
+                            })
+                            .collect();
                         for a in &alerts {
                             metrics.rule_match(a);
                         }

@@ -21,7 +21,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::alert::{Alert, bound, jsonl};
+use crate::alert::{Alert, Match, bound, jsonl};
 use crate::correlate::{self, Correlator, Hit};
 use crate::decode::{self, DecodeError};
 use crate::parse::{self, Kind, Layout, ParseError, ParseErrorKind, Record, Sink, Top};
@@ -100,8 +100,9 @@ pub struct ObjectReport {
     pub bytes_read: u64,
     /// Bytes of JSON after decoding.
     pub bytes_decoded: u64,
-    /// In record order, then rule order.
-    pub alerts: Vec<Alert>,
+    /// Matches of rules that alert, in record order, then rule order
+    /// (compact: see [`Match`]).
+    pub alerts: Vec<Match>,
     /// Matches of rules that feed correlations, in record order.
     pub hits: Vec<Hit>,
     pub errors: Vec<InputError>,
@@ -359,7 +360,7 @@ struct ObjectSink<'a> {
     records: AtomicU64,
     /// One batch per `records` call: no giant vector regrown (and its pages
     /// faulted in again) as a noisy rule's alerts pile up.
-    alerts: Mutex<Vec<Vec<Alert>>>,
+    alerts: Mutex<Vec<Vec<Match>>>,
     hits: Mutex<Vec<Hit>>,
     errors: Mutex<Vec<ParseError>>,
     times: Mutex<Vec<i64>>,
@@ -383,10 +384,7 @@ impl Sink for ObjectSink<'_> {
                 posture.push((p, bound(account)));
             });
             self.rules.for_each_match(r, |index, rule| {
-                let mut alert = Alert::new(&rule.meta, r, self.source, first + i);
-                if self.with_events {
-                    alert.event = Some(crate::alert::bound_event(r.root().to_json()));
-                }
+                let m = Match::new(index as u32, r, first + i, self.with_events);
                 if !rule.feeds.is_empty() {
                     hits.push(Hit {
                         rule: index as u32,
@@ -402,11 +400,11 @@ impl Sink for ObjectSink<'_> {
                                 )
                             })
                             .collect(),
-                        alert: alert.clone(),
+                        alert: m.to_alert(&rule.meta, self.source),
                     });
                 }
                 if !rule.hidden {
-                    found.push(alert);
+                    found.push(m);
                 }
             });
         }
@@ -449,14 +447,18 @@ impl Sink for ObjectSink<'_> {
 /// included. For rule tests and tools, not for bulk input.
 pub fn evaluate_document(text: &[u8], rules: &RuleSet) -> (Vec<Alert>, Vec<String>) {
     let report = process_object("<events>", text, rules, Limits::default());
-    let mut matched: Vec<String> = report.alerts.iter().map(|a| a.rule_id.clone()).collect();
+    let mut alerts: Vec<Alert> = report
+        .alerts
+        .iter()
+        .map(|m| m.to_alert(&rules.rules()[m.rule as usize].meta, &report.source))
+        .collect();
+    let mut matched: Vec<String> = alerts.iter().map(|a| a.rule_id.clone()).collect();
     matched.extend(report.hits.iter().map(|h| h.alert.rule_id.clone()));
     let mut correlator = Correlator::new(
         rules.correlations().to_vec(),
         correlate::DEFAULT_LATENESS_MS,
         correlate::DEFAULT_MAX_GROUPS,
     );
-    let mut alerts = report.alerts;
     for hit in &report.hits {
         alerts.extend(correlator.push(hit));
     }
@@ -518,18 +520,20 @@ impl Summary {
         }
     }
 
-    fn add(&mut self, r: &ObjectReport) {
+    fn add(&mut self, r: &ObjectReport, rules: &RuleSet) {
         self.files += 1;
         self.digests += u64::from(r.is_digest());
         self.records += r.records;
         self.bytes_read += r.bytes_read;
         self.bytes_decoded += r.bytes_decoded;
         self.matches += r.alerts.len() as u64;
-        for a in &r.alerts {
-            *self
-                .matches_by_rule
-                .entry(a.rule_title.clone())
-                .or_default() += 1;
+        for m in &r.alerts {
+            let title = &rules.rules()[m.rule as usize].meta.title;
+            if let Some(n) = self.matches_by_rule.get_mut(title) {
+                *n += 1;
+            } else {
+                self.matches_by_rule.insert(title.clone(), 1);
+            }
         }
         for e in &r.errors {
             *self.errors.entry(e.kind.as_str()).or_default() += 1;
@@ -616,6 +620,12 @@ pub fn scan(
         opts.lateness_ms,
         opts.max_groups,
     );
+    // The rule parts of each alert line, rendered once.
+    let rule_json: Vec<jsonl::RuleJson> = rules
+        .rules()
+        .iter()
+        .map(|r| jsonl::RuleJson::new(&r.meta))
+        .collect();
     let (tx, rx) = std::sync::mpsc::channel::<(usize, ObjectReport)>();
     let result = std::thread::scope(|s| -> io::Result<()> {
         let stop = &stop;
@@ -638,8 +648,18 @@ pub fn scan(
             pending.insert(i, report);
             while let Some(report) = pending.remove(&next) {
                 next += 1;
-                for a in &report.alerts {
-                    jsonl::write(out, a, opts.format)?;
+                let source_json = serde_json::to_string(&report.source)?;
+                for m in &report.alerts {
+                    let i = m.rule as usize;
+                    jsonl::write_match(
+                        out,
+                        m,
+                        &rule_json[i],
+                        &source_json,
+                        opts.format,
+                        &rules.rules()[i].meta,
+                        &report.source,
+                    )?;
                 }
                 // Correlations see hits in input order: deterministic.
                 for hit in &report.hits {
@@ -649,7 +669,7 @@ pub fn scan(
                     }
                 }
                 log_errors(&report);
-                summary.add(&report);
+                summary.add(&report, rules);
                 if opts.strict && !report.errors.is_empty() {
                     stop.store(true, Ordering::Relaxed);
                     summary.stopped_early = true;

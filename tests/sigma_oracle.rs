@@ -58,7 +58,11 @@ fn our_verdict(rules: &RuleSet, event: &Value) -> BTreeSet<String> {
         rules,
         Limits::default(),
     );
-    report.alerts.into_iter().map(|a| a.rule_id).collect()
+    report
+        .alerts
+        .iter()
+        .map(|m| rules.rules()[m.rule as usize].meta.id.clone())
+        .collect()
 }
 
 #[test]

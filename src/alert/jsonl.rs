@@ -8,7 +8,8 @@
 
 use std::io::{self, Write};
 
-use super::Alert;
+use super::{Alert, Match};
+use crate::rules::RuleMeta;
 
 /// Output formats of alerts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -55,6 +56,77 @@ pub fn write(w: &mut dyn Write, alert: &Alert, format: Format) -> io::Result<()>
     }
 }
 
+/// The parts of an alert's JSON line that come from its rule, rendered
+/// once per rule rather than once per match: with a noisy rule, serializing
+/// the rule's description, references and false positives again for every
+/// line was most of `scan`'s output cost.
+#[derive(Debug, Clone)]
+pub struct RuleJson {
+    /// `{"rule_id":…,"rule_name":…,"rule_title":…,"level":…`
+    head: String,
+    /// `,"tags":[…]`
+    tags: String,
+    /// `,"rule":{…}}`
+    tail: String,
+}
+
+impl RuleJson {
+    pub fn new(rule: &RuleMeta) -> RuleJson {
+        let mut head = format!("{{\"rule_id\":{}", j(&rule.id));
+        if let Some(name) = &rule.name {
+            head.push_str(&format!(",\"rule_name\":{}", j(name)));
+        }
+        head.push_str(&format!(
+            ",\"rule_title\":{},\"level\":{}",
+            j(&rule.title),
+            j(&rule.level)
+        ));
+        RuleJson {
+            head,
+            tags: format!(",\"tags\":{}", j(&rule.tags)),
+            tail: format!(",\"rule\":{}}}", j(rule)),
+        }
+    }
+}
+
+/// `v` as JSON (the rule's own strings: serialization cannot fail).
+fn j<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// Write one match as [`write`] would write its [`Alert`] (same bytes in
+/// JSON), without building the alert. `source_json` is the object's name
+/// as a JSON string.
+pub fn write_match(
+    w: &mut dyn Write,
+    m: &Match,
+    rule: &RuleJson,
+    source_json: &str,
+    format: Format,
+    meta: &std::sync::Arc<RuleMeta>,
+    source: &str,
+) -> io::Result<()> {
+    if format == Format::Text {
+        return write(w, &m.to_alert(meta, source), format);
+    }
+    w.write_all(rule.head.as_bytes())?;
+    for (name, value) in m.named_fields() {
+        write!(w, ",\"{name}\":")?;
+        match value {
+            Some(v) => serde_json::to_writer(&mut *w, v)?,
+            None => w.write_all(b"null")?,
+        }
+    }
+    write!(w, ",\"source\":{source_json},\"record\":{}", m.record)?;
+    w.write_all(rule.tags.as_bytes())?;
+    if let Some(event) = &m.event {
+        w.write_all(b",\"event\":")?;
+        serde_json::to_writer(&mut *w, event)?;
+    }
+    w.write_all(rule.tail.as_bytes())?;
+    w.write_all(b"\n")
+}
+
 /// Escape control characters (and the separators we print) for a terminal.
 pub fn clean(s: Option<&str>) -> String {
     let Some(s) = s else { return "-".into() };
@@ -97,6 +169,63 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back["rule_id"], "id");
         assert_eq!(back["user_agent"], "ua\n{\"rule_id\":\"forged\"}");
+    }
+
+    #[test]
+    fn matches_write_the_same_bytes_as_their_alerts() {
+        use crate::parse::{Sink, parse};
+        let doc = br#"{"Records":[
+            {"eventID":"e1","eventName":"ConsoleLogin","eventTime":"2026-01-01T00:00:00Z",
+             "awsRegion":"us-east-1","sourceIPAddress":"1.2.3.4","userAgent":"ua\n\"x\"\u2028",
+             "userIdentity":{"type":"Root","arn":"arn:aws:iam::1:root","accountId":"1"}},
+            {"eventName":"X","userIdentity":{"type":"AWSService"}}
+        ]}"#;
+        struct Collect(std::sync::Mutex<Vec<Match>>);
+        impl Sink for Collect {
+            fn records(&self, first: usize, records: &[crate::parse::Record<'_, '_>]) {
+                let mut v = self.0.lock().unwrap();
+                for (i, r) in records.iter().enumerate() {
+                    v.push(Match::new(0, r, first + i, i == 0));
+                }
+            }
+            fn error(&self, e: crate::parse::ParseError) {
+                panic!("{e}")
+            }
+        }
+        let sink = Collect(Default::default());
+        let mut buf = doc.to_vec();
+        buf.resize(doc.len() + simd_json::INPUT_PADDING, 0);
+        parse(&mut buf, doc.len(), &sink).unwrap();
+        let matches = sink.0.into_inner().unwrap();
+        assert_eq!(matches.len(), 2);
+        for named in [false, true] {
+            let mut meta = crate::rules::RuleMeta::example("r\"1");
+            if named {
+                meta.name = Some("n".into());
+            }
+            meta.tags = std::sync::Arc::from(vec!["attack.t1078".to_string()]);
+            meta.description = Some("d\u{1b}".into());
+            let meta = std::sync::Arc::new(meta);
+            let rj = RuleJson::new(&meta);
+            let source = "s3://b/k\"\n.json.gz";
+            for m in &matches {
+                let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                let sj = serde_json::to_string(source).unwrap();
+                write_match(&mut fast, m, &rj, &sj, Format::Json, &meta, source).unwrap();
+                write(&mut slow, &m.to_alert(&meta, source), Format::Json).unwrap();
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    String::from_utf8(slow).unwrap()
+                );
+            }
+        }
+        let a = matches[1].to_alert(
+            &std::sync::Arc::new(crate::rules::RuleMeta::example("r")),
+            "s",
+        );
+        assert_eq!(a.principal.as_deref(), Some("AWSService"));
+        assert_eq!(a.account, None);
+        assert_eq!(a.record, 1);
     }
 
     #[test]

@@ -120,23 +120,133 @@ impl Alert {
 
     /// Build the alert for `rule` matching record number `index` of `source`.
     pub fn new(rule: &Arc<RuleMeta>, r: &Record<'_, '_>, source: &str, index: usize) -> Alert {
-        let s = |t: Top| r.str(t).map(bound);
-        Alert {
-            event_id: s(Top::EventId),
-            event_name: s(Top::EventName),
-            event_source: s(Top::EventSource),
-            event_time: s(Top::EventTime),
-            account: s(Top::RecipientAccountId)
-                .or_else(|| r.str_at(&["userIdentity", "accountId"]).map(bound)),
-            region: s(Top::AwsRegion),
-            principal: r
-                .str_at(&["userIdentity", "arn"])
-                .or_else(|| r.str_at(&["userIdentity", "type"]))
-                .map(bound),
-            source_ip: s(Top::SourceIpAddress),
-            user_agent: s(Top::UserAgent),
-            ..Alert::of_rule(rule, source.to_owned(), index)
+        Match::new(0, r, index, false).to_alert(rule, source)
+    }
+}
+
+/// The event fields an alert carries, in the order [`Match`] packs them.
+const FIELDS: usize = 9;
+
+/// A rule match as the hot path records it: the rule's index, the record's
+/// index and the alert's event fields packed into one string. About 80
+/// bytes and one allocation, where an [`Alert`] is about 450 bytes and a
+/// dozen: a rule that matches every record (SigmaHQ has some) would
+/// otherwise cost more than parsing. Sinks that need an [`Alert`] make one
+/// with [`Match::to_alert`]; `scan` writes its JSON straight from here
+/// ([`jsonl::RuleJson`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// Index of the rule in the [`crate::rules::RuleSet`] that matched.
+    pub rule: u32,
+    /// Index of the record in its object.
+    pub record: usize,
+    /// The fields, each bounded by [`MAX_FIELD_BYTES`], end to end.
+    text: Box<str>,
+    /// End of each field in `text`.
+    ends: [u32; FIELDS],
+    /// Bit `i` set: field `i` is present (an empty string is not absent).
+    present: u16,
+    /// The event, when asked for ([`bound_event`]).
+    pub event: Option<Box<serde_json::Value>>,
+}
+
+impl Match {
+    /// Record a match of rule number `rule` on `r`, record `record` of its
+    /// object; with the event attached when `with_event`.
+    pub fn new(rule: u32, r: &Record<'_, '_>, record: usize, with_event: bool) -> Match {
+        let fields: [Option<&str>; FIELDS] = [
+            r.str(Top::EventId),
+            r.str(Top::EventName),
+            r.str(Top::EventSource),
+            r.str(Top::EventTime),
+            r.str(Top::RecipientAccountId)
+                .or_else(|| r.str_at(&["userIdentity", "accountId"])),
+            r.str(Top::AwsRegion),
+            r.str_at(&["userIdentity", "arn"])
+                .or_else(|| r.str_at(&["userIdentity", "type"])),
+            r.str(Top::SourceIpAddress),
+            r.str(Top::UserAgent),
+        ];
+        let size: usize = fields
+            .iter()
+            .flatten()
+            .map(|f| f.len().min(MAX_FIELD_BYTES + 40))
+            .sum();
+        let mut text = String::with_capacity(size);
+        let mut ends = [0u32; FIELDS];
+        let mut present = 0u16;
+        for (i, f) in fields.iter().enumerate() {
+            if let Some(f) = f {
+                push_bounded(&mut text, f);
+                present |= 1 << i;
+            }
+            ends[i] = text.len() as u32;
         }
+        Match {
+            rule,
+            record,
+            text: text.into_boxed_str(),
+            ends,
+            present,
+            event: with_event.then(|| Box::new(bound_event(r.root().to_json()))),
+        }
+    }
+
+    /// Field `i` ([`FIELDS`] order: event id, name, source, time, account,
+    /// region, principal, source IP, user agent).
+    fn field(&self, i: usize) -> Option<&str> {
+        if self.present & (1 << i) == 0 {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(&self.text[start..self.ends[i] as usize])
+    }
+
+    pub fn event_id(&self) -> Option<&str> {
+        self.field(0)
+    }
+
+    /// The full alert, for sinks that keep or render one.
+    pub fn to_alert(&self, rule: &Arc<RuleMeta>, source: &str) -> Alert {
+        let f = |i| self.field(i).map(str::to_owned);
+        Alert {
+            event_id: f(0),
+            event_name: f(1),
+            event_source: f(2),
+            event_time: f(3),
+            account: f(4),
+            region: f(5),
+            principal: f(6),
+            source_ip: f(7),
+            user_agent: f(8),
+            event: self.event.as_deref().cloned(),
+            ..Alert::of_rule(rule, source.to_owned(), self.record)
+        }
+    }
+
+    /// The event fields in [`Alert`]'s serialization order, with their names.
+    pub(crate) fn named_fields(&self) -> impl Iterator<Item = (&'static str, Option<&str>)> {
+        const NAMES: [&str; FIELDS] = [
+            "event_id",
+            "event_name",
+            "event_source",
+            "event_time",
+            "account",
+            "region",
+            "principal",
+            "source_ip",
+            "user_agent",
+        ];
+        NAMES.iter().enumerate().map(|(i, n)| (*n, self.field(i)))
+    }
+}
+
+/// Append `s` bounded as [`bound`] would, without an intermediate string.
+fn push_bounded(out: &mut String, s: &str) {
+    if s.len() <= MAX_FIELD_BYTES {
+        out.push_str(s);
+    } else {
+        out.push_str(&bound(s));
     }
 }
 
