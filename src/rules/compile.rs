@@ -53,13 +53,71 @@ struct Item {
     neq: bool,
 }
 
+/// A compiled `|re` and the literal every match must contain, if it has
+/// one: SigmaHQ writes `.+:assumed-role/aws:.+` and tests it on every
+/// record; a memmem for `:assumed-role/aws:` rejects nearly all of them
+/// before the regex engine runs.
+#[derive(Debug, Clone)]
+struct Re {
+    re: regex::Regex,
+    required: Option<memchr::memmem::Finder<'static>>,
+}
+
+impl Re {
+    fn is_match(&self, s: &str) -> bool {
+        self.required
+            .as_ref()
+            .is_none_or(|f| f.find(s.as_bytes()).is_some())
+            && self.re.is_match(s)
+    }
+}
+
+/// The longest run of literal bytes a match of `pattern` must contain:
+/// consecutive literals at the top level of its concatenation (inside
+/// capture groups too). Case-insensitive parts parse to classes, not
+/// literals, so they never yield one.
+fn required_literal(pattern: &str, i: bool, m: bool, s: bool) -> Option<Vec<u8>> {
+    use regex_syntax::hir::{Hir, HirKind};
+    fn strip(h: &Hir) -> &Hir {
+        match h.kind() {
+            HirKind::Capture(c) => strip(&c.sub),
+            _ => h,
+        }
+    }
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(i)
+        .multi_line(m)
+        .dot_matches_new_line(s)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let hir = strip(&hir);
+    let parts: Vec<&Hir> = match hir.kind() {
+        HirKind::Concat(c) => c.iter().map(strip).collect(),
+        _ => vec![hir],
+    };
+    let mut best: Vec<u8> = Vec::new();
+    let mut run: Vec<u8> = Vec::new();
+    for p in parts {
+        if let HirKind::Literal(l) = p.kind() {
+            run.extend_from_slice(&l.0);
+        } else {
+            run.clear();
+        }
+        if run.len() > best.len() {
+            best = run.clone();
+        }
+    }
+    (best.len() >= 2).then_some(best)
+}
+
 #[derive(Debug, Clone)]
 enum Test {
     Str(Pattern),
     /// Several encodings of one value (`base64offset`, `windash`): any.
     AnyStr(Vec<Pattern>),
     /// `re`, unanchored (search), with the i/m/s flags given.
-    Regex(Box<regex::Regex>),
+    Regex(Box<Re>),
     /// `cidr`: the value parses as an IP address inside the network.
     Cidr(ipnet::IpNet),
     /// `fieldref`: compare with the value of another field of the event.
@@ -436,7 +494,9 @@ fn compile_value(v: &SigmaValue, m: &Mods, shape: Shape) -> Result<Test, String>
             .dot_matches_new_line(m.re_s)
             .build()
             .map_err(|e| format!("invalid regular expression: {e}"))?;
-        return Ok(Test::Regex(Box::new(re)));
+        let required = required_literal(&text()?, m.re_i, m.re_m, m.re_s)
+            .map(|l| memchr::memmem::Finder::new(&l).into_owned());
+        return Ok(Test::Regex(Box::new(Re { re, required })));
     }
     if m.cidr {
         let t = text()?;
@@ -885,6 +945,38 @@ mod tests {
         let c = rsigma_parser::parse_sigma_yaml(&yaml).expect("yaml");
         assert!(c.errors.is_empty(), "{:?}", c.errors);
         compile(&c.rules[0])
+    }
+
+    #[test]
+    fn regex_prefilter_literal_is_only_what_every_match_contains() {
+        let lit = |p: &str, i| {
+            required_literal(p, i, false, false).map(|l| String::from_utf8(l).unwrap())
+        };
+        assert_eq!(
+            lit(".+:assumed-role/aws:.+", false).as_deref(),
+            Some(":assumed-role/aws:")
+        );
+        assert_eq!(lit("^(abc)d+xyz$", false).as_deref(), Some("abc"));
+        assert_eq!(lit("ab(cd)ef", false).as_deref(), Some("abcdef"));
+        assert_eq!(lit("abc|xyz", false), None); // either, neither required
+        assert_eq!(lit("a(bc)?d", false), None); // optional part breaks the run
+        assert_eq!(lit("AbC.+", true), None); // case-insensitive: classes
+        assert_eq!(lit("(?i)AbC.+", false), None);
+        // The prefilter never changes a verdict.
+        let m = rule("  sel:\n    userIdentity.arn|re: '.+:assumed-role/aws:.+'\n  condition: sel")
+            .unwrap();
+        assert!(matches(
+            &m,
+            r#"{"userIdentity":{"arn":"arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1"}}"#
+        ));
+        assert!(!matches(
+            &m,
+            r#"{"userIdentity":{"arn":"arn:aws:sts::1:assumed-role/app/x"}}"#
+        ));
+        assert!(!matches(
+            &m,
+            r#"{"userIdentity":{"arn":":assumed-role/aws:"}}"#
+        ));
     }
 
     fn matches(m: &Matcher, event: &str) -> bool {

@@ -145,7 +145,7 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// Per indexed field (see [`INDEXED`]): lowercased value → indexes of
     /// the rules that require it. Each rule is in at most one of them.
-    by_field: Vec<HashMap<String, Vec<u32>>>,
+    by_field: Vec<rustc_hash::FxHashMap<String, Vec<u32>>>,
     /// Rules no exact index covers but that require a substring in one
     /// field: one Aho-Corasick pass over that field finds the candidates.
     substr: Vec<SubstrIndex>,
@@ -251,7 +251,7 @@ impl RuleSet {
 
     fn build_index(&mut self) {
         self.resolve_correlations();
-        self.by_field = vec![HashMap::new(); INDEXED.len()];
+        self.by_field = vec![rustc_hash::FxHashMap::default(); INDEXED.len()];
         self.always.clear();
         let mut substr: HashMap<String, Vec<(String, u32)>> = HashMap::new();
         for (i, r) in self.rules.iter().enumerate() {
@@ -295,6 +295,9 @@ impl RuleSet {
                 path: crate::parse::FieldPath::new(&path),
                 ac: aho_corasick::AhoCorasick::builder()
                     .ascii_case_insensitive(true)
+                    // A handful of short literals: the DFA is small and the
+                    // fastest to run over every record's value.
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                     .build(pats.iter().map(|(l, _)| l))
                     .expect("literal patterns always build"),
                 rules: pats.iter().map(|(_, r)| *r).collect(),
@@ -526,11 +529,15 @@ impl RuleSet {
                     }
                     _ => return false,
                 };
-                out.extend(
-                    ix.ac
-                        .find_overlapping_iter(hay)
-                        .map(|m| ix.rules[m.pattern().as_usize()]),
-                );
+                // Most values hold none of the literals: reject them with
+                // the prefiltered search before the overlapping one.
+                if ix.ac.is_match(hay) {
+                    out.extend(
+                        ix.ac
+                            .find_overlapping_iter(hay)
+                            .map(|m| ix.rules[m.pattern().as_usize()]),
+                    );
+                }
                 false
             });
         }
@@ -579,7 +586,7 @@ impl RuleSet {
 }
 
 /// Index lookup without allocating for the usual short ASCII values.
-fn lookup<'a>(map: &'a HashMap<String, Vec<u32>>, name: &str) -> &'a [u32] {
+fn lookup<'a>(map: &'a rustc_hash::FxHashMap<String, Vec<u32>>, name: &str) -> &'a [u32] {
     let mut stack = [0u8; 96];
     let found = if name.is_ascii() && name.len() <= stack.len() {
         let buf = &mut stack[..name.len()];
