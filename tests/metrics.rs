@@ -113,14 +113,25 @@ fn metrics_count_a_known_input_and_pass_promtool() {
     let addr = format!("127.0.0.1:{}", free_port());
     let d = Daemon::start(&config(dir.path(), &addr, ""), addr);
     let source = format!("source=\"files:{}\"", dir.path().join("in").display());
-    let text = wait_for("both objects processed", 30, || {
-        let m = d.metrics();
-        (sample(
-            &m,
-            &format!("trailwatch_objects_total{{outcome=\"processed\",{source}}}"),
-        ) == Some(2.0))
-        .then_some(m)
-    });
+    // Objects are counted when processed, alerts when written and
+    // committed (a little later): wait for both.
+    let text = wait_for(
+        "both objects processed and their alerts written",
+        30,
+        || {
+            let m = d.metrics();
+            (sample(
+                &m,
+                &format!("trailwatch_objects_total{{outcome=\"processed\",{source}}}"),
+            ) == Some(2.0)
+                && sample(
+                    &m,
+                    "trailwatch_alerts_total{outcome=\"sent\",sink=\"jsonl\"}",
+                )
+                .is_some_and(|n| n > 0.0))
+            .then_some(m)
+        },
+    );
 
     assert_eq!(
         sample(&text, &format!("trailwatch_records_total{{{source}}}")),
