@@ -141,8 +141,8 @@ Examples:
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// TOML configuration (see deploy/trailwatch.example.toml); without it,
-    /// the embedded default.
-    #[arg(long, short, value_name = "FILE")]
+    /// the embedded default. `${VAR}` in it is read from the environment.
+    #[arg(long, short, value_name = "FILE", env = "TRAILWATCH_CONFIG")]
     pub config: Option<PathBuf>,
 
     /// First write example CloudTrail files with a few attacks into the

@@ -283,9 +283,16 @@ impl Config {
         Config::parse(&text, &path.display().to_string())
     }
 
-    /// Parse and validate TOML text; `name` labels errors.
+    /// Parse and validate TOML text; `name` labels errors. `${VAR}` is
+    /// replaced by the environment variable `VAR` first (see
+    /// [`interpolate`]).
     pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let text =
+            interpolate(text, |v| std::env::var(v).ok()).map_err(|message| ConfigError::Parse {
+                path: name.to_owned(),
+                message,
+            })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: name.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
@@ -394,9 +401,108 @@ impl Config {
     }
 }
 
+/// Replace `${VAR}` (and `${VAR:-default}`) by environment values, so one
+/// file serves every deployment: a container image carries the file and the
+/// task definition sets `TRAILWATCH_QUEUE_URL` (Vector and docker compose
+/// read `${...}` the same way). `$$` is a literal `$`; a `$` before anything
+/// else stays as it is. Comment lines are left alone, so a commented-out
+/// example never needs its variable. Values go into the TOML text as they
+/// are, so a value holding a quote, a backslash or a line break is refused:
+/// the environment can fill in a value, never add keys.
+pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') || !line.contains('$') {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            rest = &rest[i..];
+            if let Some(after) = rest.strip_prefix("$$") {
+                out.push('$');
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("${") {
+                let end = after
+                    .find('}')
+                    .ok_or_else(|| format!("line {}: `${{` without a closing `}}`", n + 1))?;
+                let inner = &after[..end];
+                let (var, default) = match inner.split_once(":-") {
+                    Some((v, d)) => (v, Some(d)),
+                    None => (inner, None),
+                };
+                let valid = var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(format!(
+                        "line {}: `${{{inner}}}` is not a variable name",
+                        n + 1
+                    ));
+                }
+                let value = match (env(var), default) {
+                    (Some(v), _) if !v.is_empty() => v,
+                    (_, Some(d)) => d.to_owned(),
+                    _ => {
+                        return Err(format!(
+                            "line {}: environment variable {var} is not set (write ${{{var}:-default}} for a default)",
+                            n + 1
+                        ));
+                    }
+                };
+                if value.contains(['"', '\\', '\n', '\r']) {
+                    return Err(format!(
+                        "line {}: the value of {var} holds a quote, backslash or line break, which cannot go into the configuration",
+                        n + 1
+                    ));
+                }
+                out.push_str(&value);
+                rest = &after[end + 1..];
+            } else {
+                out.push('$');
+                rest = &rest[1..];
+            }
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_variables_fill_in_values_but_cannot_add_keys() {
+        let env = |v: &str| match v {
+            "QUEUE" => Some("https://sqs.eu-west-1.amazonaws.com/1/q".to_owned()),
+            "EVIL" => Some("x\"\n[state]\ndir = \"/\"".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(
+            interpolate("url = \"${QUEUE}\" # $HOME $$x\n", env).unwrap(),
+            "url = \"https://sqs.eu-west-1.amazonaws.com/1/q\" # $HOME $x\n"
+        );
+        assert_eq!(interpolate("a = \"${NOPE:-d}\"", env).unwrap(), "a = \"d\"");
+        assert_eq!(
+            interpolate("a = \"${EMPTY:-d}\"", env).unwrap(),
+            "a = \"d\""
+        );
+        assert_eq!(
+            interpolate("# url = \"${NOPE}\"\n", env).unwrap(),
+            "# url = \"${NOPE}\"\n"
+        );
+        let e = interpolate("\nurl = \"${NOPE}\"", env).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("NOPE is not set"), "{e}");
+        assert!(
+            interpolate("a = \"${EVIL}\"", env)
+                .unwrap_err()
+                .contains("EVIL")
+        );
+        assert!(interpolate("a = \"${1X}\"", env).is_err());
+        assert!(interpolate("a = \"${X\"", env).is_err());
+    }
 
     #[test]
     fn empty_file_is_the_embedded_default() {
