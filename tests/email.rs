@@ -15,10 +15,6 @@ use std::process::{Child, Command, Stdio};
 use common::*;
 use serde_json::{Value, json};
 
-fn python() -> String {
-    std::env::var("TRAILWATCH_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 fn support(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/support")

@@ -87,19 +87,11 @@ fn input(dir: &Path) -> Vec<Value> {
 }
 
 /// A tool from Debian's prometheus package, or a panic saying how to get it.
-fn tool(name: &str) -> &str {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{name} not found: run the tests through .ci/test, which installs Debian's \
-         prometheus package (apt-get install prometheus)"
-    );
-    name
+fn tool(name: &str) -> String {
+    common::tool(
+        name,
+        "Debian's prometheus package (apt-get install prometheus)",
+    )
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -366,4 +358,111 @@ fn readyz_names_a_broken_source_and_healthcheck_fails() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unhealthy"));
+}
+
+/// Metric names an expression file uses (`trailwatch_*`, `process_*`).
+fn names_used(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for prefix in ["trailwatch_", "process_"] {
+        for (i, _) in text.match_indices(prefix) {
+            let before = text[..i].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// Series names of an exposition (histograms as _bucket, _sum, _count).
+fn names_exported(metrics: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for l in metrics.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let mut it = rest.split_whitespace();
+            let (name, kind) = (it.next().unwrap(), it.next().unwrap());
+            out.insert(name.to_owned());
+            if kind == "histogram" {
+                for s in ["_bucket", "_sum", "_count"] {
+                    out.insert(format!("{name}{s}"));
+                }
+            }
+        } else if !l.starts_with('#') && !l.is_empty() {
+            // A family only exists once one of its series does.
+            let name = l.split(['{', ' ']).next().unwrap();
+            assert!(out.iter().any(|n| n == name), "{name} without # TYPE");
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboard_and_alerting_rules_use_only_exported_metric_names() {
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path());
+    // Damaged input and an unreachable webhook, so the error, failure and
+    // outbox series exist too.
+    std::fs::write(
+        dir.path().join("in/bad.json.gz"),
+        b"\x1f\x8b\x08\x00garbage",
+    )
+    .unwrap();
+    let dead = format!("http://127.0.0.1:{}/hook", free_port());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = Daemon::start(
+        &config(
+            dir.path(),
+            &addr,
+            &format!("[webhook]\nurl = {dead:?}\nmin_level = \"informational\"\n"),
+        ),
+        addr,
+    );
+    let text = wait_for("errors, failed deliveries and the outbox", 60, || {
+        let m = d.metrics();
+        (m.contains("trailwatch_input_errors_total{")
+            && m.contains("trailwatch_ingest_lag_seconds_bucket{")
+            && sample(
+                &m,
+                "trailwatch_alerts_total{outcome=\"failed\",sink=\"webhook\"}",
+            )
+            .is_some_and(|n| n > 0.0))
+        .then_some(m)
+    });
+    let exported = names_exported(&text);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let mut checked = 0;
+    for file in ["grafana/trailwatch.json", "prometheus/trailwatch.rules.yml"] {
+        let used = names_used(&std::fs::read_to_string(root.join(file)).unwrap());
+        assert!(used.len() >= 5, "{file}: {used:?}");
+        let unknown: Vec<&String> = used.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} uses metrics the daemon does not export: {unknown:?}\nexported: {exported:?}"
+        );
+        checked += used.len();
+    }
+    assert!(checked > 10);
+    // The dashboard: stable uid, a data source variable every panel uses.
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("grafana/trailwatch.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(dash["uid"], "trailwatch-overview");
+    assert!(
+        dash["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["type"] == "datasource" && v["name"] == "datasource")
+    );
+    for p in dash["panels"].as_array().unwrap() {
+        if p["type"] != "row" {
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+        }
+    }
 }

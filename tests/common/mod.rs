@@ -130,6 +130,31 @@ pub fn written(dir: &Path) -> Vec<serde_json::Value> {
     alerts(&std::fs::read(dir.join("alerts.jsonl")).unwrap_or_default())
 }
 
+/// A command-line tool the tests run (promtool, cfn-lint, systemd-analyze),
+/// or a panic naming it and where it comes from; `.ci/test` installs each.
+/// `$TRAILWATCH_<NAME>` (upper case, `-` as `_`) may give its path.
+pub fn tool(name: &str, from: &str) -> String {
+    let var = format!("TRAILWATCH_{}", name.to_uppercase().replace('-', "_"));
+    let path = std::env::var(&var).unwrap_or_else(|_| name.to_owned());
+    let found = std::process::Command::new(&path)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{name} not found (nor ${var}): run the tests through .ci/test, which installs {from}"
+    );
+    path
+}
+
+/// The Python the tests run helpers with (`.ci/test`'s venv, which has
+/// aiosmtpd and cfn-lint), from `$TRAILWATCH_PYTHON`.
+pub fn python() -> String {
+    std::env::var("TRAILWATCH_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 /// A free TCP port on loopback (bind, read, release).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
