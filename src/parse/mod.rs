@@ -936,6 +936,10 @@ fn scan_value(data: &[u8], pos: usize) -> Result<usize, usize> {
             b'"' => {
                 i += 1;
                 loop {
+                    // A backslash as the last byte steps past the end.
+                    if i >= len {
+                        return Err(len);
+                    }
                     match memchr::memchr2(b'"', b'\\', &data[i..]) {
                         None => return Err(len),
                         Some(p) if data[i + p] == b'\\' => i += p + 2,
@@ -1182,6 +1186,15 @@ mod tests {
         let kinds: Vec<_> = errs.iter().map(|e| (e.kind, e.record)).collect();
         assert!(kinds.contains(&(ParseErrorKind::NotObject, Some(1))));
         assert!(kinds.contains(&(ParseErrorKind::WrongType, Some(2))));
+    }
+
+    #[test]
+    fn a_backslash_as_the_last_byte_ends_the_scan() {
+        // Found by tests/fuzz.rs: the escape skip stepped past the end and
+        // the recovery path panicked on the slice.
+        assert_eq!(scan_value(br#"{"x":"\"#, 0), Err(7));
+        assert_eq!(scan_value(br#""\"#, 0), Err(2));
+        assert_eq!(scan_value(br#""a\"b""#, 0), Ok(6));
     }
 
     #[test]

@@ -163,9 +163,20 @@ pub struct RuleSet {
 impl RuleSet {
     /// The built-in pack.
     pub fn builtin() -> RuleSet {
+        let named: Vec<(String, &str)> = BUILTIN
+            .iter()
+            .map(|(path, text)| (format!("builtin:{path}"), *text))
+            .collect();
+        RuleSet::from_texts(named.iter().map(|(p, t)| (p.as_str(), *t)))
+    }
+
+    /// Rules from (name, YAML text) pairs, as if read from files of those
+    /// names: for tools and tests that hold rules in memory (fuzzing the
+    /// loader, for one). Bad rules land in [`RuleSet::errors`].
+    pub fn from_texts<'a>(texts: impl IntoIterator<Item = (&'a str, &'a str)>) -> RuleSet {
         let mut set = RuleSet::default();
-        for (path, text) in BUILTIN {
-            set.add_source(&format!("builtin:{path}"), text);
+        for (path, text) in texts {
+            set.add_source(path, text);
         }
         set.build_index();
         set
