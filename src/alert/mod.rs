@@ -281,9 +281,31 @@ fn known_str_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>
     known_str(d).map(Some)
 }
 
-/// Keep an event whole if its JSON fits [`MAX_EVENT_BYTES`]; otherwise
-/// replace its largest members by a note of their size until it fits.
-pub fn bound_event(event: serde_json::Value) -> serde_json::Value {
+/// Deepest nesting kept in an alert's event. serde_json (the outbox's own
+/// reader, and most consumers') refuses documents nested past 128 levels;
+/// CloudTrail's deepest real events are around ten.
+pub const MAX_EVENT_DEPTH: usize = 32;
+
+/// Replace what lies deeper than `depth` levels by a note.
+fn cap_depth(v: &mut serde_json::Value, depth: usize) {
+    use serde_json::Value;
+    match v {
+        Value::Array(_) | Value::Object(_) if depth == 0 => {
+            *v = Value::String(format!(
+                "[nested deeper than {MAX_EVENT_DEPTH} levels omitted]"
+            ));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|e| cap_depth(e, depth - 1)),
+        Value::Object(o) => o.values_mut().for_each(|e| cap_depth(e, depth - 1)),
+        _ => {}
+    }
+}
+
+/// Keep an event whole if its JSON fits [`MAX_EVENT_BYTES`] and
+/// [`MAX_EVENT_DEPTH`]; otherwise replace its deepest parts, then its
+/// largest members, by a note until it fits.
+pub fn bound_event(mut event: serde_json::Value) -> serde_json::Value {
+    cap_depth(&mut event, MAX_EVENT_DEPTH);
     let size = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len());
     let mut total = size(&event);
     if total <= MAX_EVENT_BYTES {
@@ -412,6 +434,22 @@ mod tests {
                 .unwrap()
                 .contains("bytes omitted")
         );
+    }
+
+    #[test]
+    fn deep_events_are_cut_so_the_outbox_can_read_them_back() {
+        let mut e = serde_json::json!(1);
+        for _ in 0..500 {
+            e = serde_json::json!({ "a": [e] });
+        }
+        let mut a = Alert::example(Arc::new(RuleMeta::example("r")));
+        a.event = Some(bound_event(
+            serde_json::json!({"eventName": "X", "deep": e}),
+        ));
+        let text = serde_json::to_string(&a).unwrap();
+        let back: Alert = serde_json::from_str(&text).expect("readable back");
+        assert_eq!(back.event.as_ref().unwrap()["eventName"], "X");
+        assert!(text.contains("levels omitted"));
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! Adversarial input, one test per case: nesting deeper than any parser
+//! stack, invalid UTF-8, duplicate keys, a million tiny records, and a
+//! flood of distinct principals against the correlation state. Each must
+//! cost only the damaged record (counted and logged by name), and state
+//! must stay within its bounds. (Gzip bombs, truncated and concatenated
+//! members, wrong-typed fields and a 50 MB record are in scan_inputs.rs;
+//! metric label bounds in metrics.rs.)
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn record(id: &str, name: &str, arn: &str) -> Value {
+    json!({
+        "eventVersion": "1.09",
+        "eventTime": "2026-11-20T10:00:00Z",
+        "eventSource": "iam.amazonaws.com",
+        "eventName": name,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "203.0.113.9",
+        "userAgent": "aws-cli/2",
+        "eventID": id,
+        "recipientAccountId": "123456789012",
+        "userIdentity": {"type": "IAMUser", "arn": arn, "accountId": "123456789012"},
+        "requestParameters": {"userName": "victim"},
+    })
+}
+
+/// Write `text` as `name` in `dir`, scan it; (exit code, alerts, stderr).
+fn scan_text(dir: &Path, name: &str, text: &[u8], args: &[&str]) -> (i32, Vec<Value>, String) {
+    let f: PathBuf = dir.join(name);
+    std::fs::write(&f, text).unwrap();
+    let out = trailwatch()
+        .arg("scan")
+        .args(args)
+        .arg(&f)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        alerts(&out.stdout),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ids(alerts: &[Value], title: &str) -> Vec<String> {
+    alerts
+        .iter()
+        .filter(|a| a["rule_title"] == title)
+        .map(|a| a["event_id"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// Records of a native file around a raw record text.
+fn around(raw: &str) -> String {
+    format!(
+        "{{\"Records\":[{},{raw},{}]}}",
+        record(
+            "before",
+            "CreateAccessKey",
+            "arn:aws:iam::123456789012:user/a"
+        ),
+        record(
+            "after",
+            "CreateAccessKey",
+            "arn:aws:iam::123456789012:user/a"
+        )
+    )
+}
+
+const KEY_CREATED: &str = "IAM Access Key Created for Another User";
+
+#[test]
+fn nesting_beyond_any_stack_costs_only_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let arrays = format!(
+        "{{\"eventName\":\"CreateAccessKey\",\"eventID\":\"deep\",\"requestParameters\":{}{}}}",
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    let (code, alerts, stderr) =
+        scan_text(dir.path(), "arrays.json", around(&arrays).as_bytes(), &[]);
+    assert_eq!(code, 0, "{stderr}"); // bad input is reported, not fatal
+    assert_eq!(ids(&alerts, KEY_CREATED), ["before", "after"]);
+    assert!(
+        stderr.contains("arrays.json") && stderr.contains("record 1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1  invalid_json"), "{stderr}");
+
+    // Unclosed objects to the end of the file: the rest is lost, the first
+    // record is not.
+    let objects = format!(
+        "{{\"Records\":[{},{}",
+        record(
+            "first",
+            "CreateAccessKey",
+            "arn:aws:iam::123456789012:user/a"
+        ),
+        "{\"a\":".repeat(300_000)
+    );
+    let (_, alerts, stderr) = scan_text(dir.path(), "objects.json", objects.as_bytes(), &[]);
+    assert_eq!(ids(&alerts, KEY_CREATED), ["first"], "{stderr}");
+    assert!(stderr.contains("objects.json"), "{stderr}");
+
+    // Deep but within the parser's limit: matched, and the event attached
+    // to the alert is cut at 32 levels, so the alert stays readable by
+    // serde_json (the outbox's reader, which stops at 128).
+    let mut ok = record(
+        "nested",
+        "CreateAccessKey",
+        "arn:aws:iam::123456789012:user/a",
+    );
+    let mut v = json!(1);
+    for _ in 0..500 {
+        v = json!([v]);
+    }
+    ok["requestParameters"]["policy"] = v;
+    let (code, alerts, stderr) = scan_text(
+        dir.path(),
+        "nested.json",
+        around(&ok.to_string()).as_bytes(),
+        &["--with-event"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(ids(&alerts, KEY_CREATED), ["before", "nested", "after"]);
+    let event = &alerts.iter().find(|a| a["event_id"] == "nested").unwrap()["event"];
+    assert_eq!(event["eventID"], "nested");
+    assert!(event.to_string().contains("levels omitted"), "{event}");
+}
+
+#[test]
+fn invalid_utf8_costs_only_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = record(
+        "bad",
+        "CreateAccessKey",
+        "arn:aws:iam::123456789012:user/PLACEHOLDER",
+    )
+    .to_string()
+    .into_bytes();
+    let at = bad.windows(11).position(|w| w == b"PLACEHOLDER").unwrap();
+    let mut text = around("RAW").into_bytes();
+    let raw = text.windows(3).position(|w| w == b"RAW").unwrap();
+    let mut rec = bad.clone();
+    rec.splice(at..at + 11, b"\xc3\x28\xff\xfe".iter().copied());
+    text.splice(raw..raw + 3, rec);
+    let (code, alerts, stderr) = scan_text(dir.path(), "utf8.json", &text, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(ids(&alerts, KEY_CREATED), ["before", "after"], "{stderr}");
+    assert!(
+        stderr.contains("utf8.json") && stderr.contains("invalid_json"),
+        "{stderr}"
+    );
+    // Every alert is valid UTF-8 JSON (serde_json parsed them).
+}
+
+#[test]
+fn duplicate_keys_are_read_the_same_way_every_time() {
+    // CloudTrail never writes duplicate keys; a forged or damaged file
+    // might. The first occurrence wins, in the rules and in the alert, on
+    // every path (whole document, chunked, recovery).
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = record("dup", "ListUsers", "arn:aws:iam::123456789012:user/a").to_string();
+    raw.insert_str(1, "\"eventName\":\"CreateAccessKey\",");
+    let (code, alerts, stderr) = scan_text(dir.path(), "dup.json", around(&raw).as_bytes(), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(ids(&alerts, KEY_CREATED), ["before", "dup", "after"]);
+    let dup = alerts.iter().find(|a| a["event_id"] == "dup").unwrap();
+    assert_eq!(dup["event_name"], "CreateAccessKey");
+    // The same bytes as JSON lines (the per-line path) agree.
+    let lines = format!(
+        "{}\n{raw}\n",
+        record("l1", "CreateAccessKey", "arn:aws:iam::123456789012:user/a")
+    );
+    let (_, alerts, _) = scan_text(dir.path(), "dup.jsonl", lines.as_bytes(), &[]);
+    assert_eq!(ids(&alerts, KEY_CREATED), ["l1", "dup"]);
+}
+
+#[test]
+fn a_million_tiny_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 1_000_000;
+    let mut text = String::with_capacity(n * 20);
+    text.push_str("{\"Records\":[");
+    for i in 0..n {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str("{\"eventName\":\"x\"}");
+    }
+    text.push_str("]}");
+    let (code, alerts, stderr) = scan_text(dir.path(), "tiny.json.gz", &gzip(text.as_bytes()), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(alerts.is_empty());
+    assert!(stderr.contains(&format!("{n} records")), "{stderr}");
+    assert!(stderr.contains("errors: 0"), "{stderr}");
+}
+
+#[test]
+fn a_flood_of_distinct_principals_keeps_correlation_state_bounded() {
+    // 200,000 denied calls, each from a new principal and address: every
+    // one opens a burst window. With 1,000 groups allowed, the oldest are
+    // evicted (and counted); a real burst at the end still fires, once.
+    let dir = tempfile::tempdir().unwrap();
+    let n = 200_000;
+    let mut recs = Vec::with_capacity(n + 10);
+    for i in 0..n {
+        let mut r = record(
+            &format!("d{i}"),
+            "GetUser",
+            &format!("arn:aws:iam::123456789012:user/u{i}"),
+        );
+        r["errorCode"] = json!("AccessDenied");
+        r["sourceIPAddress"] = json!(format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255));
+        recs.push(r);
+    }
+    for i in 0..10 {
+        let mut r = record(
+            &format!("burst{i}"),
+            "GetUser",
+            "arn:aws:iam::123456789012:user/attacker",
+        );
+        r["errorCode"] = json!("AccessDenied");
+        recs.push(r);
+    }
+    let text = json!({ "Records": recs }).to_string();
+    let (code, alerts, stderr) = scan_text(
+        dir.path(),
+        "flood.json.gz",
+        &gzip(text.as_bytes()),
+        &["--max-groups", "1000"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let bursts: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["rule_title"] == "Burst of Denied API Calls From One Principal")
+        .collect();
+    assert_eq!(bursts.len(), 1, "{stderr}");
+    assert_eq!(
+        bursts[0]["group"]["userIdentity.arn"],
+        "arn:aws:iam::123456789012:user/attacker"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("correlation:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let evicted: u64 = line
+        .split(", ")
+        .nth(2)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(evicted >= (n - 1000) as u64, "{line}");
+}
