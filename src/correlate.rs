@@ -90,8 +90,9 @@ pub struct Hit {
     /// Per correlation index: the group key and the value (value_count).
     pub keys: Vec<(usize, Vec<String>, Option<String>)>,
     /// The base rule's alert for this event (context for the correlation
-    /// alert: principal, source IP, ...).
-    pub alert: Alert,
+    /// alert: principal, source IP, ...); shared with the windows that keep
+    /// the event, not copied into each.
+    pub alert: Arc<Alert>,
 }
 
 /// Counters an operator watches (they become metrics).
@@ -334,7 +335,7 @@ impl Correlator {
             self.stats.untimed += 1;
             return out;
         };
-        let alert = Arc::new(hit.alert.clone());
+        let alert = &hit.alert;
         for (ci, key, value) in &hit.keys {
             let c = &self.rules[*ci];
             let Some(pos) = c.rules.iter().position(|r| *r == hit.rule) else {
@@ -359,7 +360,7 @@ impl Correlator {
                     time: t,
                     pos: pos as u16,
                     value: value.clone(),
-                    alert: Arc::clone(&alert),
+                    alert: Arc::clone(alert),
                 },
             );
             if g.events.len() > MAX_EVENTS_PER_GROUP {
@@ -373,7 +374,12 @@ impl Correlator {
             }
         }
         self.hits_since_sweep += 1;
-        if self.hits_since_sweep >= 1024 {
+        // Every 1024 hits, or less often when many groups are open, so a
+        // sweep (a pass over the groups) costs O(1) per hit amortized.
+        if self.hits_since_sweep >= 1024
+            && self.hits_since_sweep
+                >= self.states.iter().map(|s| s.groups.len()).sum::<usize>() / 4
+        {
             self.hits_since_sweep = 0;
             out.extend(self.sweep(false));
         }
@@ -397,7 +403,20 @@ impl Correlator {
             } else {
                 st.newest - self.lateness_ms
             };
-            let mut keys: Vec<&Vec<String>> = st.groups.keys().collect();
+            // Only groups with a window to decide or events to drop: a
+            // sweep runs every 1024 hits, and cloning and sorting every key
+            // of 100,000 open groups each time made a flood of distinct
+            // principals quadratic (1M events: 103 s, now seconds).
+            let mut keys: Vec<&Vec<String>> = st
+                .groups
+                .iter()
+                .filter(|(_, g)| {
+                    g.events
+                        .first()
+                        .is_none_or(|f| f.time.saturating_add(c.timespan_ms) < horizon)
+                })
+                .map(|(k, _)| k)
+                .collect();
             keys.sort(); // deterministic output order
             let keys: Vec<Vec<String>> = keys.into_iter().cloned().collect();
             for key in keys {
@@ -440,14 +459,16 @@ fn evict(st: &mut State, lateness: i64, timespan: i64, max: usize) -> u64 {
     st.groups
         .retain(|_, g| g.events.last().is_some_and(|e| e.time >= horizon));
     if st.groups.len() >= max {
-        let mut seen: Vec<(i64, Vec<String>)> = st
-            .groups
-            .iter()
-            .map(|(k, g)| (g.last_seen, k.clone()))
-            .collect();
-        seen.sort();
-        let drop = st.groups.len() + 1 - max + max / 10; // make some room at once
-        for (_, k) in seen.into_iter().take(drop) {
+        // The `drop` least recently seen (ties by key, so the choice is
+        // deterministic), found without sorting or cloning every key.
+        let drop = (st.groups.len() + 1 - max + max / 10).min(st.groups.len()); // room at once
+        let mut seen: Vec<(i64, &Vec<String>)> =
+            st.groups.iter().map(|(k, g)| (g.last_seen, k)).collect();
+        if drop < seen.len() {
+            seen.select_nth_unstable(drop);
+        }
+        let gone: Vec<Vec<String>> = seen[..drop].iter().map(|(_, k)| (*k).clone()).collect();
+        for k in gone {
             st.groups.remove(&k);
         }
     }
@@ -694,7 +715,7 @@ mod tests {
             rule,
             time_ms: Some(t_sec * 1000),
             keys: vec![(0, vec![group.into()], None)],
-            alert,
+            alert: Arc::new(alert),
         }
     }
 

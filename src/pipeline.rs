@@ -400,7 +400,7 @@ impl Sink for ObjectSink<'_> {
                                 )
                             })
                             .collect(),
-                        alert: m.to_alert(&rule.meta, self.source),
+                        alert: std::sync::Arc::new(m.to_alert(&rule.meta, self.source)),
                     });
                 }
                 if !rule.hidden {
