@@ -533,3 +533,68 @@ fn storm_control_suppresses_digests_and_caps_without_dropping() {
     assert_eq!(smtp.mails().len(), 2);
     assert!(log.contains(&format!("queued={}", n - 2)), "{log}");
 }
+
+#[test]
+fn a_server_that_refuses_hangs_or_drops_mid_data_loses_and_repeats_nothing() {
+    // The server refuses (451), never answers the end of DATA, and closes
+    // the connection after the data, on successive messages; the daemon
+    // times out (2 s), backs off, retries: every alert arrives once.
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path());
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let smtp = Smtpd::start(
+        port,
+        &dir.path().join("mail"),
+        &["--faults", "refuse,hang,drop,refuse,drop,hang"],
+    );
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "{}timeout_secs = 2\n[email.storm]\nsuppress_secs = 0\nretry_initial_secs = 1\nretry_max_secs = 1\n",
+            plain(port)
+        ),
+        "",
+    );
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("127.0.0.1:0", &metrics);
+    std::fs::write(&cfg, text).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let metric =
+        |series: &str| http_get(&metrics, "/metrics").and_then(|(_, m)| sample(&m, series));
+    let n = wait_for("alerts written", 30, || {
+        let n = written(dir.path()).len();
+        (n > 0).then_some(n)
+    });
+    let failed = wait_for("every alert delivered through the faults", 90, || {
+        (metric("trailwatch_outbox_depth{sink=\"email\"}") == Some(0.0)
+            && metric("trailwatch_alerts_total{outcome=\"sent\",sink=\"email\"}") == Some(n as f64))
+        .then(|| metric("trailwatch_alerts_total{outcome=\"failed\",sink=\"email\"}"))
+        .flatten()
+    });
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert!(
+        failed >= 6.0,
+        "the faults were met: {failed} failed attempts"
+    );
+    let mails = smtp.mails();
+    let want: BTreeMap<_, usize> = written(dir.path())
+        .iter()
+        .map(|a| (identity(a), 1))
+        .collect();
+    let mut got: BTreeMap<_, usize> = BTreeMap::new();
+    for m in &mails {
+        *got.entry(mail_identity(m["text"].as_str().unwrap()))
+            .or_default() += 1;
+    }
+    assert_eq!(mails.len(), n, "one mail per alert");
+    assert_eq!(got, want, "each alert exactly once");
+}

@@ -83,7 +83,8 @@ pub struct EmailConfig {
     /// Event values are stripped of control characters and cut.
     #[serde(default = "default_subject")]
     pub subject: String,
-    /// Connect/command timeout.
+    /// Seconds one mail may take, from connecting to the server's answer
+    /// to the data; then the attempt counts as failed and is retried.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
     #[serde(default)]
@@ -280,13 +281,21 @@ impl EmailSink {
         let mut out = Vec::new();
         for group in groups {
             let seqs: Vec<u64> = group.iter().map(|(s, _)| *s).collect();
+            let limit = Duration::from_secs(self.config.timeout_secs);
             let result = match self.message(&group) {
-                Ok(m) => self
-                    .transport
-                    .send(m)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
+                // lettre's own timeout covers connecting only: a server
+                // that stops answering mid-conversation (after DATA, say)
+                // would stall delivery for good. The whole exchange is
+                // bounded here; lettre is built without its connection
+                // pool, so an abandoned exchange leaves no half-used
+                // connection behind to be reused.
+                Ok(m) => match tokio::time::timeout(limit, self.transport.send(m)).await {
+                    Ok(sent) => sent.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(_) => Err(format!(
+                        "no answer from the SMTP server within {} s",
+                        self.config.timeout_secs
+                    )),
+                },
                 Err(e) => Err(e),
             };
             out.push((seqs, result));

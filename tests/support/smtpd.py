@@ -4,7 +4,14 @@ Messages are delivered into a Maildir (DIR/new), as a mail server would.
 Options: STARTTLS (required) or implicit TLS with the given certificate,
 and AUTH PLAIN/LOGIN with one user (required, only over TLS). Prints
 "ready" when it accepts connections; stops on SIGTERM.
+
+--faults refuse,hang,drop,... misbehaves on successive messages, one fault
+each, then delivers normally: refuse answers 451 (try again later), hang
+never answers the end of DATA, drop closes the connection after the data
+without answering. Faulted messages are not delivered.
 """
+
+import asyncio
 
 import argparse
 import logging
@@ -18,6 +25,26 @@ from aiosmtpd.handlers import Mailbox
 from aiosmtpd.smtp import AuthResult
 
 
+class Faulty:
+    """Wraps a handler; the first messages meet the listed faults."""
+
+    def __init__(self, inner, faults):
+        self.inner = inner
+        self.faults = faults
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.faults:
+            fault = self.faults.pop(0)
+            if fault == "refuse":
+                return "451 4.3.0 injected fault: try again later"
+            if fault == "hang":
+                await asyncio.sleep(3600)
+            if fault == "drop":
+                server.transport.close()
+                return "451 4.3.0 never sent"
+        return await self.inner.handle_DATA(server, session, envelope)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
@@ -27,11 +54,14 @@ def main():
     p.add_argument("--implicit-tls", action="store_true")
     p.add_argument("--user")
     p.add_argument("--password")
+    p.add_argument("--faults", default="")
     a = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
     mailbox.Maildir(a.maildir, create=True)
     handler = Mailbox(a.maildir)
+    if a.faults:
+        handler = Faulty(handler, a.faults.split(","))
     kwargs = {}
     ctx = None
     if a.cert:
