@@ -98,3 +98,101 @@ fn s3_errors_cut_bodies_and_delays_lose_and_repeat_nothing() {
     assert!(k.delayed.load(Relaxed) > 0, "{k:?}");
     assert!(runs >= 2, "cut bodies fail objects, left for the next run");
 }
+
+#[test]
+fn sqs_and_s3_faults_redeliver_and_lose_and_repeat_nothing() {
+    // Notifications on SQS, objects on S3, both behind the faulty proxy:
+    // failed receives are retried, failed deletes and failed object reads
+    // leave the message to come back after its visibility timeout (2 s),
+    // and a redelivered message of a processed object alerts nothing new.
+    let moto = moto::Moto::start();
+    let (s3, sqs) = (moto.s3(), moto.sqs());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = "queued";
+    let local = tempfile::tempdir().unwrap();
+    let (files, per_file) = (20, 1000);
+    corpus(local.path(), files, per_file);
+    let queue_url = rt.block_on(async {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        let q = sqs.create_queue().queue_name("notes").send().await.unwrap();
+        let url = q.queue_url().unwrap().to_string();
+        for e in std::fs::read_dir(local.path()).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let key = format!("AWSLogs/111111111111/CloudTrail/us-east-1/{}/{name}", day());
+            s3.put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(std::fs::read(&p).unwrap().into())
+                .send()
+                .await
+                .unwrap();
+            let body = serde_json::json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put",
+                "s3":{"bucket":{"name":bucket},"object":{"key":key}}}]});
+            sqs.send_message()
+                .queue_url(&url)
+                .message_body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+        url
+    });
+    let proxy = faults::FaultProxy::start(moto.endpoint.trim_start_matches("http://"), 0x5a5, 60);
+    // The queue URL names moto's address; requests go to the proxy anyway
+    // (the SDK sends them to endpoint_url).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("trailwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
+             [[sources.sqs]]\nqueue_url = {queue_url:?}\nwait_time_secs = 1\nvisibility_timeout_secs = 2\n\
+             endpoint_url = {:?}\nregion = \"us-east-1\"\n",
+            dir.path().join("state"),
+            dir.path().join("alerts.jsonl"),
+            proxy.endpoint
+        ),
+    )
+    .unwrap();
+    let want = files * per_file / 10;
+    let left = || {
+        rt.block_on(async {
+            let attrs = sqs
+                .get_queue_attributes()
+                .queue_url(&queue_url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            let n = |k| {
+                attrs
+                    .attributes()
+                    .and_then(|a| a.get(&k))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        })
+    };
+    let mut runs = 0;
+    while (counts(&written(dir.path())).len() < want || left() > 0) && runs < 20 {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+            .args(["run", "--once", "--config"])
+            .arg(&cfg)
+            .envs(moto.env())
+            .output()
+            .unwrap();
+        runs += 1;
+        std::thread::sleep(std::time::Duration::from_secs(2)); // undeleted messages come back
+    }
+    let c = counts(&written(dir.path()));
+    eprintln!("{runs} runs, proxy: {:?}", proxy.counts);
+    assert_eq!(c.len(), want, "every alert present after {runs} runs");
+    assert!(c.values().all(|n| *n == 1), "nothing twice");
+    assert_eq!(left(), 0, "every message deleted in the end");
+    use std::sync::atomic::Ordering::Relaxed;
+    assert!(proxy.counts.slow_down.load(Relaxed) + proxy.counts.internal.load(Relaxed) > 0);
+    assert!(proxy.counts.cut.load(Relaxed) > 0, "{:?}", proxy.counts);
+}
