@@ -466,3 +466,83 @@ fn dashboard_and_alerting_rules_use_only_exported_metric_names() {
         }
     }
 }
+
+/// The series of an exposition: every sample line's name and labels.
+fn series(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s.to_owned()))
+        .filter(|s| !s.starts_with("process_"))
+        .collect()
+}
+
+/// A file of `n` denied calls and failed console logins, each from its own
+/// principal, account and address.
+fn distinct_principals(path: &Path, n: usize, tag: &str) {
+    let recs: Vec<Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "eventVersion": "1.09", "eventTime": "2026-11-20T10:00:00Z",
+                "eventSource": if i % 2 == 0 { "iam.amazonaws.com" } else { "signin.amazonaws.com" },
+                "eventName": if i % 2 == 0 { "GetUser" } else { "ConsoleLogin" },
+                "errorCode": if i % 2 == 0 { Some("AccessDenied") } else { None },
+                "responseElements": if i % 2 == 0 { Value::Null } else { serde_json::json!({"ConsoleLogin": "Failure"}) },
+                "eventID": format!("{tag}-{i}"),
+                "recipientAccountId": format!("{:012}", 500_000_000 + i),
+                "sourceIPAddress": format!("198.51.{}.{}", (i >> 8) & 255, i & 255),
+                "userAgent": format!("agent-{tag}-{i}"),
+                "userIdentity": {"type": "IAMUser", "arn": format!("arn:aws:iam::1:user/{tag}-{i}"),
+                                  "accountId": format!("{:012}", 500_000_000 + i)},
+            })
+        })
+        .collect();
+    std::fs::write(
+        path,
+        gzip(
+            serde_json::json!({ "Records": recs })
+                .to_string()
+                .as_bytes(),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn series_do_not_grow_with_distinct_principals_accounts_or_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("in")).unwrap();
+    distinct_principals(&dir.path().join("in/a.json.gz"), 200, "a");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let d = Daemon::start(&config(dir.path(), &addr, ""), addr);
+    let processed = |n: f64| {
+        move |m: &str| {
+            m.lines()
+                .filter(|l| l.starts_with("trailwatch_objects_total{outcome=\"processed\""))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum::<f64>()
+                == n
+        }
+    };
+    let first = wait_for("the first file", 30, || {
+        let m = d.metrics();
+        processed(1.0)(&m).then_some(m)
+    });
+    // 100 times more distinct principals, accounts and addresses.
+    distinct_principals(&dir.path().join("in/b.json.gz"), 20_000, "b");
+    let second = wait_for("the second file", 60, || {
+        let m = d.metrics();
+        processed(2.0)(&m).then_some(m)
+    });
+    let (s1, s2) = (series(&first), series(&second));
+    assert_eq!(
+        s2.difference(&s1).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "new series appeared with new principals"
+    );
+    assert!(s2.len() < 400, "{} series", s2.len());
+    for needle in ["arn:aws:iam", "198.51.", "agent-b", "00050000"] {
+        assert!(!second.contains(needle), "{needle} reached /metrics");
+    }
+    assert!(second.contains("account=\"unlisted\""));
+}
