@@ -113,6 +113,28 @@ fn plain(port: u16) -> String {
     )
 }
 
+/// `config` with the metrics listener on `metrics` (an address the test
+/// reads), for daemons the test watches through `/metrics`.
+fn config_watched(dir: &Path, email: &str, metrics: &str) -> PathBuf {
+    let cfg = config(dir, email, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("127.0.0.1:0", metrics);
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Every alert written to the sink was mailed exactly once.
+fn assert_each_alert_mailed_once(dir: &Path, mails: &[Value]) {
+    let want: BTreeMap<_, usize> = written(dir).iter().map(|a| (identity(a), 1)).collect();
+    let mut got: BTreeMap<_, usize> = BTreeMap::new();
+    for m in mails {
+        *got.entry(mail_identity(m["text"].as_str().unwrap()))
+            .or_default() += 1;
+    }
+    assert_eq!(got, want, "each alert exactly once");
+}
+
 /// The fixture files (a root login without MFA, keys for another user,
 /// bursts) into `dir/in`.
 fn input(dir: &Path) {
@@ -394,18 +416,14 @@ fn an_smtp_outage_across_a_kill_delivers_every_alert_exactly_once() {
     input(dir.path());
     let port = free_port();
     let metrics = format!("127.0.0.1:{}", free_port());
-    let cfg = config(
+    let cfg = config_watched(
         dir.path(),
         &format!(
             "{}[email.storm]\nsuppress_secs = 0\nretry_initial_secs = 1\nretry_max_secs = 1\n",
             plain(port)
         ),
-        "",
+        &metrics,
     );
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("127.0.0.1:0", &metrics);
-    std::fs::write(&cfg, text).unwrap();
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_trailwatch"))
             .args(["run", "--config"])
@@ -441,16 +459,7 @@ fn an_smtp_outage_across_a_kill_delivers_every_alert_exactly_once() {
     daemon.wait().unwrap();
     let mails = smtp.mails();
     assert_eq!(mails.len(), n);
-    let want: BTreeMap<_, usize> = written(dir.path())
-        .iter()
-        .map(|a| (identity(a), 1))
-        .collect();
-    let mut got: BTreeMap<_, usize> = BTreeMap::new();
-    for m in &mails {
-        *got.entry(mail_identity(m["text"].as_str().unwrap()))
-            .or_default() += 1;
-    }
-    assert_eq!(got, want, "each alert exactly once");
+    assert_each_alert_mailed_once(dir.path(), &mails);
 }
 
 #[test]
@@ -548,18 +557,14 @@ fn a_server_that_refuses_hangs_or_drops_mid_data_loses_and_repeats_nothing() {
         &dir.path().join("mail"),
         &["--faults", "refuse,hang,drop,refuse,drop,hang"],
     );
-    let cfg = config(
+    let cfg = config_watched(
         dir.path(),
         &format!(
             "{}timeout_secs = 2\n[email.storm]\nsuppress_secs = 0\nretry_initial_secs = 1\nretry_max_secs = 1\n",
             plain(port)
         ),
-        "",
+        &metrics,
     );
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("127.0.0.1:0", &metrics);
-    std::fs::write(&cfg, text).unwrap();
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_trailwatch"))
         .args(["run", "--config"])
         .arg(&cfg)
@@ -586,15 +591,6 @@ fn a_server_that_refuses_hangs_or_drops_mid_data_loses_and_repeats_nothing() {
         "the faults were met: {failed} failed attempts"
     );
     let mails = smtp.mails();
-    let want: BTreeMap<_, usize> = written(dir.path())
-        .iter()
-        .map(|a| (identity(a), 1))
-        .collect();
-    let mut got: BTreeMap<_, usize> = BTreeMap::new();
-    for m in &mails {
-        *got.entry(mail_identity(m["text"].as_str().unwrap()))
-            .or_default() += 1;
-    }
     assert_eq!(mails.len(), n, "one mail per alert");
-    assert_eq!(got, want, "each alert exactly once");
+    assert_each_alert_mailed_once(dir.path(), &mails);
 }

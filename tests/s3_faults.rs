@@ -23,46 +23,69 @@ fn day() -> String {
     trailwatch::source::s3::day_path(now / 86_400)
 }
 
-#[test]
-fn s3_errors_cut_bodies_and_delays_lose_and_repeat_nothing() {
-    let moto = moto::Moto::start();
+/// A bucket holding a generated corpus (`files` × `per_file` records, one
+/// alert in ten) under CloudTrail's layout for today; the keys.
+fn bucket_with_corpus(
+    moto: &moto::Moto,
+    rt: &tokio::runtime::Runtime,
+    bucket: &str,
+    files: usize,
+    per_file: usize,
+) -> Vec<String> {
     let s3 = moto.s3();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let bucket = "faulty";
     let local = tempfile::tempdir().unwrap();
-    let (files, per_file) = (40, 1000);
     corpus(local.path(), files, per_file);
     rt.block_on(async {
         s3.create_bucket().bucket(bucket).send().await.unwrap();
+        let mut keys = Vec::new();
         for e in std::fs::read_dir(local.path()).unwrap() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let key = format!("AWSLogs/111111111111/CloudTrail/us-east-1/{}/{name}", day());
             s3.put_object()
                 .bucket(bucket)
-                .key(format!(
-                    "AWSLogs/111111111111/CloudTrail/us-east-1/{}/{name}",
-                    day()
-                ))
+                .key(&key)
                 .body(std::fs::read(&p).unwrap().into())
                 .send()
                 .await
                 .unwrap();
+            keys.push(key);
         }
-    });
-    let proxy = faults::FaultProxy::start(moto.endpoint.trim_start_matches("http://"), 0xfa17, 50);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("trailwatch.toml");
+        keys
+    })
+}
+
+/// A daemon config in `dir` with one source block whose AWS calls go to
+/// `endpoint` (the proxy); alerts to `dir/alerts.jsonl`.
+fn config_via(dir: &Path, source: &str, endpoint: &str) -> std::path::PathBuf {
+    let cfg = dir.join("trailwatch.toml");
     std::fs::write(
         &cfg,
         format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
-             [[sources.s3]]\nbucket = {bucket:?}\nlookback_days = 1\nendpoint_url = {:?}\nregion = \"us-east-1\"\n",
-            dir.path().join("state"),
-            dir.path().join("alerts.jsonl"),
-            proxy.endpoint
+             {source}\nendpoint_url = {endpoint:?}\nregion = \"us-east-1\"\n",
+            dir.join("state"),
+            dir.join("alerts.jsonl"),
         ),
     )
     .unwrap();
+    cfg
+}
+
+#[test]
+fn s3_errors_cut_bodies_and_delays_lose_and_repeat_nothing() {
+    let moto = moto::Moto::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = "faulty";
+    let (files, per_file) = (40, 1000);
+    bucket_with_corpus(&moto, &rt, bucket, files, per_file);
+    let proxy = faults::FaultProxy::start(moto.endpoint.trim_start_matches("http://"), 0xfa17, 50);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_via(
+        dir.path(),
+        &format!("[[sources.s3]]\nbucket = {bucket:?}\nlookback_days = 1"),
+        &proxy.endpoint,
+    );
     let want = files * per_file / 10;
     let got = |d: &Path| counts(&written(d));
     // Each run processes what it can; objects that failed are retried by
@@ -106,27 +129,15 @@ fn sqs_and_s3_faults_redeliver_and_lose_and_repeat_nothing() {
     // leave the message to come back after its visibility timeout (2 s),
     // and a redelivered message of a processed object alerts nothing new.
     let moto = moto::Moto::start();
-    let (s3, sqs) = (moto.s3(), moto.sqs());
+    let sqs = moto.sqs();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let bucket = "queued";
-    let local = tempfile::tempdir().unwrap();
     let (files, per_file) = (20, 1000);
-    corpus(local.path(), files, per_file);
+    let keys = bucket_with_corpus(&moto, &rt, bucket, files, per_file);
     let queue_url = rt.block_on(async {
-        s3.create_bucket().bucket(bucket).send().await.unwrap();
         let q = sqs.create_queue().queue_name("notes").send().await.unwrap();
         let url = q.queue_url().unwrap().to_string();
-        for e in std::fs::read_dir(local.path()).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let key = format!("AWSLogs/111111111111/CloudTrail/us-east-1/{}/{name}", day());
-            s3.put_object()
-                .bucket(bucket)
-                .key(&key)
-                .body(std::fs::read(&p).unwrap().into())
-                .send()
-                .await
-                .unwrap();
+        for key in keys {
             let body = serde_json::json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put",
                 "s3":{"bucket":{"name":bucket},"object":{"key":key}}}]});
             sqs.send_message()
@@ -142,19 +153,13 @@ fn sqs_and_s3_faults_redeliver_and_lose_and_repeat_nothing() {
     // The queue URL names moto's address; requests go to the proxy anyway
     // (the SDK sends them to endpoint_url).
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("trailwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
-             [[sources.sqs]]\nqueue_url = {queue_url:?}\nwait_time_secs = 1\nvisibility_timeout_secs = 2\n\
-             endpoint_url = {:?}\nregion = \"us-east-1\"\n",
-            dir.path().join("state"),
-            dir.path().join("alerts.jsonl"),
-            proxy.endpoint
+    let cfg = config_via(
+        dir.path(),
+        &format!(
+            "[[sources.sqs]]\nqueue_url = {queue_url:?}\nwait_time_secs = 1\nvisibility_timeout_secs = 2"
         ),
-    )
-    .unwrap();
+        &proxy.endpoint,
+    );
     let want = files * per_file / 10;
     let left = || {
         rt.block_on(async {
