@@ -473,9 +473,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                         let mut alerts: Vec<Alert> = report
                             .alerts
                             .iter()
-                            .map(|m| {
-                                m.to_alert(&rules.rules()[m.rule as usize].meta, &report.source)
-                            })
+                            .map(|m| m.to_alert(&rules.rule(m.rule).meta, &report.source))
                             .collect();
                         for a in &alerts {
                             metrics.rule_match(a);
@@ -483,7 +481,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                         for hit in &report.hits {
                             // Hidden rules feed correlations without alerting
                             // (visible ones were counted with the alerts).
-                            if rules.rules()[hit.rule as usize].hidden {
+                            if rules.rule(hit.rule).hidden {
                                 metrics.rule_match(&hit.alert);
                             }
                             let fired = correlator.push(hit);

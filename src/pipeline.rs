@@ -450,7 +450,7 @@ pub fn evaluate_document(text: &[u8], rules: &RuleSet) -> (Vec<Alert>, Vec<Strin
     let mut alerts: Vec<Alert> = report
         .alerts
         .iter()
-        .map(|m| m.to_alert(&rules.rules()[m.rule as usize].meta, &report.source))
+        .map(|m| m.to_alert(&rules.rule(m.rule).meta, &report.source))
         .collect();
     let mut matched: Vec<String> = alerts.iter().map(|a| a.rule_id.clone()).collect();
     matched.extend(report.hits.iter().map(|h| h.alert.rule_id.clone()));
@@ -528,7 +528,7 @@ impl Summary {
         self.bytes_decoded += r.bytes_decoded;
         self.matches += r.alerts.len() as u64;
         for m in &r.alerts {
-            let title = &rules.rules()[m.rule as usize].meta.title;
+            let title = &rules.rule(m.rule).meta.title;
             if let Some(n) = self.matches_by_rule.get_mut(title) {
                 *n += 1;
             } else {

@@ -61,7 +61,7 @@ fn our_verdict(rules: &RuleSet, event: &Value) -> BTreeSet<String> {
     report
         .alerts
         .iter()
-        .map(|m| rules.rules()[m.rule as usize].meta.id.clone())
+        .map(|m| rules.rule(m.rule).meta.id.clone())
         .collect()
 }
 

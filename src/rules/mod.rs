@@ -486,6 +486,12 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
+    /// The rule a [`crate::alert::Match`] or [`crate::correlate::Hit`]
+    /// names by index.
+    pub fn rule(&self, index: u32) -> &Rule {
+        &self.rules[index as usize]
+    }
+
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
