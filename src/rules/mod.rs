@@ -158,6 +158,8 @@ pub struct RuleSet {
     pending: Vec<(String, Option<usize>, CorrelationRule)>,
     /// Problems met while loading (bad rules are skipped, not fatal).
     pub errors: Vec<RuleError>,
+    /// Unique per built set: keys the per-thread substring-miss cache.
+    id: u64,
 }
 
 impl RuleSet {
@@ -261,6 +263,8 @@ impl RuleSet {
     }
 
     fn build_index(&mut self) {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.resolve_correlations();
         self.by_field = vec![rustc_hash::FxHashMap::default(); INDEXED.len()];
         self.always.clear();
@@ -526,7 +530,7 @@ impl RuleSet {
     /// Rules the substring prefilter lets through for this record, sorted.
     fn substring_candidates(&self, r: &Record<'_, '_>) -> Vec<u32> {
         let mut out = Vec::new();
-        for ix in &self.substr {
+        for (k, ix) in self.substr.iter().enumerate() {
             r.any_path(&ix.path, &mut |v| {
                 let text;
                 let hay = match v.kind() {
@@ -546,14 +550,20 @@ impl RuleSet {
                     }
                     _ => return false,
                 };
-                // Most values hold none of the literals: reject them with
-                // the prefiltered search before the overlapping one.
+                // Most values hold none of the literals, and the same
+                // values come back record after record (a user agent, an
+                // error code): remember recent misses per thread.
+                if known_miss(self.id, k, hay) {
+                    return false;
+                }
                 if ix.ac.is_match(hay) {
                     out.extend(
                         ix.ac
                             .find_overlapping_iter(hay)
                             .map(|m| ix.rules[m.pattern().as_usize()]),
                     );
+                } else {
+                    remember_miss(self.id, k, hay);
                 }
                 false
             });
@@ -600,6 +610,53 @@ impl RuleSet {
             }
         }
     }
+}
+
+/// Values longer than this are not remembered (rare, and costly to keep).
+const MISS_MAX_BYTES: usize = 512;
+/// Slots of the per-thread miss cache (direct-mapped by hash).
+const MISS_SLOTS: usize = 1024;
+
+/// One remembered miss: (rule set id, substring index, hash, value).
+type Miss = (u64, usize, u64, Box<str>);
+
+thread_local! {
+    /// Recent values in which a substring index found nothing, one per
+    /// slot. Looking a value up costs a hash and a compare; the
+    /// Aho-Corasick pass it saves costs several times that on a 150-byte
+    /// user agent (SigmaHQ's user-agent rules run on every record). Set
+    /// ids never repeat, so a set never reads another's misses.
+    static MISSES: std::cell::RefCell<Vec<Miss>> =
+        std::cell::RefCell::new(vec![(0, 0, 0, Box::from("")); MISS_SLOTS]);
+}
+
+fn miss_hash(value: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(value.as_bytes());
+    h.finish()
+}
+
+fn known_miss(set: u64, index: usize, value: &str) -> bool {
+    if value.len() > MISS_MAX_BYTES {
+        return false;
+    }
+    let h = miss_hash(value);
+    MISSES.with(|m| {
+        let m = m.borrow();
+        let (s, i, hh, v) = &m[h as usize % MISS_SLOTS];
+        *s == set && *i == index && *hh == h && **v == *value
+    })
+}
+
+fn remember_miss(set: u64, index: usize, value: &str) {
+    if value.len() > MISS_MAX_BYTES {
+        return;
+    }
+    let h = miss_hash(value);
+    MISSES.with(|m| {
+        m.borrow_mut()[h as usize % MISS_SLOTS] = (set, index, h, Box::from(value));
+    });
 }
 
 /// Index lookup without allocating for the usual short ASCII values.
@@ -733,5 +790,34 @@ pub fn load_or_builtin(dirs: &[PathBuf]) -> Result<RuleSet, LoadError> {
         Ok(RuleSet::builtin())
     } else {
         RuleSet::load(dirs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ua_rule(id: &str, needle: &str) -> String {
+        format!(
+            "title: {id}\nid: {id}\nlogsource: {{product: aws, service: cloudtrail}}\n\
+             detection:\n  sel:\n    userAgent|contains: '{needle}'\n  condition: sel\n"
+        )
+    }
+
+    #[test]
+    fn the_substring_miss_cache_is_per_rule_set_and_per_value() {
+        let a = RuleSet::from_texts([("a.yml", ua_rule("a", "zzzz").as_str())]);
+        let b = RuleSet::from_texts([("b.yml", ua_rule("b", "abcd").as_str())]);
+        assert!(a.errors.is_empty() && b.errors.is_empty());
+        let event = br#"{"eventName":"X","userAgent":"xx-abcd-xx"}"#;
+        // The same value, on the same thread: a misses (and remembers it),
+        // b must still match, and so must a on a value that has its needle.
+        for _ in 0..3 {
+            assert!(crate::pipeline::evaluate_document(event, &a).1.is_empty());
+            assert_eq!(crate::pipeline::evaluate_document(event, &b).1, ["b"]);
+        }
+        let hit = br#"{"eventName":"X","userAgent":"xx-ZZZZ-xx"}"#;
+        assert_eq!(crate::pipeline::evaluate_document(hit, &a).1, ["a"]);
+        assert!(crate::pipeline::evaluate_document(hit, &b).1.is_empty());
     }
 }
