@@ -650,15 +650,13 @@ pub fn scan(
                 next += 1;
                 let source_json = serde_json::to_string(&report.source)?;
                 for m in &report.alerts {
-                    let i = m.rule as usize;
                     jsonl::write_match(
                         out,
                         m,
-                        &rule_json[i],
+                        &rule_json[m.rule as usize],
+                        &report.source,
                         &source_json,
                         opts.format,
-                        &rules.rules()[i].meta,
-                        &report.source,
                     )?;
                 }
                 // Correlations see hits in input order: deterministic.

@@ -62,6 +62,8 @@ pub fn write(w: &mut dyn Write, alert: &Alert, format: Format) -> io::Result<()>
 /// line was most of `scan`'s output cost.
 #[derive(Debug, Clone)]
 pub struct RuleJson {
+    /// The rule itself, for the text format (which builds the alert).
+    meta: std::sync::Arc<RuleMeta>,
     /// `{"rule_id":…,"rule_name":…,"rule_title":…,"level":…`
     head: String,
     /// `,"tags":[…]`
@@ -71,7 +73,7 @@ pub struct RuleJson {
 }
 
 impl RuleJson {
-    pub fn new(rule: &RuleMeta) -> RuleJson {
+    pub fn new(rule: &std::sync::Arc<RuleMeta>) -> RuleJson {
         let mut head = format!("{{\"rule_id\":{}", j(&rule.id));
         if let Some(name) = &rule.name {
             head.push_str(&format!(",\"rule_name\":{}", j(name)));
@@ -82,6 +84,7 @@ impl RuleJson {
             j(&rule.level)
         ));
         RuleJson {
+            meta: std::sync::Arc::clone(rule),
             head,
             tags: format!(",\"tags\":{}", j(&rule.tags)),
             tail: format!(",\"rule\":{}}}", j(rule)),
@@ -96,18 +99,17 @@ fn j<T: serde::Serialize + ?Sized>(v: &T) -> String {
 
 /// Write one match as [`write`] would write its [`Alert`] (same bytes in
 /// JSON), without building the alert. `source_json` is the object's name
-/// as a JSON string.
+/// as a JSON string, `source` as it is.
 pub fn write_match(
     w: &mut dyn Write,
     m: &Match,
     rule: &RuleJson,
+    source: &str,
     source_json: &str,
     format: Format,
-    meta: &std::sync::Arc<RuleMeta>,
-    source: &str,
 ) -> io::Result<()> {
     if format == Format::Text {
-        return write(w, &m.to_alert(meta, source), format);
+        return write(w, &m.to_alert(&rule.meta, source), format);
     }
     w.write_all(rule.head.as_bytes())?;
     for (name, value) in m.named_fields() {
@@ -211,7 +213,7 @@ mod tests {
             for m in &matches {
                 let (mut fast, mut slow) = (Vec::new(), Vec::new());
                 let sj = serde_json::to_string(source).unwrap();
-                write_match(&mut fast, m, &rj, &sj, Format::Json, &meta, source).unwrap();
+                write_match(&mut fast, m, &rj, source, &sj, Format::Json).unwrap();
                 write(&mut slow, &m.to_alert(&meta, source), Format::Json).unwrap();
                 assert_eq!(
                     String::from_utf8(fast).unwrap(),

@@ -89,7 +89,7 @@ pub struct Alert {
 
 impl Alert {
     /// An alert of `rule` on record `record` of `source` with every event
-    /// field empty: the base the other constructors fill in.
+    /// field empty: the base [`Match::to_alert`] and correlations fill in.
     pub fn of_rule(rule: &Arc<RuleMeta>, source: String, record: usize) -> Alert {
         Alert {
             rule_id: rule.id.clone(),
@@ -116,11 +116,6 @@ impl Alert {
             event: None,
             rule: Arc::clone(rule),
         }
-    }
-
-    /// Build the alert for `rule` matching record number `index` of `source`.
-    pub fn new(rule: &Arc<RuleMeta>, r: &Record<'_, '_>, source: &str, index: usize) -> Alert {
-        Match::new(0, r, index, false).to_alert(rule, source)
     }
 }
 

@@ -553,7 +553,8 @@ impl RuleSet {
                 // Most values hold none of the literals, and the same
                 // values come back record after record (a user agent, an
                 // error code): remember recent misses per thread.
-                if known_miss(self.id, k, hay) {
+                let key = MissKey::of(self.id, k, hay);
+                if key.as_ref().is_some_and(MissKey::known) {
                     return false;
                 }
                 if ix.ac.is_match(hay) {
@@ -562,8 +563,8 @@ impl RuleSet {
                             .find_overlapping_iter(hay)
                             .map(|m| ix.rules[m.pattern().as_usize()]),
                     );
-                } else {
-                    remember_miss(self.id, k, hay);
+                } else if let Some(key) = key {
+                    key.remember();
                 }
                 false
             });
@@ -630,33 +631,46 @@ thread_local! {
         std::cell::RefCell::new(vec![(0, 0, 0, Box::from("")); MISS_SLOTS]);
 }
 
-fn miss_hash(value: &str) -> u64 {
-    use std::hash::Hasher;
-    let mut h = rustc_hash::FxHasher::default();
-    h.write(value.as_bytes());
-    h.finish()
+/// Where a value's miss is remembered; `None` for values too long to keep.
+struct MissKey<'v> {
+    set: u64,
+    index: usize,
+    hash: u64,
+    value: &'v str,
 }
 
-fn known_miss(set: u64, index: usize, value: &str) -> bool {
-    if value.len() > MISS_MAX_BYTES {
-        return false;
+impl<'v> MissKey<'v> {
+    fn of(set: u64, index: usize, value: &'v str) -> Option<MissKey<'v>> {
+        use std::hash::Hasher;
+        if value.len() > MISS_MAX_BYTES {
+            return None;
+        }
+        let mut h = rustc_hash::FxHasher::default();
+        h.write(value.as_bytes());
+        Some(MissKey {
+            set,
+            index,
+            hash: h.finish(),
+            value,
+        })
     }
-    let h = miss_hash(value);
-    MISSES.with(|m| {
-        let m = m.borrow();
-        let (s, i, hh, v) = &m[h as usize % MISS_SLOTS];
-        *s == set && *i == index && *hh == h && **v == *value
-    })
-}
 
-fn remember_miss(set: u64, index: usize, value: &str) {
-    if value.len() > MISS_MAX_BYTES {
-        return;
+    fn slot(&self) -> usize {
+        self.hash as usize % MISS_SLOTS
     }
-    let h = miss_hash(value);
-    MISSES.with(|m| {
-        m.borrow_mut()[h as usize % MISS_SLOTS] = (set, index, h, Box::from(value));
-    });
+
+    fn known(&self) -> bool {
+        MISSES.with(|m| {
+            let (s, i, h, v) = &m.borrow()[self.slot()];
+            *s == self.set && *i == self.index && *h == self.hash && **v == *self.value
+        })
+    }
+
+    fn remember(self) {
+        MISSES.with(|m| {
+            m.borrow_mut()[self.slot()] = (self.set, self.index, self.hash, Box::from(self.value));
+        });
+    }
 }
 
 /// Index lookup without allocating for the usual short ASCII values.
