@@ -72,6 +72,22 @@ fn config_via(dir: &Path, source: &str, endpoint: &str) -> std::path::PathBuf {
     cfg
 }
 
+/// One `trailwatch run --once` on `cfg`: it may end in error (a fault hit
+/// it), but then it must say so.
+fn run_once_through_faults(moto: &moto::Moto, cfg: &Path, run: usize) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .args(["run", "--once", "--config"])
+        .arg(cfg)
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || stderr.contains("error"),
+        "run {run} failed without saying why:\n{stderr}"
+    );
+}
+
 #[test]
 fn s3_errors_cut_bodies_and_delays_lose_and_repeat_nothing() {
     let moto = moto::Moto::start();
@@ -92,18 +108,8 @@ fn s3_errors_cut_bodies_and_delays_lose_and_repeat_nothing() {
     // the next (the daemon's poll loop does the same without --once).
     let mut runs = 0;
     while got(dir.path()).len() < want && runs < 12 {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
-            .args(["run", "--once", "--config"])
-            .arg(&cfg)
-            .envs(moto.env())
-            .output()
-            .unwrap();
         runs += 1;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() || stderr.contains("error"),
-            "run {runs} failed without saying why:\n{stderr}"
-        );
+        run_once_through_faults(&moto, &cfg, runs);
     }
     let c = got(dir.path());
     eprintln!(
@@ -183,13 +189,8 @@ fn sqs_and_s3_faults_redeliver_and_lose_and_repeat_nothing() {
     };
     let mut runs = 0;
     while (counts(&written(dir.path())).len() < want || left() > 0) && runs < 20 {
-        std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
-            .args(["run", "--once", "--config"])
-            .arg(&cfg)
-            .envs(moto.env())
-            .output()
-            .unwrap();
         runs += 1;
+        run_once_through_faults(&moto, &cfg, runs);
         std::thread::sleep(std::time::Duration::from_secs(2)); // undeleted messages come back
     }
     let c = counts(&written(dir.path()));
