@@ -174,3 +174,67 @@ fn objects_over_64_mb_stream_through_the_chunked_parser_with_the_same_alerts() {
         assert!(want.contains_key(k), "{k:?} not expected");
     }
 }
+
+/// `trailwatch bench` measures what it says on the corpus it is given: its
+/// totals are the corpus's, every round gives a ratio, and the reported
+/// one is their median. (Speeds are never asserted: see BENCHMARKS.md.)
+#[test]
+fn bench_reports_the_corpus_totals_and_a_median_of_paired_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = trailwatch::corpus::CorpusOptions {
+        seed: 5,
+        size_bytes: 6 << 20,
+        min_file_bytes: 1 << 20,
+        max_file_bytes: 3 << 20,
+        gzip_level: 1,
+    };
+    let summary = trailwatch::corpus::generate(&opts, dir.path()).unwrap();
+    let out = trailwatch()
+        .args(["bench", "--json", "--rounds", "3", "--threads", "2"])
+        .arg(dir.path().join("AWSLogs"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"].as_u64(), Some(summary.files.len() as u64));
+    assert_eq!(v["records"].as_u64(), Some(summary.records));
+    assert_eq!(v["json_bytes"].as_u64(), Some(summary.json_bytes));
+    // Every expected rule alert is a match (correlation hits add more).
+    let rule_alerts: usize = expected(dir.path())
+        .iter()
+        .filter(|((_, what), _)| !what.starts_with("events="))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(rule_alerts > 0);
+    assert!(v["matches"].as_u64().unwrap() >= rule_alerts as u64);
+    let rounds: Vec<f64> = v["pipeline_vs_limit_1_thread_rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_f64().unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 3);
+    assert!(
+        rounds.iter().all(|r| r.is_finite() && *r > 0.0),
+        "{rounds:?}"
+    );
+    assert!(
+        rounds.windows(2).all(|w| w[0] <= w[1]),
+        "sorted: {rounds:?}"
+    );
+    assert_eq!(v["pipeline_vs_limit_1_thread"].as_f64(), Some(rounds[1]));
+    for k in [
+        "limit_1_thread_mb_s",
+        "pipeline_1_thread_mb_s",
+        "limit_all_threads_mb_s",
+        "pipeline_all_threads_mb_s",
+        "machine_scaling_2_copies",
+    ] {
+        let x = v[k].as_f64().unwrap_or(-1.0);
+        assert!(x.is_finite() && x > 0.0, "{k}: {x}");
+    }
+}
