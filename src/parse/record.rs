@@ -306,19 +306,75 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     word(a, 0) == word(b, 0) && word(a, mid) == word(b, mid) && word(a, n - 8) == word(b, n - 8)
 }
 
+/// Members of `userIdentity` indexed along with the top-level fields: the
+/// rule index reads `type` for every record, alerts read `arn` and
+/// `accountId`, and many rules read these; a lookup by key costs a walk
+/// over the object's members each time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Ident {
+    Type,
+    Arn,
+    AccountId,
+    PrincipalId,
+    UserName,
+    InvokedBy,
+    SessionContext,
+}
+
+const IDENT_COUNT: usize = 7;
+
+impl Ident {
+    fn name(self) -> &'static str {
+        match self {
+            Ident::Type => "type",
+            Ident::Arn => "arn",
+            Ident::AccountId => "accountId",
+            Ident::PrincipalId => "principalId",
+            Ident::UserName => "userName",
+            Ident::InvokedBy => "invokedBy",
+            Ident::SessionContext => "sessionContext",
+        }
+    }
+
+    /// As [`Top::from_name`]: a guess from the length and first byte, then
+    /// one comparison.
+    #[inline]
+    pub fn from_name(name: &str) -> Option<Ident> {
+        let b = name.as_bytes();
+        let guess = match (b.len(), b.first().copied().unwrap_or(0)) {
+            (3, b'a') => Ident::Arn,
+            (4, b't') => Ident::Type,
+            (8, b'u') => Ident::UserName,
+            (9, b'a') => Ident::AccountId,
+            (9, b'i') => Ident::InvokedBy,
+            (11, b'p') => Ident::PrincipalId,
+            (14, b's') => Ident::SessionContext,
+            _ => return None,
+        };
+        (guess.name().as_bytes() == b).then_some(guess)
+    }
+}
+
 /// A dotted field path, split and with its first key resolved against the
 /// indexed top-level fields once, when a rule is compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldPath {
     keys: Vec<Box<str>>,
     top: Option<Top>,
+    /// `userIdentity.<indexed member>...`: that member.
+    ident: Option<Ident>,
 }
 
 impl FieldPath {
     pub fn new(dotted: &str) -> FieldPath {
         let keys: Vec<Box<str>> = dotted.split('.').map(Into::into).collect();
         let top = Top::from_name(&keys[0]);
-        FieldPath { keys, top }
+        let ident = keys
+            .get(1)
+            .filter(|_| top == Some(Top::UserIdentity))
+            .and_then(|k| Ident::from_name(k));
+        FieldPath { keys, top, ident }
     }
 
     pub fn keys(&self) -> &[Box<str>] {
@@ -345,6 +401,11 @@ pub struct Record<'t, 'i> {
     root: Value<'t, 'i>,
     /// Node offset (inside `root`) of each indexed field; 0 = absent.
     top: [u32; TOP_COUNT],
+    /// Node offset (inside `root`) of each indexed `userIdentity` member;
+    /// 0 = absent. Only when `userIdentity` is an object (else all 0 and
+    /// `ident_ok` false: paths through it are walked).
+    ident: [u32; IDENT_COUNT],
+    ident_ok: bool,
     wrong_type: Option<WrongType>,
 }
 
@@ -355,19 +416,32 @@ impl<'t, 'i> Record<'t, 'i> {
             return None;
         }
         let mut top = [0u32; TOP_COUNT];
+        let mut ident = [0u32; IDENT_COUNT];
+        let mut ident_ok = false;
         let mut wrong_type = None;
         let base = root.0.as_ptr();
+        // Offset arithmetic without unsafe: both pointers are into `root.0`.
+        let offset = |v: &Value<'_, '_>| {
+            (v.0.as_ptr() as usize - base as usize) / std::mem::size_of::<Node<'_>>()
+        };
         for (key, value) in root.entries() {
             if let Some(field) = Top::from_name(key) {
                 let slot = &mut top[field as usize];
                 if *slot == 0 {
-                    // SAFETY-free offset arithmetic: both pointers are into `root.0`.
-                    let off = (value.0.as_ptr() as usize - base as usize)
-                        / std::mem::size_of::<Node<'_>>();
-                    *slot = off as u32;
+                    *slot = offset(&value) as u32;
                     let kind = value.kind();
                     if wrong_type.is_none() && !field.accepts(kind) {
                         wrong_type = Some(WrongType { field, found: kind });
+                    }
+                    if field == Top::UserIdentity && kind == Kind::Object {
+                        ident_ok = true;
+                        for (k, v) in value.entries() {
+                            if let Some(i) = Ident::from_name(k)
+                                && ident[i as usize] == 0
+                            {
+                                ident[i as usize] = offset(&v) as u32;
+                            }
+                        }
                     }
                 }
             }
@@ -375,6 +449,8 @@ impl<'t, 'i> Record<'t, 'i> {
         Some(Record {
             root,
             top,
+            ident,
+            ident_ok,
             wrong_type,
         })
     }
@@ -396,6 +472,19 @@ impl<'t, 'i> Record<'t, 'i> {
             0 => None,
             off => Some(Value::new(&self.root.0[off as usize..])),
         }
+    }
+
+    /// An indexed member of `userIdentity`: `Err(())` when `userIdentity`
+    /// is absent or not an object (walk the path instead).
+    #[inline]
+    fn ident(&self, member: Ident) -> Result<Option<Value<'t, 'i>>, ()> {
+        if !self.ident_ok {
+            return Err(());
+        }
+        Ok(match self.ident[member as usize] {
+            0 => None,
+            off => Some(Value::new(&self.root.0[off as usize..])),
+        })
     }
 
     /// An indexed top-level field as a string (`None` if absent or not a string).
@@ -424,6 +513,13 @@ impl<'t, 'i> Record<'t, 'i> {
         let Some((first, rest)) = path.split_first() else {
             return false;
         };
+        if let Some((member, after)) = rest.split_first()
+            && first.as_ref() == "userIdentity"
+            && let Some(member) = Ident::from_name(member.as_ref())
+            && let Ok(v) = self.ident(member)
+        {
+            return v.is_some_and(|v| walk(v, after, f));
+        }
         match self.field(first.as_ref()) {
             Some(v) => walk(v, rest, f),
             None => false,
@@ -446,11 +542,36 @@ impl<'t, 'i> Record<'t, 'i> {
     /// [`Record::any_at`] for a pre-resolved path.
     #[inline]
     pub fn any_path(&self, path: &FieldPath, f: &mut impl FnMut(Value<'t, 'i>) -> bool) -> bool {
+        if let Some(member) = path.ident
+            && let Ok(v) = self.ident(member)
+        {
+            return v.is_some_and(|v| walk(v, &path.keys[2..], f));
+        }
         let first = match path.top {
             Some(t) => self.top(t),
             None => self.root.get(&path.keys[0]),
         };
         first.is_some_and(|v| walk(v, &path.keys[1..], f))
+    }
+
+    /// The string at `userIdentity.<member>` (first one found, as
+    /// [`Record::str_at`] would), through the index.
+    pub fn ident_str(&self, member: Ident) -> Option<&'i str> {
+        let mut found = None;
+        let mut f = |v: Value<'t, 'i>| {
+            found = v.as_str();
+            found.is_some()
+        };
+        match self.ident(member) {
+            Ok(Some(v)) => {
+                walk::<&str>(v, &[], &mut f);
+            }
+            Ok(None) => {}
+            Err(()) => {
+                self.any_at(&["userIdentity", member.name()], &mut f);
+            }
+        }
+        found
     }
 
     /// The string at a dotted path (first one found), for alert fields.
@@ -504,6 +625,93 @@ mod tests {
         let tape = simd_json::to_tape(&mut bytes).unwrap();
         let rec = Record::new(Value::new(&tape.0)).unwrap();
         f(rec)
+    }
+
+    /// The `userIdentity` index gives what a walk by key gives: the first
+    /// of duplicate keys, arrays flattened, and a walk when `userIdentity`
+    /// is not an object at all.
+    #[test]
+    fn identity_index_agrees_with_a_walk() {
+        let docs = [
+            r#"{"userIdentity":{"type":"Root","type":"IAMUser","arn":["a","b"],"accountId":1}}"#,
+            r#"{"userIdentity":[{"x":1},{"type":"InArray","sessionContext":{"sessionIssuer":{"type":"Role"}}}]}"#,
+            r#"{"userIdentity":"text","eventName":"X"}"#,
+            r#"{"userIdentity":{"sessionContext":{"sessionIssuer":{"type":"Role"}},"invokedBy":"s3.amazonaws.com","userName":"u","principalId":"p"},"userIdentity":{"type":"Second"}}"#,
+            r#"{"eventName":"NoIdentity"}"#,
+        ];
+        let members = [
+            Ident::Type,
+            Ident::Arn,
+            Ident::AccountId,
+            Ident::PrincipalId,
+            Ident::UserName,
+            Ident::InvokedBy,
+            Ident::SessionContext,
+        ];
+        let walked = |r: &Record<'_, '_>, keys: &[&str]| -> Vec<String> {
+            let mut out = Vec::new();
+            if let Some(u) = r.root().get("userIdentity") {
+                walk(u, keys, &mut |v| {
+                    out.push(format!("{:?}", v.to_json()));
+                    false
+                });
+            }
+            out
+        };
+        for doc in docs {
+            with_record(doc, |r| {
+                for m in members {
+                    let mut first = None;
+                    if let Some(u) = r.root().get("userIdentity") {
+                        walk(u, &[m.name()], &mut |v| {
+                            first = v.as_str();
+                            first.is_some()
+                        });
+                    }
+                    assert_eq!(r.ident_str(m), first, "{doc} {m:?}");
+                    let path = FieldPath::new(&format!("userIdentity.{}", m.name()));
+                    let mut got = Vec::new();
+                    r.any_path(&path, &mut |v| {
+                        got.push(format!("{:?}", v.to_json()));
+                        false
+                    });
+                    assert_eq!(got, walked(&r, &[m.name()]), "{doc} {m:?}");
+                }
+                let deep = FieldPath::new("userIdentity.sessionContext.sessionIssuer.type");
+                let mut got = Vec::new();
+                r.any_path(&deep, &mut |v| {
+                    got.push(format!("{:?}", v.to_json()));
+                    false
+                });
+                assert_eq!(
+                    got,
+                    walked(&r, &["sessionContext", "sessionIssuer", "type"]),
+                    "{doc}"
+                );
+            });
+        }
+        with_record(docs[0], |r| {
+            assert_eq!(r.ident_str(Ident::Type), Some("Root"))
+        });
+        with_record(docs[1], |r| {
+            assert_eq!(r.ident_str(Ident::Type), Some("InArray"));
+        });
+        for name in [
+            "type",
+            "arn",
+            "accountId",
+            "principalId",
+            "userName",
+            "invokedBy",
+            "sessionContext",
+        ] {
+            let m = Ident::from_name(name).unwrap();
+            assert_eq!(m.name(), name);
+            let mut near = name.as_bytes().to_vec();
+            let last = near.len() - 1;
+            near[last] ^= 1;
+            assert_eq!(Ident::from_name(std::str::from_utf8(&near).unwrap()), None);
+        }
     }
 
     #[test]

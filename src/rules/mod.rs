@@ -19,7 +19,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::correlate::Correlation;
-use crate::parse::{Record, Top};
+use crate::parse::{Ident, Record, Top};
 pub use compile::Matcher;
 
 /// The built-in pack: every file under `rules/`, embedded at build time
@@ -145,7 +145,7 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// Per indexed field (see [`INDEXED`]): lowercased value → indexes of
     /// the rules that require it. Each rule is in at most one of them.
-    by_field: Vec<rustc_hash::FxHashMap<String, Vec<u32>>>,
+    by_field: Vec<rustc_hash::FxHashMap<Box<[u8]>, Vec<u32>>>,
     /// Rules no exact index covers but that require a substring in one
     /// field: one Aho-Corasick pass over that field finds the candidates.
     substr: Vec<SubstrIndex>,
@@ -277,7 +277,10 @@ impl RuleSet {
             match slot {
                 Some((f, values)) => {
                     for v in values {
-                        self.by_field[f].entry(v).or_default().push(i as u32);
+                        self.by_field[f]
+                            .entry(v.into_bytes().into_boxed_slice())
+                            .or_default()
+                            .push(i as u32);
                     }
                 }
                 None => {
@@ -327,7 +330,7 @@ impl RuleSet {
         let value = |f: usize| match f {
             0 => r.str(Top::EventName),
             1 => r.str(Top::ErrorCode),
-            2 => r.str_at(&["userIdentity", "type"]),
+            2 => r.ident_str(Ident::Type),
             _ => r.str(Top::EventSource),
         };
         let mut lists: [&[u32]; INDEXED.len() + 1] = [&[]; INDEXED.len() + 1];
@@ -673,16 +676,17 @@ impl<'v> MissKey<'v> {
     }
 }
 
-/// Index lookup without allocating for the usual short ASCII values.
-fn lookup<'a>(map: &'a rustc_hash::FxHashMap<String, Vec<u32>>, name: &str) -> &'a [u32] {
+/// Index lookup without allocating for the usual short ASCII values (keys
+/// are bytes, so the lowercased copy needs no UTF-8 check).
+fn lookup<'a>(map: &'a rustc_hash::FxHashMap<Box<[u8]>, Vec<u32>>, name: &str) -> &'a [u32] {
     let mut stack = [0u8; 96];
     let found = if name.is_ascii() && name.len() <= stack.len() {
         let buf = &mut stack[..name.len()];
         buf.copy_from_slice(name.as_bytes());
         buf.make_ascii_lowercase();
-        map.get(std::str::from_utf8(buf).expect("ascii"))
+        map.get(&*buf)
     } else {
-        map.get(&name.to_lowercase())
+        map.get(name.to_lowercase().as_bytes())
     };
     found.map_or(&[], Vec::as_slice)
 }
