@@ -21,10 +21,10 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::alert::{Alert, Match, bound, jsonl};
+use crate::alert::{Alert, Match, MatchBatch, bound, jsonl};
 use crate::correlate::{self, Correlator, Hit};
 use crate::decode::{self, DecodeError};
-use crate::parse::{self, Kind, Layout, ParseError, ParseErrorKind, Record, Sink, Top};
+use crate::parse::{self, Ident, Kind, Layout, ParseError, ParseErrorKind, Record, Sink, Top};
 use crate::rules::RuleSet;
 use crate::source::SourceError;
 use crate::source::files::Input;
@@ -164,7 +164,7 @@ impl Posture {
             Some("CreateAccessKey") => f(Posture::AccessKeyCreated),
             Some("ConsoleLogin") => {
                 let ok = r.str_at(&["responseElements", "ConsoleLogin"]) == Some("Success");
-                let kind = r.str_at(&["userIdentity", "type"]);
+                let kind = r.ident_str(Ident::Type);
                 if ok && kind == Some("Root") {
                     f(Posture::RootLogin);
                 }
@@ -371,7 +371,7 @@ impl Sink for ObjectSink<'_> {
     fn records(&self, first: usize, records: &[Record<'_, '_>]) {
         self.records
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let mut found = Vec::new();
+        let mut found = MatchBatch::default();
         let mut hits = Vec::new();
         let mut times = Vec::with_capacity(records.len());
         let mut posture = Vec::new();
@@ -384,8 +384,10 @@ impl Sink for ObjectSink<'_> {
                 posture.push((p, bound(account)));
             });
             self.rules.for_each_match(r, |index, rule| {
-                let m = Match::new(index as u32, r, first + i, self.with_events);
-                if !rule.feeds.is_empty() {
+                found.push(index as u32, r, first + i, self.with_events);
+                if !rule.feeds.is_empty()
+                    && let Some(alert) = found.last_alert(&rule.meta, self.source)
+                {
                     hits.push(Hit {
                         rule: index as u32,
                         time_ms,
@@ -400,15 +402,16 @@ impl Sink for ObjectSink<'_> {
                                 )
                             })
                             .collect(),
-                        alert: std::sync::Arc::new(m.to_alert(&rule.meta, self.source)),
+                        alert: std::sync::Arc::new(alert),
                     });
                 }
-                if !rule.hidden {
-                    found.push(m);
+                if rule.hidden {
+                    found.pop();
                 }
             });
         }
         if !found.is_empty() {
+            let found = found.finish();
             self.alerts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
