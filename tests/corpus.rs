@@ -227,6 +227,9 @@ fn bench_reports_the_corpus_totals_and_a_median_of_paired_rounds() {
         "sorted: {rounds:?}"
     );
     assert_eq!(v["pipeline_vs_limit_1_thread"].as_f64(), Some(rounds[1]));
+    let scaling = v["pipeline_scaling_vs_machine_rounds"].as_array().unwrap();
+    assert_eq!(scaling.len(), 3);
+    assert_eq!(v["pipeline_scaling_vs_machine"], scaling[1]);
     for k in [
         "limit_1_thread_mb_s",
         "pipeline_1_thread_mb_s",
