@@ -291,7 +291,7 @@ impl Top {
 
 /// Equality of two short byte strings without a `memcmp` call (top-level
 /// keys are 7 to 19 bytes; this runs for every key of every record): two
-/// or three overlapping 8-byte loads per side.
+/// or three overlapping 8-byte loads per side, or two 4-byte ones.
 #[inline]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
@@ -299,6 +299,16 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     if n < 8 {
+        if n < 4 {
+            return a == b;
+        }
+        // Two overlapping 4-byte loads (`eventID`, `type`, `userName`...).
+        let word =
+            |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+        return word(a, 0) == word(b, 0) && word(a, n - 4) == word(b, n - 4);
+    }
+    if n > 24 {
+        // Three 8-byte loads cover 24 bytes at most.
         return a == b;
     }
     let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
@@ -352,7 +362,7 @@ impl Ident {
             (14, b's') => Ident::SessionContext,
             _ => return None,
         };
-        (guess.name().as_bytes() == b).then_some(guess)
+        same_bytes(guess.name().as_bytes(), b).then_some(guess)
     }
 }
 
@@ -620,6 +630,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn same_bytes_is_equality_at_every_length() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            assert!(same_bytes(&a, &a.clone()));
+            assert!(!same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "n={n} i={i}");
+            }
+        }
+    }
+
     fn with_record(json: &str, f: impl FnOnce(Record<'_, '_>)) {
         let mut bytes = json.as_bytes().to_vec();
         let tape = simd_json::to_tape(&mut bytes).unwrap();
@@ -707,10 +731,11 @@ mod tests {
         ] {
             let m = Ident::from_name(name).unwrap();
             assert_eq!(m.name(), name);
-            let mut near = name.as_bytes().to_vec();
-            let last = near.len() - 1;
-            near[last] ^= 1;
-            assert_eq!(Ident::from_name(std::str::from_utf8(&near).unwrap()), None);
+            for i in 0..name.len() {
+                let mut near = name.as_bytes().to_vec();
+                near[i] ^= 1;
+                assert_eq!(Ident::from_name(std::str::from_utf8(&near).unwrap()), None);
+            }
         }
     }
 
