@@ -45,6 +45,24 @@ fn expected(dir: &Path) -> BTreeMap<(String, String), usize> {
     out
 }
 
+/// A corpus written by the library (fast gzip level), sizes in bytes.
+fn generate(
+    dir: &Path,
+    seed: u64,
+    size: u64,
+    min_file: u64,
+    max_file: u64,
+) -> trailwatch::corpus::CorpusSummary {
+    let opts = trailwatch::corpus::CorpusOptions {
+        seed,
+        size_bytes: size,
+        min_file_bytes: min_file,
+        max_file_bytes: max_file,
+        gzip_level: 1,
+    };
+    trailwatch::corpus::generate(&opts, dir).unwrap()
+}
+
 #[test]
 fn the_corpus_raises_exactly_its_expected_alerts() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,14 +158,7 @@ fn the_corpus_raises_exactly_its_expected_alerts() {
 fn objects_over_64_mb_stream_through_the_chunked_parser_with_the_same_alerts() {
     // One 70 MB file: over the streaming threshold.
     let dir = tempfile::tempdir().unwrap();
-    let opts = trailwatch::corpus::CorpusOptions {
-        seed: 21,
-        size_bytes: 70 << 20,
-        min_file_bytes: 70 << 20,
-        max_file_bytes: (70 << 20) + 1,
-        gzip_level: 1,
-    };
-    let summary = trailwatch::corpus::generate(&opts, dir.path()).unwrap();
+    let summary = generate(dir.path(), 21, 70 << 20, 70 << 20, (70 << 20) + 1);
     assert_eq!(summary.files.len(), 1);
     assert!(summary.json_bytes > trailwatch::pipeline::STREAM_MIN_BYTES);
     let file = &summary.files[0];
@@ -181,14 +192,7 @@ fn objects_over_64_mb_stream_through_the_chunked_parser_with_the_same_alerts() {
 #[test]
 fn bench_reports_the_corpus_totals_and_a_median_of_paired_rounds() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = trailwatch::corpus::CorpusOptions {
-        seed: 5,
-        size_bytes: 6 << 20,
-        min_file_bytes: 1 << 20,
-        max_file_bytes: 3 << 20,
-        gzip_level: 1,
-    };
-    let summary = trailwatch::corpus::generate(&opts, dir.path()).unwrap();
+    let summary = generate(dir.path(), 5, 6 << 20, 1 << 20, 3 << 20);
     let out = trailwatch()
         .args(["bench", "--json", "--rounds", "3", "--threads", "2"])
         .arg(dir.path().join("AWSLogs"))
