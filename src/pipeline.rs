@@ -256,9 +256,14 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
                 Err(failed) => {
                     // The fast path unescaped strings in place before
                     // failing; the recovery path needs the original text:
-                    // decode it again.
-                    let pristine = decode::decode(input, limits.max_object_bytes, Vec::new());
-                    parse::recover(&pristine.buf, pristine.len, &sink, &failed)
+                    // decode it again, into the same buffer (what failed
+                    // is described by `failed`, not by the bytes), so a
+                    // damaged object never costs two buffers.
+                    let buf = std::mem::take(&mut decoded.buf);
+                    let pristine = decode::decode(input, limits.max_object_bytes, buf);
+                    let layout = parse::recover(&pristine.buf, pristine.len, &sink, &failed);
+                    decoded.buf = pristine.buf;
+                    layout
                 }
             };
             if decoded.buf.capacity() <= KEEP_BUF_BYTES {

@@ -496,3 +496,49 @@ fn alerts_carry_the_rules_sigma_metadata() {
     );
     assert_eq!(rule["path"], "builtin:root/root_console_login.yml");
 }
+
+/// A big native file whose chunk cuts land on nested look-alikes of a
+/// record, with escaped strings everywhere: the in-place chunk parse fails
+/// after unescaping, the object is decoded again into the same buffer and
+/// parsing resumes there. Every record is read once, with its text intact,
+/// gzip or not.
+#[test]
+fn chunks_that_fail_in_place_resume_from_the_original_text() {
+    let pad = "z".repeat(900);
+    let records: Vec<String> = (0..4000)
+        .map(|i| {
+            let items = if i % 7 == 3 {
+                r#"[{"a":1},{"eventVersion":"1.0","x":"\\"}]"#
+            } else {
+                "[]"
+            };
+            format!(
+                r#"{{"eventVersion":"1.08","eventID":"{i}\/e","eventName":"CreateUser","eventSource":"iam.amazonaws.com","userAgent":"ua\"{pad}","requestParameters":{{"items":{items}}}}}"#
+            )
+        })
+        .collect();
+    let text = format!("{{\"Records\":[{}]}}", records.join(","));
+    let rules = trailwatch::rules::RuleSet::from_texts([(
+        "t.yml",
+        "title: t\nid: t\nlogsource: {product: aws, service: cloudtrail}\n\
+         detection:\n  s:\n    eventName: CreateUser\n  condition: s\nlevel: low\n",
+    )]);
+    assert!(rules.errors.is_empty(), "{:?}", rules.errors);
+    for input in [text.as_bytes().to_vec(), gzip(text.as_bytes())] {
+        let report = trailwatch::pipeline::process_object(
+            "o.json.gz",
+            &input,
+            &rules,
+            trailwatch::pipeline::Limits::default(),
+        );
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.records, 4000);
+        let ids: Vec<String> = report
+            .alerts
+            .iter()
+            .map(|m| m.event_id().unwrap().to_owned())
+            .collect();
+        let want: Vec<String> = (0..4000).map(|i| format!("{i}/e")).collect();
+        assert_eq!(ids, want);
+    }
+}

@@ -910,7 +910,20 @@ pub fn recover(buf: &[u8], len: usize, sink: &dyn Sink, failed: &NeedsRecovery) 
             chunk,
             next_index,
         } => {
-            parse_chunks_from(data, cuts, *chunk, *next_index, sink);
+            // The copy is the same bytes, so the same cuts; checked rather
+            // than assumed (a mismatch would misnumber records).
+            if chunk_cuts(data).as_deref() == Some(cuts.as_slice()) {
+                parse_chunks_from(data, cuts, *chunk, *next_index, sink);
+            } else {
+                sink.error(ParseError {
+                    kind: ParseErrorKind::InvalidJson,
+                    record: Some(*next_index),
+                    offset: cuts[*chunk],
+                    message: "the document read again for recovery differs from the first \
+                              read; records from here on are skipped"
+                        .to_owned(),
+                });
+            }
             return Layout::Native;
         }
     };
@@ -1392,6 +1405,18 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
         let want: Vec<(usize, String)> = (0..4000).map(|i| (i, format!("{i}/z"))).collect();
         assert_eq!(ids, want);
+
+        // A second read that differs (it cannot, from the same object; this
+        // is the guard) is reported, not trusted and not a panic.
+        let failed = parse(&mut buf, text.len(), &Collect::default()).unwrap_err();
+        let other = br#"{"Records":[]}"#;
+        let mut short = other.to_vec();
+        short.resize(other.len() + simd_json::INPUT_PADDING, b' ');
+        let sink = Collect::default();
+        assert_eq!(recover(&short, other.len(), &sink, &failed), Layout::Native);
+        let errs = sink.errors.into_inner().unwrap();
+        assert!(errs[0].message.contains("differs"), "{errs:?}");
+        assert!(sink.ids.into_inner().unwrap().is_empty());
     }
 
     #[test]
