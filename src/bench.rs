@@ -132,6 +132,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             std::hint::black_box(limit_one(o, &mut buf));
         }
     };
+    // One object through the pipeline. Its alerts are dropped here, inside
+    // the timing (scan writes them out and drops them); correlation hits
+    // are kept for the ordered pass after.
+    let hits_of =
+        |o: &Object| pipeline::process_object(&o.name, &o.bytes, &ruleset, Limits::default()).hits;
     let correlate_all = |reports: &[Vec<crate::correlate::Hit>]| {
         // Correlation runs in input order after the parallel part, as in
         // scan and the daemon.
@@ -163,8 +168,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             };
             let mut run_full = || {
                 let t = Instant::now();
-                let r = pipeline::process_object(&o.name, &o.bytes, &ruleset, Limits::default());
-                hits.push(r.hits);
+                hits.push(hits_of(o));
                 full += t.elapsed();
             };
             if n % 2 == 0 {
@@ -179,17 +183,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         correlate_all(&hits);
         (limit, full + t.elapsed())
     };
-    let full_pass = |parallel: bool| {
-        // Alerts are dropped as they come (scan writes them out and drops
-        // them); correlation hits are kept for the ordered pass after.
-        let hits_of = |o: &Object| {
-            pipeline::process_object(&o.name, &o.bytes, &ruleset, Limits::default()).hits
-        };
-        let reports: Vec<_> = if parallel {
-            objects.par_iter().map(hits_of).collect()
-        } else {
-            objects.iter().map(hits_of).collect()
-        };
+    let parallel_pass = || {
+        let reports: Vec<_> = objects.par_iter().map(hits_of).collect();
         correlate_all(&reports);
     };
     let time = |f: &dyn Fn()| {
@@ -209,7 +204,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 })
             })
         }));
-        fnn.push(all.install(|| time(&|| full_pass(true))));
+        fnn.push(all.install(|| time(&parallel_pass)));
         // Two single-thread limit loops at once.
         twin.push(time(&|| {
             std::thread::scope(|s| {
