@@ -899,6 +899,29 @@ fn write_file(
     Ok((path, records, json.len() as u64, gz_len, expected))
 }
 
+/// A native document of `records` ~1 KB records, one in seven carrying, in
+/// an array of `requestParameters`, an object that starts like a record
+/// (`},{"eventVersion":"1…`): chunk cuts land there, and chunks parsed in
+/// place fail after unescaping their strings (every record has escapes:
+/// its `eventID` `N\/e` reads `N/e`). Every record is a `CreateUser` by
+/// IAM. For the parser's healing tests.
+pub fn nested_look_alikes(records: usize) -> String {
+    let pad = "z".repeat(900);
+    let body: Vec<String> = (0..records)
+        .map(|i| {
+            let items = if i % 7 == 3 {
+                r#"[{"a":1},{"eventVersion":"1.0","x":"\\"}]"#
+            } else {
+                "[]"
+            };
+            format!(
+                r#"{{"eventVersion":"1.08","eventID":"{i}\/e","eventName":"CreateUser","eventSource":"iam.amazonaws.com","userAgent":"ua\"{pad}","requestParameters":{{"items":{items}}}}}"#
+            )
+        })
+        .collect();
+    format!("{{\"Records\":[{}]}}", body.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

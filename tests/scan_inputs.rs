@@ -504,20 +504,7 @@ fn alerts_carry_the_rules_sigma_metadata() {
 /// gzip or not.
 #[test]
 fn chunks_that_fail_in_place_resume_from_the_original_text() {
-    let pad = "z".repeat(900);
-    let records: Vec<String> = (0..4000)
-        .map(|i| {
-            let items = if i % 7 == 3 {
-                r#"[{"a":1},{"eventVersion":"1.0","x":"\\"}]"#
-            } else {
-                "[]"
-            };
-            format!(
-                r#"{{"eventVersion":"1.08","eventID":"{i}\/e","eventName":"CreateUser","eventSource":"iam.amazonaws.com","userAgent":"ua\"{pad}","requestParameters":{{"items":{items}}}}}"#
-            )
-        })
-        .collect();
-    let text = format!("{{\"Records\":[{}]}}", records.join(","));
+    let text = trailwatch::corpus::nested_look_alikes(4000);
     let rules = trailwatch::rules::RuleSet::from_texts([(
         "t.yml",
         "title: t\nid: t\nlogsource: {product: aws, service: cloudtrail}\n\
