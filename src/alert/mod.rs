@@ -293,7 +293,9 @@ fn alert_of(
 }
 
 impl Match {
-    /// One match alone (tests, and callers without batches).
+    /// One match alone, in a batch of its own (for tests: the pipeline
+    /// records matches through [`MatchBatch`]).
+    #[cfg(test)]
     pub fn new(rule: u32, r: &Record<'_, '_>, record: usize, with_event: bool) -> Match {
         let mut b = MatchBatch::default();
         b.push(rule, r, record, with_event);
