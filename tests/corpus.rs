@@ -66,26 +66,23 @@ fn generate(
 #[test]
 fn the_corpus_raises_exactly_its_expected_alerts() {
     let dir = tempfile::tempdir().unwrap();
-    let out = trailwatch()
-        .args([
-            "gen",
-            "--seed",
-            "11",
-            "--size",
-            "12MB",
-            "--min-file",
-            "1MB",
-            "--max-file",
-            "3MB",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        trailwatch()
+            .args([
+                "gen",
+                "--seed",
+                "11",
+                "--size",
+                "12MB",
+                "--min-file",
+                "1MB",
+                "--max-file",
+                "3MB",
+                "--out",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap(),
     );
     let want = expected(dir.path());
     // Every scenario kind is there, and the background's denied calls.
@@ -193,15 +190,12 @@ fn objects_over_64_mb_stream_through_the_chunked_parser_with_the_same_alerts() {
 fn bench_reports_the_corpus_totals_and_a_median_of_paired_rounds() {
     let dir = tempfile::tempdir().unwrap();
     let summary = generate(dir.path(), 5, 6 << 20, 1 << 20, 3 << 20);
-    let out = trailwatch()
-        .args(["bench", "--json", "--rounds", "3", "--threads", "2"])
-        .arg(dir.path().join("AWSLogs"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        trailwatch()
+            .args(["bench", "--json", "--rounds", "3", "--threads", "2"])
+            .arg(dir.path().join("AWSLogs"))
+            .output()
+            .unwrap(),
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["files"].as_u64(), Some(summary.files.len() as u64));

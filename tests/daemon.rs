@@ -199,15 +199,12 @@ fn unsafe_sigterm(pid: u32) {
 #[test]
 fn config_check_and_the_example_file() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/trailwatch.example.toml");
-    let out = trailwatch()
-        .args(["config", "check"])
-        .arg(&example)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        trailwatch()
+            .args(["config", "check"])
+            .arg(&example)
+            .output()
+            .unwrap(),
     );
     // Every value in the example is the default.
     assert_eq!(

@@ -59,15 +59,12 @@ impl Smtpd {
 
     /// Every message received, parsed.
     fn mails(&self) -> Vec<Value> {
-        let out = Command::new(python())
-            .arg(support("read_mail.py"))
-            .arg(&self.maildir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeded(
+            Command::new(python())
+                .arg(support("read_mail.py"))
+                .arg(&self.maildir)
+                .output()
+                .unwrap(),
         );
         serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
     }
@@ -302,35 +299,32 @@ fn each_alert_mail_carries_the_facts_and_defuses_hostile_event_text() {
 /// A self-signed leaf certificate for 127.0.0.1 (CA:FALSE, serverAuth).
 fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .args([
-            "-addext",
-            "keyUsage=critical,digitalSignature,keyEncipherment",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-addext", "extendedKeyUsage=serverAuth"])
+            .args([
+                "-addext",
+                "keyUsage=critical,digitalSignature,keyEncipherment",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl"),
     );
     (cert, key)
 }

@@ -9,12 +9,7 @@ use serde_json::Value;
 
 fn scan_all() -> (Vec<Value>, String) {
     let logs = shared_data().join("cloudtrail/logs");
-    let out = trailwatch().arg("scan").arg(&logs).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(trailwatch().arg("scan").arg(&logs).output().unwrap());
     (
         alerts(&out.stdout),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -120,9 +120,18 @@ pub fn run_once(cfg: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
+    String::from_utf8_lossy(&succeeded(out).stderr).into_owned()
+}
+
+/// `out`, once its command is asserted to have succeeded (its stderr is
+/// the message when it did not).
+pub fn succeeded(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// The alerts a daemon wrote to `DIR/alerts.jsonl` (none if absent).
