@@ -72,7 +72,12 @@ impl Decoded {
     }
 }
 
-/// True when `bytes` start with the gzip magic number.
+/// The most `compressed` bytes of deflate data can expand to (a 1032:1
+/// ratio is deflate's ceiling), plus a little for tiny inputs.
+pub fn plausible_size(compressed: usize) -> usize {
+    compressed.saturating_mul(1032).saturating_add(4096)
+}
+
 /// The size a gzip object announces in its trailer (ISIZE: the last
 /// member's size mod 2^32): a hint, never trusted as a bound.
 pub fn gzip_size_hint(input: &[u8]) -> u64 {
@@ -81,6 +86,7 @@ pub fn gzip_size_hint(input: &[u8]) -> u64 {
     })
 }
 
+/// True when `bytes` start with the gzip magic number.
 pub fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&GZIP_MAGIC)
 }
@@ -120,14 +126,14 @@ pub fn gunzip(input: &[u8], max_bytes: u64, mut out: Vec<u8>) -> Decoded {
     let cap = usize::try_from(max_bytes).unwrap_or(usize::MAX);
     let mut inflater = Inflater::new();
     // ISIZE (last 4 bytes) is the size of the last member mod 2^32: exact for
-    // the usual single-member file, a floor otherwise; an attacker may lie,
-    // so it is only a first guess, bounded by the cap.
-    let isize_hint = input
-        .len()
-        .checked_sub(4)
-        .map(|at| u32::from_le_bytes(input[at..].try_into().expect("4 bytes")) as usize)
-        .unwrap_or(0);
-    let mut guess = isize_hint.max(input.len().saturating_mul(4)).min(cap);
+    // the usual single-member file, a floor otherwise. It is written by
+    // whoever made the file, so it only ever sizes the first allocation, and
+    // never past what the input could expand to: deflate turns one byte
+    // into at most 1032, so a 534-byte file claiming 1 GiB gets 551 KB,
+    // grown (doubling) only as real output arrives.
+    let isize_hint = usize::try_from(gzip_size_hint(input)).unwrap_or(usize::MAX);
+    let plausible = plausible_size(input.len());
+    let mut guess = isize_hint.min(plausible).min(cap);
     // `out` is only ever grown, never cleared: zeroing a reused 10 MB buffer
     // per object cost ~3% of a scan. Bytes past `len` are padding, whose
     // content simd-json does not care about.
@@ -156,7 +162,7 @@ pub fn gunzip(input: &[u8], max_bytes: u64, mut out: Vec<u8>) -> Decoded {
             Member::Done { consumed, produced } => {
                 pos += consumed;
                 len += produced;
-                guess = isize_hint.min(cap);
+                guess = isize_hint.min(plausible_size(input.len() - pos)).min(cap);
             }
             Member::NoSpace if want >= cap => break Some(DecodeError::TooLarge { cap: max_bytes }),
             Member::NoSpace => guess = guess.max(64 << 10).saturating_mul(2),
@@ -333,6 +339,31 @@ mod tests {
             Some(DecodeError::TooLarge { .. }) | Some(DecodeError::Corrupt { .. })
         ));
         assert!(d.len <= 1 << 20);
+    }
+
+    /// A few hundred bytes of gzip that claim (in their trailer) to expand
+    /// to almost 4 GiB: the first allocation follows what the input can
+    /// really give, not the claim.
+    #[test]
+    fn a_lying_size_claim_does_not_size_the_buffer() {
+        let a = text(200);
+        let mut z = gz(&a);
+        let n = z.len();
+        z[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        // Truncated too, as in the reported case: the claim is all there is.
+        let cut = &z[..n - 8];
+        let mut cut = cut.to_vec();
+        cut.extend_from_slice(&u32::MAX.to_le_bytes());
+        for input in [&z[..], &cut[..]] {
+            let d = decode(input, DEFAULT_MAX_OBJECT_BYTES, Vec::new());
+            assert!(
+                d.buf.capacity() <= plausible_size(input.len()) * 2 + PADDING,
+                "{} bytes allocated for {} bytes of gzip",
+                d.buf.capacity(),
+                input.len()
+            );
+            assert_eq!(&d.data()[..d.len.min(a.len())], &a[..d.len.min(a.len())]);
+        }
     }
 
     #[test]
