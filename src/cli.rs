@@ -377,6 +377,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         limits: Limits {
             max_object_bytes: args.max_object_bytes,
             with_events: args.with_event,
+            ..Limits::default()
         },
         strict: args.strict,
         format: args.format,

@@ -214,6 +214,11 @@ pub struct LimitsConfig {
     pub max_object_bytes: u64,
     /// Objects processed at once.
     pub objects_in_flight: usize,
+    /// Event text (`output.include_event`) that the alerts of one object
+    /// may hold in all; past it, alerts carry a note instead of their
+    /// event. Bounds a flood of distinct alerts from one object (about ten
+    /// thousand typical events fit the default, 16 MiB).
+    pub max_event_bytes_per_object: usize,
 }
 
 impl Default for LimitsConfig {
@@ -221,6 +226,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_object_bytes: crate::decode::DEFAULT_MAX_OBJECT_BYTES,
             objects_in_flight: 4,
+            max_event_bytes_per_object: crate::pipeline::DEFAULT_MAX_EVENT_BYTES_PER_OBJECT,
         }
     }
 }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use rsigma_parser::{ConditionExpr, ConditionOperator, CorrelationType};
 
-use crate::alert::{Alert, bound};
+use crate::alert::{Alert, Context, bound};
 use crate::rules::RuleMeta;
 
 /// Default lateness: CloudTrail's documented delivery delay is ~5 minutes,
@@ -89,10 +89,10 @@ pub struct Hit {
     pub time_ms: Option<i64>,
     /// Per correlation index: the group key and the value (value_count).
     pub keys: Vec<(usize, Vec<String>, Option<String>)>,
-    /// The base rule's alert for this event (context for the correlation
-    /// alert: principal, source IP, ...); shared with the windows that keep
-    /// the event, not copied into each.
-    pub alert: Arc<Alert>,
+    /// The event's alert fields (context for the correlation alert:
+    /// principal, source IP, ...), without the event; shared with the
+    /// windows that keep it, not copied into each.
+    pub ctx: Arc<Context>,
 }
 
 /// Counters an operator watches (they become metrics).
@@ -114,7 +114,7 @@ struct Ev {
     /// Position of the base rule in the correlation's `rules`.
     pos: u16,
     value: Option<String>,
-    alert: Arc<Alert>,
+    ctx: Arc<Context>,
 }
 
 #[derive(Debug, Default)]
@@ -229,21 +229,34 @@ impl Correlator {
                         events: g
                             .events
                             .iter()
-                            .map(|e| SavedEv {
-                                time: e.time,
-                                pos: e.pos,
-                                value: e.value.clone(),
-                                event_id: e.alert.event_id.clone(),
-                                event_name: e.alert.event_name.clone(),
-                                event_source: e.alert.event_source.clone(),
-                                event_time: e.alert.event_time.clone(),
-                                account: e.alert.account.clone(),
-                                region: e.alert.region.clone(),
-                                principal: e.alert.principal.clone(),
-                                source_ip: e.alert.source_ip.clone(),
-                                user_agent: e.alert.user_agent.clone(),
-                                source: e.alert.source.clone(),
-                                record: e.alert.record,
+                            .map(|e| {
+                                let [
+                                    event_id,
+                                    event_name,
+                                    event_source,
+                                    event_time,
+                                    account,
+                                    region,
+                                    principal,
+                                    source_ip,
+                                    user_agent,
+                                ] = e.ctx.values().map(|v| v.map(str::to_owned));
+                                SavedEv {
+                                    time: e.time,
+                                    pos: e.pos,
+                                    value: e.value.clone(),
+                                    event_id,
+                                    event_name,
+                                    event_source,
+                                    event_time,
+                                    account,
+                                    region,
+                                    principal,
+                                    source_ip,
+                                    user_agent,
+                                    source: e.ctx.source.to_string(),
+                                    record: e.ctx.record,
+                                }
                             })
                             .collect(),
                     })
@@ -288,19 +301,22 @@ impl Correlator {
                     .map(|e| Ev {
                         time: e.time,
                         pos: e.pos,
+                        ctx: Arc::new(Context::from_fields(
+                            [
+                                e.event_id.as_deref(),
+                                e.event_name.as_deref(),
+                                e.event_source.as_deref(),
+                                e.event_time.as_deref(),
+                                e.account.as_deref(),
+                                e.region.as_deref(),
+                                e.principal.as_deref(),
+                                e.source_ip.as_deref(),
+                                e.user_agent.as_deref(),
+                            ],
+                            Arc::from(e.source.as_str()),
+                            e.record,
+                        )),
                         value: e.value,
-                        alert: Arc::new(Alert {
-                            event_id: e.event_id,
-                            event_name: e.event_name,
-                            event_source: e.event_source,
-                            event_time: e.event_time,
-                            account: e.account,
-                            region: e.region,
-                            principal: e.principal,
-                            source_ip: e.source_ip,
-                            user_agent: e.user_agent,
-                            ..Alert::of_rule(&c.meta, e.source, e.record)
-                        }),
                     })
                     .collect();
                 if !events.is_empty() && st.groups.len() < self.max_groups {
@@ -335,7 +351,6 @@ impl Correlator {
             self.stats.untimed += 1;
             return out;
         };
-        let alert = &hit.alert;
         for (ci, key, value) in &hit.keys {
             let c = &self.rules[*ci];
             let Some(pos) = c.rules.iter().position(|r| *r == hit.rule) else {
@@ -360,7 +375,7 @@ impl Correlator {
                     time: t,
                     pos: pos as u16,
                     value: value.clone(),
-                    alert: Arc::clone(alert),
+                    ctx: Arc::clone(&hit.ctx),
                 },
             );
             if g.events.len() > MAX_EVENTS_PER_GROUP {
@@ -566,12 +581,7 @@ fn ordered(c: &Correlation, window: &[Ev]) -> bool {
 fn correlation_alert(c: &Correlation, key: &[String], window: &[Ev]) -> Alert {
     // Context from the event that completed the window.
     let last = window.last().expect("non-empty window");
-    let mut a = (*last.alert).clone();
-    a.rule_id = c.meta.id.clone();
-    a.rule_name = c.meta.name.clone();
-    a.rule_title = c.meta.title.clone();
-    a.level = c.meta.level;
-    a.tags = Arc::clone(&c.meta.tags);
+    let mut a = last.ctx.to_alert(&c.meta);
     a.correlation = Some(c.kind.as_str());
     a.count = Some(match c.kind {
         CorrelationType::ValueCount => count(c, window),
@@ -587,12 +597,13 @@ fn correlation_alert(c: &Correlation, key: &[String], window: &[Ev]) -> Alert {
     a.event_ids = Some(
         window
             .iter()
-            .filter_map(|e| e.alert.event_id.clone())
+            .filter_map(|e| e.ctx.event_id().map(str::to_owned))
             .take(MAX_EVENT_IDS)
             .collect(),
     );
-    a.first_event_time = window.first().and_then(|e| e.alert.event_time.clone());
-    a.rule = Arc::clone(&c.meta);
+    a.first_event_time = window
+        .first()
+        .and_then(|e| e.ctx.event_time().map(str::to_owned));
     a
 }
 
@@ -706,16 +717,15 @@ mod tests {
     }
 
     fn hit(rule: u32, t_sec: i64, group: &str, id: &str) -> Hit {
-        let mut alert = Alert {
-            event_id: Some(id.into()),
-            ..Alert::example(Arc::new(RuleMeta::example("base")))
-        };
-        alert.event_time = Some(t_sec.to_string());
+        let time = t_sec.to_string();
+        let mut fields = [None; crate::alert::FIELDS];
+        fields[0] = Some(id);
+        fields[3] = Some(time.as_str());
         Hit {
             rule,
             time_ms: Some(t_sec * 1000),
             keys: vec![(0, vec![group.into()], None)],
-            alert: Arc::new(alert),
+            ctx: Arc::new(Context::from_fields(fields, Arc::from("test"), 0)),
         }
     }
 

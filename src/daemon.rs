@@ -32,7 +32,7 @@ use thiserror::Error;
 
 use crate::alert::outbox::Outbox;
 use crate::alert::remote::{self, Remote};
-use crate::alert::{Alert, jsonl};
+use crate::alert::{Alert, Match, jsonl};
 use crate::checkpoint::{Commit, ObjectId, Store, StoreError, now_ms};
 use crate::config::Config;
 use crate::correlate::Correlator;
@@ -161,23 +161,23 @@ impl Sink {
         }
     }
 
-    /// Write alerts durably; returns the committed-length update.
-    fn write(&mut self, alerts: &[Alert]) -> Result<Option<(String, u64)>, DaemonError> {
+    /// Write alerts durably, one at a time as they come; returns the
+    /// committed-length update.
+    fn write(
+        &mut self,
+        alerts: impl Iterator<Item = Alert>,
+    ) -> Result<Option<(String, u64)>, DaemonError> {
         match self {
             Sink::Stdout => {
-                let mut out = io::stdout().lock();
-                for a in alerts {
-                    jsonl::write(&mut out, a, jsonl::Format::Json).map_err(|source| {
-                        DaemonError::Sink {
-                            path: "stdout".into(),
-                            source,
-                        }
-                    })?;
-                }
-                out.flush().map_err(|source| DaemonError::Sink {
+                let err = |source| DaemonError::Sink {
                     path: "stdout".into(),
                     source,
-                })?;
+                };
+                let mut out = io::BufWriter::new(io::stdout().lock());
+                for a in alerts {
+                    jsonl::write(&mut out, &a, jsonl::Format::Json).map_err(err)?;
+                }
+                out.flush().map_err(err)?;
                 Ok(None)
             }
             Sink::File { file, path, len } => {
@@ -185,20 +185,43 @@ impl Sink {
                     path: path.clone(),
                     source,
                 };
-                if !alerts.is_empty() {
-                    let mut buf = Vec::new();
-                    for a in alerts {
-                        jsonl::write(&mut buf, a, jsonl::Format::Json).map_err(err)?;
-                    }
-                    use std::io::{Seek, SeekFrom};
-                    file.seek(SeekFrom::Start(*len)).map_err(err)?;
-                    file.write_all(&buf).map_err(err)?;
+                use std::io::{Seek, SeekFrom};
+                file.seek(SeekFrom::Start(*len)).map_err(err)?;
+                let mut out = Counting {
+                    inner: io::BufWriter::with_capacity(1 << 20, &mut *file),
+                    written: 0,
+                };
+                for a in alerts {
+                    jsonl::write(&mut out, &a, jsonl::Format::Json).map_err(err)?;
+                }
+                out.inner.flush().map_err(err)?;
+                let written = out.written;
+                drop(out);
+                if written > 0 {
                     file.sync_data().map_err(err)?;
-                    *len += buf.len() as u64;
+                    *len += written;
                 }
                 Ok(Some((path.clone(), *len)))
             }
         }
+    }
+}
+
+/// A writer that counts what it passes on.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -283,6 +306,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
     let limits = Limits {
         max_object_bytes: config.limits.max_object_bytes,
         with_events: config.output.include_event,
+        max_event_bytes_per_object: config.limits.max_event_bytes_per_object,
     };
     let mut stats = RunStats::default();
     for src in &config.sources.files {
@@ -302,7 +326,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         .sources
         .files
         .iter()
-        .map(|f| Source::Files(f.clone()))
+        .map(|f| Source::Files(f.clone(), Default::default()))
         .chain(
             config
                 .sources
@@ -377,6 +401,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         sink: &mut sink,
         remotes: &remotes,
         metrics: &metrics,
+        rules,
         retention_ms,
     };
     loop {
@@ -389,7 +414,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
             *due = Instant::now() + Duration::from_secs(src.poll_interval_secs());
             // A queue is drained in `once` mode; other sources list once.
             loop {
-                let listed = match src.list(&rt, opts.once, &store, &stop) {
+                let listed = match src.list(&rt, opts.once, &store, &stop, &metrics) {
                     Ok(l) => {
                         health.source(&label, Ok(()));
                         l
@@ -429,6 +454,17 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                         .par_iter()
                         .zip(fetched)
                         .map(|(item, bytes)| match bytes {
+                            // Local files are read by the worker that parses
+                            // them (as a stream when large), not held all at
+                            // once for the batch.
+                            Ok(_) if matches!(item, Listed::File(..)) => {
+                                let Listed::File(_, path) = item else {
+                                    unreachable!("matched")
+                                };
+                                let started = Instant::now();
+                                let r = pipeline::process_file(&item.name(), path, rules, limits);
+                                (r, started.elapsed())
+                            }
                             Ok(bytes) => {
                                 let started = Instant::now();
                                 let r =
@@ -468,31 +504,41 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                             continue; // perhaps transient: try again later
                         }
                         metrics.object(&label, &report, took, now);
-                        // The daemon keeps full alerts: dedup keys, the
-                        // outbox and mail need them.
-                        let mut alerts: Vec<Alert> = report
-                            .alerts
-                            .iter()
-                            .map(|m| m.to_alert(&rules.rule(m.rule).meta, &report.source))
-                            .collect();
-                        for a in &alerts {
-                            metrics.rule_match(a);
+                        if report.events_omitted > 0 {
+                            tracing::warn!(
+                                source = %jsonl::clean(Some(&report.source)),
+                                "{} alerts carry a note instead of their event: the object's \
+                                 alerts reached limits.max_event_bytes_per_object",
+                                report.events_omitted
+                            );
+                            metrics.events_omitted.inc_by(report.events_omitted);
                         }
+                        // Matches stay compact until delivery, which makes
+                        // each alert as it writes it.
+                        for m in &report.alerts {
+                            let meta = &rules.rule(m.rule).meta;
+                            metrics.rule_match(&meta.id, &meta.title, meta.level);
+                        }
+                        let mut fired_all = Vec::new();
                         for hit in &report.hits {
                             // Hidden rules feed correlations without alerting
                             // (visible ones were counted with the alerts).
+                            let meta = &rules.rule(hit.rule).meta;
                             if rules.rule(hit.rule).hidden {
-                                metrics.rule_match(&hit.alert);
+                                metrics.rule_match(&meta.id, &meta.title, meta.level);
                             }
                             let fired = correlator.push(hit);
                             for a in &fired {
-                                metrics.rule_match(a);
+                                metrics.rule_match(&a.rule_id, &a.rule_title, a.level);
                             }
-                            alerts.extend(fired);
+                            fired_all.extend(fired);
                         }
                         done.push(Done {
                             id: item.id().clone(),
-                            alerts,
+                            source: report.source,
+                            matches: report.alerts,
+                            alerts: fired_all,
+                            deduplicated: report.matches_deduplicated,
                             cursor: item.cursor().map(|(n, v)| (n.to_owned(), v.to_vec())),
                         });
                     }
@@ -525,7 +571,10 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                 };
                 let done = vec![Done {
                     id: marker,
+                    source: String::new(),
+                    matches: Vec::new(),
                     alerts: closing,
+                    deduplicated: 0,
                     cursor: None,
                 }];
                 let windows = Some(correlator.save());
@@ -562,7 +611,12 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
 
 /// A configured source.
 enum Source {
-    Files(crate::config::FilesSource),
+    /// A watched directory, and the entries under it that could not be
+    /// read at the last poll (each logged once).
+    Files(
+        crate::config::FilesSource,
+        std::collections::HashSet<PathBuf>,
+    ),
     S3(Box<S3Source>),
     Sqs(Box<SqsSource>),
     Logs(Box<CloudWatchSource>),
@@ -675,7 +729,7 @@ impl Source {
     /// so bounded.
     fn label(&self) -> String {
         match self {
-            Source::Files(f) => format!("files:{}", f.path.display()),
+            Source::Files(f, _) => format!("files:{}", f.path.display()),
             Source::S3(s) => format!("s3:{}", s.config.bucket),
             Source::Sqs(q) => format!(
                 "sqs:{}",
@@ -688,7 +742,7 @@ impl Source {
 
     fn poll_interval_secs(&self) -> u64 {
         match self {
-            Source::Files(f) => f.poll_interval_secs,
+            Source::Files(f, _) => f.poll_interval_secs,
             Source::S3(s) => s.config.poll_interval_secs,
             // Long polling does the waiting.
             Source::Sqs(_) => 0,
@@ -734,9 +788,11 @@ impl Source {
         once: bool,
         store: &Store,
         stop: &AtomicBool,
+        metrics: &Metrics,
     ) -> Result<Vec<Listed>, DaemonError> {
+        let label = self.label();
         match self {
-            Source::Files(src) => {
+            Source::Files(src, unreadable) => {
                 let listed = files::expand(std::slice::from_ref(&src.path)).map_err(|e| {
                     DaemonError::Watch {
                         path: src.path.clone(),
@@ -744,6 +800,27 @@ impl Source {
                     }
                 })?;
                 let settled = SystemTime::now() - Duration::from_secs(src.settle_secs);
+                // An entry that cannot be read (a symlink loop, a dangling
+                // link, a directory without permission) costs only itself:
+                // logged and counted when it appears, not at every poll.
+                let mut still = std::collections::HashSet::new();
+                for input in &listed {
+                    if let Input::Unreadable { path, message } = input {
+                        if !unreadable.contains(path) {
+                            tracing::warn!(
+                                source = %label,
+                                path = %jsonl::clean(Some(&path.display().to_string())),
+                                "skipping an entry that cannot be read: {message}"
+                            );
+                            metrics
+                                .input_errors
+                                .with_label_values(&[&label, ErrorKind::Read.as_str()])
+                                .inc();
+                        }
+                        still.insert(path.clone());
+                    }
+                }
+                *unreadable = still;
                 Ok(listed
                     .into_iter()
                     .filter_map(|input| {
@@ -826,10 +903,11 @@ impl Source {
         cap: u64,
     ) -> Vec<Result<Vec<u8>, SourceError>> {
         match self {
-            Source::Files(_) | Source::Logs(_) | Source::Stdin(_) => batch
+            Source::Files(..) | Source::Logs(_) | Source::Stdin(_) => batch
                 .iter()
                 .map(|item| match item {
-                    Listed::File(_, path) => Input::File(path.clone()).read(cap),
+                    // Read by the worker that parses it (see the batch loop).
+                    Listed::File(..) => Ok(Vec::new()),
                     Listed::Logs { document, .. } => Ok(document.clone()),
                     Listed::S3(..) => unreachable!("local and log sources list no S3 objects"),
                 })
@@ -844,7 +922,7 @@ impl Source {
                     let f = match self {
                         Source::S3(s3) => s3.fetcher(),
                         Source::Sqs(q) => q.fetcher(bucket),
-                        Source::Files(_) | Source::Logs(_) | Source::Stdin(_) => {
+                        Source::Files(..) | Source::Logs(_) | Source::Stdin(_) => {
                             unreachable!("matched above")
                         }
                     };
@@ -907,9 +985,46 @@ const CORRELATION_STATE: &str = "correlation-windows";
 /// One processed object, ready to be delivered.
 struct Done {
     id: ObjectId,
+    /// The object's name in alerts.
+    source: String,
+    /// Its rule matches, compact: each becomes an [`Alert`] only while it
+    /// is written or queued, so a flood of matches costs little at rest.
+    matches: Vec<Match>,
+    /// Correlation alerts its events completed.
     alerts: Vec<Alert>,
+    /// Matches already dropped as repeats inside the object.
+    deduplicated: u64,
     /// A source cursor its commit advances.
     cursor: Option<(String, Vec<u8>)>,
+}
+
+impl Done {
+    /// How many alerts it holds.
+    fn len(&self) -> usize {
+        self.matches.len() + self.alerts.len()
+    }
+
+    /// Alert `i` (matches first, then correlations), made on demand.
+    fn alert(&self, i: usize, rules: &RuleSet) -> Alert {
+        match self.matches.get(i) {
+            Some(m) => m.to_alert(&rules.rule(m.rule).meta, &self.source),
+            None => self.alerts[i - self.matches.len()].clone(),
+        }
+    }
+
+    /// The dedup key of alert `i` ([`dedup_key`], without making it).
+    fn key(&self, i: usize, rules: &RuleSet) -> String {
+        match self.matches.get(i) {
+            Some(m) => {
+                let id = &rules.rule(m.rule).meta.id;
+                match m.event_id() {
+                    Some(e) => format!("d\u{0}{id}\u{0}{e}"),
+                    None => format!("d\u{0}{id}\u{0}{}#{}", self.source, m.record),
+                }
+            }
+            None => dedup_key(&self.alerts[i - self.matches.len()]),
+        }
+    }
 }
 
 /// Where a batch's results go: the store, the local sink, the remote
@@ -919,6 +1034,7 @@ struct Outputs<'a> {
     sink: &'a mut Sink,
     remotes: &'a [Arc<Remote>],
     metrics: &'a Metrics,
+    rules: &'a RuleSet,
     retention_ms: u64,
 }
 
@@ -936,30 +1052,39 @@ fn deliver(
         sink,
         remotes,
         metrics,
+        rules,
         retention_ms,
     } = to;
-    let (store, remotes, metrics, retention_ms) = (*store, *remotes, *metrics, *retention_ms);
+    let (store, remotes, metrics, rules, retention_ms) =
+        (*store, *remotes, *metrics, *rules, *retention_ms);
     if batch.is_empty() && windows.is_none() {
         return Ok(());
     }
     let now = now_ms();
     let mut keys: Vec<Vec<(String, u64)>> = Vec::with_capacity(batch.len());
     let mut seen = std::collections::HashSet::new();
-    let mut fresh = Vec::new();
-    for d in &batch {
+    // (object, alert) of each alert not seen before: alerts are made from
+    // these one at a time, written, and made again for the outboxes, so a
+    // batch never holds them all at once.
+    let mut fresh: Vec<(usize, usize)> = Vec::new();
+    let mut total = 0u64;
+    for (di, d) in batch.iter().enumerate() {
         let mut mine = Vec::new();
-        for a in &d.alerts {
-            let key = dedup_key(a);
+        stats.alerts_deduplicated += d.deduplicated;
+        total += d.deduplicated + d.len() as u64;
+        for i in 0..d.len() {
+            let key = d.key(i, rules);
             if store.alert_seen(&key, now)? || !seen.insert(key.clone()) {
                 stats.alerts_deduplicated += 1;
                 continue;
             }
             mine.push((key, now + retention_ms));
-            fresh.push(a.clone());
+            fresh.push((di, i));
         }
         keys.push(mine);
     }
-    let sink_len = sink.write(&fresh)?;
+    drop(seen);
+    let sink_len = sink.write(fresh.iter().map(|&(di, i)| batch[di].alert(i, rules)))?;
     let commits: Vec<Commit<'_>> = batch
         .iter()
         .zip(&keys)
@@ -979,7 +1104,8 @@ fn deliver(
     let mut queued = Vec::with_capacity(remotes.len());
     store.commit_batch(&commits, &meta, |txn| {
         for r in remotes {
-            queued.push(r.outbox.enqueue(txn, &fresh, now)?);
+            let mut alerts = fresh.iter().map(|&(di, i)| batch[di].alert(i, rules));
+            queued.push(r.outbox.enqueue(txn, &mut alerts, now)?);
         }
         Ok(())
     })?;
@@ -993,11 +1119,7 @@ fn deliver(
     }
     metrics.store_commits.inc();
     metrics.alerts(sink.name(), "sent", fresh.len() as u64);
-    metrics.alerts(
-        sink.name(),
-        "deduplicated",
-        batch.iter().map(|d| d.alerts.len() as u64).sum::<u64>() - fresh.len() as u64,
-    );
+    metrics.alerts(sink.name(), "deduplicated", total - fresh.len() as u64);
     stats.alerts_written += fresh.len() as u64;
     Ok(())
 }

@@ -43,6 +43,7 @@ pub struct Metrics {
     /// Accounts allowed as a label value (from the configuration).
     accounts: HashSet<String>,
     pub records: IntCounterVec,
+    pub duplicate_keys: IntCounterVec,
     pub read_bytes: IntCounterVec,
     pub decoded_bytes: IntCounterVec,
     pub objects: IntCounterVec,
@@ -58,6 +59,7 @@ pub struct Metrics {
     pub correlation_groups: IntGauge,
     pub correlation_evicted: IntCounter,
     pub store_commits: IntCounter,
+    pub events_omitted: IntCounter,
 }
 
 impl Metrics {
@@ -82,6 +84,13 @@ impl Metrics {
         let records = counter(
             "trailwatch_records_total",
             "CloudTrail records parsed and run through the rules.",
+            &["source"],
+        );
+        let duplicate_keys = counter(
+            "trailwatch_records_duplicate_keys_total",
+            "Records that repeat a key (CloudTrail never does: a forged file, or \
+             parameters echoed from a caller). They are still matched, the last value \
+             of a repeated key counting everywhere, as in JSON.parse, jq and Python.",
             &["source"],
         );
         let read_bytes = counter(
@@ -175,6 +184,15 @@ impl Metrics {
         registry
             .register(Box::new(correlation_groups.clone()))
             .expect("unique");
+        let events_omitted = IntCounter::new(
+            "trailwatch_alert_events_omitted_total",
+            "Alerts that carry a note instead of their event: their object's alerts \
+             already held limits.max_event_bytes_per_object of events.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(events_omitted.clone()))
+            .expect("unique");
         let correlation_evicted = IntCounter::new(
             "trailwatch_correlation_evicted_total",
             "Correlation groups evicted to stay within max_groups (their counts are lost).",
@@ -207,6 +225,7 @@ impl Metrics {
             registry,
             accounts: accounts.iter().cloned().collect(),
             records,
+            duplicate_keys,
             read_bytes,
             decoded_bytes,
             objects,
@@ -221,6 +240,7 @@ impl Metrics {
             posture,
             correlation_groups,
             correlation_evicted,
+            events_omitted,
             store_commits,
         }
     }
@@ -237,6 +257,9 @@ impl Metrics {
         self.records
             .with_label_values(&[source])
             .inc_by(report.records);
+        self.duplicate_keys
+            .with_label_values(&[source])
+            .inc_by(report.duplicate_keys);
         self.read_bytes
             .with_label_values(&[source])
             .inc_by(report.bytes_read);
@@ -277,8 +300,8 @@ impl Metrics {
     }
 
     /// Count one rule or correlation match.
-    pub fn rule_match(&self, alert: &crate::alert::Alert) {
-        let mut title = alert.rule_title.as_str();
+    pub fn rule_match(&self, rule_id: &str, title: &str, level: &str) {
+        let mut title = title;
         if title.len() > 80 {
             let mut end = 80;
             while !title.is_char_boundary(end) {
@@ -287,7 +310,7 @@ impl Metrics {
             title = &title[..end];
         }
         self.rule_matches
-            .with_label_values(&[&alert.rule_id, title, alert.level])
+            .with_label_values(&[rule_id, title, level])
             .inc();
     }
 
@@ -303,6 +326,7 @@ impl Metrics {
             self.objects.with_label_values(&[source, outcome]);
         }
         self.records.with_label_values(&[source]);
+        self.duplicate_keys.with_label_values(&[source]);
         self.read_bytes.with_label_values(&[source]);
         self.decoded_bytes.with_label_values(&[source]);
         self.source_errors.with_label_values(&[source]);

@@ -21,7 +21,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::alert::{Alert, Match, MatchBatch, bound, jsonl};
+use crate::alert::{Alert, EventJson, Match, MatchBatch, bound, jsonl};
 use crate::correlate::{self, Correlator, Hit};
 use crate::decode::{self, DecodeError};
 use crate::parse::{self, Ident, Kind, Layout, ParseError, ParseErrorKind, Record, Sink, Top};
@@ -106,6 +106,14 @@ pub struct ObjectReport {
     /// Matches of rules that feed correlations, in record order.
     pub hits: Vec<Hit>,
     pub errors: Vec<InputError>,
+    /// Records that repeat a key (the last one counts, as everywhere).
+    pub duplicate_keys: u64,
+    /// Matches dropped as repeats of an earlier one in the same object
+    /// (same rule, same event id), before their event was built.
+    pub matches_deduplicated: u64,
+    /// Alerts whose event was replaced by a note: the object's alerts
+    /// reached [`Limits::max_event_bytes_per_object`].
+    pub events_omitted: u64,
     /// eventTime of each record that has a readable one (ms since the
     /// epoch), for the ingest-lag histogram; any order.
     pub event_times_ms: Vec<i64>,
@@ -194,13 +202,21 @@ pub struct Limits {
     /// Attach the event to each alert ([`Alert::event`]). Building it is
     /// most of an alert's cost, which matters with noisy rules.
     pub with_events: bool,
+    /// Event text one object's alerts may hold in all (past it, alerts
+    /// carry a note instead): what bounds a flood of distinct alerts.
+    pub max_event_bytes_per_object: usize,
 }
+
+/// Default [`Limits::max_event_bytes_per_object`]: 16 MiB, some ten
+/// thousand typical events.
+pub const DEFAULT_MAX_EVENT_BYTES_PER_OBJECT: usize = 16 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_object_bytes: decode::DEFAULT_MAX_OBJECT_BYTES,
             with_events: false,
+            max_event_bytes_per_object: DEFAULT_MAX_EVENT_BYTES_PER_OBJECT,
         }
     }
 }
@@ -215,134 +231,273 @@ thread_local! {
 /// not pin its memory for the life of the thread).
 const KEEP_BUF_BYTES: usize = 256 << 20;
 
-/// True for CloudTrail digest files by their key (`.../CloudTrail-Digest/...`).
+/// True for CloudTrail digest files by their name, which CloudTrail gives
+/// them as `{account}_CloudTrail-Digest_{region}_{trail}_{region}_{YYYYMMDDTHHMMSSZ}.json.gz`
+/// (the last path segment; any directory). Only that pattern: a file that
+/// merely has `CloudTrail-Digest` somewhere in its path is read (and a
+/// digest under another name is still recognised by its content).
 pub fn is_digest_name(name: &str) -> bool {
-    name.contains("CloudTrail-Digest")
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let Some(stem) = base.strip_suffix(".json.gz") else {
+        return false;
+    };
+    let parts: Vec<&str> = stem.split('_').collect();
+    let region = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let stamp = |s: &str| {
+        let b = s.as_bytes();
+        b.len() == 16
+            && b[..8].iter().all(u8::is_ascii_digit)
+            && b[8] == b'T'
+            && b[9..15].iter().all(u8::is_ascii_digit)
+            && b[15] == b'Z'
+    };
+    parts.len() >= 6
+        && parts[0].len() == 12
+        && parts[0].bytes().all(|b| b.is_ascii_digit())
+        && parts[1] == "CloudTrail-Digest"
+        && region(parts[2])
+        && region(parts[parts.len() - 2])
+        && stamp(parts[parts.len() - 1])
 }
 
 /// Run one object (its stored bytes) through decode → parse → rules.
+///
+/// Memory is bounded by [`STREAM_MIN_BYTES`], not by the object: gzip is
+/// decoded whole (libdeflate, the fast way) only while its output fits
+/// that; a larger object, whatever its trailer claims, and plain text past
+/// it, are parsed as a stream in a window of a few chunks.
 pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits) -> ObjectReport {
+    process(name, Stored::Memory(input), rules, limits)
+}
+
+/// [`process_object`] for a local file, read as it is parsed when it is
+/// larger than [`STREAM_MIN_BYTES`] (so two 1 GB files never sit in memory).
+pub fn process_file(
+    name: &str,
+    path: &std::path::Path,
+    rules: &RuleSet,
+    limits: Limits,
+) -> ObjectReport {
+    let failed = |e: SourceError| ObjectReport {
+        source: name.to_owned(),
+        errors: vec![InputError {
+            source: name.to_owned(),
+            kind: match e {
+                SourceError::TooLarge { .. } => ErrorKind::TooLarge,
+                SourceError::Io { .. } | SourceError::Remote { .. } => ErrorKind::Read,
+            },
+            message: e.to_string(),
+        }],
+        ..Default::default()
+    };
+    let io = |source| SourceError::Io {
+        name: name.to_owned(),
+        source,
+    };
+    let size = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) => return failed(io(e)),
+    };
+    if size > limits.max_object_bytes {
+        return failed(SourceError::TooLarge {
+            name: name.to_owned(),
+            size,
+            cap: limits.max_object_bytes,
+        });
+    }
+    if size < STREAM_MIN_BYTES {
+        return match Input::File(path.to_path_buf()).read(limits.max_object_bytes) {
+            Ok(bytes) => process_object(name, &bytes, rules, limits),
+            Err(e) => failed(e),
+        };
+    }
+    match std::fs::File::open(path) {
+        Ok(f) => process(name, Stored::File(f, size), rules, limits),
+        Err(e) => failed(io(e)),
+    }
+}
+
+/// Where an object's stored bytes are.
+enum Stored<'a> {
+    Memory(&'a [u8]),
+    /// An open file and its size.
+    File(std::fs::File, u64),
+}
+
+fn process(name: &str, stored: Stored<'_>, rules: &RuleSet, limits: Limits) -> ObjectReport {
     let mut report = ObjectReport {
         source: name.to_owned(),
-        bytes_read: input.len() as u64,
+        bytes_read: match &stored {
+            Stored::Memory(b) => b.len() as u64,
+            Stored::File(_, size) => *size,
+        },
         ..Default::default()
     };
     if is_digest_name(name) {
         report.layout = Some(Layout::Digest);
         return report;
     }
-    let sink = ObjectSink {
-        rules,
-        with_events: limits.with_events,
-        source: name,
-        records: AtomicU64::new(0),
-        alerts: Mutex::new(Vec::new()),
-        hits: Mutex::new(Vec::new()),
-        errors: Mutex::new(Vec::new()),
-        times: Mutex::new(Vec::new()),
-        posture: Mutex::new(Vec::new()),
-    };
-    let layout = match stream_large(name, input, limits, &sink, &mut report) {
-        Some(layout) => layout,
-        None => {
-            let buf = DECODE_BUF.with(Cell::take);
-            let mut decoded = decode::decode(input, limits.max_object_bytes, buf);
-            if let Some(e) = &decoded.error {
-                report.errors.push(decode_error(name, e));
+    let sink = ObjectSink::new(rules, limits, name);
+    let layout = match stored {
+        Stored::File(mut f, _) => {
+            let mut head = [0u8; 2];
+            let gzip =
+                std::io::Read::read_exact(&mut f, &mut head).is_ok() && decode::is_gzip(&head);
+            let file = io::Read::chain(
+                io::Cursor::new(head),
+                io::BufReader::with_capacity(1 << 20, f),
+            );
+            if gzip {
+                stream(
+                    name,
+                    flate2::bufread::MultiGzDecoder::new(io::BufReader::new(file)),
+                    true,
+                    limits,
+                    &sink,
+                    &mut report,
+                )
+            } else {
+                stream(name, file, false, limits, &sink, &mut report)
             }
-            report.bytes_decoded = decoded.len as u64;
-            let layout = match parse::parse(&mut decoded.buf, decoded.len, &sink) {
-                Ok(layout) => layout,
-                Err(failed) => {
-                    // The fast path unescaped strings in place before
-                    // failing; the recovery path needs the original text:
-                    // decode it again, into the same buffer (what failed
-                    // is described by `failed`, not by the bytes), so a
-                    // damaged object never costs two buffers.
-                    let buf = std::mem::take(&mut decoded.buf);
-                    let pristine = decode::decode(input, limits.max_object_bytes, buf);
-                    let layout = parse::recover(&pristine.buf, pristine.len, &sink, &failed);
-                    decoded.buf = pristine.buf;
+        }
+        Stored::Memory(input) => {
+            let whole_cap = limits.max_object_bytes.min(STREAM_MIN_BYTES);
+            let gzip = decode::is_gzip(input);
+            if (gzip && decode::gzip_size_hint(input) >= STREAM_MIN_BYTES)
+                || (!gzip && input.len() as u64 >= STREAM_MIN_BYTES)
+            {
+                stream_memory(name, input, gzip, limits, &sink, &mut report)
+            } else {
+                let buf = DECODE_BUF.with(Cell::take);
+                let mut decoded = decode::decode(input, whole_cap, buf);
+                if gzip
+                    && whole_cap < limits.max_object_bytes
+                    && matches!(decoded.error, Some(DecodeError::TooLarge { .. }))
+                {
+                    // More than the whole-buffer budget, whatever the
+                    // trailer said: start again as a stream (nothing was
+                    // parsed yet).
+                    keep_buf(decoded.buf);
+                    stream_memory(name, input, gzip, limits, &sink, &mut report)
+                } else {
+                    let layout = whole(name, input, &mut decoded, whole_cap, &sink, &mut report);
+                    keep_buf(decoded.buf);
                     layout
                 }
-            };
-            if decoded.buf.capacity() <= KEEP_BUF_BYTES {
-                DECODE_BUF.with(|c| c.set(std::mem::take(&mut decoded.buf)));
             }
-            layout
         }
     };
-    report.layout = Some(layout);
-    report.records = sink.records.into_inner();
-    let mut batches = sink.alerts.into_inner().unwrap_or_else(|p| p.into_inner());
-    // Batches finish in any order (parallel chunks); each is in record
-    // order, and within a record, in rule order.
-    batches.sort_by_key(|b| b.first().map_or(0, |a| a.record));
-    let mut alerts = Vec::with_capacity(batches.iter().map(Vec::len).sum());
-    for b in batches {
-        alerts.extend(b);
-    }
-    report.alerts = alerts;
-    let mut hits = sink.hits.into_inner().unwrap_or_else(|p| p.into_inner());
-    hits.sort_by_key(|h| h.alert.record);
-    report.hits = hits;
-    let mut errors = sink.errors.into_inner().unwrap_or_else(|p| p.into_inner());
-    errors.sort_by_key(|e| (e.offset, e.record));
-    report.errors.extend(errors.into_iter().map(|e| InputError {
-        source: name.to_owned(),
-        kind: e.kind.into(),
-        message: e.to_string(),
-    }));
-    report.event_times_ms = sink.times.into_inner().unwrap_or_else(|p| p.into_inner());
-    report.posture = sink.posture.into_inner().unwrap_or_else(|p| p.into_inner());
-    report
+    sink.finish(name, layout, report)
 }
 
-/// Gzip objects announcing more than this are decompressed as a stream into
-/// the chunked parser: memory stays a few chunks whatever their size
+/// Keep a decode buffer for the next object on this thread, unless it is
+/// large (one huge object should not pin its memory).
+fn keep_buf(buf: Vec<u8>) {
+    if buf.capacity() <= KEEP_BUF_BYTES {
+        DECODE_BUF.with(|c| c.set(buf));
+    }
+}
+
+/// The decoded object in `decoded`, parsed whole (fast paths, then the
+/// recovery walk on a pristine copy if they fail).
+fn whole(
+    name: &str,
+    input: &[u8],
+    decoded: &mut decode::Decoded,
+    cap: u64,
+    sink: &ObjectSink<'_>,
+    report: &mut ObjectReport,
+) -> Layout {
+    if let Some(e) = &decoded.error {
+        report.errors.push(decode_error(name, e));
+    }
+    report.bytes_decoded = decoded.len as u64;
+    match parse::parse(&mut decoded.buf, decoded.len, sink) {
+        Ok(layout) => layout,
+        Err(failed) => {
+            // The fast path unescaped strings in place before failing; the
+            // recovery path needs the original text: decode it again, into
+            // the same buffer (what failed is described by `failed`, not
+            // by the bytes), so a damaged object never costs two buffers.
+            let buf = std::mem::take(&mut decoded.buf);
+            *decoded = decode::decode(input, cap, buf);
+            parse::recover(&decoded.buf, decoded.len, sink, &failed)
+        }
+    }
+}
+
+/// Gzip objects whose output passes this, and plain ones this large, are
+/// parsed as a stream: memory stays a few chunks whatever their size
 /// (whole-buffer decode is faster, so smaller objects keep it).
 pub const STREAM_MIN_BYTES: u64 = 64 << 20;
 
-/// The streaming path for large gzip objects; `None` when it does not
-/// apply (small, not gzip, or not a native file: nothing was emitted then).
-fn stream_large(
+/// An object held in memory, decoded (if gzip) and parsed as a stream.
+fn stream_memory(
     name: &str,
     input: &[u8],
+    gzip: bool,
     limits: Limits,
     sink: &ObjectSink<'_>,
     report: &mut ObjectReport,
-) -> Option<Layout> {
-    if !decode::is_gzip(input) || decode::gzip_size_hint(input) < STREAM_MIN_BYTES {
-        return None;
+) -> Layout {
+    if gzip {
+        stream(
+            name,
+            flate2::bufread::MultiGzDecoder::new(input),
+            true,
+            limits,
+            sink,
+            report,
+        )
+    } else {
+        stream(name, input, false, limits, sink, report)
     }
+}
+
+/// Parse what `reader` gives (decoded text) as a stream, up to the cap.
+fn stream(
+    name: &str,
+    reader: impl io::Read,
+    gzip: bool,
+    limits: Limits,
+    sink: &ObjectSink<'_>,
+    report: &mut ObjectReport,
+) -> Layout {
     let cap = limits.max_object_bytes;
-    let mut reader = io::Read::take(
-        flate2::read::MultiGzDecoder::new(input),
-        cap.saturating_add(1),
-    );
-    let (end, read) = parse::parse_native_reader(&mut reader, sink);
+    let mut reader = io::Read::take(reader, cap.saturating_add(1));
+    let (end, read) = parse::parse_reader(&mut reader, sink);
     report.bytes_decoded = read.min(cap);
-    let error = |kind, message| InputError {
-        source: name.to_owned(),
-        kind,
-        message,
-    };
-    match end {
-        parse::StreamEnd::NotNative(_) => return None,
-        parse::StreamEnd::Done => {}
-        _ if read > cap => report
+    if read > cap {
+        report
             .errors
-            .push(decode_error(name, &DecodeError::TooLarge { cap })),
-        parse::StreamEnd::Read(e) => report.errors.push(error(
-            ErrorKind::Gzip,
-            format!("{name}: corrupt or truncated gzip ({read} bytes decompressed before it): {e}"),
-        )),
-        parse::StreamEnd::Truncated { offset } => report.errors.push(error(
-            ErrorKind::Truncated,
-            format!("{name}: document ends at byte {offset}, inside the Records array"),
-        )),
+            .push(decode_error(name, &DecodeError::TooLarge { cap }));
     }
-    Some(Layout::Native)
+    match end {
+        parse::StreamEnd::Done(layout) => layout,
+        parse::StreamEnd::Read(e) => {
+            report.errors.push(InputError {
+                source: name.to_owned(),
+                kind: if gzip {
+                    ErrorKind::Gzip
+                } else {
+                    ErrorKind::Read
+                },
+                message: format!(
+                    "{name}: {} ({read} bytes decoded before it): {e}",
+                    if gzip {
+                        "corrupt or truncated gzip"
+                    } else {
+                        "read failed"
+                    }
+                ),
+            });
+            Layout::Native
+        }
+    }
 }
 
 fn decode_error(name: &str, e: &DecodeError) -> InputError {
@@ -361,8 +516,19 @@ fn decode_error(name: &str, e: &DecodeError) -> InputError {
 struct ObjectSink<'a> {
     rules: &'a RuleSet,
     with_events: bool,
-    source: &'a str,
+    source_arc: std::sync::Arc<str>,
+    /// Per-object deduplication of matches by (rule, event id), when
+    /// events are attached (the daemon).
+    seen: Option<Mutex<std::collections::HashSet<(u32, u64)>>>,
+    deduplicated: AtomicU64,
+    /// Event text this object's alerts may hold, and hold so far.
+    event_budget: usize,
+    event_bytes: std::sync::atomic::AtomicUsize,
+    events_omitted: AtomicU64,
     records: AtomicU64,
+    /// Records with a duplicate key (at the top level, in `userIdentity`,
+    /// or on a path a rule or the alert read).
+    duplicate_keys: AtomicU64,
     /// One batch per `records` call: no giant vector regrown (and its pages
     /// faulted in again) as a noisy rule's alerts pile up.
     alerts: Mutex<Vec<Vec<Match>>>,
@@ -370,6 +536,89 @@ struct ObjectSink<'a> {
     errors: Mutex<Vec<ParseError>>,
     times: Mutex<Vec<i64>>,
     posture: Mutex<Vec<(Posture, String)>>,
+}
+
+/// A 64-bit hash of an event id, for the per-object match deduplication
+/// (a collision would drop one alert of two events in one object that
+/// match the same rule: at 2^-64 per pair, never in practice).
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write(id.as_bytes());
+    h.finish()
+}
+
+impl<'a> ObjectSink<'a> {
+    fn new(rules: &'a RuleSet, limits: Limits, source: &'a str) -> Self {
+        ObjectSink {
+            rules,
+            with_events: limits.with_events,
+            source_arc: std::sync::Arc::from(source),
+            seen: limits
+                .with_events
+                .then(|| Mutex::new(std::collections::HashSet::new())),
+            deduplicated: AtomicU64::new(0),
+            event_budget: limits.max_event_bytes_per_object,
+            event_bytes: std::sync::atomic::AtomicUsize::new(0),
+            events_omitted: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            duplicate_keys: AtomicU64::new(0),
+            alerts: Mutex::new(Vec::new()),
+            hits: Mutex::new(Vec::new()),
+            errors: Mutex::new(Vec::new()),
+            times: Mutex::new(Vec::new()),
+            posture: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The record's event for an alert, within the object's budget: past
+    /// it, a note saying so (one object's alerts never hold more event
+    /// text than configured, whatever it holds).
+    fn event_of(&self, r: &Record<'_, '_>) -> EventJson {
+        let event = EventJson::of(r);
+        let used = self.event_bytes.fetch_add(event.len(), Ordering::Relaxed) + event.len();
+        if used <= self.event_budget {
+            return event;
+        }
+        self.event_bytes.fetch_sub(event.len(), Ordering::Relaxed);
+        self.events_omitted.fetch_add(1, Ordering::Relaxed);
+        EventJson::note(&format!(
+            "[event omitted: this object's alerts already hold {} bytes of events \
+             (limits.max_event_bytes_per_object)]",
+            self.event_budget
+        ))
+    }
+
+    /// What the object produced, in order, into `report`.
+    fn finish(self, name: &str, layout: Layout, mut report: ObjectReport) -> ObjectReport {
+        report.layout = Some(layout);
+        report.matches_deduplicated = self.deduplicated.into_inner();
+        report.events_omitted = self.events_omitted.into_inner();
+        report.records = self.records.into_inner();
+        report.duplicate_keys = self.duplicate_keys.into_inner();
+        let mut batches = self.alerts.into_inner().unwrap_or_else(|p| p.into_inner());
+        // Batches finish in any order (parallel chunks); each is in record
+        // order, and within a record, in rule order.
+        batches.sort_by_key(|b| b.first().map_or(0, |a| a.record));
+        let mut alerts = Vec::with_capacity(batches.iter().map(Vec::len).sum());
+        for b in batches {
+            alerts.extend(b);
+        }
+        report.alerts = alerts;
+        let mut hits = self.hits.into_inner().unwrap_or_else(|p| p.into_inner());
+        hits.sort_by_key(|h| h.ctx.record);
+        report.hits = hits;
+        let mut errors = self.errors.into_inner().unwrap_or_else(|p| p.into_inner());
+        errors.sort_by_key(|e| (e.offset, e.record));
+        report.errors.extend(errors.into_iter().map(|e| InputError {
+            source: name.to_owned(),
+            kind: e.kind.into(),
+            message: e.to_string(),
+        }));
+        report.event_times_ms = self.times.into_inner().unwrap_or_else(|p| p.into_inner());
+        report.posture = self.posture.into_inner().unwrap_or_else(|p| p.into_inner());
+        report
+    }
 }
 
 impl Sink for ObjectSink<'_> {
@@ -380,6 +629,8 @@ impl Sink for ObjectSink<'_> {
         let mut hits = Vec::new();
         let mut times = Vec::with_capacity(records.len());
         let mut posture = Vec::new();
+        let mut duplicates = 0u64;
+        parse::take_duplicate_keys(); // what an earlier record left
         for (i, r) in records.iter().enumerate() {
             // Parsed once per record: the lag metric and correlation hits.
             let time_ms = r.str(Top::EventTime).and_then(correlate::parse_event_time);
@@ -389,9 +640,28 @@ impl Sink for ObjectSink<'_> {
                 posture.push((p, bound(account)));
             });
             self.rules.for_each_match(r, |index, rule| {
-                found.push(index as u32, r, first + i, self.with_events);
+                let event = if self.with_events && !rule.hidden {
+                    // The same event matched twice in one object (a
+                    // duplicate delivery inside a file, a flood of one
+                    // record) alerts once: skip it before building its
+                    // event, the expensive part.
+                    if let Some(seen) = &self.seen
+                        && let Some(id) = r.str(Top::EventId)
+                        && !seen
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((index as u32, id_hash(id)))
+                    {
+                        self.deduplicated.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    Some(self.event_of(r))
+                } else {
+                    None
+                };
+                found.push(index as u32, r, first + i, event);
                 if !rule.feeds.is_empty()
-                    && let Some(alert) = found.last_alert(&rule.meta, self.source)
+                    && let Some(ctx) = found.last_context(&self.source_arc)
                 {
                     hits.push(Hit {
                         rule: index as u32,
@@ -407,13 +677,19 @@ impl Sink for ObjectSink<'_> {
                                 )
                             })
                             .collect(),
-                        alert: std::sync::Arc::new(alert),
+                        ctx: std::sync::Arc::new(ctx),
                     });
                 }
                 if rule.hidden {
                     found.pop();
                 }
             });
+            // Duplicates met indexing the record, or on a path its rules
+            // and alert fields read (the last value counted everywhere).
+            duplicates += u64::from(parse::take_duplicate_keys() | r.duplicate_keys());
+        }
+        if duplicates > 0 {
+            self.duplicate_keys.fetch_add(duplicates, Ordering::Relaxed);
         }
         if !found.is_empty() {
             let found = found.finish();
@@ -461,7 +737,12 @@ pub fn evaluate_document(text: &[u8], rules: &RuleSet) -> (Vec<Alert>, Vec<Strin
         .map(|m| m.to_alert(&rules.rule(m.rule).meta, &report.source))
         .collect();
     let mut matched: Vec<String> = alerts.iter().map(|a| a.rule_id.clone()).collect();
-    matched.extend(report.hits.iter().map(|h| h.alert.rule_id.clone()));
+    matched.extend(
+        report
+            .hits
+            .iter()
+            .map(|h| rules.rule(h.rule).meta.id.clone()),
+    );
     let mut correlator = Correlator::new(
         rules.correlations().to_vec(),
         correlate::DEFAULT_LATENESS_MS,
@@ -500,6 +781,8 @@ pub struct Summary {
     /// Digest files recognised and skipped.
     pub digests: u64,
     pub records: u64,
+    /// Records that repeat a key (matched with the last value of each).
+    pub duplicate_keys: u64,
     pub bytes_read: u64,
     pub bytes_decoded: u64,
     pub matches: u64,
@@ -532,6 +815,7 @@ impl Summary {
         self.files += 1;
         self.digests += u64::from(r.is_digest());
         self.records += r.records;
+        self.duplicate_keys += r.duplicate_keys;
         self.bytes_read += r.bytes_read;
         self.bytes_decoded += r.bytes_decoded;
         for m in &r.alerts {
@@ -570,6 +854,13 @@ impl fmt::Display for Summary {
         writeln!(f, "matches: {}", self.matches)?;
         for (rule, n) in &self.matches_by_rule {
             writeln!(f, "  {n:>8}  {rule}")?;
+        }
+        if self.duplicate_keys > 0 {
+            writeln!(
+                f,
+                "records with duplicate keys: {} (matched on the last value of each repeated key)",
+                self.duplicate_keys
+            )?;
         }
         writeln!(f, "errors: {}", self.error_count())?;
         for (kind, n) in &self.errors {
@@ -695,21 +986,63 @@ pub fn scan(
 
 fn read_and_process(input: &Input, rules: &RuleSet, limits: Limits) -> ObjectReport {
     let name = input.name();
-    match input.read(limits.max_object_bytes) {
-        Ok(bytes) => process_object(&name, &bytes, rules, limits),
-        Err(e) => ObjectReport {
+    match input {
+        Input::File(path) => process_file(&name, path, rules, limits),
+        Input::Stdin => process_stdin(&name, rules, limits),
+        Input::Unreadable { message, .. } => ObjectReport {
             source: name.clone(),
             errors: vec![InputError {
-                source: name,
-                kind: match e {
-                    SourceError::TooLarge { .. } => ErrorKind::TooLarge,
-                    SourceError::Io { .. } | SourceError::Remote { .. } => ErrorKind::Read,
-                },
-                message: e.to_string(),
+                source: name.clone(),
+                kind: ErrorKind::Read,
+                message: format!("cannot read {name}: {message}"),
             }],
             ..Default::default()
         },
     }
+}
+
+/// Standard input: held whole when it is small, else parsed as it arrives
+/// (after the part already read).
+fn process_stdin(name: &str, rules: &RuleSet, limits: Limits) -> ObjectReport {
+    let mut head = Vec::new();
+    let mut stdin = io::stdin().lock();
+    if let Err(e) = io::Read::read_to_end(
+        &mut io::Read::take(&mut stdin, STREAM_MIN_BYTES + 1),
+        &mut head,
+    ) {
+        return ObjectReport {
+            source: name.to_owned(),
+            errors: vec![InputError {
+                source: name.to_owned(),
+                kind: ErrorKind::Read,
+                message: format!("cannot read {name}: {e}"),
+            }],
+            ..Default::default()
+        };
+    }
+    if (head.len() as u64) <= STREAM_MIN_BYTES {
+        return process_object(name, &head, rules, limits);
+    }
+    let gzip = decode::is_gzip(&head);
+    let rest = io::Read::chain(io::Cursor::new(head), stdin);
+    let mut report = ObjectReport {
+        source: name.to_owned(),
+        ..Default::default()
+    };
+    let sink = ObjectSink::new(rules, limits, name);
+    let layout = if gzip {
+        stream(
+            name,
+            flate2::read::MultiGzDecoder::new(rest),
+            true,
+            limits,
+            &sink,
+            &mut report,
+        )
+    } else {
+        stream(name, rest, false, limits, &sink, &mut report)
+    };
+    sink.finish(name, layout, report)
 }
 
 fn log_errors(report: &ObjectReport) {

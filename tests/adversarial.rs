@@ -160,24 +160,81 @@ fn invalid_utf8_costs_only_its_record() {
 
 #[test]
 fn duplicate_keys_are_read_the_same_way_every_time() {
-    // CloudTrail never writes duplicate keys; a forged or damaged file
-    // might. The first occurrence wins, in the rules and in the alert, on
-    // every path (whole document, chunked, recovery).
+    // CloudTrail never writes duplicate keys; a forged file, or request
+    // parameters echoed from a caller, might. The last occurrence wins (as
+    // in JSON.parse, jq, Python and serde_json), in the rules, in the
+    // alert's fields and in the event attached to it, on every path
+    // (whole document, per line), and such records are counted.
     let dir = tempfile::tempdir().unwrap();
-    let mut raw = record("dup", "ListUsers", "arn:aws:iam::123456789012:user/a").to_string();
-    raw.insert_str(1, "\"eventName\":\"CreateAccessKey\",");
-    let (code, alerts, stderr) = scan_text(dir.path(), "dup.json", around(&raw).as_bytes(), &[]);
+    let mut raw = record("dup", "CreateAccessKey", "arn:aws:iam::123456789012:user/a").to_string();
+    raw.insert_str(1, "\"eventName\":\"ListUsers\",");
+    let hidden = record("hid", "ListUsers", "arn:aws:iam::123456789012:user/a").to_string();
+    let mut hidden = hidden.clone();
+    hidden.insert_str(1, "\"eventName\":\"CreateAccessKey\",");
+    let text = around(&format!("{raw},{hidden}"));
+    let (code, alerts, stderr) =
+        scan_text(dir.path(), "dup.json", text.as_bytes(), &["--with-event"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(ids(&alerts, KEY_CREATED), ["before", "dup", "after"]);
     let dup = alerts.iter().find(|a| a["event_id"] == "dup").unwrap();
     assert_eq!(dup["event_name"], "CreateAccessKey");
+    assert_eq!(dup["event"]["eventName"], "CreateAccessKey");
+    assert!(
+        stderr.contains("records with duplicate keys: 2"),
+        "{stderr}"
+    );
     // The same bytes as JSON lines (the per-line path) agree.
     let lines = format!(
-        "{}\n{raw}\n",
+        "{}\n{raw}\n{hidden}\n",
         record("l1", "CreateAccessKey", "arn:aws:iam::123456789012:user/a")
     );
     let (_, alerts, _) = scan_text(dir.path(), "dup.jsonl", lines.as_bytes(), &[]);
     assert_eq!(ids(&alerts, KEY_CREATED), ["l1", "dup"]);
+    // A duplicate inside a nested object a rule reads: the last one too.
+    let policy = |first: &str, last: &str| {
+        let mut r = record(
+            "pol",
+            "AttachUserPolicy",
+            "arn:aws:iam::123456789012:user/a",
+        );
+        r["requestParameters"] = serde_json::json!({"userName": "b"});
+        let text = r.to_string();
+        text.replacen(
+            "{\"userName\":\"b\"}",
+            &format!("{{\"policyArn\":\"{first}\",\"userName\":\"b\",\"policyArn\":\"{last}\"}}"),
+            1,
+        )
+    };
+    let admin = "arn:aws:iam::aws:policy/AdministratorAccess";
+    let benign = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+    let (_, alerts, stderr) = scan_text(
+        dir.path(),
+        "nested.jsonl",
+        format!("{}\n", policy(benign, admin)).as_bytes(),
+        &[],
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["event_id"] == "pol" && a["rule_name"] == "admin_policy_attached"),
+        "{alerts:?}"
+    );
+    assert!(
+        stderr.contains("records with duplicate keys: 1"),
+        "{stderr}"
+    );
+    let (_, alerts, _) = scan_text(
+        dir.path(),
+        "nested2.jsonl",
+        format!("{}\n", policy(admin, benign)).as_bytes(),
+        &[],
+    );
+    assert!(
+        !alerts
+            .iter()
+            .any(|a| a["rule_name"] == "admin_policy_attached"),
+        "{alerts:?}"
+    );
 }
 
 #[test]

@@ -204,29 +204,43 @@ fn truncated_gzip_keeps_what_came_before_and_the_scan_goes_on() {
     );
 }
 
+/// A flipped byte inside a value (here an invalid UTF-8 byte in a string)
+/// costs only its record. One that breaks the structure (here the colon
+/// after a key) costs its record and everything after it in the
+/// document: past a broken structure, no record can be delimited soundly
+/// (a guess could take a nested object for a record), so nothing is
+/// guessed, and the error says how much was skipped.
 #[test]
-fn flipped_byte_costs_one_record() {
+fn a_flipped_byte_costs_its_record_or_the_rest_of_the_document() {
     let dir = tempfile::tempdir().unwrap();
     let text = native(&key_records(5));
-    // Break record r2's JSON: its eventID string loses its closing quote's partner.
-    let at = text.find(r#""eventID":"r2""#).unwrap() + 9;
-    let mut bytes = text.into_bytes();
-    bytes[at] = b'#';
-    let f = dir.path().join("flipped.json");
-    std::fs::write(&f, &bytes).unwrap();
-    let (code, alerts, stderr) = scan(&[p(&f)]);
-    assert_eq!(code, 0);
-    let ids = event_ids(&alerts);
-    assert!(
-        ids.contains(&"r0".into()) && ids.contains(&"r4".into()),
-        "{ids:?} {stderr}"
-    );
-    assert!(!ids.contains(&"r2".into()));
-    assert!(
-        stderr.contains("flipped.json") && stderr.contains("record 2"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("invalid_json"), "{stderr}");
+    let key = text.find(r#""eventID":"r2""#).unwrap();
+    for (name, at, byte, want) in [
+        (
+            "in-value.json",
+            key + 11,
+            0xFF,
+            &["r0", "r1", "r3", "r4"][..],
+        ),
+        ("structure.json", key + 9, b'#', &["r0", "r1"][..]),
+    ] {
+        let mut bytes = text.clone().into_bytes();
+        bytes[at] = byte;
+        let f = dir.path().join(name);
+        std::fs::write(&f, &bytes).unwrap();
+        let (code, alerts, stderr) = scan(&[p(&f)]);
+        assert_eq!(code, 0);
+        let ids = event_ids(&alerts);
+        assert_eq!(ids, want, "{name}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains("record 2"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("invalid_json"), "{stderr}");
+        if name == "structure.json" {
+            assert!(stderr.contains("skipped"), "{stderr}");
+        }
+    }
 }
 
 #[test]

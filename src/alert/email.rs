@@ -456,7 +456,7 @@ fn facts(a: &Alert) -> Vec<(&'static str, String)> {
 fn event_json(a: &Alert) -> Option<String> {
     a.event
         .as_ref()
-        .and_then(|e| serde_json::to_string_pretty(e).ok())
+        .and_then(|e| serde_json::to_string_pretty(&e.to_value()).ok())
 }
 
 /// Plain-text body of a single-alert mail.

@@ -77,11 +77,12 @@ pub struct Alert {
     /// Correlation alerts only: eventTime of the first contributing event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_event_time: Option<String>,
-    /// The event itself (for a correlation, the one that completed it),
-    /// bounded by [`MAX_EVENT_BYTES`]; when asked for (`with_events`): it
-    /// costs more than the rest of the alert together.
+    /// The event itself, bounded by [`MAX_EVENT_BYTES`]; when asked for
+    /// (`with_events`): it costs more than the rest of the alert together.
+    /// Correlation alerts carry none (their windows keep each event's
+    /// fields, not the event: see [`Context`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<serde_json::Value>,
+    pub event: Option<EventJson>,
     /// The rule's full Sigma metadata: status, description, references,
     /// false positives, author, the file it came from.
     pub rule: Arc<RuleMeta>,
@@ -120,7 +121,7 @@ impl Alert {
 }
 
 /// The event fields an alert carries, in the order [`Match`] packs them.
-const FIELDS: usize = 9;
+pub const FIELDS: usize = 9;
 
 /// A rule match as the hot path records it: the rule's index, the record's
 /// index and the alert's event fields, packed end to end in a text shared
@@ -139,12 +140,155 @@ pub struct Match {
     /// The batch's text; this match's fields are a slice of it.
     text: Arc<String>,
     fields: Fields,
-    /// The event, when asked for ([`bound_event`]).
-    pub event: Option<Box<serde_json::Value>>,
+    /// The event, when asked for ([`EventJson::of`]).
+    pub event: Option<EventJson>,
+}
+
+/// An event attached to an alert, as its compact JSON text (bounded by
+/// [`MAX_EVENT_BYTES`] and [`MAX_EVENT_DEPTH`]): about a quarter of the
+/// memory of a `serde_json::Value` tree, and written out as it is.
+#[derive(Clone)]
+pub struct EventJson(Box<serde_json::value::RawValue>);
+
+impl EventJson {
+    /// The record's event, bounded.
+    pub fn of(r: &Record<'_, '_>) -> EventJson {
+        let text = serde_json::to_string(&bound_event(r.root().to_json()))
+            .unwrap_or_else(|_| "null".into());
+        EventJson::from_json(text)
+    }
+
+    /// A JSON string standing in for an event that was not kept.
+    pub fn note(note: &str) -> EventJson {
+        EventJson::from_json(serde_json::Value::String(note.to_owned()).to_string())
+    }
+
+    fn from_json(text: String) -> EventJson {
+        EventJson(
+            serde_json::value::RawValue::from_string(text).unwrap_or_else(|_| {
+                serde_json::value::RawValue::from_string("null".into()).expect("valid")
+            }),
+        )
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Its bytes in memory (for the per-object budget).
+    pub fn len(&self) -> usize {
+        self.0.get().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// As a tree (to render it; transient).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for EventJson {
+    fn eq(&self, other: &EventJson) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for EventJson {}
+
+impl std::fmt::Debug for EventJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl Serialize for EventJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<EventJson, D::Error> {
+        Box::<serde_json::value::RawValue>::deserialize(d).map(EventJson)
+    }
+}
+
+/// An alert's event fields for one event, in a text of their own: what a
+/// correlation window keeps per event (about 300 bytes and one allocation,
+/// where an [`Alert`] is about 450 bytes and a dozen, and no event), so a
+/// flood of hits from distinct principals costs little per open group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    text: Box<str>,
+    fields: Fields,
+    /// The object the event came from.
+    pub source: Arc<str>,
+    /// The record's index in it.
+    pub record: usize,
+}
+
+impl Context {
+    /// From event fields in [`Match`]'s order: event id, name, source,
+    /// time, account, region, principal, source IP, user agent.
+    pub fn from_fields(values: [Option<&str>; FIELDS], source: Arc<str>, record: usize) -> Context {
+        let mut text = String::new();
+        let mut ends = [0u32; FIELDS];
+        let mut present = 0u16;
+        for (i, v) in values.iter().enumerate() {
+            if let Some(v) = v {
+                push_bounded(&mut text, v);
+                present |= 1 << i;
+            }
+            ends[i] = text.len() as u32;
+        }
+        Context {
+            text: text.into_boxed_str(),
+            fields: Fields {
+                start: 0,
+                ends,
+                present,
+            },
+            source,
+            record,
+        }
+    }
+
+    fn field(&self, i: usize) -> Option<&str> {
+        self.fields.get(&self.text, i)
+    }
+
+    pub fn event_id(&self) -> Option<&str> {
+        self.field(0)
+    }
+
+    pub fn event_time(&self) -> Option<&str> {
+        self.field(3)
+    }
+
+    /// The fields in order (see [`Context::from_fields`]).
+    pub fn values(&self) -> [Option<&str>; FIELDS] {
+        std::array::from_fn(|i| self.field(i))
+    }
+
+    /// An alert of `rule` with these fields (no event).
+    pub fn to_alert(&self, rule: &Arc<RuleMeta>) -> Alert {
+        alert_of(
+            &self.text,
+            &self.fields,
+            None,
+            rule,
+            &self.source,
+            self.record,
+        )
+    }
 }
 
 /// Where a match's fields lie in its batch's text.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Fields {
     /// Start of the first field.
     start: u32,
@@ -202,7 +346,7 @@ struct Pending {
     rule: u32,
     record: usize,
     fields: Fields,
-    event: Option<Box<serde_json::Value>>,
+    event: Option<EventJson>,
 }
 
 /// The matches of one batch of records (a chunk), their fields written
@@ -216,28 +360,22 @@ pub struct MatchBatch {
 
 impl MatchBatch {
     /// Record a match of rule number `rule` on `r`, record `record` of its
-    /// object, with the event attached when `with_event`.
-    pub fn push(&mut self, rule: u32, r: &Record<'_, '_>, record: usize, with_event: bool) {
+    /// object, with `event` attached.
+    pub fn push(&mut self, rule: u32, r: &Record<'_, '_>, record: usize, event: Option<EventJson>) {
         let fields = Fields::push(&mut self.text, r);
         self.pending.push(Pending {
             rule,
             record,
             fields,
-            event: with_event.then(|| Box::new(bound_event(r.root().to_json()))),
+            event,
         });
     }
 
-    /// The last match pushed, as a full alert.
-    pub fn last_alert(&self, rule: &Arc<RuleMeta>, source: &str) -> Option<Alert> {
+    /// The last match pushed, as a correlation window keeps it.
+    pub fn last_context(&self, source: &Arc<str>) -> Option<Context> {
         let p = self.pending.last()?;
-        Some(alert_of(
-            &self.text,
-            &p.fields,
-            p.event.as_deref(),
-            rule,
-            source,
-            p.record,
-        ))
+        let values: [Option<&str>; FIELDS] = std::array::from_fn(|i| p.fields.get(&self.text, i));
+        Some(Context::from_fields(values, Arc::clone(source), p.record))
     }
 
     /// Forget the last match pushed (a hidden rule's, kept only as a
@@ -271,7 +409,7 @@ impl MatchBatch {
 fn alert_of(
     text: &str,
     fields: &Fields,
-    event: Option<&serde_json::Value>,
+    event: Option<&EventJson>,
     rule: &Arc<RuleMeta>,
     source: &str,
     record: usize,
@@ -298,7 +436,7 @@ impl Match {
     #[cfg(test)]
     pub fn new(rule: u32, r: &Record<'_, '_>, record: usize, with_event: bool) -> Match {
         let mut b = MatchBatch::default();
-        b.push(rule, r, record, with_event);
+        b.push(rule, r, record, with_event.then(|| EventJson::of(r)));
         b.finish().pop().expect("one match")
     }
 
@@ -315,11 +453,17 @@ impl Match {
         alert_of(
             &self.text,
             &self.fields,
-            self.event.as_deref(),
+            self.event.as_ref(),
             rule,
             source,
             self.record,
         )
+    }
+
+    /// This match's fields as a correlation window keeps them.
+    pub fn context(&self, source: &Arc<str>) -> Context {
+        let values: [Option<&str>; FIELDS] = std::array::from_fn(|i| self.field(i));
+        Context::from_fields(values, Arc::clone(source), self.record)
     }
 
     /// The event fields in [`Alert`]'s serialization order, with their names.
@@ -536,7 +680,7 @@ mod tests {
     fn alerts_round_trip_through_json() {
         let mut a = Alert::example(Arc::new(RuleMeta::example("r1")));
         a.correlation = Some("event_count");
-        a.event = Some(serde_json::json!({"eventName": "X"}));
+        a.event = Some(EventJson::from_json(r#"{"eventName":"X"}"#.into()));
         let back: Alert = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
         assert_eq!(back, a);
     }
@@ -557,10 +701,14 @@ mod tests {
         let meta = Arc::new(RuleMeta::example("r"));
         let mut batch = MatchBatch::default();
         let mut alone = Vec::new();
+        let src: Arc<str> = Arc::from("src");
         for (i, r) in records.iter().enumerate() {
-            batch.push(7, r, i, false);
-            let a = batch.last_alert(&meta, "src").unwrap();
-            assert_eq!(a, Match::new(7, r, i, false).to_alert(&meta, "src"));
+            batch.push(7, r, i, None);
+            let c = batch.last_context(&src).unwrap();
+            assert_eq!(
+                c.to_alert(&meta),
+                Match::new(7, r, i, false).to_alert(&meta, "src")
+            );
             if i == 1 {
                 // Hidden: only its alert was wanted.
                 batch.pop();
@@ -610,12 +758,11 @@ mod tests {
             e = serde_json::json!({ "a": [e] });
         }
         let mut a = Alert::example(Arc::new(RuleMeta::example("r")));
-        a.event = Some(bound_event(
-            serde_json::json!({"eventName": "X", "deep": e}),
-        ));
+        let bounded = bound_event(serde_json::json!({"eventName": "X", "deep": e}));
+        a.event = Some(EventJson::from_json(bounded.to_string()));
         let text = serde_json::to_string(&a).unwrap();
         let back: Alert = serde_json::from_str(&text).expect("readable back");
-        assert_eq!(back.event.as_ref().unwrap()["eventName"], "X");
+        assert_eq!(back.event.as_ref().unwrap().to_value()["eventName"], "X");
         assert!(text.contains("levels omitted"));
     }
 

@@ -142,14 +142,16 @@ impl Outbox {
 
     /// Queue `alerts` inside the caller's write transaction (the one that
     /// commits their objects), applying the level filter and suppression.
+    /// They are taken one at a time, so a batch need not hold them all.
     pub fn enqueue(
         &self,
         txn: &redb::WriteTransaction,
-        alerts: &[Alert],
+        alerts: &mut dyn Iterator<Item = Alert>,
         now_ms: u64,
     ) -> DbResult<Queued> {
         let mut out = Queued::default();
-        if alerts.is_empty() {
+        let mut alerts = alerts.peekable();
+        if alerts.peek().is_none() {
             return Ok(out);
         }
         let mut states = txn.open_table(SINK_STATE)?;
@@ -164,7 +166,7 @@ impl Outbox {
             }
             let mut suppressed_before = 0;
             if window_ms > 0 {
-                let key = suppression_key(a);
+                let key = suppression_key(&a);
                 let prev = suppress.get((self.sink, key.as_str()))?.map(|v| v.value());
                 match prev {
                     Some((until, n)) if until > now_ms => {
@@ -178,7 +180,7 @@ impl Outbox {
                 suppress.insert((self.sink, key.as_str()), (now_ms + window_ms, 0))?;
             }
             let entry = Entry {
-                alert: a.clone(),
+                alert: a,
                 queued_ms: now_ms,
                 attempts: 0,
                 next_ms: now_ms,
@@ -371,6 +373,8 @@ mod tests {
     }
 
     fn enqueue(db: &Database, o: &Outbox, alerts: &[Alert], now: u64) -> Queued {
+        let mut alerts = alerts.iter().cloned();
+        let alerts = &mut alerts;
         let txn = db.begin_write().unwrap();
         let q = o.enqueue(&txn, alerts, now).unwrap();
         txn.commit().unwrap();

@@ -1,26 +1,36 @@
 //! Parse stage: finds the records in a decoded document and hands them, as
 //! zero-copy [`Record`] views over a simd-json tape, to a [`Sink`].
 //!
-//! Accepted layouts (detected from the content, never from the name):
-//! - CloudTrail's native file `{"Records":[...]}`,
-//! - a bare JSON array of records,
-//! - JSON lines, one record per line (CloudWatch Logs, export tools),
-//! - one record on its own,
-//! - CloudTrail digest files (top-level `digestStartTime`): recognised and
-//!   skipped, never read as records.
+//! A text is a sequence of JSON values (usually one); each value is:
+//! - a CloudTrail document `{"Records":[...]}` (`Records` first, as
+//!   CloudTrail writes it): its records are the elements of its `Records`
+//!   array (of every `Records` member, if there are several);
+//! - an array: its elements are the records;
+//! - a CloudTrail digest (an object with a top-level `digestStartTime`):
+//!   recognised and skipped, never read as records;
+//! - any other object: one record.
 //!
-//! **Fast path**: the whole document is parsed into one tape in place (the
-//! decode stage leaves the padding simd-json needs), so a valid file costs
-//! one `fill_tape_padded`. Records of a large file are then handed out in
-//! chunks that the caller may evaluate in parallel.
+//! JSON lines, several documents back to back (`cat a.json.gz b.json.gz`),
+//! pretty-printed files and a UTF-8 byte order mark are all read this way.
 //!
-//! **Recovery path** (only when the whole-document parse fails): a
-//! structural scanner finds each record's byte span and every record is
-//! parsed on its own, so one bad record costs only itself and is reported
-//! with its index and byte offset. After a record the scanner cannot
-//! delimit, it resynchronises at the next `{"eventVersion"`.
+//! **Fast paths** (what real CloudTrail files take):
+//! - a document parsed whole into one tape in place (the decode stage
+//!   leaves the padding simd-json needs);
+//! - a large native document parsed a chunk of records at a time, in place:
+//!   chunks are cut before `{"eventVersion"` after `},`, a guess that a
+//!   successful parse of the chunk confirms (see [`walk`] for why that is
+//!   sound: a guess that lands inside a record never parses);
+//! - JSON lines parsed line by line in parallel, each line trusted as a
+//!   record only when it and the line before it each hold a whole value.
+//!
+//! **Recovery** (anything the fast paths refuse): the forward structural
+//! walk of [`walk`], on a pristine copy of the text. Records are delimited
+//! from the real structure; a record that does not parse costs only
+//! itself; after damage that breaks the structure, nothing is guessed.
 
 pub mod record;
+pub(crate) mod scan;
+mod walk;
 
 use std::cell::Cell;
 
@@ -29,7 +39,7 @@ use rayon::prelude::*;
 use simd_json::{Buffers, Tape};
 use thiserror::Error;
 
-pub use record::{FieldPath, Ident, Kind, Record, Top, Value, WrongType};
+pub use record::{FieldPath, Ident, Kind, Record, Top, Value, WrongType, take_duplicate_keys};
 
 /// Records handed to the sink per call on the fast path: large enough to
 /// amortise a rayon task, small enough to balance a 50 MB file across cores.
@@ -42,7 +52,7 @@ pub enum Layout {
     Native,
     /// `[{...},{...}]`
     Array,
-    /// One JSON object per line.
+    /// One JSON object per line (or several documents one after another).
     JsonLines,
     /// A single record object.
     Single,
@@ -103,7 +113,14 @@ struct State {
     buffers: Buffers,
     tape: Tape<'static>,
     scratch: Vec<u8>,
+    /// A text above [`KEEP_BYTES`] went through `buffers` (simd-json sizes
+    /// them to its input): drop them after, rather than pin that memory
+    /// for the life of the thread.
+    big: bool,
 }
+
+/// Buffers grown past this for one text are not kept for the next.
+const KEEP_BYTES: usize = 64 << 20;
 
 thread_local! {
     /// Taken while in use and put back after, so a rayon task that runs
@@ -117,11 +134,30 @@ fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
             buffers: Buffers::new(1 << 16),
             tape: Tape::null().reset(),
             scratch: Vec::new(),
+            big: false,
         })
     });
     let r = f(&mut st);
+    if st.big || st.scratch.capacity() > KEEP_BYTES {
+        st.buffers = Buffers::new(1 << 16);
+        st.tape = Tape::null().reset();
+        st.scratch = Vec::new();
+        st.big = false;
+    }
     STATE.with(|s| s.set(Some(st)));
     r
+}
+
+/// simd-json's tape for `text[..len]` (padded), noting a big text.
+fn fill<'d>(
+    buffers: &mut Buffers,
+    big: &mut bool,
+    text: &'d mut [u8],
+    len: usize,
+    tape: &mut Tape<'d>,
+) -> Result<(), simd_json::Error> {
+    *big |= len > KEEP_BYTES;
+    simd_json::fill_tape_padded(text, len, buffers, tape)
 }
 
 /// The fast path failed; call [`recover`] on a pristine copy of the data.
@@ -137,7 +173,7 @@ pub struct NeedsRecovery(Failed);
 #[derive(Debug)]
 enum Failed {
     /// The whole document did not parse.
-    Whole(simd_json::Error),
+    Whole,
     /// A chunk of a native document parsed in place did not. The records
     /// of the chunks before it were handed out; the rest resumes from
     /// chunk `chunk` of `cuts` (positions that hold in the pristine copy:
@@ -154,23 +190,29 @@ enum Failed {
 /// place (strings are unescaped where they lie).
 pub fn parse(buf: &mut [u8], len: usize, sink: &dyn Sink) -> Result<Layout, NeedsRecovery> {
     debug_assert!(buf.len() >= len + simd_json::INPUT_PADDING);
-    let start = skip_ws(buf, 0, len);
+    let start = scan::skip_ws_bom(&buf[..len], 0);
     if start == len {
         return Ok(Layout::Empty);
     }
-    if looks_like_json_lines(&buf[..len], start) {
-        return Ok(parse_lines(buf, len, sink));
+    if let Some(spans) = json_lines(&buf[..len], start) {
+        return Ok(parse_lines(&buf[..len], &spans, sink));
     }
-    if len >= CHUNKED_MIN_BYTES
+    if len >= chunked_min_bytes()
         && let Some(outcome) = parse_native_chunked(buf, len, sink)
     {
         return outcome;
     }
     with_state(|st| {
         let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
-        let outcome = match simd_json::fill_tape_padded(buf, len, &mut st.buffers, &mut tape) {
+        let outcome = match fill(
+            &mut st.buffers,
+            &mut st.big,
+            &mut buf[start..],
+            len - start,
+            &mut tape,
+        ) {
             Ok(()) => Ok(dispatch(Value::new(&tape.0), sink)),
-            Err(e) => Err(NeedsRecovery(Failed::Whole(e))),
+            Err(_) => Err(NeedsRecovery(Failed::Whole)),
         };
         st.tape = tape.reset();
         outcome
@@ -183,36 +225,21 @@ pub fn parse(buf: &mut [u8], len: usize, sink: &dyn Sink) -> Result<Layout, Need
 pub fn fill_tape_only(buf: &mut [u8], len: usize) -> bool {
     with_state(|st| {
         let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
-        let ok = simd_json::fill_tape_padded(buf, len, &mut st.buffers, &mut tape).is_ok();
+        let ok = fill(&mut st.buffers, &mut st.big, buf, len, &mut tape).is_ok();
         st.tape = tape.reset();
         ok
     })
 }
 
-/// How a CloudTrail record opens; chunk cuts and the recovery path's
-/// resynchronisation look for it.
+/// How a CloudTrail record opens; heuristic chunk cuts look for it.
 const RECORD_START: &[u8] = b"{\"eventVersion\"";
-
-/// Just after `{"Records":[` (whitespace allowed) at the start of `data`:
-/// the index where the records begin.
-fn native_records_open(data: &[u8]) -> Option<usize> {
-    let len = data.len();
-    let mut i = skip_ws(data, 0, len);
-    for lit in [&b"{"[..], b"\"Records\"", b":", b"["] {
-        if !data[i..].starts_with(lit) {
-            return None;
-        }
-        i = skip_ws(data, i + lit.len(), len);
-    }
-    Some(i)
-}
 
 /// The index of the `]` closing the records array, when `data` ends with
 /// `]}` (whitespace allowed) after `from`.
 fn native_records_close(data: &[u8], from: usize) -> Option<usize> {
     let mut end = data.len();
     for close in [b'}', b']'] {
-        while end > from && is_ws(data[end - 1]) {
+        while end > from && scan::is_ws(data[end - 1]) {
             end -= 1;
         }
         if end <= from || data[end - 1] != close {
@@ -229,18 +256,42 @@ const CHUNKED_MIN_BYTES: usize = 2 << 20;
 /// Text per chunk: its tape and records stay in the core's cache while
 /// the rules read them.
 const CHUNK_BYTES: usize = 256 << 10;
-/// Chunks joined at most to heal cuts at nested look-alikes of a record.
-const MAX_JOINED: usize = 8;
+
+/// The chunking in force: [`CHUNKED_MIN_BYTES`] and [`CHUNK_BYTES`],
+/// unless a test or fuzz target shrank them ([`set_chunking`]) so small
+/// inputs reach every cut and window of the chunked and streaming paths.
+static CHUNKING: [std::sync::atomic::AtomicUsize; 2] = [
+    std::sync::atomic::AtomicUsize::new(CHUNKED_MIN_BYTES),
+    std::sync::atomic::AtomicUsize::new(CHUNK_BYTES),
+];
+
+fn chunked_min_bytes() -> usize {
+    CHUNKING[0].load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn chunk_bytes() -> usize {
+    CHUNKING[1].load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Chunk documents from `min_bytes` in chunks of `chunk_bytes` (process
+/// wide; for tests and fuzz targets: the defaults are 2 MiB and 256 KiB).
+#[doc(hidden)]
+pub fn set_chunking(min_bytes: usize, chunk_bytes: usize) {
+    CHUNKING[0].store(min_bytes.max(1), std::sync::atomic::Ordering::Relaxed);
+    CHUNKING[1].store(chunk_bytes.max(1), std::sync::atomic::Ordering::Relaxed);
+}
 
 /// A native file `{"Records":[{"eventVersion"...},...]}` parsed a chunk of
 /// records at a time instead of as one tape: the records are indexed and
 /// matched while their text and tape are still in cache, and the tape
 /// stays small whatever the file's size.
 ///
-/// Chunks are cut before `{"eventVersion"` following a comma. That text
-/// cannot occur inside a JSON string (the quote would be escaped), but it
-/// can start a nested object; a cut there leaves both neighbouring chunks
-/// unbalanced, so they fail to parse and are parsed again joined. `None`
+/// Chunks are cut before `{"eventVersion"` following `},`. That text cannot
+/// occur inside a JSON string (the quote would be escaped), but it can
+/// open a nested object. The chunks are parsed in order from the array's
+/// first element, and a chunk that starts at an element boundary and
+/// parses as a whole ends at one: a cut at a nested look-alike leaves its
+/// chunk unbalanced, so it fails, and nothing of it is handed out. `None`
 /// (nothing handed to the sink) when the document does not have this
 /// shape; the caller then parses it whole.
 ///
@@ -260,8 +311,9 @@ fn parse_native_chunked(
             let (a, e) = (cuts[k], chunk_end(&buf[..len], &cuts, k));
             match parse_chunk_in_place(st, buf, a, e, next_index, sink) {
                 Some(n) => next_index += n,
-                // Healing and recovery read the original text, which the
-                // failed parse may have unescaped in place.
+                // The rest goes to the structural walk, which reads the
+                // original text (the failed parse may have unescaped some
+                // of it in place).
                 None => {
                     return Err(NeedsRecovery(Failed::Chunk {
                         cuts,
@@ -275,25 +327,26 @@ fn parse_native_chunked(
     }))
 }
 
-/// Where a native document's chunks start: record starts after a comma,
+/// Where a native document's chunks start: record starts after `},`,
 /// about [`CHUNK_BYTES`] apart, then the end of the records array. `None`
 /// when the document does not have the native shape.
 fn chunk_cuts(data: &[u8]) -> Option<Vec<usize>> {
-    let i = native_records_open(data)?;
+    let i = scan::records_open(data, scan::skip_ws_bom(data, 0)).ok()?;
     let body_end = native_records_close(data, i)?;
     if !data[i..body_end].starts_with(RECORD_START) {
         return None;
     }
     let mut cuts = vec![i];
     let finder = memmem::Finder::new(RECORD_START);
-    let mut from = i + CHUNK_BYTES;
+    let chunk = chunk_bytes();
+    let mut from = i + chunk;
     while from < body_end {
         let Some(p) = finder.find(&data[from..body_end]).map(|p| from + p) else {
             break;
         };
         if is_record_start(data, i, p, true) {
             cuts.push(p);
-            from = p + CHUNK_BYTES;
+            from = p + chunk;
         } else {
             from = p + 1;
         }
@@ -305,76 +358,28 @@ fn chunk_cuts(data: &[u8]) -> Option<Vec<usize>> {
 /// The end of chunk `k` of `cuts`: `data[cuts[k]..chunk_end]` holds its
 /// records without the comma that separates it from the next.
 fn chunk_end(data: &[u8], cuts: &[usize], k: usize) -> usize {
-    let mut e = cuts[k + 1];
     if k + 2 < cuts.len() {
-        while is_ws(data[e - 1]) {
-            e -= 1;
-        }
-        e -= 1; // the separating comma
+        end_before(data, cuts[k + 1])
+    } else {
+        cuts[k + 1]
     }
-    e
 }
 
-/// The chunks of `data` from chunk `k` on, each parsed from a copy (so a
-/// failed parse leaves the text intact): a wrong cut (at a nested
-/// look-alike of a record) heals by joining the chunk with the next, and
-/// damage inside a chunk goes to the record splitter of the recovery path.
-fn parse_chunks_from(
-    data: &[u8],
-    cuts: &[usize],
-    mut k: usize,
-    mut next_index: usize,
-    sink: &dyn Sink,
-) {
-    with_state(|st| {
-        let chunks = cuts.len() - 1;
-        while k < chunks {
-            if let Some(n) = parse_chunk(
-                st,
-                data,
-                cuts[k],
-                chunk_end(data, cuts, k),
-                next_index,
-                sink,
-            ) {
-                next_index += n;
-                k += 1;
-                continue;
-            }
-            // A wrong cut heals when the chunk is joined with the next (a
-            // few next, if look-alikes follow each other).
-            let mut healed = None;
-            for last in (k + 1..chunks).take(MAX_JOINED) {
-                let e = chunk_end(data, cuts, last);
-                if let Some(n) = parse_chunk(st, data, cuts[k], e, next_index, sink) {
-                    healed = Some((n, last));
-                    break;
-                }
-            }
-            if let Some((n, last)) = healed {
-                next_index += n;
-                k = last + 1;
-                continue;
-            }
-            // Damage inside this chunk: the recovery path's record splitter
-            // on this chunk alone (a record it cannot close costs the rest
-            // of the chunk, not of the file). Records after it are numbered
-            // by counting record starts, as the cuts were found.
-            let e = chunk_end(data, cuts, k);
-            recover_region(data, cuts[k], e, next_index, sink);
-            next_index += 1 + count_starts(&data[cuts[k]..e]);
-            k += 1;
-        }
-    });
+/// The position of the comma before the record start at `cut`.
+fn end_before(data: &[u8], cut: usize) -> usize {
+    let mut e = cut;
+    while scan::is_ws(data[e - 1]) {
+        e -= 1;
+    }
+    e - 1
 }
 
-/// Is `data[p..]` (a `{"eventVersion"` found by search) a record start? A
-/// record follows a record (`},`) and opens with a version number; anything
-/// else is a nested look-alike, not worth a cut. `floor` bounds the look
-/// back.
+/// Is `data[p..]` (a `{"eventVersion"` found by search) worth a cut? A
+/// record follows a record (`},`) and opens with a version number. This is
+/// only a guess, which a parse confirms. `floor` bounds the look back.
 fn is_record_start(data: &[u8], floor: usize, p: usize, after_record: bool) -> bool {
     let back = |mut q: usize| {
-        while q > floor && is_ws(data[q - 1]) {
+        while q > floor && scan::is_ws(data[q - 1]) {
             q -= 1;
         }
         q
@@ -390,171 +395,50 @@ fn is_record_start(data: &[u8], floor: usize, p: usize, after_record: bool) -> b
         && version.is_some_and(|v| v[0] == b':' && v[1] == b'"' && v[2].is_ascii_digit())
 }
 
-/// Record starts after the first in `chunk` (by [`is_record_start`], the
-/// record before may be the damaged one, so it need not end in `}`).
-fn count_starts(chunk: &[u8]) -> usize {
-    memmem::find_iter(chunk, RECORD_START)
-        .filter(|&p| p > 0 && is_record_start(chunk, 0, p, false))
+/// Record starts in `text` (to estimate the records a skipped stretch of
+/// damaged text held; never used to delimit one).
+fn count_starts(text: &[u8]) -> usize {
+    memmem::find_iter(text, RECORD_START)
+        .filter(|&p| p > 0 && is_record_start(text, 0, p, false))
         .count()
 }
 
-/// Why [`parse_native_reader`] stopped.
+/// How [`parse_reader`] ended.
 #[derive(Debug)]
 pub enum StreamEnd {
-    /// The whole document was read and parsed.
-    Done,
-    /// Not a native file: nothing was handed to the sink; parse the whole
-    /// document instead (the bytes read so far are returned).
-    NotNative(Vec<u8>),
-    /// Reading failed (damaged gzip): the records before were handed out.
+    /// The input was read to its end (problems in it went to the sink).
+    Done(Layout),
+    /// Reading failed (damaged gzip): what came before was read.
     Read(std::io::Error),
-    /// The document ended inside the records array; the complete records
-    /// were handed out.
-    Truncated { offset: u64 },
 }
 
-/// The text kept beyond the current chunk while streaming: enough to find
-/// the next cut.
-const STREAM_WINDOW: usize = 4 * CHUNK_BYTES;
-
-/// Parse a native document read from `r`, a chunk of records at a time, in
-/// memory bounded by a few chunks whatever the document's size (records
-/// larger than that are read whole). The same cuts, healing and recovery
-/// as [`parse_native_chunked`]. Returns how it ended and the bytes read.
-pub fn parse_native_reader(r: &mut dyn std::io::Read, sink: &dyn Sink) -> (StreamEnd, u64) {
-    let mut win: Vec<u8> = Vec::with_capacity(STREAM_WINDOW * 2);
-    let mut total = 0u64;
-    let mut eof = false;
-    let mut read_err = None;
-    // Read until `win` holds `want` bytes or the input ends.
-    let mut fill = |win: &mut Vec<u8>, want: usize, eof: &mut bool, total: &mut u64| {
-        let mut buf = [0u8; 64 << 10];
-        while !*eof && win.len() < want {
-            match r.read(&mut buf) {
-                Ok(0) => *eof = true,
-                Ok(n) => {
-                    win.extend_from_slice(&buf[..n]);
-                    *total += n as u64;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    *eof = true;
-                    return Some(e);
-                }
-            }
-        }
-        None
-    };
-    if let Some(e) = fill(&mut win, 4096, &mut eof, &mut total) {
-        read_err = Some(e);
+/// Parse a text read from `r` as it arrives, in memory bounded by a few
+/// chunks whatever its size (a value larger than that is held whole): the
+/// layouts, cuts and recovery of [`parse`] and [`recover`]. Returns how it
+/// ended and the bytes read.
+pub fn parse_reader(r: &mut dyn std::io::Read, sink: &dyn Sink) -> (StreamEnd, u64) {
+    let win = walk::Window::reader(r);
+    let mut w = walk::Walk::new(win, sink, 0);
+    with_state(|st| w.values(st, 0));
+    let layout = w.layout();
+    let total = w.win.total;
+    match w.win.read_err.take() {
+        Some(e) => (StreamEnd::Read(e), total),
+        None => (StreamEnd::Done(layout), total),
     }
-    let Some(i) = native_records_open(&win) else {
-        return (StreamEnd::NotNative(win), total);
-    };
-    if read_err.is_some() || !win[i..].starts_with(RECORD_START) {
-        return match read_err {
-            Some(e) if win.len() < 4096 => (StreamEnd::Read(e), total),
-            _ => (StreamEnd::NotNative(win), total),
-        };
-    }
-    let mut pos = i; // start of the current chunk in `win`
-    let mut base = 0u64; // offset of win[0] in the document
-    let mut next_index = 0usize;
-    let finder = memmem::Finder::new(RECORD_START);
-    with_state(|st| {
-        loop {
-            if let Some(e) = fill(&mut win, pos + STREAM_WINDOW, &mut eof, &mut total) {
-                read_err = Some(e);
-            }
-            // The next cuts after `pos` (at least a chunk apart).
-            let cut_after = |win: &[u8], from: usize| -> Option<usize> {
-                let mut from = from;
-                while from < win.len() {
-                    let p = finder.find(&win[from..]).map(|p| from + p)?;
-                    if is_record_start(win, pos, p, true) {
-                        return Some(p);
-                    }
-                    from = p + 1;
-                }
-                None
-            };
-            let end_before = |win: &[u8], cut: usize| {
-                let mut e = cut;
-                while is_ws(win[e - 1]) {
-                    e -= 1;
-                }
-                e - 1 // the comma
-            };
-            let Some(cut) = cut_after(&win, pos + CHUNK_BYTES) else {
-                if !eof {
-                    // A long stretch without a cut (one huge record): read on.
-                    let want = win.len() + STREAM_WINDOW;
-                    if let Some(e) = fill(&mut win, want, &mut eof, &mut total) {
-                        read_err = Some(e);
-                    }
-                    continue;
-                }
-                // The end: `...]}` after the last record.
-                let closed = native_records_close(&win, pos);
-                if let Some(body_end) = closed.filter(|_| read_err.is_none()) {
-                    if parse_chunk(st, &win, pos, body_end, next_index, sink).is_none() {
-                        recover_region(&win, pos, body_end, next_index, sink);
-                    }
-                    return (StreamEnd::Done, total);
-                }
-                // Truncated or unreadable: what is complete, via recovery.
-                recover_region(&win, pos, win.len(), next_index, sink);
-                return match read_err.take() {
-                    Some(e) => (StreamEnd::Read(e), total),
-                    None => (
-                        StreamEnd::Truncated {
-                            offset: base + win.len() as u64,
-                        },
-                        total,
-                    ),
-                };
-            };
-            let mut chunk_cut = cut;
-            let mut parsed = parse_chunk(st, &win, pos, end_before(&win, cut), next_index, sink);
-            let mut joins = 0;
-            while parsed.is_none() && joins < MAX_JOINED {
-                // Heal a wrong cut by joining with the next chunk.
-                let Some(next) = cut_after(&win, chunk_cut + CHUNK_BYTES.min(win.len())) else {
-                    break;
-                };
-                joins += 1;
-                chunk_cut = next;
-                parsed = parse_chunk(st, &win, pos, end_before(&win, next), next_index, sink);
-            }
-            match parsed {
-                Some(n) => next_index += n,
-                None => {
-                    let e = end_before(&win, cut);
-                    recover_region(&win, pos, e, next_index, sink);
-                    next_index += 1 + count_starts(&win[pos..e]);
-                    chunk_cut = cut;
-                }
-            }
-            pos = chunk_cut;
-            // Drop what is done, keeping the window small.
-            if pos > STREAM_WINDOW {
-                win.drain(..pos);
-                base += pos as u64;
-                pos = 0;
-            }
-        }
-    })
 }
 
 /// Parse `data[a..b]` (whole records separated by commas) as one array and
-/// hand its records to the sink, the first numbered `first`. `None`, with
-/// nothing handed over, if it does not parse. `data` is left as it was.
+/// hand its records to the sink, the first numbered `first` (`offset`:
+/// where `a` is in the document, for messages). `None`, with nothing
+/// handed over, if it does not parse. `data` is left as it was.
 fn parse_chunk(
     st: &mut State,
     data: &[u8],
     a: usize,
     b: usize,
     first: usize,
+    offset: usize,
     sink: &dyn Sink,
 ) -> Option<usize> {
     let mut scratch = std::mem::take(&mut st.scratch);
@@ -564,7 +448,7 @@ fn parse_chunk(
     scratch.push(b']');
     let n = scratch.len();
     scratch.resize(n + simd_json::INPUT_PADDING, b' ');
-    let out = parse_records_array(st, &mut scratch, n, first, a, sink);
+    let out = parse_records_array(st, &mut scratch, n, first, offset, sink);
     st.scratch = scratch;
     out
 }
@@ -603,7 +487,7 @@ fn parse_records_array(
     sink: &dyn Sink,
 ) -> Option<usize> {
     let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
-    let out = match simd_json::fill_tape_padded(text, n, &mut st.buffers, &mut tape) {
+    let out = match fill(&mut st.buffers, &mut st.big, text, n, &mut tape) {
         Ok(()) => {
             let root = Value::new(&tape.0);
             if root.kind() == Kind::Array {
@@ -640,88 +524,191 @@ fn parse_records_array(
     out
 }
 
-/// The last resort inside a chunked document: the record splitter of the
-/// recovery path over `data[a..b]`. Returns the records it numbered.
-fn recover_region(data: &[u8], a: usize, b: usize, first: usize, sink: &dyn Sink) -> usize {
-    struct Offset<'s> {
-        sink: &'s dyn Sink,
-        first: usize,
-        seen: std::sync::atomic::AtomicUsize,
+/// Parse `text` (one JSON value) from a padded copy and give its tape's
+/// root to `f`. A value that simd-json refuses only for a number beyond
+/// f64's range (`1e309`: Python and jq keep such records) is parsed again
+/// with those numbers replaced by their text as strings.
+fn with_parsed<R>(
+    st: &mut State,
+    text: &[u8],
+    f: impl FnOnce(Value<'_, '_>) -> R,
+) -> Result<R, simd_json::Error> {
+    let mut f = Some(f);
+    let err = match parse_copy(st, text, &mut f) {
+        Ok(r) => return Ok(r),
+        Err(e) => e,
+    };
+    if matches!(err.error(), simd_json::ErrorType::InvalidNumber)
+        && let Some(patched) = patch_numbers(text)
+        && let Ok(r) = parse_copy(st, &patched, &mut f)
+    {
+        return Ok(r);
     }
-    impl Sink for Offset<'_> {
-        fn records(&self, f: usize, records: &[Record<'_, '_>]) {
-            self.seen
-                .fetch_max(f + records.len(), std::sync::atomic::Ordering::Relaxed);
-            self.sink.records(self.first + f, records);
-        }
-        fn error(&self, mut err: ParseError) {
-            if let Some(r) = err.record.as_mut() {
-                self.seen
-                    .fetch_max(*r + 1, std::sync::atomic::Ordering::Relaxed);
-                *r += self.first;
+    Err(err)
+}
+
+/// Parse a padded copy of `text` in `st.scratch`; on success call `f`
+/// (taken from its option) with the root.
+fn parse_copy<R, F: FnOnce(Value<'_, '_>) -> R>(
+    st: &mut State,
+    text: &[u8],
+    f: &mut Option<F>,
+) -> Result<R, simd_json::Error> {
+    let mut scratch = std::mem::take(&mut st.scratch);
+    scratch.clear();
+    scratch.extend_from_slice(text);
+    scratch.resize(text.len() + simd_json::INPUT_PADDING, b' ');
+    let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
+    let out = match fill(
+        &mut st.buffers,
+        &mut st.big,
+        &mut scratch,
+        text.len(),
+        &mut tape,
+    ) {
+        Ok(()) => Ok((f.take().expect("called once on success"))(Value::new(
+            &tape.0,
+        ))),
+        Err(e) => Err(e),
+    };
+    st.tape = tape.reset();
+    st.scratch = scratch;
+    out
+}
+
+/// `text` with every number that overflows f64 (`1e309`, `-1e400`) turned
+/// into a string holding its text; `None` when there is none.
+fn patch_numbers(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() + 16);
+    let mut changed = false;
+    let mut i = 0;
+    let mut copied = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i = scan::string_end(text, i).ok()?;
             }
-            self.sink.error(err);
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < text.len()
+                    && matches!(text[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let token = &text[start..i];
+                let overflows = std::str::from_utf8(token)
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .is_some_and(f64::is_infinite);
+                if overflows {
+                    out.extend_from_slice(&text[copied..start]);
+                    out.push(b'"');
+                    out.extend_from_slice(token);
+                    out.push(b'"');
+                    copied = i;
+                    changed = true;
+                }
+            }
+            _ => i += 1,
         }
     }
-    // Shaped as a native document: the splitter resynchronises after a
-    // damaged record the way it does for a whole file.
-    let mut text = Vec::with_capacity(b - a + 16 + simd_json::INPUT_PADDING);
-    text.extend_from_slice(b"{\"Records\":[");
-    text.extend_from_slice(&data[a..b]);
-    text.extend_from_slice(b"]}");
-    let n = text.len();
-    text.resize(n + simd_json::INPUT_PADDING, b' ');
-    let off = Offset {
-        sink,
-        first,
-        seen: std::sync::atomic::AtomicUsize::new(0),
-    };
-    let failed = match parse_inner_err(&mut text.clone(), n) {
-        Some(e) => e,
-        None => return 0,
-    };
-    recover(&text, n, &off, &failed);
-    off.seen.into_inner()
+    out.extend_from_slice(&text[copied..]);
+    changed.then_some(out)
 }
 
-/// The error a whole-array parse of `buf[..len]` gives, if any.
-fn parse_inner_err(buf: &mut [u8], len: usize) -> Option<NeedsRecovery> {
-    with_state(|st| {
-        let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
-        let r = simd_json::fill_tape_padded(buf, len, &mut st.buffers, &mut tape).err();
-        st.tape = tape.reset();
-        r.map(|e| NeedsRecovery(Failed::Whole(e)))
-    })
+/// One element of a records array (delimited by the structural walk),
+/// parsed alone: a record, or an error that costs only it.
+fn parse_element(st: &mut State, text: &[u8], index: usize, offset: usize, sink: &dyn Sink) {
+    let r = with_parsed(st, text, |v| match Record::new(v) {
+        Some(r) => {
+            check_types(&r, index, offset, sink);
+            sink.records(index, &[r]);
+        }
+        None => sink.error(not_object(index, offset, v.kind())),
+    });
+    if let Err(e) = r {
+        sink.error(json_error(index, offset, &e));
+    }
 }
 
-/// Classify a parsed root value and hand out its records.
+/// Is this object a CloudTrail document: `Records` (an array) first?
+fn is_wrapper(root: &Value<'_, '_>) -> bool {
+    root.entries()
+        .next()
+        .is_some_and(|(k, v)| k == "Records" && v.kind() == Kind::Array)
+}
+
+/// Classify a parsed root value and hand out its records, the first
+/// numbered 0.
 fn dispatch(root: Value<'_, '_>, sink: &dyn Sink) -> Layout {
     match root.kind() {
         Kind::Array => {
             emit_values(root.elements().collect(), sink);
             Layout::Array
         }
-        Kind::Object => {
-            if let Some(records) = root.get("Records").filter(|v| v.kind() == Kind::Array) {
-                emit_values(records.elements().collect(), sink);
-                Layout::Native
-            } else if root.get("digestStartTime").is_some() {
-                Layout::Digest
-            } else {
-                emit_values(vec![root], sink);
-                Layout::Single
+        Kind::Object if is_wrapper(&root) => {
+            emit_values(
+                root.entries()
+                    .filter(|(k, v)| *k == "Records" && v.kind() == Kind::Array)
+                    .flat_map(|(_, v)| v.elements())
+                    .collect(),
+                sink,
+            );
+            Layout::Native
+        }
+        _ => dispatch_at(root, 0, 0, sink).0,
+    }
+}
+
+/// [`dispatch`] for a value met at `offset` whose first record is numbered
+/// `first`, sequentially (the walk's values are small or already chunked).
+/// Returns the layout and the records numbered.
+fn dispatch_at(
+    root: Value<'_, '_>,
+    first: usize,
+    offset: usize,
+    sink: &dyn Sink,
+) -> (Layout, usize) {
+    let mut n = 0;
+    let mut emit = |v: Value<'_, '_>| {
+        let index = first + n;
+        n += 1;
+        match Record::new(v) {
+            Some(r) => {
+                check_types(&r, index, offset, sink);
+                sink.records(index, &[r]);
             }
+            None => sink.error(not_object(index, offset, v.kind())),
+        }
+    };
+    let layout = match root.kind() {
+        Kind::Array => {
+            root.elements().for_each(&mut emit);
+            Layout::Array
+        }
+        Kind::Object if is_wrapper(&root) => {
+            root.entries()
+                .filter(|(k, v)| *k == "Records" && v.kind() == Kind::Array)
+                .flat_map(|(_, v)| v.elements())
+                .for_each(&mut emit);
+            Layout::Native
+        }
+        Kind::Object if root.entries().any(|(k, _)| k == "digestStartTime") => Layout::Digest,
+        Kind::Object => {
+            emit(root);
+            Layout::Single
         }
         other => {
             sink.error(ParseError {
                 kind: ParseErrorKind::NotObject,
                 record: None,
-                offset: 0,
+                offset,
                 message: format!("document is a {}, not CloudTrail records", other.as_str()),
             });
             Layout::Empty
         }
-    }
+    };
+    (layout, n)
 }
 
 /// Index the values as records and hand them to the sink, in parallel
@@ -794,67 +781,6 @@ fn not_object(index: usize, offset: usize, kind: Kind) -> ParseError {
     }
 }
 
-#[inline]
-fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
-}
-
-fn skip_ws(buf: &[u8], mut i: usize, len: usize) -> usize {
-    while i < len && is_ws(buf[i]) {
-        i += 1;
-    }
-    i
-}
-
-/// JSON lines: the first line is a whole object that is not a `Records`
-/// wrapper, and more text follows it. (A native file on one line has
-/// nothing after it; a pretty-printed one has no `}` closing its first line.)
-fn looks_like_json_lines(data: &[u8], start: usize) -> bool {
-    if data[start] != b'{' {
-        return false;
-    }
-    // A native file opens with "Records" and is often one long line:
-    // decide before searching it for a newline.
-    if data[start + 1..]
-        .trim_ascii_start()
-        .starts_with(b"\"Records\"")
-    {
-        return false;
-    }
-    let Some(nl) = memchr::memchr(b'\n', &data[start..]).map(|p| start + p) else {
-        return false;
-    };
-    let line = data[start..nl].trim_ascii_end();
-    if line.last() != Some(&b'}') {
-        return false;
-    }
-    skip_ws(data, nl, data.len()) < data.len()
-}
-
-/// Parse one JSON value at `buf[span]` on its own (copied into a padded
-/// scratch buffer, since the bytes after it belong to the next record).
-fn parse_span(st: &mut State, buf: &[u8], span: (usize, usize), index: usize, sink: &dyn Sink) {
-    let (a, b) = span;
-    st.scratch.clear();
-    st.scratch.extend_from_slice(&buf[a..b]);
-    st.scratch.resize(b - a + simd_json::INPUT_PADDING, b' ');
-    let mut tape = std::mem::replace(&mut st.tape, Tape::null().reset()).reset();
-    match simd_json::fill_tape_padded(&mut st.scratch, b - a, &mut st.buffers, &mut tape) {
-        Ok(()) => {
-            let v = Value::new(&tape.0);
-            match Record::new(v) {
-                Some(r) => {
-                    check_types(&r, index, a, sink);
-                    sink.records(index, &[r]);
-                }
-                None => sink.error(not_object(index, a, v.kind())),
-            }
-        }
-        Err(e) => sink.error(json_error(index, a, &e)),
-    }
-    st.tape = tape.reset();
-}
-
 fn json_error(index: usize, base: usize, e: &simd_json::Error) -> ParseError {
     ParseError {
         kind: ParseErrorKind::InvalidJson,
@@ -864,47 +790,120 @@ fn json_error(index: usize, base: usize, e: &simd_json::Error) -> ParseError {
     }
 }
 
-/// JSON lines: every non-blank line is a record; chunks of lines are parsed
-/// in parallel.
-fn parse_lines(buf: &[u8], len: usize, sink: &dyn Sink) -> Layout {
-    let data = &buf[..len];
+/// The non-blank lines of a JSON-lines text, or `None` when it is not one.
+///
+/// JSON lines: two non-blank lines or more, and one of the first two looks
+/// like a whole record on its own (`{` ... `}`), so a bad first line (a cut
+/// one, garbage) does not hide the format. A first or second line that
+/// opens a CloudTrail document or an array says the text is something else
+/// (several documents, one per line, are read by the walk, which numbers
+/// their records in order).
+fn json_lines(data: &[u8], start: usize) -> Option<Vec<(usize, usize)>> {
+    let line_at = |from: usize| -> Option<(usize, usize, usize)> {
+        // (start, end, next) of the first non-blank line from `from`.
+        let mut at = from;
+        while at < data.len() {
+            let nl = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |p| at + p);
+            let a = scan::skip_ws_bom(&data[..nl], at);
+            let b = at + data[at..nl].trim_ascii_end().len();
+            if a < b {
+                return Some((a, b, nl + 1));
+            }
+            at = nl + 1;
+        }
+        None
+    };
+    let (a1, b1, next) = line_at(start)?;
+    let (a2, b2, _) = line_at(next)?;
+    let opens_other =
+        |a: usize, b: usize| data[a] == b'[' || scan::records_open(&data[a..b], 0).is_ok();
+    let whole = |a: usize, b: usize| data[a] == b'{' && data[b - 1] == b'}';
+    if opens_other(a1, b1) || opens_other(a2, b2) || !(whole(a1, b1) || whole(a2, b2)) {
+        return None;
+    }
     let mut spans = Vec::new();
     let mut at = 0;
-    for nl in memchr::memchr_iter(b'\n', data).chain(std::iter::once(len)) {
-        let line = &data[at..nl];
-        let a = at + line.iter().take_while(|b| is_ws(**b)).count();
-        let b = at + line.trim_ascii_end().len();
-        if a < b {
-            spans.push((a, b));
-        }
-        at = nl + 1;
-        if at > len {
-            break;
-        }
+    while let Some((a, b, next)) = line_at(at) {
+        spans.push((a, b));
+        at = next;
     }
-    parse_spans(buf, &spans, sink);
-    Layout::JsonLines
+    Some(spans)
 }
 
-fn parse_spans(buf: &[u8], spans: &[(usize, usize)], sink: &dyn Sink) {
+/// JSON lines: each line is parsed alone, chunks of lines in parallel, and
+/// numbered by its place among the non-blank lines.
+///
+/// A line is taken as a record when it and the line before it each parse
+/// as a whole value: in a valid text, a value followed by another value on
+/// the next line is at the top level (inside a container, a comma or a
+/// closer would have to come between), so it cannot be a nested object of
+/// a value spread over lines. The other lines (one that does not parse,
+/// and those after it until two whole lines meet) are read by the
+/// structural walk, in order, run by run: a value spread over lines is
+/// read as one, and damage costs only its own line when the next one holds
+/// a whole record.
+fn parse_lines(data: &[u8], spans: &[(usize, usize)], sink: &dyn Sink) -> Layout {
+    const PER_TASK: usize = CHUNK_RECORDS / 4;
+    let untrusted = std::sync::Mutex::new(Vec::new());
     spans
-        .par_chunks(CHUNK_RECORDS / 4)
+        .par_chunks(PER_TASK)
         .enumerate()
         .for_each(|(n, chunk)| {
             with_state(|st| {
-                for (i, span) in chunk.iter().enumerate() {
-                    parse_span(st, buf, *span, n * (CHUNK_RECORDS / 4) + i, sink);
+                let first = n * PER_TASK;
+                let mut prev_ok = first == 0 || {
+                    let (a, b) = spans[first - 1];
+                    with_parsed(st, &data[a..b], |_| ()).is_ok()
+                };
+                let mut mine = Vec::new();
+                for (i, &(a, b)) in chunk.iter().enumerate() {
+                    let index = first + i;
+                    let ok = if prev_ok {
+                        with_parsed(st, &data[a..b], |root| {
+                            dispatch_at(root, index, a, sink);
+                        })
+                        .is_ok()
+                    } else {
+                        with_parsed(st, &data[a..b], |_| ()).is_ok()
+                    };
+                    if !(ok && prev_ok) {
+                        mine.push(index);
+                    }
+                    prev_ok = ok;
+                }
+                if !mine.is_empty() {
+                    untrusted
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(mine);
                 }
             })
         });
+    let mut untrusted = untrusted.into_inner().unwrap_or_else(|p| p.into_inner());
+    untrusted.sort_unstable();
+    let mut i = 0;
+    while i < untrusted.len() {
+        let mut j = i;
+        while j + 1 < untrusted.len() && untrusted[j + 1] == untrusted[j] + 1 {
+            j += 1;
+        }
+        let (k, last) = (untrusted[i], untrusted[j]);
+        let start = spans[k].0;
+        let end = spans.get(last + 1).map_or(data.len(), |s| s.0);
+        let mut w = walk::Walk::new(walk::Window::memory(&data[start..end], start), sink, k);
+        with_state(|st| w.values(st, start));
+        i = j + 1;
+    }
+    Layout::JsonLines
 }
 
 /// The recovery path, on the original bytes of a document whose fast parse
-/// failed: delimit records with a structural scan and parse each one alone.
+/// failed: the structural walk (see [`walk`]).
 pub fn recover(buf: &[u8], len: usize, sink: &dyn Sink, failed: &NeedsRecovery) -> Layout {
     let data = &buf[..len];
-    let whole = match &failed.0 {
-        Failed::Whole(e) => e,
+    let mut w = walk::Walk::new(walk::Window::memory(data, 0), sink, 0);
+    match &failed.0 {
+        Failed::Whole => with_state(|st| w.values(st, 0)),
         Failed::Chunk {
             cuts,
             chunk,
@@ -912,9 +911,7 @@ pub fn recover(buf: &[u8], len: usize, sink: &dyn Sink, failed: &NeedsRecovery) 
         } => {
             // The copy is the same bytes, so the same cuts; checked rather
             // than assumed (a mismatch would misnumber records).
-            if chunk_cuts(data).as_deref() == Some(cuts.as_slice()) {
-                parse_chunks_from(data, cuts, *chunk, *next_index, sink);
-            } else {
+            if chunk_cuts(data).as_deref() != Some(cuts.as_slice()) {
                 sink.error(ParseError {
                     kind: ParseErrorKind::InvalidJson,
                     record: Some(*next_index),
@@ -923,188 +920,13 @@ pub fn recover(buf: &[u8], len: usize, sink: &dyn Sink, failed: &NeedsRecovery) 
                               read; records from here on are skipped"
                         .to_owned(),
                 });
+                return Layout::Native;
             }
-            return Layout::Native;
-        }
-    };
-    let start = skip_ws(buf, 0, len);
-    if start == len {
-        return Layout::Empty;
-    }
-    let (layout, body) = match data[start] {
-        b'[' => (Layout::Array, Some(start + 1)),
-        b'{' => (Layout::Native, find_records_array(data, start)),
-        _ => (Layout::Single, None),
-    };
-    let Some(body) = body else {
-        // Not a container of records we can split: one error for the whole.
-        sink.error(ParseError {
-            kind: ParseErrorKind::InvalidJson,
-            record: None,
-            offset: whole.index(),
-            message: format!("invalid JSON: {:?}", whole.error()),
-        });
-        return layout;
-    };
-    let mut spans = Vec::new();
-    let mut problems = Vec::new();
-    split_records(data, body, &mut spans, &mut problems);
-    // Parse spans first (they carry their own indexes), then report the
-    // structural problems in document order.
-    parse_spans(buf, &spans, sink);
-    for p in problems {
-        sink.error(p);
-    }
-    layout
-}
-
-/// Find the `[` that opens the value of the top-level "Records" key.
-fn find_records_array(data: &[u8], start: usize) -> Option<usize> {
-    let key = memmem::find(&data[start..], b"\"Records\"")? + start + 9;
-    let colon = skip_ws(data, key, data.len());
-    if data.get(colon) != Some(&b':') {
-        return None;
-    }
-    let open = skip_ws(data, colon + 1, data.len());
-    (data.get(open) == Some(&b'[')).then_some(open + 1)
-}
-
-/// Walk the elements of a records array from `pos` (just after its `[`),
-/// recording each element's span. Unparseable stretches become problems;
-/// scanning resumes at the next `{"eventVersion"`.
-fn split_records(
-    data: &[u8],
-    mut pos: usize,
-    spans: &mut Vec<(usize, usize)>,
-    problems: &mut Vec<ParseError>,
-) {
-    let len = data.len();
-    let resync = memmem::Finder::new(RECORD_START);
-    loop {
-        pos = skip_ws(data, pos, len);
-        if pos >= len {
-            problems.push(ParseError {
-                kind: ParseErrorKind::Truncated,
-                record: Some(spans.len() + problems.len()),
-                offset: pos,
-                message: "document ends before the records array is closed".into(),
-            });
-            return;
-        }
-        if data[pos] == b']' {
-            return;
-        }
-        match scan_value(data, pos) {
-            Ok(end) => {
-                spans.push((pos, end));
-                pos = skip_ws(data, end, len);
-                match data.get(pos) {
-                    Some(b',') => pos += 1,
-                    Some(b']') => return,
-                    None => continue, // reported as truncated above
-                    Some(_) => {
-                        // Garbage between records: skip to the next record.
-                        let bad = pos;
-                        match resync.find(&data[pos..]) {
-                            Some(p) => pos += p,
-                            None => pos = len,
-                        }
-                        problems.push(ParseError {
-                            kind: ParseErrorKind::InvalidJson,
-                            record: None,
-                            offset: bad,
-                            message: format!(
-                                "unexpected {:?} between records; skipped {} bytes",
-                                data[bad] as char,
-                                pos - bad
-                            ),
-                        });
-                        if pos >= len {
-                            return;
-                        }
-                    }
-                }
-            }
-            Err(end) => {
-                // Unterminated string or container: what follows cannot be
-                // delimited reliably, except at a recognisable record start.
-                let next = resync
-                    .find(&data[pos + 1..end.min(len)])
-                    .map(|p| pos + 1 + p);
-                let index = spans.len() + problems.len();
-                problems.push(ParseError {
-                    kind: if next.is_none() {
-                        ParseErrorKind::Truncated
-                    } else {
-                        ParseErrorKind::InvalidJson
-                    },
-                    record: Some(index),
-                    offset: pos,
-                    message: match next {
-                        None => "document ends inside this record".into(),
-                        Some(n) => format!("record cannot be delimited; skipped {} bytes", n - pos),
-                    },
-                });
-                match next {
-                    Some(n) => pos = n,
-                    None => return,
-                }
-            }
+            w.next_index = *next_index;
+            with_state(|st| w.resume_records(st, cuts[*chunk]));
         }
     }
-}
-
-/// End (exclusive) of the JSON value starting at `pos`, by structure only:
-/// strings with escapes, nesting of `{}`/`[]`, scalars up to a delimiter.
-/// `Err(len)` when the data ends first.
-fn scan_value(data: &[u8], pos: usize) -> Result<usize, usize> {
-    let len = data.len();
-    let mut i = pos;
-    let mut depth = 0usize;
-    loop {
-        if i >= len {
-            return Err(len);
-        }
-        match data[i] {
-            b'"' => {
-                i += 1;
-                loop {
-                    // A backslash as the last byte steps past the end.
-                    if i >= len {
-                        return Err(len);
-                    }
-                    match memchr::memchr2(b'"', b'\\', &data[i..]) {
-                        None => return Err(len),
-                        Some(p) if data[i + p] == b'\\' => i += p + 2,
-                        Some(p) => {
-                            i += p + 1;
-                            break;
-                        }
-                    }
-                }
-                if depth == 0 {
-                    return Ok(i);
-                }
-            }
-            b'{' | b'[' => {
-                depth += 1;
-                i += 1;
-            }
-            b'}' | b']' => {
-                if depth == 0 {
-                    return Ok(i); // end of a scalar before a closer
-                }
-                depth -= 1;
-                i += 1;
-                if depth == 0 {
-                    return Ok(i);
-                }
-            }
-            b',' if depth == 0 => return Ok(i),
-            b if depth == 0 && is_ws(b) => return Ok(i),
-            _ => i += 1,
-        }
-    }
+    w.layout()
 }
 
 #[cfg(test)]
@@ -1199,13 +1021,13 @@ mod tests {
             }
         }
         let sink = Collect::default();
-        let (end, read) = parse_native_reader(&mut Pieces(text.as_bytes()), &sink);
-        if matches!(end, StreamEnd::Done) {
-            assert_eq!(read, text.len() as u64);
-        }
+        let (end, read) = parse_reader(&mut Pieces(text.as_bytes()), &sink);
+        assert_eq!(read, text.len() as u64);
         let mut ids = sink.ids.into_inner().unwrap();
         ids.sort();
-        (end, ids, sink.errors.into_inner().unwrap())
+        let mut errors = sink.errors.into_inner().unwrap();
+        errors.sort_by_key(|e| e.offset);
+        (end, ids, errors)
     }
 
     #[test]
@@ -1213,49 +1035,52 @@ mod tests {
         for nested in [false, true] {
             let text = big(4000, nested, None);
             let (end, ids, errs) = stream(&text);
-            assert!(matches!(end, StreamEnd::Done), "{end:?}");
+            assert!(matches!(end, StreamEnd::Done(Layout::Native)), "{end:?}");
             assert!(errs.is_empty(), "{errs:?}");
             assert_eq!(ids, run(&text).1);
         }
-        // Damage costs at most its chunk; later records keep their numbers.
-        let (_, ids, errs) = stream(&big(4000, false, Some(3000)));
-        assert_eq!(errs[0].record, Some(3000));
-        assert!((0..3000).all(|i| ids.contains(&(i, i.to_string()))));
-        assert!(ids.iter().all(|(i, id)| i.to_string() == *id));
-        assert!(ids.len() >= 3999 - 300);
-        // Cut short: the complete records, and the end says so.
+        // Cut short: the complete records, and an error that says so.
         let text = big(4000, false, None);
-        let (end, ids, _) = stream(&text[..text.len() / 2]);
-        assert!(matches!(end, StreamEnd::Truncated { .. }), "{end:?}");
+        let (_, ids, errs) = stream(&text[..text.len() / 2]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].kind, ParseErrorKind::Truncated);
         assert!(ids.len() > 1900 && ids.iter().all(|(i, id)| i.to_string() == *id));
-        // Not a native file: nothing handed out, the caller parses it whole.
+        // Any layout streams: JSON lines, several documents.
         let lines = format!("{}\n{}\n", rec("a"), rec("b"));
         let (end, ids, _) = stream(&lines);
-        assert!(matches!(end, StreamEnd::NotNative(_)));
-        assert!(ids.is_empty());
+        assert!(matches!(end, StreamEnd::Done(Layout::JsonLines)), "{end:?}");
+        assert_eq!(ids, [(0, "a".into()), (1, "b".into())]);
     }
 
+    /// A record whose structure is broken (cut short mid-document) cannot
+    /// be delimited, and nothing after it can be soundly: the records
+    /// before it are all kept and numbered right, the error says what was
+    /// skipped, and nothing after it is guessed into a record. (The
+    /// document's last record sits alone on its line, and the walk resumes
+    /// at such a line: it is a real record, numbered where it is.)
     #[test]
-    fn a_broken_record_past_the_first_chunk_costs_only_itself() {
+    fn broken_structure_keeps_what_came_before_and_guesses_nothing() {
         for nested in [false, true] {
-            let text = big(4000, nested, Some(3000));
-            let (_, ids, errs) = run(&text);
-            assert_eq!(errs[0].record, Some(3000), "{errs:?}");
-            assert!(ids.iter().all(|(i, _)| *i != 3000));
-            // Every record before the damaged one, and every record of the
-            // chunks after it, numbered right; at worst the rest of the
-            // damaged chunk (a quarter MB) is lost with it.
-            assert!((0..3000).all(|i| ids.contains(&(i, i.to_string()))));
-            let after: Vec<_> = ids.iter().filter(|(i, _)| *i > 3000).collect();
-            assert!(after.len() >= 3999 - 3000 - 300, "{}", after.len());
-            assert!(after.iter().all(|(i, id)| i.to_string() == *id));
+            for bad in [3000, 10] {
+                let text = big(4000, nested, Some(bad));
+                let (_, ids, errs) = run(&text);
+                let (_, s_ids, s_errs) = stream(&text);
+                for (ids, errs) in [(ids, errs), (s_ids, s_errs)] {
+                    let mut want: Vec<(usize, String)> =
+                        (0..bad).map(|i| (i, i.to_string())).collect();
+                    want.push((3999, "3999".into()));
+                    assert!(
+                        ids == want,
+                        "nested {nested} bad {bad}: {} ids, {:?}..",
+                        ids.len(),
+                        ids.iter().rev().take(3).collect::<Vec<_>>()
+                    );
+                    assert_eq!(errs.len(), 1, "{errs:?}");
+                    assert_eq!(errs[0].record, Some(bad));
+                    assert!(errs[0].message.contains("skipped"), "{errs:?}");
+                }
+            }
         }
-        // In the first chunk: the same, from the start.
-        let text = big(4000, false, Some(10));
-        let (_, ids, errs) = run(&text);
-        assert!(ids.len() >= 3999 - 300, "{}", ids.len());
-        assert!(ids.iter().all(|(i, id)| i.to_string() == *id));
-        assert_eq!(errs[0].record, Some(10));
     }
 
     #[test]
@@ -1325,9 +1150,11 @@ mod tests {
     fn a_backslash_as_the_last_byte_ends_the_scan() {
         // Found by tests/fuzz.rs: the escape skip stepped past the end and
         // the recovery path panicked on the slice.
-        assert_eq!(scan_value(br#"{"x":"\"#, 0), Err(7));
-        assert_eq!(scan_value(br#""\"#, 0), Err(2));
-        assert_eq!(scan_value(br#""a\"b""#, 0), Ok(6));
+        let end = |s: &[u8]| scan::value_end(s, 0, &mut Vec::new());
+        assert_eq!(end(br#"{"x":"\"#), scan::End::Incomplete);
+        assert_eq!(end(br#""\"#), scan::End::Incomplete);
+        assert_eq!(end(br#""a\"b""#), scan::End::Complete(6));
+        assert_eq!(run(r#"{"Records":[{"x":"\"#).1, []);
     }
 
     #[test]
@@ -1341,8 +1168,9 @@ mod tests {
     }
 
     #[test]
-    fn broken_quote_resynchronises_at_next_record() {
-        // A flipped quote makes the rest of record b one long string.
+    fn broken_quote_keeps_what_came_before() {
+        // A flipped quote makes the rest of record b one long string: its
+        // end cannot be found, so neither can any record after it.
         let b = r#"{"eventVersion":"1.08","eventID":"b,"eventName":"X"}"#;
         let text = format!(
             r#"{{"Records":[{},{b},{},{}]}}"#,
@@ -1351,9 +1179,16 @@ mod tests {
             rec("d")
         );
         let (_, ids, errs) = run(&text);
-        let got: Vec<_> = ids.iter().map(|(_, id)| id.as_str()).collect();
-        assert!(got.contains(&"a") && got.contains(&"d"), "{got:?} {errs:?}");
-        assert!(!errs.is_empty());
+        assert_eq!(ids, [(0, "a".into())]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].record, Some(1));
+        // On their own lines (JSON lines), the damage costs only its line.
+        let text = format!("{}\n{b}\n{}\n{}\n", rec("a"), rec("c"), rec("d"));
+        let (l, ids, errs) = run(&text);
+        assert_eq!(l, Layout::JsonLines);
+        assert_eq!(ids, [(0, "a".into()), (2, "c".into()), (3, "d".into())]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].record, Some(1));
     }
 
     #[test]
@@ -1374,10 +1209,10 @@ mod tests {
 
     /// Some cuts land on nested look-alikes of a record (`},{"eventVersion":"1…`
     /// inside an array), so chunks parsed in place fail after unescaping
-    /// their strings where they lie; healing must read the original text:
+    /// their strings where they lie; recovery must read the original text:
     /// every id (each with an escape) comes out whole, numbered right.
     #[test]
-    fn healing_after_an_in_place_parse_reads_the_original_text() {
+    fn recovery_after_an_in_place_parse_reads_the_original_text() {
         let text = crate::corpus::nested_look_alikes(4000);
         assert!(text.len() > CHUNKED_MIN_BYTES);
         let mut buf = text.as_bytes().to_vec();
@@ -1391,6 +1226,7 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
         let want: Vec<(usize, String)> = (0..4000).map(|i| (i, format!("{i}/e"))).collect();
         assert_eq!(ids, want);
+        assert_eq!(stream(&text).1, want);
 
         // A second read that differs (it cannot, from the same object; this
         // is the guard) is reported, not trusted and not a panic.
@@ -1403,6 +1239,161 @@ mod tests {
         let errs = sink.errors.into_inner().unwrap();
         assert!(errs[0].message.contains("differs"), "{errs:?}");
         assert!(sink.ids.into_inner().unwrap().is_empty());
+    }
+
+    /// A record whose nested array holds thousands of record look-alikes,
+    /// more than a chunk and far more than any number of joined chunks:
+    /// whatever cut lands among them, no look-alike ever becomes a record
+    /// (each says "forged" in its id), and every real record is read, on
+    /// every path.
+    #[test]
+    fn nested_look_alikes_never_become_records_at_any_size() {
+        let fake = |i: usize| {
+            format!(
+                r#"{{"eventVersion":"1.08","eventID":"forged-{i}","eventName":"ConsoleLogin","userIdentity":{{"type":"Root"}},"p":"{}"}}"#,
+                "y".repeat(150)
+            )
+        };
+        // (look-alikes per carrier, records, every how many records one
+        // carries them): small; one 4 MB array of them among records (the
+        // chunked path, cut many times inside it); many small ones.
+        for (looks, reals, every) in [(3usize, 5usize, 1usize), (20_000, 30, 15), (3, 20_000, 7)] {
+            let mut records = Vec::new();
+            for i in 0..reals {
+                if i % every == every / 2 {
+                    let inner: Vec<String> = (0..looks).map(fake).collect();
+                    records.push(format!(
+                        r#"{{"eventVersion":"1.08","eventID":"{i}","requestParameters":{{"items":[{}]}}}}"#,
+                        inner.join(",")
+                    ));
+                } else {
+                    records.push(rec(&i.to_string()));
+                }
+            }
+            let text = format!("{{\"Records\":[{}]}}", records.join(","));
+            let want: Vec<(usize, String)> = (0..reals).map(|i| (i, i.to_string())).collect();
+            let (_, ids, errs) = run(&text);
+            assert!(errs.is_empty(), "{errs:?}");
+            assert!(
+                ids == want,
+                "{looks} look-alikes, {reals} records: {} ids",
+                ids.len()
+            );
+            let (_, ids, errs) = stream(&text);
+            assert!(errs.is_empty(), "{errs:?}");
+            assert!(ids == want, "streamed: {looks}, {reals}: {} ids", ids.len());
+        }
+    }
+
+    /// `cat a.json b.json`, `cat a.json.gz b.json.gz` (decoded: the same),
+    /// with or without a line break or byte order mark between: every
+    /// document's records, numbered in order, on every path.
+    #[test]
+    fn several_documents_back_to_back_are_all_read() {
+        let doc = |from: usize, n: usize| {
+            let r: Vec<String> = (from..from + n).map(|i| rec(&i.to_string())).collect();
+            format!(r#"{{"Records":[{}]}}"#, r.join(","))
+        };
+        for n in [2, 20_000] {
+            for sep in ["", "\n", " \r\n", "\u{feff}", "\n\u{feff}"] {
+                let text = format!("{}{sep}{}{sep}{}", doc(0, n), doc(n, n), doc(2 * n, 1));
+                let want: Vec<(usize, String)> =
+                    (0..2 * n + 1).map(|i| (i, i.to_string())).collect();
+                let (l, ids, errs) = run(&text);
+                assert!(errs.is_empty(), "{errs:?}");
+                assert_eq!(l, Layout::Native);
+                assert_eq!(ids, want, "n {n} sep {sep:?}");
+                let (_, ids, errs) = stream(&text);
+                assert!(errs.is_empty(), "{errs:?}");
+                assert_eq!(ids, want, "streamed: n {n} sep {sep:?}");
+            }
+        }
+        // Singles and arrays mixed in.
+        let text = format!("{} [{}] {}", rec("a"), rec("b"), doc(7, 1));
+        let (_, ids, errs) = run(&text);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(ids, [(0, "a".into()), (1, "b".into()), (2, "7".into())]);
+    }
+
+    /// JSON lines whose first line is garbage, cut short, or preceded by a
+    /// byte order mark: only that line is lost, wherever it is.
+    #[test]
+    fn a_bad_line_costs_only_itself_wherever_it_is() {
+        let good: Vec<String> = (0..6).map(|i| rec(&i.to_string())).collect();
+        let cut = &rec("cut")[..30];
+        for bad in ["garbage", cut, "{\"a\":", "]", "\u{0}\u{1}"] {
+            for at in [0, 3, 6] {
+                let mut lines = good.clone();
+                lines.insert(at, bad.to_string());
+                let text = lines.join("\n");
+                let (_, ids, errs) = run(&text);
+                let got: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+                assert_eq!(
+                    got,
+                    ["0", "1", "2", "3", "4", "5"],
+                    "{bad:?} at {at}: {errs:?}"
+                );
+                assert_eq!(errs.len(), 1, "{bad:?} at {at}: {errs:?}");
+                assert_eq!(errs[0].record, Some(at), "{bad:?} at {at}");
+                let (_, ids, _) = stream(&text);
+                let got: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+                assert_eq!(
+                    got,
+                    ["0", "1", "2", "3", "4", "5"],
+                    "streamed {bad:?} at {at}"
+                );
+            }
+        }
+        let bom = format!("\u{feff}{}\n{}\n", good[0], good[1]);
+        assert_eq!(run(&bom).1.len(), 2);
+        let bom = format!("\u{feff}{{\"Records\":[{}]}}", good[0]);
+        assert_eq!(run(&bom), (Layout::Native, vec![(0, "0".into())], vec![]));
+    }
+
+    /// A value spread over lines is one record even in a text of lines, and
+    /// a whole object on one of its lines is not one of its own.
+    #[test]
+    fn a_value_spread_over_lines_among_json_lines_is_one_record() {
+        let text = format!(
+            "{}\n{}\n{{\"eventID\":\"multi\",\"x\":[\n{}\n]}}\n{}\n",
+            rec("a"),
+            rec("b"),
+            rec("nested"),
+            rec("c")
+        );
+        let (_, ids, errs) = run(&text);
+        assert!(errs.is_empty(), "{errs:?}");
+        let got: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(got, ["a", "b", "multi", "c"]);
+    }
+
+    /// Numbers valid in JSON but beyond i64/u64/f64 keep their record, as
+    /// in jq and Python: big integers as floats, overflowing floats as
+    /// their text.
+    #[test]
+    fn numbers_beyond_range_keep_the_record() {
+        let n = |v: &str| {
+            format!(
+                r#"{{"eventVersion":"1.08","eventID":"{v}","eventName":"X","n":{v},"m":[{v}]}}"#
+            )
+        };
+        let vals = [
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1e309",
+            "-1e400",
+            "123456789012345678901234567890123",
+            "1.0e-400",
+        ];
+        let docs: Vec<String> = vals.iter().map(|v| n(v)).collect();
+        let native = format!(r#"{{"Records":[{}]}}"#, docs.join(","));
+        let lines = docs.join("\n");
+        for text in [native, lines] {
+            let (_, ids, errs) = run(&text);
+            assert!(errs.is_empty(), "{errs:?}");
+            let got: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+            assert_eq!(got, vals);
+        }
     }
 
     #[test]

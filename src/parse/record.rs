@@ -6,7 +6,21 @@
 //! One pass over the top-level keys indexes the fields every rule and every
 //! alert reads (`eventName`, `userIdentity`, ...) and checks their types.
 
+use std::cell::Cell;
+
 use simd_json::{Node, StaticNode};
+
+thread_local! {
+    /// Set when a lookup ([`Value::get`]) met its key twice in one object;
+    /// read and cleared per record ([`take_duplicate_keys`]).
+    static DUPLICATE_SEEN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a lookup on this thread met a duplicate key since the last call
+/// (and clear it): the pipeline asks once per record, after its rules ran.
+pub fn take_duplicate_keys() -> bool {
+    DUPLICATE_SEEN.with(|d| d.replace(false))
+}
 
 /// A JSON value inside a tape: the node slice starting at the value's node.
 #[derive(Clone, Copy, Debug)]
@@ -127,9 +141,22 @@ impl<'t, 'i> Value<'t, 'i> {
         }
     }
 
-    /// Member `key` of an object (first occurrence), else `None`.
+    /// Member `key` of an object, else `None`. With duplicate keys the
+    /// last wins, as in JSON.parse, jq, Python and serde_json (and so in
+    /// the event attached to an alert): a rule and every other reader of
+    /// the event see the same value. Meeting a duplicate is noted
+    /// ([`take_duplicate_keys`]).
     pub fn get(&self, key: &str) -> Option<Value<'t, 'i>> {
-        self.entries().find(|(k, _)| *k == key).map(|(_, v)| v)
+        let mut found = None;
+        for (k, v) in self.entries() {
+            if k == key {
+                if found.is_some() {
+                    DUPLICATE_SEEN.with(|d| d.set(true));
+                }
+                found = Some(v);
+            }
+        }
+        found
     }
 
     /// Serialize back to JSON text (for alert bodies; not on the hot path).
@@ -417,42 +444,63 @@ pub struct Record<'t, 'i> {
     ident: [u32; IDENT_COUNT],
     ident_ok: bool,
     wrong_type: Option<WrongType>,
+    duplicate_keys: bool,
 }
 
 impl<'t, 'i> Record<'t, 'i> {
     /// Index a record. `None` when the value is not an object.
+    ///
+    /// With duplicate keys (at the top level or in `userIdentity`) the last
+    /// wins, as in [`Value::get`], and the record says so
+    /// ([`Record::duplicate_keys`]).
     pub fn new(root: Value<'t, 'i>) -> Option<Self> {
         if root.kind() != Kind::Object {
             return None;
         }
         let mut top = [0u32; TOP_COUNT];
         let mut ident = [0u32; IDENT_COUNT];
-        let mut ident_ok = false;
-        let mut wrong_type = None;
+        let mut duplicate_keys = false;
         let base = root.0.as_ptr();
         // Offset arithmetic without unsafe: both pointers are into `root.0`.
         let offset = |v: &Value<'_, '_>| {
             (v.0.as_ptr() as usize - base as usize) / std::mem::size_of::<Node<'_>>()
         };
+        // Keys not indexed, to notice their duplicates too (a record has a
+        // handful; past 16 they are not checked).
+        let mut others: [&str; 16] = [""; 16];
+        let mut n_others = 0;
         for (key, value) in root.entries() {
             if let Some(field) = Top::from_name(key) {
                 let slot = &mut top[field as usize];
-                if *slot == 0 {
-                    *slot = offset(&value) as u32;
-                    let kind = value.kind();
-                    if wrong_type.is_none() && !field.accepts(kind) {
-                        wrong_type = Some(WrongType { field, found: kind });
-                    }
-                    if field == Top::UserIdentity && kind == Kind::Object {
-                        ident_ok = true;
-                        for (k, v) in value.entries() {
-                            if let Some(i) = Ident::from_name(k)
-                                && ident[i as usize] == 0
-                            {
-                                ident[i as usize] = offset(&v) as u32;
-                            }
-                        }
-                    }
+                duplicate_keys |= *slot != 0;
+                *slot = offset(&value) as u32;
+            } else if n_others < others.len() {
+                duplicate_keys |= others[..n_others].contains(&key);
+                others[n_others] = key;
+                n_others += 1;
+            }
+        }
+        let mut wrong_type = None;
+        for field in Top::ALL {
+            let off = top[*field as usize];
+            if off != 0 {
+                let kind = Value::new(&root.0[off as usize..]).kind();
+                if !field.accepts(kind) {
+                    wrong_type = Some(WrongType {
+                        field: *field,
+                        found: kind,
+                    });
+                    break;
+                }
+            }
+        }
+        let user = top[Top::UserIdentity as usize];
+        let ident_ok = user != 0 && Value::new(&root.0[user as usize..]).kind() == Kind::Object;
+        if ident_ok {
+            for (k, v) in Value::new(&root.0[user as usize..]).entries() {
+                if let Some(i) = Ident::from_name(k) {
+                    duplicate_keys |= ident[i as usize] != 0;
+                    ident[i as usize] = offset(&v) as u32;
                 }
             }
         }
@@ -462,7 +510,14 @@ impl<'t, 'i> Record<'t, 'i> {
             ident,
             ident_ok,
             wrong_type,
+            duplicate_keys,
         })
+    }
+
+    /// Whether the record repeats a key at its top level or in
+    /// `userIdentity` (the last one counts; see [`Record::new`]).
+    pub fn duplicate_keys(&self) -> bool {
+        self.duplicate_keys
     }
 
     /// The root object.
@@ -651,7 +706,7 @@ mod tests {
         f(rec)
     }
 
-    /// The `userIdentity` index gives what a walk by key gives: the first
+    /// The `userIdentity` index gives what a walk by key gives: the last
     /// of duplicate keys, arrays flattened, and a walk when `userIdentity`
     /// is not an object at all.
     #[test]
@@ -715,8 +770,10 @@ mod tests {
             });
         }
         with_record(docs[0], |r| {
-            assert_eq!(r.ident_str(Ident::Type), Some("Root"))
+            assert_eq!(r.ident_str(Ident::Type), Some("IAMUser"));
+            assert!(r.duplicate_keys());
         });
+        with_record(docs[2], |r| assert!(!r.duplicate_keys()));
         with_record(docs[1], |r| {
             assert_eq!(r.ident_str(Ident::Type), Some("InArray"));
         });

@@ -11,13 +11,20 @@ use super::SourceError;
 pub enum Input {
     File(PathBuf),
     Stdin,
+    /// An entry under a directory that cannot be read or followed (a
+    /// symlink loop, a dangling link, a directory without permission): it
+    /// costs only itself, reported where it falls in the listing.
+    Unreadable {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 impl Input {
     /// The name used in alerts and errors.
     pub fn name(&self) -> String {
         match self {
-            Input::File(p) => p.display().to_string(),
+            Input::File(p) | Input::Unreadable { path: p, .. } => p.display().to_string(),
             Input::Stdin => "<stdin>".into(),
         }
     }
@@ -31,6 +38,7 @@ impl Input {
             source,
         };
         match self {
+            Input::Unreadable { message, .. } => Err(io(std::io::Error::other(message.clone()))),
             Input::File(p) => {
                 let size = std::fs::metadata(p).map_err(io)?.len();
                 if size > cap {
@@ -68,7 +76,10 @@ pub struct PathError {
 }
 
 /// Expand command-line paths: files as given, directories recursively
-/// (sorted, hidden entries skipped, symlinks followed), `-` as stdin.
+/// (sorted, hidden entries skipped, symlinks followed), `-` as stdin. A
+/// path given that does not exist is an error; an entry under a directory
+/// that cannot be read becomes an [`Input::Unreadable`] in its place, and
+/// the rest is listed.
 pub fn expand(paths: &[PathBuf]) -> Result<Vec<Input>, PathError> {
     let mut out = Vec::new();
     for p in paths {
@@ -81,7 +92,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<Input>, PathError> {
             source,
         })?;
         if meta.is_dir() {
-            walk(p, &mut out)?;
+            walk(p, &mut out);
         } else {
             out.push(Input::File(p.clone()));
         }
@@ -89,24 +100,32 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<Input>, PathError> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<Input>) -> Result<(), PathError> {
+fn walk(dir: &Path, out: &mut Vec<Input>) {
     let it = walkdir::WalkDir::new(dir)
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
     for entry in it {
-        let entry = entry.map_err(|e| PathError {
-            path: e.path().unwrap_or(dir).display().to_string(),
-            source: e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-        })?;
-        if entry.file_type().is_file() {
-            out.push(Input::File(entry.into_path()));
+        match entry {
+            Ok(entry) if entry.file_type().is_file() => out.push(Input::File(entry.into_path())),
+            Ok(_) => {}
+            Err(e) => {
+                let path = e.path().unwrap_or(dir).to_path_buf();
+                let message = match (e.loop_ancestor(), e.io_error()) {
+                    (Some(ancestor), _) => {
+                        format!("symlink loop back to {}", ancestor.display())
+                    }
+                    (None, Some(io)) if io.kind() == std::io::ErrorKind::NotFound => {
+                        "dangling symlink (its target does not exist)".to_owned()
+                    }
+                    (None, Some(io)) => io.to_string(),
+                    (None, None) => e.to_string(),
+                };
+                out.push(Input::Unreadable { path, message });
+            }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -125,12 +144,73 @@ mod tests {
             .into_iter()
             .map(|i| match i {
                 Input::File(p) => p.strip_prefix(dir.path()).unwrap().display().to_string(),
-                Input::Stdin => "-".into(),
+                other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(got, ["a.json.gz", "b/1.json", "b/c/2.json"]);
         assert!(expand(&[dir.path().join("missing")]).is_err());
         assert_eq!(expand(&["-".into()]).unwrap(), [Input::Stdin]);
+    }
+
+    /// A symlink loop, a dangling link and an unreadable directory under a
+    /// watched directory each cost only themselves: listed in place as
+    /// unreadable, with a reason, and every other file is still listed.
+    #[test]
+    fn bad_entries_cost_only_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("a/loop")).unwrap();
+        std::fs::write(d.join("a/1.json"), "{}").unwrap();
+        std::os::unix::fs::symlink(d.join("a"), d.join("a/loop/back")).unwrap();
+        std::os::unix::fs::symlink(d.join("nowhere"), d.join("b-dangling")).unwrap();
+        std::fs::create_dir_all(d.join("c-locked")).unwrap();
+        std::fs::write(d.join("c-locked/hidden.json"), "{}").unwrap();
+        std::fs::write(d.join("z.json"), "{}").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("c-locked"), std::fs::Permissions::from_mode(0o000))
+            .unwrap();
+        // Root reads any directory: the permission case only holds for others.
+        let root = std::fs::read_dir(d.join("c-locked")).is_ok();
+        let got = expand(&[d.to_path_buf()]).unwrap();
+        std::fs::set_permissions(d.join("c-locked"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let files: Vec<String> = got
+            .iter()
+            .filter_map(|i| match i {
+                Input::File(p) => Some(p.strip_prefix(d).unwrap().display().to_string()),
+                _ => None,
+            })
+            .collect();
+        let bad: Vec<(String, String)> = got
+            .iter()
+            .filter_map(|i| match i {
+                Input::Unreadable { path, message } => Some((
+                    path.strip_prefix(d).unwrap().display().to_string(),
+                    message.clone(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert!(files.contains(&"a/1.json".to_string()), "{files:?}");
+        assert!(files.contains(&"z.json".to_string()), "{files:?}");
+        assert!(
+            bad.iter()
+                .any(|(p, m)| p == "a/loop/back" && m.contains("loop")),
+            "{bad:?}"
+        );
+        assert!(
+            bad.iter()
+                .any(|(p, m)| p == "b-dangling" && m.contains("dangling")),
+            "{bad:?}"
+        );
+        if !root {
+            assert!(bad.iter().any(|(p, _)| p == "c-locked"), "{bad:?}");
+        }
+        let unreadable = got
+            .iter()
+            .find(|i| matches!(i, Input::Unreadable { .. }))
+            .unwrap();
+        assert!(unreadable.read(1 << 20).is_err());
     }
 
     #[test]

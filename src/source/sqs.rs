@@ -128,9 +128,10 @@ fn parse_value(v: &Value, depth: u8) -> Result<Parsed, String> {
             if !created {
                 continue;
             }
-            let (Some(bucket), Some(key)) =
-                (s(&r["s3"]["bucket"]["name"]), s(&r["s3"]["object"]["key"]))
-            else {
+            let (Some(bucket), Some(key)) = (
+                s(&r["s3"]["bucket"]["name"]).filter(|b| !b.is_empty()),
+                s(&r["s3"]["object"]["key"]).filter(|k| !k.is_empty()),
+            ) else {
                 return Err("S3 event record without bucket name or object key".into());
             };
             out.push(Notified {
@@ -144,7 +145,10 @@ fn parse_value(v: &Value, depth: u8) -> Result<Parsed, String> {
     }
     if v["source"] == "aws.s3" && v["detail-type"] == "Object Created" {
         let d = &v["detail"];
-        let (Some(bucket), Some(key)) = (s(&d["bucket"]["name"]), s(&d["object"]["key"])) else {
+        let (Some(bucket), Some(key)) = (
+            s(&d["bucket"]["name"]).filter(|b| !b.is_empty()),
+            s(&d["object"]["key"]).filter(|k| !k.is_empty()),
+        ) else {
             return Err("EventBridge event without bucket name or object key".into());
         };
         return Ok(Parsed::Objects(vec![Notified {
@@ -154,10 +158,14 @@ fn parse_value(v: &Value, depth: u8) -> Result<Parsed, String> {
             size: d["object"]["size"].as_i64(),
         }]));
     }
-    if let (Some(bucket), Some(keys)) = (s(&v["s3Bucket"]), v["s3ObjectKey"].as_array()) {
+    if let (Some(bucket), Some(keys)) = (
+        s(&v["s3Bucket"]).filter(|b| !b.is_empty()),
+        v["s3ObjectKey"].as_array(),
+    ) {
         return Ok(Parsed::Objects(
             keys.iter()
                 .filter_map(|k| k.as_str())
+                .filter(|k| !k.is_empty())
                 .map(|k| Notified {
                     bucket: bucket.clone(),
                     key: k.to_owned(),
