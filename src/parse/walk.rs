@@ -230,8 +230,9 @@ pub(super) struct Walk<'w, 's> {
     /// Top-level values read, and their layouts merged.
     values: usize,
     layout: Option<Layout>,
-    /// Reading resumed after damage: the closers of the damaged document
-    /// met later at the top level are expected, not news.
+    /// Reading resumed after damage: the closers ending the damaged
+    /// document, met at the top level at the end of the text, are
+    /// expected, not news.
     resynced: bool,
 }
 
@@ -323,8 +324,25 @@ impl<'w, 's> Walk<'w, 's> {
             };
             let step = match b {
                 b']' | b'}' | b',' if self.resynced => {
-                    pos += 1;
-                    continue;
+                    // The closers that end a damaged document, read past
+                    // after resuming inside it: expected, unless more
+                    // follows them (then they were not its end).
+                    let mut end = pos;
+                    while let Some(b) = self.byte(end) {
+                        if !(scan::is_ws(b) || matches!(b, b']' | b'}' | b',')) {
+                            break;
+                        }
+                        end += 1;
+                    }
+                    if self.byte(end).is_none() {
+                        return;
+                    }
+                    Err(Damage {
+                        start: pos,
+                        at: pos,
+                        ended: false,
+                        message: "unexpected closing brackets after a damaged document".into(),
+                    })
                 }
                 b'{' => {
                     self.win.ensure(pos + 64);
