@@ -47,6 +47,12 @@ pub struct BenchArgs {
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Only the limit, once, on one thread, each file read from disk as
+    /// `scan` reads it: the other side of a whole-process comparison
+    /// (`taskset -c 0 trailwatch bench --limit-only DIR` against
+    /// `taskset -c 0 trailwatch scan --threads 1 DIR`, under hyperfine).
+    #[arg(long)]
+    pub limit_only: bool,
 }
 
 /// One loaded object.
@@ -76,6 +82,27 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// Run the bench; prints the table (or JSON).
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.limit_only {
+        let inputs = files::expand(&args.inputs)?;
+        let (mut n, mut total) = (0u64, 0u64);
+        let mut buf = Vec::new();
+        for i in &inputs {
+            if let Input::File(p) = i {
+                let name = p.display().to_string();
+                if pipeline::is_digest_name(&name) {
+                    continue;
+                }
+                let o = Object {
+                    bytes: std::fs::read(p)?,
+                    name,
+                };
+                total += limit_one(&o, &mut buf) as u64;
+                n += 1;
+            }
+        }
+        eprintln!("limit: {n} files, {total} bytes decoded and parsed");
+        return Ok(ExitCode::SUCCESS);
+    }
     let ruleset = if args.rules.is_empty() {
         RuleSet::builtin()
     } else {

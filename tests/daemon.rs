@@ -377,3 +377,134 @@ fn a_burst_split_by_a_kill_is_seen_once_after_restart() {
     assert_eq!(bursts[0]["count"], 10);
     assert_eq!(bursts[0]["event_ids"].as_array().unwrap().len(), 10);
 }
+
+/// `run --stdin`: a first line that is garbage or cut short costs only
+/// itself; every later record alerts as it would alone.
+#[test]
+fn stdin_loses_only_a_bad_first_line() {
+    let native =
+        fixtures().join("cloudtrail/123456789012_CloudTrail_eu-west-1_20261120T1020Z_burst.json");
+    let lines: String = records_of(&native)
+        .iter()
+        .map(|r| format!("{r}\n"))
+        .collect();
+    let want = {
+        let out = trailwatch().arg("scan").arg(&native).output().unwrap();
+        counts(&alerts(&out.stdout))
+    };
+    for bad in ["garbage", r#"{"eventVersion":"1.08","eventID":"cut"#] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let out = trailwatch()
+            .args(["run", "--stdin", "--config"])
+            .arg(&cfg)
+            .write_stdin(format!("{bad}\n{lines}"))
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(counts(&written(dir.path())), want, "{bad}: {stderr}");
+        assert!(stderr.contains("record 0"), "{stderr}");
+    }
+}
+
+/// A symlink loop, a dangling link and an unreadable directory under the
+/// watched directory cost only themselves: the other files alert, and
+/// each bad entry is logged once.
+#[test]
+fn bad_entries_in_the_watched_directory_cost_only_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    std::fs::copy(
+        fixtures().join("cloudtrail/123456789012_CloudTrail_eu-west-1_20261120T1005Z_example.json"),
+        input.join("sub/example.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&input, input.join("sub/loop")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), input.join("dangling")).unwrap();
+    let stderr = run_once(&cfg, &[], &[]);
+    let got = written(dir.path());
+    let out = trailwatch()
+        .arg("scan")
+        .arg(
+            fixtures()
+                .join("cloudtrail/123456789012_CloudTrail_eu-west-1_20261120T1005Z_example.json"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(counts(&got), counts(&alerts(&out.stdout)), "{stderr}");
+    assert_eq!(stderr.matches("symlink loop").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("dangling symlink").count(), 1, "{stderr}");
+}
+
+/// Fifty distinct root logins in one object with a tiny event budget: every
+/// alert is written, the first ones with their event, the rest with a note
+/// saying why, and the note is counted.
+#[test]
+fn the_events_one_object_holds_are_bounded_by_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("[limits]\nmax_event_bytes_per_object = 4000\n");
+    std::fs::write(&cfg, text).unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let records: Vec<Value> = (0..50)
+        .map(|i| {
+            serde_json::json!({
+                "eventVersion": "1.08", "eventID": format!("root-{i}"), "eventName": "ConsoleLogin",
+                "eventSource": "signin.amazonaws.com", "eventTime": "2026-11-20T10:00:00Z",
+                "userIdentity": {"type": "Root", "arn": "arn:aws:iam::123456789012:root"},
+                "responseElements": {"ConsoleLogin": "Success"},
+                "additionalEventData": {"MFAUsed": "No"}, "recipientAccountId": "123456789012",
+            })
+        })
+        .collect();
+    std::fs::write(
+        input.join("flood.json.gz"),
+        gzip(
+            serde_json::json!({ "Records": records })
+                .to_string()
+                .as_bytes(),
+        ),
+    )
+    .unwrap();
+    let stderr = run_once(&cfg, &[], &[]);
+    let got = written(dir.path());
+    let logins: Vec<&Value> = got
+        .iter()
+        .filter(|a| a["rule_name"] == "root_console_login")
+        .collect();
+    assert_eq!(logins.len(), 50, "{stderr}");
+    let with_event = got.iter().filter(|a| a["event"].is_object()).count();
+    let noted = got
+        .iter()
+        .filter(|a| {
+            a["event"]
+                .as_str()
+                .is_some_and(|n| n.contains("max_event_bytes_per_object"))
+        })
+        .count();
+    assert!(
+        with_event >= 1 && with_event < 20,
+        "{with_event} alerts kept their event"
+    );
+    assert_eq!(
+        with_event + noted,
+        got.len(),
+        "every alert has its event or the note"
+    );
+    let events: usize = got
+        .iter()
+        .filter(|a| a["event"].is_object())
+        .map(|a| a["event"].to_string().len())
+        .sum();
+    assert!(events <= 4000, "{events} bytes of events");
+    assert!(
+        stderr.contains("carry a note instead of their event"),
+        "{stderr}"
+    );
+}

@@ -543,3 +543,59 @@ fn chunks_that_fail_in_place_resume_from_the_original_text() {
         assert_eq!(ids, want);
     }
 }
+
+/// Only CloudTrail's digest naming marks a file as a digest: a file that
+/// merely has `CloudTrail-Digest` in its path is read (an attacker who can
+/// write to the bucket cannot hide records behind the word); a file named
+/// as CloudTrail names digests is skipped; a digest by content is skipped
+/// whatever its name.
+#[test]
+fn digests_are_known_by_their_real_name_or_their_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = native(&key_records(1));
+    let digest_dir = dir
+        .path()
+        .join("AWSLogs/123456789012/CloudTrail-Digest/us-east-1");
+    std::fs::create_dir_all(&digest_dir).unwrap();
+    let lookalike = digest_dir.join("x-CloudTrail-Digest-y.json");
+    std::fs::write(&lookalike, &key).unwrap();
+    let real = digest_dir.join(
+        "123456789012_CloudTrail-Digest_us-east-1_my-trail_us-east-1_20261120T110000Z.json.gz",
+    );
+    std::fs::write(&real, gzip(key.as_bytes())).unwrap();
+    let by_content = dir.path().join("digest.json");
+    std::fs::write(
+        &by_content,
+        r#"{"awsAccountId":"123456789012","digestStartTime":"2026-11-20T10:00:00Z","logFiles":[]}"#,
+    )
+    .unwrap();
+    let (code, alerts, stderr) = scan(&[p(dir.path())]);
+    assert_eq!(code, 0, "{stderr}");
+    let sources: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources.len(), 1, "{alerts:?}");
+    assert!(
+        sources[0].ends_with("x-CloudTrail-Digest-y.json"),
+        "{sources:?}"
+    );
+    assert!(stderr.contains("(2 digests skipped)"), "{stderr}");
+}
+
+/// `cat a.json.gz b.json.gz`: every document's records, every member's.
+#[test]
+fn concatenated_documents_are_all_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = native(&[record("a1", "CreateAccessKey", json!({}))]);
+    let b = native(&[record("b1", "CreateAccessKey", json!({}))]);
+    let mut gz = gzip(a.as_bytes());
+    gz.extend(gzip(b.as_bytes()));
+    std::fs::write(dir.path().join("two.json.gz"), &gz).unwrap();
+    std::fs::write(dir.path().join("two.json"), format!("{a}{b}")).unwrap();
+    let (code, alerts, stderr) = scan(&[p(dir.path())]);
+    assert_eq!(code, 0, "{stderr}");
+    let ids = event_ids(&alerts);
+    assert_eq!(ids, ["a1", "b1", "a1", "b1"], "{stderr}");
+    assert!(stderr.contains("errors: 0"), "{stderr}");
+}
