@@ -799,6 +799,11 @@ fn json_error(index: usize, base: usize, e: &simd_json::Error) -> ParseError {
 /// (several documents, one per line, are read by the walk, which numbers
 /// their records in order).
 fn json_lines(data: &[u8], start: usize) -> Option<Vec<(usize, usize)>> {
+    // CloudTrail's own files, often one long line: decided before any
+    // search for a line break (a 50 MB line would cost a pass).
+    if data[start] == b'[' || scan::records_open(data, start).is_ok() {
+        return None;
+    }
     let line_at = |from: usize| -> Option<(usize, usize, usize)> {
         // (start, end, next) of the first non-blank line from `from`.
         let mut at = from;

@@ -83,6 +83,11 @@ enum Expect {
     CommaOrClose,
 }
 
+/// Deepest nesting followed: past it the shape counts as broken. simd-json
+/// refuses records past 1024 levels anyway; this bounds the stack (a byte
+/// per level) whatever the input.
+const MAX_DEPTH: usize = 1 << 20;
+
 /// The end of the JSON value that starts at `pos` (after any whitespace),
 /// by structure alone. `stack` is scratch space for the nesting (reused
 /// between calls; nesting depth costs one byte per level).
@@ -101,6 +106,7 @@ pub(crate) fn value_end(data: &[u8], pos: usize, stack: &mut Vec<u8>) -> End {
         let b = data[i];
         match expect {
             Expect::Value | Expect::ValueOrClose => match b {
+                b'{' | b'[' if stack.len() >= MAX_DEPTH => return End::Broken(i),
                 b'{' => {
                     stack.push(b'{');
                     expect = Expect::KeyOrClose;

@@ -42,10 +42,6 @@ fn window() -> usize {
     4 * super::chunk_bytes()
 }
 
-/// Deepest nesting the structural scan follows; simd-json refuses records
-/// past 1024 levels anyway, and the scan's stack costs a byte per level.
-const MAX_SCAN_DEPTH: usize = 1 << 20;
-
 enum Buf<'a> {
     Borrowed(&'a [u8]),
     Owned(Vec<u8>),
@@ -293,11 +289,7 @@ impl<'w, 's> Walk<'w, 's> {
     /// The end of the value at `pos`, reading on as far as it goes.
     fn value_end(&mut self, pos: usize) -> End {
         loop {
-            let r = scan::value_end(self.win.from(pos), 0, &mut self.stack);
-            if self.stack.len() > MAX_SCAN_DEPTH {
-                return End::Broken(pos);
-            }
-            match r {
+            match scan::value_end(self.win.from(pos), 0, &mut self.stack) {
                 End::Complete(e) => return End::Complete(pos + e),
                 End::Broken(at) => return End::Broken(pos + at),
                 End::Incomplete if self.win.grow() => {}
@@ -358,24 +350,11 @@ impl<'w, 's> Walk<'w, 's> {
                     self.seen(Layout::Array);
                     self.elements(st, pos + 1)
                 }
-                _ => {
-                    let shown = self
-                        .win
-                        .from(pos)
-                        .iter()
-                        .take(16)
-                        .copied()
-                        .collect::<Vec<u8>>();
-                    Err(Damage {
-                        start: pos,
-                        at: pos,
-                        ended: false,
-                        message: format!(
-                            "unexpected {:?} where a document should start",
-                            String::from_utf8_lossy(&shown)
-                        ),
-                    })
-                }
+                // Any other value: a scalar where a document should be
+                // (reported as not an object, as a whole parse does), or a
+                // bad token (an error of its own); only a broken shape is
+                // damage.
+                _ => self.single(st, pos),
             };
             match step {
                 Ok(end) => {
@@ -490,8 +469,8 @@ impl<'w, 's> Walk<'w, 's> {
         }
     }
 
-    /// A document that is not a `Records` wrapper: one object (a record or
-    /// a digest) read whole.
+    /// A document that is not a `Records` wrapper, read whole: a record, a
+    /// digest, an array, or something that is no record at all.
     fn single(&mut self, st: &mut State, pos: usize) -> Result<usize, Damage> {
         match self.value_end(pos) {
             End::Complete(e) => {
@@ -505,6 +484,21 @@ impl<'w, 's> Walk<'w, 's> {
                         self.seen(layout);
                         self.next_index += n;
                     }
+                    // Not JSON at all where a document should start
+                    // (garbage, a cut line): like a broken shape, what
+                    // follows is found by resynchronising.
+                    Err(_) if !matches!(self.win.from(pos)[0], b'{' | b'[' | b'"') => {
+                        let shown: Vec<u8> = self.win.bytes(pos, e.min(pos + 16)).to_vec();
+                        return Err(Damage {
+                            start: pos,
+                            at: pos,
+                            ended: false,
+                            message: format!(
+                                "unexpected {:?} where a document should start",
+                                String::from_utf8_lossy(&shown)
+                            ),
+                        });
+                    }
                     Err(e_) => {
                         self.seen(Layout::Single);
                         self.next_index += 1;
@@ -513,7 +507,7 @@ impl<'w, 's> Walk<'w, 's> {
                 }
                 Ok(e)
             }
-            other => Err(Damage::from_end(other, pos, "a record")),
+            other => Err(Damage::from_end(other, pos, "this document")),
         }
     }
 
