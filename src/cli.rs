@@ -392,6 +392,11 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     };
     if !args.quiet {
         eprint!("{summary}");
+        // How much memory the input took: bounded by the configuration, so
+        // an operator (and a test) can see a hostile file did not grow it.
+        if let Some(rss) = crate::daemon::peak_rss_bytes() {
+            eprintln!("peak resident memory: {} MiB", rss >> 20);
+        }
     }
     Ok(ExitCode::from(
         if args.strict && summary.error_count() > 0 {

@@ -13,6 +13,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::io::{self, Write};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -517,9 +518,13 @@ struct ObjectSink<'a> {
     rules: &'a RuleSet,
     with_events: bool,
     source_arc: std::sync::Arc<str>,
-    /// Per-object deduplication of matches by (rule, event id), when
-    /// events are attached (the daemon).
-    seen: Option<Mutex<std::collections::HashSet<(u32, u64)>>>,
+    /// Per-object deduplication of matches by (rule, event id): those that
+    /// carry an event (the daemon) or feed a correlation.
+    seen: Mutex<std::collections::HashSet<(u32, u64)>>,
+    /// The event-id hash of `seen`: SipHash with keys random per object,
+    /// so no one can choose two ids that collide (a collision would drop
+    /// an alert; by chance, at 2^-64 per pair, never).
+    id_keys: std::hash::RandomState,
     deduplicated: AtomicU64,
     /// Event text this object's alerts may hold, and hold so far.
     event_budget: usize,
@@ -538,25 +543,14 @@ struct ObjectSink<'a> {
     posture: Mutex<Vec<(Posture, String)>>,
 }
 
-/// A 64-bit hash of an event id, for the per-object match deduplication
-/// (a collision would drop one alert of two events in one object that
-/// match the same rule: at 2^-64 per pair, never in practice).
-fn id_hash(id: &str) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::hash::RandomState::new().build_hasher();
-    h.write(id.as_bytes());
-    h.finish()
-}
-
 impl<'a> ObjectSink<'a> {
     fn new(rules: &'a RuleSet, limits: Limits, source: &'a str) -> Self {
         ObjectSink {
             rules,
             with_events: limits.with_events,
             source_arc: std::sync::Arc::from(source),
-            seen: limits
-                .with_events
-                .then(|| Mutex::new(std::collections::HashSet::new())),
+            seen: Mutex::new(std::collections::HashSet::new()),
+            id_keys: std::hash::RandomState::new(),
             deduplicated: AtomicU64::new(0),
             event_budget: limits.max_event_bytes_per_object,
             event_bytes: std::sync::atomic::AtomicUsize::new(0),
@@ -640,25 +634,25 @@ impl Sink for ObjectSink<'_> {
                 posture.push((p, bound(account)));
             });
             self.rules.for_each_match(r, |index, rule| {
-                let event = if self.with_events && !rule.hidden {
-                    // The same event matched twice in one object (a
-                    // duplicate delivery inside a file, a flood of one
-                    // record) alerts once: skip it before building its
-                    // event, the expensive part.
-                    if let Some(seen) = &self.seen
-                        && let Some(id) = r.str(Top::EventId)
-                        && !seen
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert((index as u32, id_hash(id)))
-                    {
-                        self.deduplicated.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    Some(self.event_of(r))
-                } else {
-                    None
-                };
+                let with_event = self.with_events && !rule.hidden;
+                // The same event matched twice in one object (a duplicate
+                // delivery inside a file, a flood of one record) counts
+                // once: skipped before its event is built (the expensive
+                // part), and before it reaches a correlation window twice.
+                // (Matches that neither carry an event nor feed a
+                // correlation are left alone: checking each costs a lock.)
+                if (with_event || !rule.feeds.is_empty())
+                    && let Some(id) = r.str(Top::EventId)
+                    && !self
+                        .seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert((index as u32, self.id_keys.hash_one(id)))
+                {
+                    self.deduplicated.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                let event = with_event.then(|| self.event_of(r));
                 found.push(index as u32, r, first + i, event);
                 if !rule.feeds.is_empty()
                     && let Some(ctx) = found.last_context(&self.source_arc)

@@ -599,3 +599,43 @@ fn concatenated_documents_are_all_read() {
     assert_eq!(ids, ["a1", "b1", "a1", "b1"], "{stderr}");
     assert!(stderr.contains("errors: 0"), "{stderr}");
 }
+
+/// A plain (uncompressed) file is read as it is parsed once it is larger
+/// than the streaming threshold: scanning a 200 MB one keeps the process
+/// far below the file's size (it used to hold the file and a copy). A
+/// bound on structure, not a speed or memory target (those are in
+/// BENCHMARKS.md).
+#[test]
+fn a_large_plain_file_is_streamed_not_held() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("big.json");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&f).unwrap());
+    let pad = "p".repeat(1900);
+    w.write_all(b"{\"Records\":[").unwrap();
+    let n = 100_000;
+    for i in 0..n {
+        let sep = if i == 0 { "" } else { "," };
+        let name = if i == n - 1 {
+            "CreateAccessKey"
+        } else {
+            "ListUsers"
+        };
+        let r = record(&format!("r{i}"), name, json!({"p": pad}));
+        write!(w, "{sep}{r}").unwrap();
+    }
+    w.write_all(b"]}").unwrap();
+    drop(w);
+    let size = std::fs::metadata(&f).unwrap().len();
+    assert!(size > 200 << 20, "{size}");
+    let (code, alerts, stderr) = scan(&[p(&f)]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(event_ids(&alerts), [format!("r{}", n - 1)], "{stderr}");
+    assert!(stderr.contains(&format!("{n} records")), "{stderr}");
+    let peak: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak resident memory: "))
+        .and_then(|l| l.trim_end_matches(" MiB").parse().ok())
+        .unwrap_or_else(|| panic!("no peak memory line: {stderr}"));
+    assert!(peak < 120, "peak {peak} MiB for a {} MiB file", size >> 20);
+}

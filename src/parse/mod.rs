@@ -1155,7 +1155,7 @@ mod tests {
     fn a_backslash_as_the_last_byte_ends_the_scan() {
         // Found by tests/fuzz.rs: the escape skip stepped past the end and
         // the recovery path panicked on the slice.
-        let end = |s: &[u8]| scan::value_end(s, 0, &mut Vec::new());
+        let end = |s: &[u8]| scan::value_end(s, 0, &mut Vec::new(), true);
         assert_eq!(end(br#"{"x":"\"#), scan::End::Incomplete);
         assert_eq!(end(br#""\"#), scan::End::Incomplete);
         assert_eq!(end(br#""a\"b""#), scan::End::Complete(6));

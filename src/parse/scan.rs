@@ -90,8 +90,11 @@ const MAX_DEPTH: usize = 1 << 20;
 
 /// The end of the JSON value that starts at `pos` (after any whitespace),
 /// by structure alone. `stack` is scratch space for the nesting (reused
-/// between calls; nesting depth costs one byte per level).
-pub(crate) fn value_end(data: &[u8], pos: usize, stack: &mut Vec<u8>) -> End {
+/// between calls; nesting depth costs one byte per level). `last` says
+/// `data` is all there is: otherwise a number or literal that reaches the
+/// end of `data` may go on in what is still to be read (`12` then `34`),
+/// and is [`End::Incomplete`].
+pub(crate) fn value_end(data: &[u8], pos: usize, stack: &mut Vec<u8>, last: bool) -> End {
     stack.clear();
     let len = data.len();
     let mut i = pos;
@@ -134,6 +137,9 @@ pub(crate) fn value_end(data: &[u8], pos: usize, stack: &mut Vec<u8>) -> End {
                     // A literal or number, checked by simd-json later.
                     while i < len && !ends_bare(data[i]) {
                         i += 1;
+                    }
+                    if i == len && !last {
+                        return End::Incomplete;
                     }
                 }
             },
@@ -233,7 +239,7 @@ mod tests {
     use super::*;
 
     fn end(s: &str) -> End {
-        value_end(s.as_bytes(), 0, &mut Vec::new())
+        value_end(s.as_bytes(), 0, &mut Vec::new(), true)
     }
 
     #[test]
@@ -262,6 +268,16 @@ mod tests {
         assert_eq!(end(r#"{"a":[1,2"#), End::Incomplete);
         assert_eq!(end(r#"{"a":"x\"#), End::Incomplete);
         assert_eq!(end(r#"  "#), End::Incomplete);
+        // A number at the end of what was read so far may go on.
+        assert_eq!(value_end(b"12", 0, &mut Vec::new(), false), End::Incomplete);
+        assert_eq!(
+            value_end(b"[12", 0, &mut Vec::new(), false),
+            End::Incomplete
+        );
+        assert_eq!(
+            value_end(b"12 ", 0, &mut Vec::new(), false),
+            End::Complete(2)
+        );
     }
 
     #[test]

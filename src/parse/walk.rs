@@ -289,10 +289,13 @@ impl<'w, 's> Walk<'w, 's> {
     /// The end of the value at `pos`, reading on as far as it goes.
     fn value_end(&mut self, pos: usize) -> End {
         loop {
-            match scan::value_end(self.win.from(pos), 0, &mut self.stack) {
+            let last = self.win.eof;
+            match scan::value_end(self.win.from(pos), 0, &mut self.stack, last) {
                 End::Complete(e) => return End::Complete(pos + e),
                 End::Broken(at) => return End::Broken(pos + at),
                 End::Incomplete if self.win.grow() => {}
+                // The input just ended: once more, knowing it.
+                End::Incomplete if !last => {}
                 End::Incomplete => return End::Incomplete,
             }
         }
@@ -459,7 +462,7 @@ impl<'w, 's> Walk<'w, 's> {
                     }
                 };
                 let text = self.win.bytes(line, line_end);
-                if let End::Complete(e) = scan::value_end(text, 0, &mut self.stack)
+                if let End::Complete(e) = scan::value_end(text, 0, &mut self.stack, true)
                     && text[e..].iter().all(|b| scan::is_ws(*b))
                 {
                     return Some(line);
