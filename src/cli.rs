@@ -368,10 +368,13 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| {
-            anyhow::anyhow!("cannot create output file {}: {e}", p.display())
-        })?)),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
+        // A large buffer: a noisy rule writes hundreds of MB of lines.
+        Some(p) => Box::new(BufWriter::with_capacity(
+            1 << 20,
+            File::create(p)
+                .map_err(|e| anyhow::anyhow!("cannot create output file {}: {e}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock())),
     };
     let opts = ScanOptions {
         limits: Limits {

@@ -307,6 +307,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         max_object_bytes: config.limits.max_object_bytes,
         with_events: config.output.include_event,
         max_event_bytes_per_object: config.limits.max_event_bytes_per_object,
+        metrics: true,
     };
     let mut stats = RunStats::default();
     for src in &config.sources.files {

@@ -206,6 +206,9 @@ pub struct Limits {
     /// Event text one object's alerts may hold in all (past it, alerts
     /// carry a note instead): what bounds a flood of distinct alerts.
     pub max_event_bytes_per_object: usize,
+    /// Collect what the daemon's metrics need per record (event times for
+    /// the lag histogram, posture events); `scan` does without.
+    pub metrics: bool,
 }
 
 /// Default [`Limits::max_event_bytes_per_object`]: 16 MiB, some ten
@@ -218,6 +221,7 @@ impl Default for Limits {
             max_object_bytes: decode::DEFAULT_MAX_OBJECT_BYTES,
             with_events: false,
             max_event_bytes_per_object: DEFAULT_MAX_EVENT_BYTES_PER_OBJECT,
+            metrics: false,
         }
     }
 }
@@ -518,6 +522,8 @@ struct ObjectSink<'a> {
     rules: &'a RuleSet,
     with_events: bool,
     source_arc: std::sync::Arc<str>,
+    /// Collect event times and posture events (the daemon's metrics).
+    metrics: bool,
     /// Per-object deduplication of matches by (rule, event id): those that
     /// carry an event (the daemon) or feed a correlation.
     seen: Mutex<std::collections::HashSet<(u32, u64)>>,
@@ -548,6 +554,7 @@ impl<'a> ObjectSink<'a> {
         ObjectSink {
             rules,
             with_events: limits.with_events,
+            metrics: limits.metrics,
             source_arc: std::sync::Arc::from(source),
             seen: Mutex::new(std::collections::HashSet::new()),
             id_keys: std::hash::RandomState::new(),
@@ -626,13 +633,18 @@ impl Sink for ObjectSink<'_> {
         let mut duplicates = 0u64;
         parse::take_duplicate_keys(); // what an earlier record left
         for (i, r) in records.iter().enumerate() {
-            // Parsed once per record: the lag metric and correlation hits.
-            let time_ms = r.str(Top::EventTime).and_then(correlate::parse_event_time);
-            times.extend(time_ms);
-            Posture::of(r, |p| {
-                let account = r.str(Top::RecipientAccountId).unwrap_or_default();
-                posture.push((p, bound(account)));
-            });
+            // Parsed once per record when the daemon's metrics want it (the
+            // lag histogram), else only for a correlation hit.
+            let event_time = || r.str(Top::EventTime).and_then(correlate::parse_event_time);
+            let mut time_ms = None;
+            if self.metrics {
+                time_ms = event_time();
+                times.extend(time_ms);
+                Posture::of(r, |p| {
+                    let account = r.str(Top::RecipientAccountId).unwrap_or_default();
+                    posture.push((p, bound(account)));
+                });
+            }
             self.rules.for_each_match(r, |index, rule| {
                 let with_event = self.with_events && !rule.hidden;
                 // The same event matched twice in one object (a duplicate
@@ -659,7 +671,7 @@ impl Sink for ObjectSink<'_> {
                 {
                     hits.push(Hit {
                         rule: index as u32,
-                        time_ms,
+                        time_ms: if self.metrics { time_ms } else { event_time() },
                         keys: rule
                             .feeds
                             .iter()
@@ -889,6 +901,9 @@ pub struct ScanOptions {
     pub max_groups: usize,
 }
 
+/// Alert lines gathered before `scan` writes them out.
+const LINES_BYTES: usize = 1 << 20;
+
 /// Errors logged per object before the rest are only counted, so a file of
 /// garbage lines cannot flood the log.
 const LOGGED_ERRORS_PER_OBJECT: usize = 20;
@@ -931,6 +946,8 @@ pub fn scan(
         });
         // Reorder: hold reports that finished early until their turn.
         let mut pending: HashMap<usize, ObjectReport> = HashMap::new();
+        // Match lines are appended here and written out a batch at a time.
+        let mut lines: Vec<u8> = Vec::with_capacity(LINES_BYTES + (64 << 10));
         let mut next = 0usize;
         for (i, report) in rx.iter() {
             pending.insert(i, report);
@@ -939,14 +956,20 @@ pub fn scan(
                 let source_json = serde_json::to_string(&report.source)?;
                 for m in &report.alerts {
                     jsonl::write_match(
-                        out,
+                        &mut lines,
                         m,
                         &rule_json[m.rule as usize],
                         &report.source,
                         &source_json,
                         opts.format,
                     )?;
+                    if lines.len() >= LINES_BYTES {
+                        out.write_all(&lines)?;
+                        lines.clear();
+                    }
                 }
+                out.write_all(&lines)?;
+                lines.clear();
                 // Correlations see hits in input order: deterministic.
                 for hit in &report.hits {
                     for a in correlator.push(hit) {

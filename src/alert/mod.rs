@@ -466,6 +466,29 @@ impl Match {
         Context::from_fields(values, Arc::clone(source), self.record)
     }
 
+    /// All the event fields' text, end to end (to check once whether any
+    /// needs escaping in JSON).
+    pub(crate) fn fields_text(&self) -> &str {
+        &self.text[self.fields.start as usize..self.fields.ends[FIELDS - 1] as usize]
+    }
+
+    /// The event fields in [`Alert`]'s serialization order, each with its
+    /// JSON key and separator (`,"event_id":`), for writing lines.
+    pub(crate) fn named_json_keys(&self) -> impl Iterator<Item = (&'static [u8], Option<&str>)> {
+        const KEYS: [&[u8]; FIELDS] = [
+            b",\"event_id\":",
+            b",\"event_name\":",
+            b",\"event_source\":",
+            b",\"event_time\":",
+            b",\"account\":",
+            b",\"region\":",
+            b",\"principal\":",
+            b",\"source_ip\":",
+            b",\"user_agent\":",
+        ];
+        KEYS.iter().enumerate().map(|(i, k)| (*k, self.field(i)))
+    }
+
     /// The event fields in [`Alert`]'s serialization order, with their names.
     pub(crate) fn named_fields(&self) -> impl Iterator<Item = (&'static str, Option<&str>)> {
         const NAMES: [&str; FIELDS] = [

@@ -469,31 +469,35 @@ impl<'t, 'i> Record<'t, 'i> {
         // handful; past 16 they are not checked).
         let mut others: [&str; 16] = [""; 16];
         let mut n_others = 0;
+        // Bit `f` set: the value now held for field `f` has a type
+        // CloudTrail never writes there (checked per key, as it is met;
+        // a later duplicate replaces the verdict with its own).
+        let mut wrong: u32 = 0;
         for (key, value) in root.entries() {
             if let Some(field) = Top::from_name(key) {
                 let slot = &mut top[field as usize];
                 duplicate_keys |= *slot != 0;
                 *slot = offset(&value) as u32;
+                let bit = 1u32 << field as u32;
+                if field.accepts(value.kind()) {
+                    wrong &= !bit;
+                } else {
+                    wrong |= bit;
+                }
             } else if n_others < others.len() {
                 duplicate_keys |= others[..n_others].contains(&key);
                 others[n_others] = key;
                 n_others += 1;
             }
         }
-        let mut wrong_type = None;
-        for field in Top::ALL {
-            let off = top[*field as usize];
-            if off != 0 {
-                let kind = Value::new(&root.0[off as usize..]).kind();
-                if !field.accepts(kind) {
-                    wrong_type = Some(WrongType {
-                        field: *field,
-                        found: kind,
-                    });
-                    break;
-                }
+        let wrong_type = (wrong != 0).then(|| {
+            let field = Top::ALL[wrong.trailing_zeros() as usize];
+            let off = top[field as usize] as usize;
+            WrongType {
+                field,
+                found: Value::new(&root.0[off..]).kind(),
             }
-        }
+        });
         let user = top[Top::UserIdentity as usize];
         let ident_ok = user != 0 && Value::new(&root.0[user as usize..]).kind() == Kind::Object;
         if ident_ok {
