@@ -489,7 +489,7 @@ fn the_events_one_object_holds_are_bounded_by_configuration() {
         })
         .count();
     assert!(
-        with_event >= 1 && with_event < 20,
+        (1..20).contains(&with_event),
         "{with_event} alerts kept their event"
     );
     assert_eq!(
