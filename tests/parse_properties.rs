@@ -275,12 +275,9 @@ fn look_alikes_never_become_records_at_real_sizes() {
 fn whole_line_ids(text: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.split(|b| *b == b'\n') {
-        if matches!(line.first(), Some(b'{' | b'['))
-            || line.trim_ascii_start().first() == Some(&b'{')
-        {
-            if let Some((records, _)) = checks::oracle(line) {
-                out.extend(records.into_iter().filter_map(|f| f.1));
-            }
+        let starts_value = matches!(line.trim_ascii_start().first(), Some(b'{' | b'['));
+        if let Some((records, _)) = starts_value.then(|| checks::oracle(line)).flatten() {
+            out.extend(records.into_iter().filter_map(|f| f.1));
         }
     }
     out
