@@ -115,7 +115,13 @@ pub fn oracle(text: &[u8]) -> Option<(Vec<Fields>, usize)> {
     let mut not_objects = 0;
     loop {
         loop {
-            let t = rest.trim_ascii_start();
+            // JSON's whitespace (not Rust's ASCII whitespace: form feed is
+            // not JSON's).
+            let skip = rest
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+                .count();
+            let t = &rest[skip..];
             match t.strip_prefix(b"\xEF\xBB\xBF") {
                 Some(after) => rest = after,
                 None => {
