@@ -92,15 +92,24 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Default [`Store::open`] page cache: redb's own default is 1 GiB, which a
+/// flood of alerts (a dedup key each) would fill; the operating system's
+/// page cache serves what does not fit.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 impl Store {
-    /// Open (or create) `state.redb` in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Open (or create) `state.redb` in `dir`, with a page cache of at
+    /// most `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
             path: dir.to_owned(),
             source,
         })?;
         let path = dir.join("state.redb");
-        let db = Database::create(&path).map_err(|e| db_err(&path, e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|e| db_err(&path, e))?;
         let store = Store { db, path };
         // Create the tables so readers never meet a missing one.
         store.write(|txn| {
@@ -303,7 +312,7 @@ mod tests {
     fn commits_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Store::open(dir.path()).unwrap();
+            let s = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
             assert!(!s.is_processed(&obj("a", "1")).unwrap());
             s.commit(&Commit {
                 object: &obj("a", "1"),
@@ -315,7 +324,7 @@ mod tests {
             .unwrap();
             s.set_cursor("cw", b"pos").unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
         assert!(s.is_processed(&obj("a", "1")).unwrap());
         assert!(
             !s.is_processed(&obj("a", "2")).unwrap(),

@@ -94,6 +94,10 @@ pub struct StateConfig {
     /// How long processed objects and alert dedup keys are remembered.
     /// Longer than the oldest object a source may re-list or re-deliver.
     pub retention_days: u64,
+    /// Memory the state store may use to cache its pages, in bytes. What
+    /// does not fit is read through the operating system's page cache;
+    /// raise it only if commits show up in profiles.
+    pub cache_bytes: usize,
 }
 
 impl Default for StateConfig {
@@ -101,6 +105,7 @@ impl Default for StateConfig {
         StateConfig {
             dir: PathBuf::from("trailwatch-state"),
             retention_days: default_retention_days(),
+            cache_bytes: crate::checkpoint::DEFAULT_CACHE_BYTES,
         }
     }
 }

@@ -284,7 +284,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
             std::process::exit(0);
         });
     }
-    let store = Arc::new(Store::open(&config.state.dir)?);
+    let store = Arc::new(Store::open(&config.state.dir, config.state.cache_bytes)?);
     let retention_ms = config.state.retention_days * 86_400_000;
     store.prune(now_ms().saturating_sub(retention_ms), now_ms())?;
     let mut sink = Sink::open(config.output.jsonl_path.as_deref(), &store)?;
@@ -449,111 +449,125 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                     }
                     src.heartbeat(&rt);
                     let fetched = src.fetch(&rt, batch, limits.max_object_bytes);
-                    // Objects of a batch run in parallel; their results are
-                    // then written and committed one by one, in order.
-                    let reports: Vec<(ObjectReport, Duration)> = batch
-                        .par_iter()
-                        .zip(fetched)
-                        .map(|(item, bytes)| match bytes {
-                            // Local files are read by the worker that parses
-                            // them (as a stream when large), not held all at
-                            // once for the batch.
-                            Ok(_) if matches!(item, Listed::File(..)) => {
-                                let Listed::File(_, path) = item else {
-                                    unreachable!("matched")
-                                };
-                                let started = Instant::now();
-                                let r = pipeline::process_file(&item.name(), path, rules, limits);
-                                (r, started.elapsed())
-                            }
-                            Ok(bytes) => {
-                                let started = Instant::now();
-                                let r =
-                                    pipeline::process_object(&item.name(), &bytes, rules, limits);
-                                (r, started.elapsed())
-                            }
-                            Err(e) => (
-                                ObjectReport {
-                                    source: item.name(),
-                                    errors: vec![pipeline::InputError {
+                    // A batch is fetched together (remote reads overlap);
+                    // its objects then run a thread's worth at a time, in
+                    // parallel, and each such group's results are written
+                    // and committed before the next group runs: the results
+                    // held at once (matches, hits, events) are those of as
+                    // many objects as there are threads, not of the batch.
+                    let mut fetched = fetched.into_iter();
+                    for group in batch.chunks(rayon::current_num_threads().max(1)) {
+                        let fetched: Vec<_> = fetched.by_ref().take(group.len()).collect();
+                        let reports: Vec<(ObjectReport, Duration)> = group
+                            .par_iter()
+                            .zip(fetched)
+                            .map(|(item, bytes)| match bytes {
+                                // Local files are read by the worker that parses
+                                // them (as a stream when large), not held all at
+                                // once for the batch.
+                                Ok(_) if matches!(item, Listed::File(..)) => {
+                                    let Listed::File(_, path) = item else {
+                                        unreachable!("matched")
+                                    };
+                                    let started = Instant::now();
+                                    let r =
+                                        pipeline::process_file(&item.name(), path, rules, limits);
+                                    (r, started.elapsed())
+                                }
+                                Ok(bytes) => {
+                                    let started = Instant::now();
+                                    let r = pipeline::process_object(
+                                        &item.name(),
+                                        &bytes,
+                                        rules,
+                                        limits,
+                                    );
+                                    (r, started.elapsed())
+                                }
+                                Err(e) => (
+                                    ObjectReport {
                                         source: item.name(),
-                                        kind: match e {
-                                            SourceError::TooLarge { .. } => ErrorKind::TooLarge,
-                                            _ => ErrorKind::Read,
-                                        },
-                                        message: e.to_string(),
-                                    }],
-                                    ..Default::default()
-                                },
-                                Duration::ZERO,
-                            ),
-                        })
-                        .collect();
-                    let mut done = Vec::with_capacity(batch.len());
-                    let now = now_ms() as i64;
-                    for (item, (report, took)) in batch.iter().zip(reports) {
-                        for e in &report.errors {
-                            tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
-                        }
-                        stats.errors += report.errors.len() as u64;
-                        if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
-                            metrics.objects.with_label_values(&[&label, "failed"]).inc();
-                            metrics
-                                .input_errors
-                                .with_label_values(&[&label, ErrorKind::Read.as_str()])
-                                .inc();
-                            continue; // perhaps transient: try again later
-                        }
-                        metrics.object(&label, &report, took, now);
-                        if report.events_omitted > 0 {
-                            tracing::warn!(
-                                source = %jsonl::clean(Some(&report.source)),
-                                "{} alerts carry a note instead of their event: the object's \
-                                 alerts reached limits.max_event_bytes_per_object",
-                                report.events_omitted
-                            );
-                            metrics.events_omitted.inc_by(report.events_omitted);
-                        }
-                        // Matches stay compact until delivery, which makes
-                        // each alert as it writes it.
-                        for m in &report.alerts {
-                            let meta = &rules.rule(m.rule).meta;
-                            metrics.rule_match(&meta.id, &meta.title, meta.level);
-                        }
-                        let mut fired_all = Vec::new();
-                        for hit in &report.hits {
-                            // Hidden rules feed correlations without alerting
-                            // (visible ones were counted with the alerts).
-                            let meta = &rules.rule(hit.rule).meta;
-                            if rules.rule(hit.rule).hidden {
+                                        errors: vec![pipeline::InputError {
+                                            source: item.name(),
+                                            kind: match e {
+                                                SourceError::TooLarge { .. } => ErrorKind::TooLarge,
+                                                _ => ErrorKind::Read,
+                                            },
+                                            message: e.to_string(),
+                                        }],
+                                        ..Default::default()
+                                    },
+                                    Duration::ZERO,
+                                ),
+                            })
+                            .collect();
+                        rayon::broadcast(|_| pipeline::release_large_buffers());
+                        let mut done = Vec::with_capacity(batch.len());
+                        let now = now_ms() as i64;
+                        for (item, (report, took)) in group.iter().zip(reports) {
+                            for e in &report.errors {
+                                tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
+                            }
+                            stats.errors += report.errors.len() as u64;
+                            if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
+                                metrics.objects.with_label_values(&[&label, "failed"]).inc();
+                                metrics
+                                    .input_errors
+                                    .with_label_values(&[&label, ErrorKind::Read.as_str()])
+                                    .inc();
+                                continue; // perhaps transient: try again later
+                            }
+                            metrics.object(&label, &report, took, now);
+                            if report.events_omitted > 0 {
+                                tracing::warn!(
+                                    source = %jsonl::clean(Some(&report.source)),
+                                    "{} alerts carry a note instead of their event: the object's \
+                                     alerts reached limits.max_event_bytes_per_object",
+                                    report.events_omitted
+                                );
+                                metrics.events_omitted.inc_by(report.events_omitted);
+                            }
+                            // Matches stay compact until delivery, which makes
+                            // each alert as it writes it.
+                            for m in &report.alerts {
+                                let meta = &rules.rule(m.rule).meta;
                                 metrics.rule_match(&meta.id, &meta.title, meta.level);
                             }
-                            let fired = correlator.push(hit);
-                            for a in &fired {
-                                metrics.rule_match(&a.rule_id, &a.rule_title, a.level);
+                            let mut fired_all = Vec::new();
+                            for hit in &report.hits {
+                                // Hidden rules feed correlations without alerting
+                                // (visible ones were counted with the alerts).
+                                let meta = &rules.rule(hit.rule).meta;
+                                if rules.rule(hit.rule).hidden {
+                                    metrics.rule_match(&meta.id, &meta.title, meta.level);
+                                }
+                                let fired = correlator.push(hit);
+                                for a in &fired {
+                                    metrics.rule_match(&a.rule_id, &a.rule_title, a.level);
+                                }
+                                fired_all.extend(fired);
                             }
-                            fired_all.extend(fired);
+                            done.push(Done {
+                                id: item.id().clone(),
+                                source: report.source,
+                                matches: report.alerts,
+                                alerts: fired_all,
+                                deduplicated: report.matches_deduplicated,
+                                cursor: item.cursor().map(|(n, v)| (n.to_owned(), v.to_vec())),
+                            });
                         }
-                        done.push(Done {
-                            id: item.id().clone(),
-                            source: report.source,
-                            matches: report.alerts,
-                            alerts: fired_all,
-                            deduplicated: report.matches_deduplicated,
-                            cursor: item.cursor().map(|(n, v)| (n.to_owned(), v.to_vec())),
-                        });
+                        stats.objects += done.len() as u64;
+                        metrics.correlation_groups.set(correlator.groups() as i64);
+                        metrics.correlation_evicted.inc_by(
+                            correlator
+                                .stats
+                                .evicted_groups
+                                .saturating_sub(metrics.correlation_evicted.get()),
+                        );
+                        let windows = correlator.is_dirty().then(|| correlator.save());
+                        deliver(&mut outputs, done, windows, &mut stats)?;
+                        health.tick();
                     }
-                    stats.objects += done.len() as u64;
-                    metrics.correlation_groups.set(correlator.groups() as i64);
-                    metrics.correlation_evicted.inc_by(
-                        correlator
-                            .stats
-                            .evicted_groups
-                            .saturating_sub(metrics.correlation_evicted.get()),
-                    );
-                    let windows = correlator.is_dirty().then(|| correlator.save());
-                    deliver(&mut outputs, done, windows, &mut stats)?;
-                    health.tick();
                 }
                 src.ack(&rt, &store);
                 if !(opts.once && src.drained_more()) || stop.load(Ordering::Relaxed) {

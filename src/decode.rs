@@ -109,7 +109,7 @@ pub fn decode(input: &[u8], max_bytes: u64, mut out: Vec<u8>) -> Decoded {
             error: Some(DecodeError::TooLarge { cap: max_bytes }),
         };
     }
-    out.reserve(input.len() + PADDING);
+    out.reserve_exact(input.len() + PADDING);
     out.extend_from_slice(input);
     out.resize(input.len() + PADDING, b' ');
     Decoded {
@@ -156,6 +156,9 @@ pub fn gunzip(input: &[u8], max_bytes: u64, mut out: Vec<u8>) -> Decoded {
         }
         let want = (len + guess.max(64 << 10)).min(cap);
         if out.len() < want + PADDING {
+            // Exactly: a reused buffer a little short must not double (a
+            // 60 MB buffer grown for 61 MB would hold 120).
+            out.reserve_exact(want + PADDING - out.len());
             out.resize(want + PADDING, 0);
         }
         match inflater.member(&input[pos..], &mut out[len..want]) {

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::alert::{Alert, EventJson, Match, MatchBatch, bound, jsonl};
-use crate::correlate::{self, Correlator, Hit};
+use crate::correlate::{self, Correlator, Hit, HitContext};
 use crate::decode::{self, DecodeError};
 use crate::parse::{self, Ident, Kind, Layout, ParseError, ParseErrorKind, Record, Sink, Top};
 use crate::rules::RuleSet;
@@ -399,6 +399,20 @@ fn process(name: &str, stored: Stored<'_>, rules: &RuleSet, limits: Limits) -> O
     sink.finish(name, layout, report)
 }
 
+/// Drop this thread's kept decode buffer if it is large: the daemon calls
+/// it on every worker between a group's processing and its delivery, so
+/// the buffers of big objects do not add to the memory delivery needs
+/// (`scan` keeps them: reusing them is worth a fifth of its speed on
+/// files of tens of MB).
+pub fn release_large_buffers() {
+    DECODE_BUF.with(|c| {
+        let buf = c.take();
+        if buf.capacity() <= 16 << 20 {
+            c.set(buf);
+        }
+    });
+}
+
 /// Keep a decode buffer for the next object on this thread, unless it is
 /// large (one huge object should not pin its memory).
 fn keep_buf(buf: Vec<u8>) {
@@ -543,7 +557,8 @@ struct ObjectSink<'a> {
     /// One batch per `records` call: no giant vector regrown (and its pages
     /// faulted in again) as a noisy rule's alerts pile up.
     alerts: Mutex<Vec<Vec<Match>>>,
-    hits: Mutex<Vec<Hit>>,
+    /// One batch of hits per `records` call, as for alerts.
+    hits: Mutex<Vec<Vec<Hit>>>,
     errors: Mutex<Vec<ParseError>>,
     times: Mutex<Vec<i64>>,
     posture: Mutex<Vec<(Posture, String)>>,
@@ -606,8 +621,15 @@ impl<'a> ObjectSink<'a> {
             alerts.extend(b);
         }
         report.alerts = alerts;
-        let mut hits = self.hits.into_inner().unwrap_or_else(|p| p.into_inner());
-        hits.sort_by_key(|h| h.ctx.record);
+        // Batches of hits moved into one vector sized to fit, each freed as
+        // it is moved: a flood of hits never holds two copies.
+        let mut batches = self.hits.into_inner().unwrap_or_else(|p| p.into_inner());
+        batches.sort_by_key(|b| b.first().map_or(0, |h| h.ctx.record()));
+        let mut hits = Vec::with_capacity(batches.iter().map(Vec::len).sum());
+        for b in batches {
+            hits.extend(b);
+        }
+        hits.sort_by_key(|h| h.ctx.record());
         report.hits = hits;
         let mut errors = self.errors.into_inner().unwrap_or_else(|p| p.into_inner());
         errors.sort_by_key(|e| (e.offset, e.record));
@@ -665,15 +687,15 @@ impl Sink for ObjectSink<'_> {
                     return;
                 }
                 let event = with_event.then(|| self.event_of(r));
-                found.push(index as u32, r, first + i, event);
-                if !rule.feeds.is_empty()
-                    && let Some(ctx) = found.last_context(&self.source_arc)
-                {
-                    hits.push(Hit {
-                        rule: index as u32,
-                        time_ms: if self.metrics { time_ms } else { event_time() },
-                        keys: rule
-                            .feeds
+                let at = found.len();
+                found.push_as(index as u32, r, first + i, event, rule.hidden);
+                if !rule.feeds.is_empty() {
+                    // Its fields are pointed at once the batch is done.
+                    hits.push((
+                        at,
+                        index as u32,
+                        if self.metrics { time_ms } else { event_time() },
+                        rule.feeds
                             .iter()
                             .map(|f| {
                                 (
@@ -682,12 +704,8 @@ impl Sink for ObjectSink<'_> {
                                     f.value_path.as_ref().map(|p| text_at(r, p)),
                                 )
                             })
-                            .collect(),
-                        ctx: std::sync::Arc::new(ctx),
-                    });
-                }
-                if rule.hidden {
-                    found.pop();
+                            .collect::<Vec<_>>(),
+                    ));
                 }
             });
             // Duplicates met indexing the record, or on a path its rules
@@ -698,17 +716,32 @@ impl Sink for ObjectSink<'_> {
             self.duplicate_keys.fetch_add(duplicates, Ordering::Relaxed);
         }
         if !found.is_empty() {
-            let found = found.finish();
-            self.alerts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(found);
-        }
-        if !hits.is_empty() {
-            self.hits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(hits);
+            let (alerts, all) = found.finish_split();
+            if !alerts.is_empty() {
+                self.alerts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(alerts);
+            }
+            if !hits.is_empty() {
+                // Each hit's fields: its match, sharing the batch's text.
+                let hits: Vec<Hit> = hits
+                    .into_iter()
+                    .map(|(at, rule, time_ms, keys)| Hit {
+                        rule,
+                        time_ms,
+                        keys,
+                        ctx: HitContext::Match(
+                            all[at].clone(),
+                            std::sync::Arc::clone(&self.source_arc),
+                        ),
+                    })
+                    .collect();
+                self.hits
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(hits);
+            }
         }
         self.times
             .lock()

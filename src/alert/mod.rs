@@ -147,14 +147,19 @@ pub struct Match {
 /// An event attached to an alert, as its compact JSON text (bounded by
 /// [`MAX_EVENT_BYTES`] and [`MAX_EVENT_DEPTH`]): about a quarter of the
 /// memory of a `serde_json::Value` tree, and written out as it is.
+///
+/// Shared, not copied, between the copies of a match (its alert, the
+/// correlation hit pointing at it).
 #[derive(Clone)]
-pub struct EventJson(Box<serde_json::value::RawValue>);
+pub struct EventJson(Arc<serde_json::value::RawValue>);
 
 impl EventJson {
-    /// The record's event, bounded.
+    /// The record's event, bounded. Built from the tape member by member,
+    /// so a member too large to keep (a 300 MB string) is never copied:
+    /// memory stays near the bound whatever the record holds.
     pub fn of(r: &Record<'_, '_>) -> EventJson {
-        let text = serde_json::to_string(&bound_event(r.root().to_json()))
-            .unwrap_or_else(|_| "null".into());
+        let text =
+            serde_json::to_string(&bounded_record(r.root())).unwrap_or_else(|_| "null".into());
         EventJson::from_json(text)
     }
 
@@ -164,11 +169,11 @@ impl EventJson {
     }
 
     fn from_json(text: String) -> EventJson {
-        EventJson(
+        EventJson(Arc::from(
             serde_json::value::RawValue::from_string(text).unwrap_or_else(|_| {
                 serde_json::value::RawValue::from_string("null".into()).expect("valid")
             }),
-        )
+        ))
     }
 
     /// The JSON text.
@@ -213,7 +218,7 @@ impl Serialize for EventJson {
 
 impl<'de> Deserialize<'de> for EventJson {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<EventJson, D::Error> {
-        Box::<serde_json::value::RawValue>::deserialize(d).map(EventJson)
+        Box::<serde_json::value::RawValue>::deserialize(d).map(|b| EventJson(Arc::from(b)))
     }
 }
 
@@ -347,6 +352,8 @@ struct Pending {
     record: usize,
     fields: Fields,
     event: Option<EventJson>,
+    /// A hidden rule's match: it feeds correlations, it does not alert.
+    hidden: bool,
 }
 
 /// The matches of one batch of records (a chunk), their fields written
@@ -362,13 +369,34 @@ impl MatchBatch {
     /// Record a match of rule number `rule` on `r`, record `record` of its
     /// object, with `event` attached.
     pub fn push(&mut self, rule: u32, r: &Record<'_, '_>, record: usize, event: Option<EventJson>) {
+        self.push_as(rule, r, record, event, false);
+    }
+
+    /// [`MatchBatch::push`], saying whether the rule is hidden (its match
+    /// only feeds correlations: [`MatchBatch::finish_split`] keeps it
+    /// apart from the alerts).
+    pub fn push_as(
+        &mut self,
+        rule: u32,
+        r: &Record<'_, '_>,
+        record: usize,
+        event: Option<EventJson>,
+        hidden: bool,
+    ) {
         let fields = Fields::push(&mut self.text, r);
         self.pending.push(Pending {
             rule,
             record,
             fields,
             event,
+            hidden,
         });
+    }
+
+    /// How many matches were pushed: the index the next one will have in
+    /// [`MatchBatch::finish_split`]'s list of all.
+    pub fn len(&self) -> usize {
+        self.pending.len()
     }
 
     /// The last match pushed, as a correlation window keeps it.
@@ -392,17 +420,33 @@ impl MatchBatch {
 
     /// The matches, sharing the text.
     pub fn finish(self) -> Vec<Match> {
+        self.finish_split().0
+    }
+
+    /// The matches that alert, and every match in the order pushed
+    /// (hidden ones included, for the correlation hits that point at
+    /// them), all sharing one text, sized to fit.
+    pub fn finish_split(mut self) -> (Vec<Match>, Vec<Match>) {
+        self.text.shrink_to_fit();
         let text = Arc::new(self.text);
-        self.pending
-            .into_iter()
+        let all: Vec<Match> = self
+            .pending
+            .iter()
             .map(|p| Match {
                 rule: p.rule,
                 record: p.record,
                 text: Arc::clone(&text),
                 fields: p.fields,
-                event: p.event,
+                event: p.event.clone(),
             })
-            .collect()
+            .collect();
+        let alerts = all
+            .iter()
+            .zip(&self.pending)
+            .filter(|(_, p)| !p.hidden)
+            .map(|(m, _)| m.clone())
+            .collect();
+        (alerts, all)
     }
 }
 
@@ -590,6 +634,106 @@ fn cap_depth(v: &mut serde_json::Value, depth: usize) {
     }
 }
 
+/// About how many bytes `v` takes as compact JSON (escapes not counted),
+/// looking no deeper than [`MAX_EVENT_DEPTH`] (deeper parts become a note).
+fn json_size(v: crate::parse::Value<'_, '_>, depth: usize) -> usize {
+    use crate::parse::Kind;
+    const NOTE: usize = 48;
+    match v.kind() {
+        Kind::Null => 4,
+        Kind::Bool => 5,
+        Kind::Number => 24,
+        Kind::String => v.as_str().map_or(2, |s| s.len() + 2),
+        Kind::Array | Kind::Object if depth >= MAX_EVENT_DEPTH => NOTE,
+        Kind::Array => {
+            2 + v
+                .elements()
+                .map(|e| json_size(e, depth + 1) + 1)
+                .sum::<usize>()
+        }
+        Kind::Object => {
+            2 + v
+                .entries()
+                .map(|(k, e)| k.len() + 4 + json_size(e, depth + 1))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// `v` as a JSON tree, containers deeper than `depth` levels replaced by a
+/// note (as [`cap_depth`] does).
+fn to_json_capped(v: crate::parse::Value<'_, '_>, depth: usize) -> serde_json::Value {
+    use crate::parse::Kind;
+    match v.kind() {
+        Kind::Array | Kind::Object if depth == 0 => serde_json::Value::String(format!(
+            "[nested deeper than {MAX_EVENT_DEPTH} levels omitted]"
+        )),
+        Kind::Array => {
+            serde_json::Value::Array(v.elements().map(|e| to_json_capped(e, depth - 1)).collect())
+        }
+        Kind::Object => serde_json::Value::Object(
+            v.entries()
+                .map(|(k, e)| (k.to_owned(), to_json_capped(e, depth - 1)))
+                .collect(),
+        ),
+        _ => v.to_json(),
+    }
+}
+
+/// A record's event within [`MAX_EVENT_BYTES`] and [`MAX_EVENT_DEPTH`],
+/// without building what will not be kept: each top-level member's size
+/// is estimated on the tape, the largest are replaced by a note of their
+/// size until the rest fits, and only the rest is built (the last of
+/// duplicate keys, as everywhere).
+fn bounded_record(root: crate::parse::Value<'_, '_>) -> serde_json::Value {
+    if root.kind() != crate::parse::Kind::Object {
+        return bound_event(to_json_capped(root, MAX_EVENT_DEPTH));
+    }
+    let mut members: Vec<(&str, crate::parse::Value<'_, '_>, usize)> = Vec::new();
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (k, v) in root.entries() {
+        let size = k.len() + 4 + json_size(v, 1);
+        match at.get(k) {
+            Some(&i) => members[i] = (k, v, size),
+            None => {
+                at.insert(k, members.len());
+                members.push((k, v, size));
+            }
+        }
+    }
+    let mut total = 2 + members.iter().map(|m| m.2).sum::<usize>();
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by(|a, b| members[*b].2.cmp(&members[*a].2));
+    let mut omitted = vec![None; members.len()];
+    for i in order {
+        if total <= MAX_EVENT_BYTES {
+            break;
+        }
+        let note = format!("[{} bytes omitted]", members[i].2 - members[i].0.len() - 4);
+        total = total + note.len() + 2 + members[i].0.len() + 4 - members[i].2;
+        omitted[i] = Some(note);
+    }
+    if total > MAX_EVENT_BYTES {
+        return serde_json::Value::String(format!(
+            "[event with {} members omitted]",
+            members.len()
+        ));
+    }
+    let map = members
+        .iter()
+        .zip(omitted)
+        .map(|((k, v, _), note)| {
+            let value = match note {
+                Some(n) => serde_json::Value::String(n),
+                None => to_json_capped(*v, MAX_EVENT_DEPTH - 1),
+            };
+            ((*k).to_owned(), value)
+        })
+        .collect();
+    // Escapes can make the estimate short: the exact pass on what is left.
+    bound_event(serde_json::Value::Object(map))
+}
+
 /// Keep an event whole if its JSON fits [`MAX_EVENT_BYTES`] and
 /// [`MAX_EVENT_DEPTH`]; otherwise replace its deepest parts, then its
 /// largest members, by a note until it fits.
@@ -755,6 +899,28 @@ mod tests {
         assert_eq!(a1.user_agent, None);
         assert!(Arc::ptr_eq(&got[0].text, &got[1].text));
         assert_eq!(got[0].text.len(), got[1].fields.ends[FIELDS - 1] as usize);
+    }
+
+    /// A record with a huge member: its event keeps the small members and
+    /// a note for the big one, and the big one is never built (the bound
+    /// holds without a tree of the record).
+    #[test]
+    fn events_are_bounded_from_the_tape() {
+        let big = "a".repeat(4 << 20);
+        let text = format!(
+            r#"{{"eventName":"X","userAgent":"{big}","eventName":"Y","deep":{}1{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let mut bytes = text.into_bytes();
+        let tape = simd_json::to_tape(&mut bytes).unwrap();
+        let r = Record::new(crate::parse::Value::new(&tape.0)).unwrap();
+        let e = EventJson::of(&r);
+        assert!(e.len() <= MAX_EVENT_BYTES, "{}", e.len());
+        let v = e.to_value();
+        assert_eq!(v["eventName"], "Y", "the last of duplicate keys");
+        assert!(v["userAgent"].as_str().unwrap().contains("bytes omitted"));
+        assert!(e.get().contains("levels omitted"));
     }
 
     #[test]
