@@ -355,10 +355,14 @@ pub fn parse(data: &[u8]) {
         assert_eq!(e.source, name, "an error for another object: {e}");
         assert!(!e.message.is_empty());
     }
+    // Gzipped, the same text gives the same records (unless the text
+    // itself starts like gzip: then the plain run decoded it as gzip).
     let gz = gzip(data);
     let z = process_object("fuzz/object.json.gz", &gz, rules, Limits::default());
-    assert_eq!(z.records, a.records, "gzip and plain differ");
-    assert_eq!(z.alerts.len(), a.alerts.len(), "gzip and plain differ");
+    if !trailwatch::decode::is_gzip(data) {
+        assert_eq!(z.records, a.records, "gzip and plain differ");
+        assert_eq!(z.alerts.len(), a.alerts.len(), "gzip and plain differ");
+    }
     let _ = streamed(data, 13);
 }
 
