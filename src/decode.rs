@@ -156,9 +156,11 @@ pub fn gunzip(input: &[u8], max_bytes: u64, mut out: Vec<u8>) -> Decoded {
         }
         let want = (len + guess.max(64 << 10)).min(cap);
         if out.len() < want + PADDING {
-            // Exactly: a reused buffer a little short must not double (a
-            // 60 MB buffer grown for 61 MB would hold 120).
-            out.reserve_exact(want + PADDING - out.len());
+            // Doubling (a reused buffer grows rarely: each growth is a
+            // fresh, page-faulted allocation), but never past the cap: a
+            // 60 MB buffer grown for 61 MB under a 64 MB cap holds 64.
+            let target = (want + PADDING).max(out.capacity().saturating_mul(2).min(cap + PADDING));
+            out.reserve_exact(target - out.len());
             out.resize(want + PADDING, 0);
         }
         match inflater.member(&input[pos..], &mut out[len..want]) {
