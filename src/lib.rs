@@ -12,8 +12,11 @@
 //!   and CloudWatch Logs in the daemon).
 //! - [`decode`]: gzip (libdeflate whole-buffer, flate2 to recover damaged
 //!   data), size caps against gzip bombs, padding for simd-json.
-//! - [`parse`]: layout detection (native `Records`, JSON lines, arrays,
-//!   digests) and the [`parse::Record`] view rules query by field path.
+//! - [`parse`]: records delimited from the real JSON structure (never by a
+//!   text search: nested look-alikes of a record stay nested), every layout
+//!   (native `Records`, JSON lines, arrays, several documents, digests), the
+//!   recovery and streaming walk, and the [`parse::Record`] view rules query
+//!   by field path.
 //! - [`rules`]: Sigma rules read by rsigma-parser, compiled to matchers over
 //!   records, indexed by eventName; the built-in pack lives in `rules/`.
 //! - [`correlate`]: Sigma correlation rules (event_count, value_count,
