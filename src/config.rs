@@ -200,6 +200,10 @@ pub struct CorrelationConfig {
     pub lateness_secs: u64,
     /// Groups kept per correlation rule before the least recent are evicted.
     pub max_groups: usize,
+    /// How far past this host's clock an event may be dated and still
+    /// count in windows. An event dated later (2099, say) is dropped and
+    /// counted, so it cannot make every later event look late.
+    pub max_future_secs: u64,
 }
 
 impl Default for CorrelationConfig {
@@ -207,6 +211,7 @@ impl Default for CorrelationConfig {
         CorrelationConfig {
             lateness_secs: 900,
             max_groups: crate::correlate::DEFAULT_MAX_GROUPS,
+            max_future_secs: (crate::correlate::DEFAULT_MAX_FUTURE_MS / 1000) as u64,
         }
     }
 }

@@ -3,11 +3,24 @@
 //!
 //! Windows run on each event's `eventTime`, not on arrival: CloudTrail
 //! delivers files up to ~15 minutes late and out of order, so an event whose
-//! time is within `lateness` of the newest time seen still counts; older
-//! ones are dropped and counted. State is bounded: events that can no longer
-//! fall in a window with an acceptable future event are evicted, and past
-//! `max_groups` groups per rule the least recently seen are evicted
-//! (counted as well).
+//! time is within `lateness` of the newest time its *group* has seen still
+//! counts; older ones are dropped and counted. Lateness is judged per group
+//! (per principal, say), never per rule: a backlog read account by account
+//! must raise the bursts that reading it in time order would, and one
+//! account's newer files must not make another's older events late.
+//!
+//! What an attacker (or a broken producer) cannot do to a window:
+//! - count one event twice: each group remembers the ids of the events it
+//!   counted for as long as an event of that time could still arrive, so a
+//!   duplicate delivery, a file read again, the same event by another source
+//!   or a restart's look-back is ignored (and counted as a duplicate);
+//! - move the horizon: an event dated past the clock plus `max_future`
+//!   (2099, say) is dropped and counted, not taken as the newest time.
+//!
+//! State is bounded: events that can no longer fall in a window with an
+//! acceptable event are dropped, a group untouched for a while and behind
+//! the rule's newest time expires, and past `max_groups` groups per rule
+//! the least recently touched are evicted (counted).
 //!
 //! When a correlation fires:
 //! - `gt`/`gte` conditions (a count that can only grow) fire as soon as
@@ -113,6 +126,14 @@ impl HitContext {
         }
     }
 
+    /// The event's id, when it has one.
+    pub fn event_id(&self) -> Option<&str> {
+        match self {
+            HitContext::Match(m, _) => m.event_id(),
+            HitContext::Owned(c) => c.event_id(),
+        }
+    }
+
     /// The index of the record in its object.
     pub fn record(&self) -> usize {
         match self {
@@ -125,14 +146,32 @@ impl HitContext {
 /// Counters an operator watches (they become metrics).
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CorrelationStats {
-    /// Hits older than newest − lateness, dropped.
+    /// Hits older than their group's newest time − lateness, dropped.
     pub late: u64,
+    /// Hits dated past the clock + `max_future`, dropped.
+    pub future: u64,
     /// Hits without a usable eventTime.
     pub untimed: u64,
+    /// Hits of an event its group had already counted (by event id).
+    pub duplicates: u64,
     /// Groups evicted to respect `max_groups`.
     pub evicted_groups: u64,
     /// Events dropped from full groups.
     pub evicted_events: u64,
+}
+
+impl CorrelationStats {
+    /// Every counter with its name (the `reason` of the metric).
+    pub fn named(&self) -> [(&'static str, u64); 6] {
+        [
+            ("late", self.late),
+            ("future", self.future),
+            ("untimed", self.untimed),
+            ("duplicate", self.duplicates),
+            ("evicted_event", self.evicted_events),
+            ("evicted_group", self.evicted_groups),
+        ]
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -146,16 +185,36 @@ struct Ev {
 
 #[derive(Debug, Default)]
 struct Group {
-    /// Sorted by time (stable for equal times: input order).
+    /// Pending events, counting toward a window; sorted by time (stable
+    /// for equal times: input order).
     events: Vec<Ev>,
-    last_seen: i64,
+    /// Ids of the events this group counted (pending, or consumed by a
+    /// window that fired), with their times, kept while an event of that
+    /// time is not yet late: a repeat is recognised and ignored.
+    seen: HashMap<Box<str>, i64>,
+    /// The newest event time the group took: lateness is judged per group.
+    newest: i64,
+    /// The correlation's hit counter when the group was last touched: for
+    /// evicting the least recently touched, and for expiring idle groups.
+    touched: u64,
 }
 
 #[derive(Debug, Default)]
 struct State {
     groups: HashMap<Vec<String>, Group>,
+    /// The newest event time any group took (bounded by the clock): groups
+    /// far behind it, and untouched for a while, expire.
     newest: i64,
 }
+
+/// Hits a group must go untouched, besides being behind in time, before it
+/// expires: a backlog read account by account keeps its own groups alive
+/// while its files are read, whatever other accounts' times are.
+const IDLE_HITS: u64 = 50_000;
+
+/// Default bound on how far past the clock an event may be dated and still
+/// count: clocks disagree by seconds; 15 minutes is generous.
+pub const DEFAULT_MAX_FUTURE_MS: i64 = 15 * 60 * 1000;
 
 /// Runs every correlation rule of a rule set over hits, in input order.
 pub struct Correlator {
@@ -163,16 +222,30 @@ pub struct Correlator {
     states: Vec<State>,
     lateness_ms: i64,
     max_groups: usize,
+    /// How far past the clock an event's time may be.
+    max_future_ms: i64,
+    /// The clock (milliseconds since the epoch); replaceable in tests.
+    clock: fn() -> i64,
+    /// Hits fed so far (the recency of groups).
+    tick: u64,
     pub stats: CorrelationStats,
     hits_since_sweep: usize,
     /// State changed since the last [`Correlator::save`].
     dirty: bool,
 }
 
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Version of the saved state's format; another version is ignored.
 /// (2: events as arrays, object names in a table: a tenth of version 1's
-/// size, which mattered with 100,000 groups saved at each commit.)
-const SNAPSHOT_VERSION: u32 = 2;
+/// size, which mattered with 100,000 groups saved at each commit. 3: each
+/// group's newest time, recency and counted event ids, so lateness and
+/// duplicates are judged per group across a restart.)
+const SNAPSHOT_VERSION: u32 = 3;
 
 /// The open windows, as saved in the state store with each batch (so a
 /// restart neither forgets half a burst nor counts an event twice: the
@@ -180,6 +253,8 @@ const SNAPSHOT_VERSION: u32 = 2;
 /// from borrowed state ([`SnapshotRef`]), read back owned.
 #[derive(serde::Deserialize)]
 struct Snapshot {
+    /// The correlator's hit counter.
+    tick: u64,
     /// The objects events came from, once each.
     sources: Vec<String>,
     rules: Vec<SavedRule>,
@@ -198,8 +273,11 @@ struct SavedRule {
 #[derive(serde::Deserialize)]
 struct SavedGroup {
     key: Vec<String>,
-    last_seen: i64,
+    newest: i64,
+    touched: u64,
     events: Vec<SavedEv>,
+    /// (event id, time) counted.
+    seen: Vec<(String, i64)>,
 }
 
 /// An event in a window, with the context a correlation alert copies:
@@ -218,6 +296,7 @@ struct SavedEv(
 #[derive(serde::Serialize)]
 struct SnapshotRef<'a> {
     version: u32,
+    tick: u64,
     sources: Vec<&'a str>,
     rules: Vec<SavedRuleRef<'a>>,
 }
@@ -233,8 +312,10 @@ struct SavedRuleRef<'a> {
 #[derive(serde::Serialize)]
 struct SavedGroupRef<'a> {
     key: &'a [String],
-    last_seen: i64,
+    newest: i64,
+    touched: u64,
     events: Vec<SavedEvRef<'a>>,
+    seen: Vec<(&'a str, i64)>,
 }
 
 #[derive(serde::Serialize)]
@@ -255,10 +336,25 @@ impl Correlator {
             states,
             lateness_ms,
             max_groups: max_groups.max(1),
+            max_future_ms: DEFAULT_MAX_FUTURE_MS,
+            clock: wall_clock_ms,
+            tick: 0,
             stats: CorrelationStats::default(),
             hits_since_sweep: 0,
             dirty: false,
         }
+    }
+
+    /// Events dated more than `ms` past the clock are dropped (counted).
+    pub fn with_max_future(mut self, ms: i64) -> Self {
+        self.max_future_ms = ms.max(0);
+        self
+    }
+
+    /// Use `clock` (milliseconds since the epoch) instead of the system's.
+    pub fn with_clock(mut self, clock: fn() -> i64) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Whether the state changed since the last save.
@@ -284,39 +380,45 @@ impl Correlator {
                 groups: st
                     .groups
                     .iter()
-                    .map(|(key, g)| SavedGroupRef {
-                        key,
-                        last_seen: g.last_seen,
-                        events: g
-                            .events
-                            .iter()
-                            .map(|e| {
-                                let source: &str = &e.ctx.source;
-                                let index = *source_index.entry(source).or_insert_with(|| {
-                                    sources.push(source);
-                                    estimate += source.len() + 3;
-                                    (sources.len() - 1) as u32
-                                });
-                                let fields = e.ctx.values();
-                                estimate += 96
-                                    + fields.iter().flatten().map(|f| f.len()).sum::<usize>()
-                                    + e.value.as_ref().map_or(0, String::len);
-                                SavedEvRef(
-                                    e.time,
-                                    e.pos,
-                                    e.value.as_deref(),
-                                    fields,
-                                    index,
-                                    e.ctx.record,
-                                )
-                            })
-                            .collect(),
+                    .map(|(key, g)| {
+                        estimate += 64 + g.seen.len() * 56;
+                        SavedGroupRef {
+                            key,
+                            newest: g.newest,
+                            touched: g.touched,
+                            seen: g.seen.iter().map(|(id, t)| (&**id, *t)).collect(),
+                            events: g
+                                .events
+                                .iter()
+                                .map(|e| {
+                                    let source: &str = &e.ctx.source;
+                                    let index = *source_index.entry(source).or_insert_with(|| {
+                                        sources.push(source);
+                                        estimate += source.len() + 3;
+                                        (sources.len() - 1) as u32
+                                    });
+                                    let fields = e.ctx.values();
+                                    estimate += 96
+                                        + fields.iter().flatten().map(|f| f.len()).sum::<usize>()
+                                        + e.value.as_ref().map_or(0, String::len);
+                                    SavedEvRef(
+                                        e.time,
+                                        e.pos,
+                                        e.value.as_deref(),
+                                        fields,
+                                        index,
+                                        e.ctx.record,
+                                    )
+                                })
+                                .collect(),
+                        }
                     })
                     .collect(),
             })
             .collect();
         let snapshot = SnapshotRef {
             version: SNAPSHOT_VERSION,
+            tick: self.tick,
             sources,
             rules,
         };
@@ -343,6 +445,7 @@ impl Correlator {
         }
         let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         let sources: Vec<Arc<str>> = snap.sources.iter().map(|s| Arc::from(s.as_str())).collect();
+        self.tick = self.tick.max(snap.tick);
         let mut restored = 0;
         for saved in snap.rules {
             let Some(ci) = self
@@ -374,12 +477,18 @@ impl Correlator {
                         value,
                     })
                     .collect();
-                if !events.is_empty() && st.groups.len() < self.max_groups {
+                if (!events.is_empty() || !g.seen.is_empty()) && st.groups.len() < self.max_groups {
                     st.groups.insert(
                         g.key,
                         Group {
                             events,
-                            last_seen: g.last_seen,
+                            seen: g
+                                .seen
+                                .into_iter()
+                                .map(|(id, t)| (id.into_boxed_str(), t))
+                                .collect(),
+                            newest: g.newest,
+                            touched: g.touched,
                         },
                     );
                     restored += 1;
@@ -401,30 +510,44 @@ impl Correlator {
     /// Feed one hit; returns the correlation alerts it completes.
     pub fn push(&mut self, hit: &Hit) -> Vec<Alert> {
         self.dirty = true;
+        self.tick += 1;
         let mut out = Vec::new();
         let Some(t) = hit.time_ms else {
             self.stats.untimed += 1;
             return out;
         };
+        if t > (self.clock)().saturating_add(self.max_future_ms) {
+            self.stats.future += 1;
+            return out;
+        }
         // Made once, when a window first keeps the event, shared by all.
         let mut ctx: Option<Arc<Context>> = None;
+        let id = hit.ctx.event_id();
         for (ci, key, value) in &hit.keys {
             let c = &self.rules[*ci];
             let Some(pos) = c.rules.iter().position(|r| *r == hit.rule) else {
                 continue;
             };
             let st = &mut self.states[*ci];
-            if st.newest != 0 && t < st.newest - self.lateness_ms {
-                self.stats.late += 1;
-                continue;
+            if let Some(g) = st.groups.get(key) {
+                if t < g.newest.saturating_sub(self.lateness_ms) {
+                    self.stats.late += 1;
+                    continue;
+                }
+                if id.is_some_and(|id| g.seen.contains_key(id)) {
+                    self.stats.duplicates += 1;
+                    continue;
+                }
+            } else if st.groups.len() >= self.max_groups {
+                self.stats.evicted_groups += evict(st, self.max_groups);
             }
             st.newest = st.newest.max(t);
-            if !st.groups.contains_key(key) && st.groups.len() >= self.max_groups {
-                self.stats.evicted_groups +=
-                    evict(st, self.lateness_ms, c.timespan_ms, self.max_groups);
-            }
             let g = st.groups.entry(key.clone()).or_default();
-            g.last_seen = st.newest;
+            g.touched = self.tick;
+            g.newest = g.newest.max(t);
+            if let Some(id) = id {
+                g.seen.insert(id.into(), t);
+            }
             let at = g.events.partition_point(|e| e.time <= t);
             g.events.insert(
                 at,
@@ -465,27 +588,33 @@ impl Correlator {
         self.sweep(true)
     }
 
-    /// Close windows that ended before newest − lateness (all of them when
-    /// `all`), and drop state that can no longer matter.
+    /// Per group: close windows that ended before the group's newest time
+    /// − lateness (all of them when `all`, or when the group expires) and
+    /// drop what can no longer matter: events no acceptable event can
+    /// share a window with, ids no longer needed to spot a repeat, and
+    /// groups behind the rule's newest time and untouched for
+    /// [`IDLE_HITS`] hits.
     fn sweep(&mut self, all: bool) -> Vec<Alert> {
         let mut out = Vec::new();
+        let lateness = self.lateness_ms;
+        let tick = self.tick;
         for (c, st) in self.rules.iter().zip(self.states.iter_mut()) {
-            let horizon = if all {
-                i64::MAX
-            } else {
-                st.newest - self.lateness_ms
-            };
-            // Only groups with a window to decide or events to drop: a
-            // sweep runs every 1024 hits, and cloning and sorting every key
-            // of 100,000 open groups each time made a flood of distinct
-            // principals quadratic (1M events: 103 s, now seconds).
+            let expire_before = st.newest.saturating_sub(lateness + c.timespan_ms);
+            // Only groups with something to decide or drop: a sweep runs
+            // every 1024 hits, and visiting every key of 100,000 open
+            // groups each time made a flood of distinct principals
+            // quadratic (1M events: 103 s, then seconds).
             let mut keys: Vec<&Vec<String>> = st
                 .groups
                 .iter()
                 .filter(|(_, g)| {
-                    g.events
-                        .first()
-                        .is_none_or(|f| f.time.saturating_add(c.timespan_ms) < horizon)
+                    let horizon = g.newest.saturating_sub(lateness);
+                    let idle = g.newest < expire_before && g.touched + IDLE_HITS < tick;
+                    all || idle
+                        || g.events
+                            .first()
+                            .is_none_or(|f| f.time.saturating_add(c.timespan_ms) < horizon)
+                        || g.seen.values().any(|t| *t < horizon)
                 })
                 .map(|(k, _)| k)
                 .collect();
@@ -493,6 +622,12 @@ impl Correlator {
             let keys: Vec<Vec<String>> = keys.into_iter().cloned().collect();
             for key in keys {
                 let g = st.groups.get_mut(&key).expect("listed");
+                let idle = g.newest < expire_before && g.touched + IDLE_HITS < tick;
+                let horizon = if all || idle {
+                    i64::MAX
+                } else {
+                    g.newest.saturating_sub(lateness)
+                };
                 if !c.fires_early() {
                     // Each window starts at an event; decide the windows
                     // whose end has passed the horizon.
@@ -515,7 +650,8 @@ impl Correlator {
                     let n = g.events.partition_point(|e| e.time < keep_from);
                     g.events.drain(..n);
                 }
-                if g.events.is_empty() {
+                g.seen.retain(|_, t| *t >= horizon);
+                if (g.events.is_empty() && g.seen.is_empty()) || idle {
                     st.groups.remove(&key);
                 }
             }
@@ -524,18 +660,16 @@ impl Correlator {
     }
 }
 
-/// Evict expired groups, then the least recently seen, to make room.
-fn evict(st: &mut State, lateness: i64, timespan: i64, max: usize) -> u64 {
-    let horizon = st.newest - lateness - timespan;
+/// Evict the least recently touched groups to make room (a tenth of the
+/// cap at once, so eviction is not paid per hit). Returns how many.
+fn evict(st: &mut State, max: usize) -> u64 {
     let before = st.groups.len();
-    st.groups
-        .retain(|_, g| g.events.last().is_some_and(|e| e.time >= horizon));
     if st.groups.len() >= max {
-        // The `drop` least recently seen (ties by key, so the choice is
-        // deterministic), found without sorting or cloning every key.
-        let drop = (st.groups.len() + 1 - max + max / 10).min(st.groups.len()); // room at once
-        let mut seen: Vec<(i64, &Vec<String>)> =
-            st.groups.iter().map(|(k, g)| (g.last_seen, k)).collect();
+        // Found without sorting or cloning every key; ties broken by key,
+        // so the choice is deterministic.
+        let drop = (st.groups.len() + 1 - max + max / 10).min(st.groups.len());
+        let mut seen: Vec<(u64, &Vec<String>)> =
+            st.groups.iter().map(|(k, g)| (g.touched, k)).collect();
         if drop < seen.len() {
             seen.select_nth_unstable(drop);
         }
@@ -820,8 +954,12 @@ mod tests {
         assert_eq!(ids(busy), ["b1", "b2"]);
     }
 
+    /// A window decided at close (an upper bound) closes when its own
+    /// group's time moves past it, or when the group goes idle (behind the
+    /// rule's newest time and untouched for a while): never because
+    /// another group's time moved (a backlog of another account).
     #[test]
-    fn ranges_and_windows_close_as_time_advances() {
+    fn ranges_and_windows_close_as_their_groups_time_advances() {
         let c = corr(
             CorrelationType::EventCount,
             vec![0],
@@ -830,10 +968,21 @@ mod tests {
         let mut k = Correlator::new(vec![c], 0, 100);
         k.push(&hit(0, 0, "g", "a"));
         k.push(&hit(0, 5, "g", "b"));
-        // Far later events close the first window during a sweep.
+        k.push(&hit(0, 0, "idle", "i1"));
+        k.push(&hit(0, 5, "idle", "i2"));
+        // Another group far ahead in time: neither window closes yet.
         let mut fired = Vec::new();
         for i in 0..1100 {
-            fired.extend(k.push(&hit(0, 10_000 + i * 100, "other", "x")));
+            fired.extend(k.push(&hit(0, 10_000 + i, "other", &format!("x{i}"))));
+        }
+        assert!(
+            fired
+                .iter()
+                .all(|a| a.group.as_ref().unwrap()["g"] == "other")
+        );
+        // The group's own time moves past its window: it is decided.
+        for i in 0..1100 {
+            fired.extend(k.push(&hit(0, 10_000 + i, "g", &format!("g{i}"))));
         }
         let g: Vec<_> = fired
             .iter()
@@ -841,6 +990,89 @@ mod tests {
             .collect();
         assert_eq!(g.len(), 1);
         assert_eq!(ids(g[0]), ["a", "b"]);
+        // The idle group is decided once it has gone untouched long enough.
+        for i in 0..IDLE_HITS as i64 + 2048 {
+            fired.extend(k.push(&hit(
+                0,
+                20_000 + i,
+                &format!("n{}", i % 50),
+                &format!("n{i}"),
+            )));
+        }
+        let idle: Vec<_> = fired
+            .iter()
+            .filter(|a| a.group.as_ref().unwrap()["g"] == "idle")
+            .collect();
+        assert_eq!(idle.len(), 1);
+        assert_eq!(ids(idle[0]), ["i1", "i2"]);
+    }
+
+    /// The same event (by id) counts once per group, whatever brings it
+    /// again: a duplicate delivery, a re-read, another source, the look-back
+    /// after a restart (the ids are saved with the windows).
+    #[test]
+    fn an_event_counts_once_across_repeats_and_restarts() {
+        let c = corr(
+            CorrelationType::EventCount,
+            vec![0],
+            vec![(ConditionOperator::Gte, 10)],
+        );
+        let mut k = Correlator::new(vec![c.clone()], DEFAULT_LATENESS_MS, 100);
+        for i in 0..6 {
+            assert!(k.push(&hit(0, i, "p", &format!("e{i}"))).is_empty());
+        }
+        // Delivered again, then the daemon restarts and reads them again.
+        for i in 0..6 {
+            assert!(k.push(&hit(0, i, "p", &format!("e{i}"))).is_empty());
+        }
+        assert_eq!(k.stats.duplicates, 6);
+        let saved = k.save();
+        let mut k = Correlator::new(vec![c], DEFAULT_LATENESS_MS, 100);
+        k.restore(&saved).unwrap();
+        for i in 0..6 {
+            assert!(k.push(&hit(0, i, "p", &format!("e{i}"))).is_empty(), "{i}");
+        }
+        assert_eq!(k.stats.duplicates, 6, "after the restart too");
+        // Four new events make ten: one burst, each id once.
+        let mut fired = Vec::new();
+        for i in 6..10 {
+            fired.extend(k.push(&hit(0, i, "p", &format!("e{i}"))));
+        }
+        assert_eq!(fired.len(), 1);
+        let got = ids(&fired[0]);
+        let mut unique = got.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(got.len(), 10);
+        assert_eq!(unique.len(), 10);
+    }
+
+    /// One event dated far in the future is dropped and counted; it moves
+    /// no horizon, so later real events still make their burst (and
+    /// lateness is judged per group: another group's newer times make
+    /// nothing late).
+    #[test]
+    fn a_future_event_or_another_groups_time_silences_nothing() {
+        fn clock() -> i64 {
+            100_000_000
+        }
+        let c = corr(
+            CorrelationType::EventCount,
+            vec![0],
+            vec![(ConditionOperator::Gte, 3)],
+        );
+        let mut k = Correlator::new(vec![c], 1000, 100).with_clock(clock);
+        let year_2099 = 4_000_000_000; // seconds
+        assert!(k.push(&hit(0, year_2099, "p", "future")).is_empty());
+        assert_eq!(k.stats.future, 1);
+        // Another account's events, much newer than this group's.
+        assert!(k.push(&hit(0, 90_000, "other", "o1")).is_empty());
+        let mut fired = Vec::new();
+        for i in 0..3 {
+            fired.extend(k.push(&hit(0, 10 + i, "p", &format!("p{i}"))));
+        }
+        assert_eq!(fired.len(), 1, "{:?}", k.stats);
+        assert_eq!(k.stats.late, 0);
     }
 
     #[test]

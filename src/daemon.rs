@@ -296,7 +296,15 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         rules.correlations().to_vec(),
         (config.correlation.lateness_secs.min(i64::MAX as u64 / 1000) as i64) * 1000,
         config.correlation.max_groups,
+    )
+    .with_max_future(
+        (config
+            .correlation
+            .max_future_secs
+            .min(i64::MAX as u64 / 1000) as i64)
+            * 1000,
     );
+    let mut drops = DropLog::default();
     if let Some(saved) = store.meta(CORRELATION_STATE)? {
         match correlator.restore(&saved) {
             Ok(groups) => tracing::info!(groups, "correlation windows restored"),
@@ -558,12 +566,8 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                         }
                         stats.objects += done.len() as u64;
                         metrics.correlation_groups.set(correlator.groups() as i64);
-                        metrics.correlation_evicted.inc_by(
-                            correlator
-                                .stats
-                                .evicted_groups
-                                .saturating_sub(metrics.correlation_evicted.get()),
-                        );
+                        metrics.correlation(&correlator.stats);
+                        drops.report(&correlator.stats);
                         let windows = correlator.is_dirty().then(|| correlator.save());
                         deliver(&mut outputs, done, windows, &mut stats)?;
                         health.tick();
@@ -991,6 +995,42 @@ fn drain(rt: &tokio::runtime::Runtime, remotes: &[Arc<Remote>], store: &Store, l
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Logs what correlation windows dropped, at most once a minute, with
+/// what changed since the last line (the counters are metrics too).
+#[derive(Default)]
+struct DropLog {
+    last: crate::correlate::CorrelationStats,
+    at: Option<Instant>,
+}
+
+impl DropLog {
+    fn report(&mut self, now: &crate::correlate::CorrelationStats) {
+        if *now == self.last
+            || self
+                .at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        let what: Vec<String> = now
+            .named()
+            .iter()
+            .zip(self.last.named())
+            .filter(|((_, n), (_, was))| n > was)
+            .map(|((reason, n), (_, was))| format!("{} {reason}", n - was))
+            .collect();
+        if !what.is_empty() {
+            tracing::warn!(
+                "correlation windows did not count some events: {} (see \
+                 trailwatch_correlation_dropped_total)",
+                what.join(", ")
+            );
+        }
+        self.last = now.clone();
+        self.at = Some(Instant::now());
     }
 }
 

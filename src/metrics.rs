@@ -58,6 +58,7 @@ pub struct Metrics {
     pub posture: IntCounterVec,
     pub correlation_groups: IntGauge,
     pub correlation_evicted: IntCounter,
+    pub correlation_dropped: IntCounterVec,
     pub store_commits: IntCounter,
     pub events_omitted: IntCounter,
 }
@@ -201,6 +202,18 @@ impl Metrics {
         registry
             .register(Box::new(correlation_evicted.clone()))
             .expect("unique");
+        let correlation_dropped = counter(
+            "trailwatch_correlation_dropped_total",
+            "Correlation hits not counted in a window, by reason: late (older than their \
+             group's newest time minus correlation.lateness_secs), future (dated past the \
+             clock plus correlation.max_future_secs), untimed (no readable eventTime), \
+             duplicate (an event the group had already counted, by event id), \
+             evicted_event (a group held 10,000 events). Each series exists from the start.",
+            &["reason"],
+        );
+        for reason in ["late", "future", "untimed", "duplicate", "evicted_event"] {
+            correlation_dropped.with_label_values(&[reason]);
+        }
         let store_commits = IntCounter::new(
             "trailwatch_store_commits_total",
             "Transactions committed to the state store.",
@@ -240,6 +253,7 @@ impl Metrics {
             posture,
             correlation_groups,
             correlation_evicted,
+            correlation_dropped,
             events_omitted,
             store_commits,
         }
@@ -300,6 +314,19 @@ impl Metrics {
     }
 
     /// Count one rule or correlation match.
+    /// Bring the correlation counters up to `stats` (they only grow).
+    pub fn correlation(&self, stats: &crate::correlate::CorrelationStats) {
+        for (reason, n) in stats.named() {
+            if reason == "evicted_group" {
+                self.correlation_evicted
+                    .inc_by(n.saturating_sub(self.correlation_evicted.get()));
+            } else {
+                let c = self.correlation_dropped.with_label_values(&[reason]);
+                c.inc_by(n.saturating_sub(c.get()));
+            }
+        }
+    }
+
     pub fn rule_match(&self, rule_id: &str, title: &str, level: &str) {
         let mut title = title;
         if title.len() > 80 {

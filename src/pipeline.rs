@@ -909,8 +909,8 @@ impl fmt::Display for Summary {
         if *c != correlate::CorrelationStats::default() {
             writeln!(
                 f,
-                "correlation: {} late events dropped, {} without eventTime, {} groups and {} events evicted",
-                c.late, c.untimed, c.evicted_groups, c.evicted_events
+                "correlation: {} late events dropped, {} dated in the future, {} without eventTime, {} counted before (same event id), {} groups and {} events evicted",
+                c.late, c.future, c.untimed, c.duplicates, c.evicted_groups, c.evicted_events
             )?;
         }
         if self.stopped_early {

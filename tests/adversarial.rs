@@ -307,7 +307,7 @@ fn a_flood_of_distinct_principals_keeps_correlation_state_bounded() {
         .unwrap_or_else(|| panic!("{stderr}"));
     let evicted: u64 = line
         .split(", ")
-        .nth(2)
+        .find(|part| part.contains(" groups and "))
         .and_then(|s| s.split(' ').next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
