@@ -225,21 +225,9 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// The key that makes an alert unique: detections by rule and event,
-/// correlations by rule, group and first contributing event.
+/// The key that makes an alert unique (see [`Alert::dedup_key`]).
 pub fn dedup_key(a: &Alert) -> String {
-    match (&a.correlation, &a.event_ids) {
-        (Some(_), Some(ids)) => format!(
-            "c\u{0}{}\u{0}{}\u{0}{}",
-            a.rule_id,
-            serde_json::to_string(&a.group).unwrap_or_default(),
-            ids.first().map_or("", String::as_str)
-        ),
-        _ => match &a.event_id {
-            Some(id) => format!("d\u{0}{}\u{0}{id}", a.rule_id),
-            None => format!("d\u{0}{}\u{0}{}#{}", a.rule_id, a.source, a.record),
-        },
-    }
+    a.dedup_key()
 }
 
 /// A local file's identity: size and modification time stand in for an

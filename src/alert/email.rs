@@ -304,10 +304,18 @@ impl EmailSink {
     }
 
     /// Build the mail for one entry or a digest of several.
+    ///
+    /// (The subject of a summary says so: see [`summary_line`].)
     pub fn message(&self, group: &[(u64, Entry)]) -> Result<Message, String> {
         let first = &group.first().ok_or("empty group")?.1.alert;
         let (from, to, cc) = self.config.recipients(first);
-        let subject = if group.len() == 1 {
+        let subject = if group.len() == 1 && group[0].1.summary {
+            format!(
+                "[trailwatch] {} more held back: {}",
+                group[0].1.suppressed_before,
+                subject(&self.config.subject, first)
+            )
+        } else if group.len() == 1 {
             subject(&self.config.subject, first)
         } else {
             let top = group
@@ -318,13 +326,7 @@ impl EmailSink {
             format!("[trailwatch] {} alerts, highest {top}", group.len())
         };
         let from: Mailbox = from.parse().map_err(|e| format!("from: {e}"))?;
-        // Stable per outbox entry: a resend after a crash has the same id.
-        let id = format!(
-            "<trailwatch.{}.{}@{}>",
-            group[0].0,
-            group.len(),
-            from.email.domain()
-        );
+        let id = message_id(group, from.email.domain());
         let mut b = Message::builder()
             .from(from)
             .subject(subject)
@@ -453,10 +455,49 @@ fn facts(a: &Alert) -> Vec<(&'static str, String)> {
     f
 }
 
+/// The Message-ID of a mail: a digest of the identities of the alerts it
+/// carries ([`Alert::dedup_key`], and for a summary its count and window),
+/// so a resend of the same mail (after a crash) keeps it, and any other
+/// mail, from any store or instance, has another: mail systems thread and
+/// deduplicate by it.
+pub fn message_id(group: &[(u64, Entry)], domain: &str) -> String {
+    let mut keys: Vec<String> = group
+        .iter()
+        .map(|(_, e)| {
+            let mut k = e.alert.dedup_key();
+            if e.summary {
+                k.push_str(&format!(
+                    "\u{0}summary\u{0}{}\u{0}{}",
+                    e.suppressed_before, e.summary_since_ms
+                ));
+            }
+            k
+        })
+        .collect();
+    keys.sort();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, keys.join("\u{1}").as_bytes());
+    let hex: String = digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("<trailwatch.{hex}.{}@{domain}>", group.len())
+}
+
 fn event_json(a: &Alert) -> Option<String> {
     a.event
         .as_ref()
         .and_then(|e| serde_json::to_string_pretty(&e.to_value()).ok())
+}
+
+/// What a suppression summary says: how many alerts were held back, since
+/// when, and that the one shown is the last.
+pub fn summary_line(e: &Entry) -> String {
+    format!(
+        "Summary: {} alerts like this one (same rule, principal, action and level) were held \
+         back by storm control (suppress_secs) since {}; the last of them is shown.",
+        e.suppressed_before,
+        crate::correlate::iso_time(e.summary_since_ms as i64)
+    )
 }
 
 /// Plain-text body of a single-alert mail.
@@ -470,10 +511,13 @@ pub fn text_body(e: &Entry) -> String {
     for (k, v) in facts(a) {
         let _ = writeln!(s, "{k:>13}: {v}");
     }
-    if e.suppressed_before > 0 {
+    if e.summary {
+        let _ = writeln!(s, "\n{}", summary_line(e));
+    } else if e.suppressed_before > 0 {
         let _ = writeln!(
             s,
-            "\n{} more alerts of this rule for the same principal were suppressed before this one.",
+            "\n{} more alerts like this one (same rule, principal, action and level) were \
+             held back by storm control before this one.",
             e.suppressed_before
         );
     }
@@ -525,10 +569,13 @@ pub fn html_body(e: &Entry) -> String {
         );
     }
     s.push_str("</table>");
-    if e.suppressed_before > 0 {
+    if e.summary {
+        let _ = write!(s, "<p><b>{}</b></p>", html_escape(&summary_line(e)));
+    } else if e.suppressed_before > 0 {
         let _ = write!(
             s,
-            "<p>{} more alerts of this rule for the same principal were suppressed before this one.</p>",
+            "<p>{} more alerts like this one (same rule, principal, action and level) were \
+             held back by storm control before this one.</p>",
             e.suppressed_before
         );
     }
@@ -642,6 +689,8 @@ mod tests {
             attempts: 0,
             next_ms: 0,
             suppressed_before: 0,
+            summary: false,
+            summary_since_ms: 0,
         };
         let html = html_body(&e);
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));

@@ -89,6 +89,24 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// The key that makes an alert unique: detections by rule and event,
+    /// correlations by rule, group and first contributing event. The
+    /// daemon's deduplication and the mails' Message-IDs use it.
+    pub fn dedup_key(&self) -> String {
+        match (&self.correlation, &self.event_ids) {
+            (Some(_), Some(ids)) => format!(
+                "c\u{0}{}\u{0}{}\u{0}{}",
+                self.rule_id,
+                serde_json::to_string(&self.group).unwrap_or_default(),
+                ids.first().map_or("", String::as_str)
+            ),
+            _ => match &self.event_id {
+                Some(id) => format!("d\u{0}{}\u{0}{id}", self.rule_id),
+                None => format!("d\u{0}{}\u{0}{}#{}", self.rule_id, self.source, self.record),
+            },
+        }
+    }
+
     /// An alert of `rule` on record `record` of `source` with every event
     /// field empty: the base [`Match::to_alert`] and correlations fill in.
     pub fn of_rule(rule: &Arc<RuleMeta>, source: String, record: usize) -> Alert {

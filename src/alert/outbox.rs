@@ -11,14 +11,20 @@
 //!
 //! Storm control, per sink, decided when alerts are queued (durably, in the
 //! same transaction) and when they are sent:
-//! - **suppression**: after an alert for a (rule, group) pair, more of the
-//!   same within `suppress_secs` are counted, not sent; the next alert that
-//!   goes out for the pair says how many were suppressed. The group is the
-//!   correlation's group, else the principal and account.
+//! - **suppression**: after an alert for a (rule, group, event name, level),
+//!   more of the same within `suppress_secs` are counted, not sent; when
+//!   the window closes with a count, a summary goes out (the last alert
+//!   held back and how many there were). The group is the correlation's
+//!   group, else the principal and account: StopLogging then DeleteTrail by
+//!   one principal are two alerts, both sent.
 //! - **digest**: with `digest_secs` > 0, alerts wait and go out together,
 //!   one message per interval (per set of recipients).
 //! - **hourly cap**: at most `max_per_hour` messages in any hour; the rest
 //!   stay queued and go out as the hour rolls on, never dropped.
+//!
+//! Order: the most severe first (the queue is keyed by level, then by
+//! arrival), and a critical alert is never held, by the cap or a digest
+//! interval (it still counts against the cap).
 
 use std::collections::BTreeMap;
 
@@ -27,11 +33,12 @@ use serde::{Deserialize, Serialize};
 
 use super::Alert;
 
-/// (sink, sequence number) → [`Entry`] as JSON.
+/// (sink, [`Key`]) → [`Entry`] as JSON.
 const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
-/// (sink, suppression key) → (suppressed until ms, alerts suppressed since
-/// the last one sent).
-const SUPPRESS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("suppress");
+/// The suppression windows of version 1 (no summary): dropped at start.
+const SUPPRESS_V1: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("suppress");
+/// (sink, suppression key) → [`Window`] as JSON.
+const SUPPRESS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("suppress_v2");
 /// sink → [`SinkState`] as JSON.
 const SINK_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox_state");
 
@@ -74,9 +81,36 @@ pub struct Entry {
     pub attempts: u32,
     /// Not before this time (ms): the retry backoff.
     pub next_ms: u64,
-    /// Alerts of the same (rule, group) suppressed before this one.
+    /// Alerts of the same kind suppressed before this one.
     pub suppressed_before: u64,
+    /// A suppression summary: `alert` is the last alert held back, and
+    /// `suppressed_before` how many were, since `summary_since_ms`.
+    #[serde(default)]
+    pub summary: bool,
+    #[serde(default)]
+    pub summary_since_ms: u64,
 }
+
+/// A suppression window: alerts of one kind held back until `until`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Window {
+    until: u64,
+    /// Held back so far, the first one's time, and the last one.
+    count: u64,
+    since_ms: u64,
+    last: Option<Alert>,
+}
+
+/// An outbox key: the priority in the top byte (1 for critical, 5 for
+/// informational: a range scan meets the most severe first), the sequence
+/// number below. A key whose top byte is 0 was written before priorities
+/// (it is moved at start).
+fn key(level: &str, seq: u64) -> u64 {
+    (u64::from(5 - level_rank(level).min(4)) << 56) | (seq & ((1 << 56) - 1))
+}
+
+/// The priority of critical alerts in [`key`].
+const CRITICAL_PRIORITY: u64 = 1;
 
 /// Per-sink bookkeeping.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -124,12 +158,28 @@ pub const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critic
 type DbResult<T> = Result<T, redb::Error>;
 
 impl Outbox {
-    /// Create the tables (at start, so readers never meet a missing one).
+    /// Create the tables (at start, so readers never meet a missing one),
+    /// and move entries queued before priorities to their place.
     pub fn init(db: &Database) -> DbResult<()> {
         let txn = db.begin_write()?;
-        txn.open_table(OUTBOX)?;
-        txn.open_table(SUPPRESS)?;
-        txn.open_table(SINK_STATE)?;
+        {
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let old: Vec<((String, u64), Vec<u8>)> = outbox
+                .iter()?
+                .filter_map(Result::ok)
+                .filter(|(k, _)| k.value().1 >> 56 == 0)
+                .map(|(k, v)| ((k.value().0.to_owned(), k.value().1), v.value().to_vec()))
+                .collect();
+            for ((sink, seq), bytes) in old {
+                let level = serde_json::from_slice::<Entry>(&bytes)
+                    .map_or("informational", |e| e.alert.level);
+                outbox.remove((sink.as_str(), seq))?;
+                outbox.insert((sink.as_str(), key(level, seq)), bytes.as_slice())?;
+            }
+            txn.open_table(SUPPRESS)?;
+            txn.open_table(SINK_STATE)?;
+        }
+        txn.delete_table(SUPPRESS_V1)?;
         txn.commit()?;
         Ok(())
     }
@@ -166,39 +216,108 @@ impl Outbox {
             }
             let mut suppressed_before = 0;
             if window_ms > 0 {
-                let key = suppression_key(&a);
-                let prev = suppress.get((self.sink, key.as_str()))?.map(|v| v.value());
+                let k = suppression_key(&a);
+                let prev: Option<Window> = suppress
+                    .get((self.sink, k.as_str()))?
+                    .and_then(|v| serde_json::from_slice(v.value()).ok());
                 match prev {
-                    Some((until, n)) if until > now_ms => {
-                        suppress.insert((self.sink, key.as_str()), (until, n + 1))?;
+                    Some(mut w) if w.until > now_ms => {
+                        w.count += 1;
+                        if w.count == 1 {
+                            w.since_ms = now_ms;
+                        }
+                        w.last = Some(a);
+                        let bytes = serde_json::to_vec(&w).expect("plain data");
+                        suppress.insert((self.sink, k.as_str()), bytes.as_slice())?;
                         out.suppressed += 1;
                         continue;
                     }
-                    Some((_, n)) => suppressed_before = n,
+                    // A window closed with a count not yet summarised:
+                    // this alert says it.
+                    Some(w) => suppressed_before = w.count,
                     None => {}
                 }
-                suppress.insert((self.sink, key.as_str()), (now_ms + window_ms, 0))?;
+                let w = Window {
+                    until: now_ms + window_ms,
+                    count: 0,
+                    since_ms: 0,
+                    last: None,
+                };
+                let bytes = serde_json::to_vec(&w).expect("plain data");
+                suppress.insert((self.sink, k.as_str()), bytes.as_slice())?;
             }
+            let level = a.level;
             let entry = Entry {
                 alert: a,
                 queued_ms: now_ms,
                 attempts: 0,
                 next_ms: now_ms,
                 suppressed_before,
+                summary: false,
+                summary_since_ms: 0,
             };
             let bytes = serde_json::to_vec(&entry).expect("alerts serialize");
-            outbox.insert((self.sink, state.next_seq), bytes.as_slice())?;
+            outbox.insert((self.sink, key(level, state.next_seq)), bytes.as_slice())?;
             state.next_seq += 1;
             out.queued += 1;
         }
         let bytes = serde_json::to_vec(&state).expect("plain data");
         states.insert(self.sink, bytes.as_slice())?;
-        // Forget suppression windows long over (bounded table).
-        if window_ms > 0 {
-            let horizon = now_ms.saturating_sub(window_ms.saturating_mul(24));
-            suppress.retain(|(sink, _), (until, _)| sink != self.sink || until >= horizon)?;
-        }
         Ok(out)
+    }
+
+    /// Close the suppression windows that ended: each that held alerts
+    /// back becomes a summary in the outbox (the last alert and the count),
+    /// and is forgotten; so is every other ended window. Returns the
+    /// summaries queued.
+    pub fn close_windows(&self, db: &Database, now_ms: u64) -> DbResult<u64> {
+        let ended: Vec<(String, Window)> = {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(SUPPRESS)?;
+            t.range((self.sink, "")..)?
+                .filter_map(Result::ok)
+                .take_while(|(k, _)| k.value().0 == self.sink)
+                .filter_map(|(k, v)| {
+                    let w: Window = serde_json::from_slice(v.value()).ok()?;
+                    (w.until <= now_ms).then(|| (k.value().1.to_owned(), w))
+                })
+                .collect()
+        };
+        if ended.is_empty() {
+            return Ok(0);
+        }
+        let txn = db.begin_write()?;
+        let mut queued = 0;
+        {
+            let mut suppress = txn.open_table(SUPPRESS)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut states = txn.open_table(SINK_STATE)?;
+            let mut state = self.state(&states)?;
+            for (k, w) in ended {
+                suppress.remove((self.sink, k.as_str()))?;
+                let Some(last) = w.last.filter(|_| w.count > 0) else {
+                    continue;
+                };
+                let level = last.level;
+                let entry = Entry {
+                    alert: last,
+                    queued_ms: now_ms,
+                    attempts: 0,
+                    next_ms: now_ms,
+                    suppressed_before: w.count,
+                    summary: true,
+                    summary_since_ms: w.since_ms,
+                };
+                let bytes = serde_json::to_vec(&entry).expect("alerts serialize");
+                outbox.insert((self.sink, key(level, state.next_seq)), bytes.as_slice())?;
+                state.next_seq += 1;
+                queued += 1;
+            }
+            let bytes = serde_json::to_vec(&state).expect("plain data");
+            states.insert(self.sink, bytes.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(queued)
     }
 
     /// Alerts waiting, for the depth gauge.
@@ -231,19 +350,26 @@ impl Outbox {
             .copied()
             .filter(|t| *t > hour_ago)
             .collect();
+        // While the cap is used up, or a digest interval runs, only
+        // critical alerts go: they are never held (they count against the
+        // cap all the same).
+        let mut wait = None;
         if recent.len() >= self.storm.max_per_hour as usize {
             let free_at = recent.iter().min().copied().unwrap_or(now_ms) + 3_600_000;
-            return Ok(Err(free_at.saturating_sub(now_ms).clamp(1, 1000)));
+            wait = Some(free_at.saturating_sub(now_ms).clamp(1, 1000));
         }
         let digest_ms = self.storm.digest_secs.saturating_mul(1000);
-        if digest_ms > 0 && now_ms < state.last_digest_ms + digest_ms {
-            return Ok(Err(
-                (state.last_digest_ms + digest_ms - now_ms).clamp(1, 1000)
-            ));
+        if wait.is_none() && digest_ms > 0 && now_ms < state.last_digest_ms + digest_ms {
+            wait = Some((state.last_digest_ms + digest_ms - now_ms).clamp(1, 1000));
         }
+        let last_key = match wait {
+            Some(_) => (CRITICAL_PRIORITY << 56) | ((1 << 56) - 1),
+            None => u64::MAX,
+        };
         let t = txn.open_table(OUTBOX)?;
         let mut out = Vec::new();
-        for row in t.range((self.sink, 0)..=(self.sink, u64::MAX))? {
+        // Key order: the most severe first, then the oldest.
+        for row in t.range((self.sink, 0)..=(self.sink, last_key))? {
             let (k, v) = row?;
             let Ok(entry) = serde_json::from_slice::<Entry>(v.value()) else {
                 // Unreadable (written by another version): leave it, say so.
@@ -262,7 +388,7 @@ impl Outbox {
             }
         }
         if out.is_empty() {
-            return Ok(Err(1000));
+            return Ok(Err(wait.unwrap_or(1000)));
         }
         Ok(Ok(out))
     }
@@ -327,8 +453,9 @@ impl Outbox {
     }
 }
 
-/// The (rule, group) pair suppression works on: the correlation's group,
-/// else who did it where.
+/// What makes two alerts "the same" for suppression: the rule, the group
+/// (the correlation's, else who did it where), the event name and the
+/// level. A different action by the same principal is news.
 fn suppression_key(a: &Alert) -> String {
     let group = match &a.group {
         Some(g) => serde_json::to_string(g).unwrap_or_default(),
@@ -338,7 +465,12 @@ fn suppression_key(a: &Alert) -> String {
             a.account.as_deref().unwrap_or("")
         ),
     };
-    format!("{}\u{0}{group}", a.rule_id)
+    format!(
+        "{}\u{0}{group}\u{0}{}\u{0}{}",
+        a.rule_id,
+        a.event_name.as_deref().unwrap_or(""),
+        a.level
+    )
 }
 
 /// Group entries by a key (recipients), keeping order within each group.

@@ -75,6 +75,14 @@ impl Remote {
         let digest = self.outbox.storm.digest_secs > 0;
         let db = store.database();
         let now = now_ms();
+        match self.outbox.close_windows(db, now) {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics.alerts(sink, "summarised", n);
+                tracing::info!(sink, summaries = n, "suppression windows closed with alerts held back");
+            }
+            Err(e) => tracing::error!(sink, "closing suppression windows: {e}"),
+        }
         let due = match self.outbox.due(db, now, if digest { 200 } else { 1 }) {
             Ok(Ok(due)) => due,
             Ok(Err(wait_ms)) => return Duration::from_millis(wait_ms),
