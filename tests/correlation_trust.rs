@@ -105,7 +105,14 @@ fn the_same_event_counts_once_across_sources_and_restarts() {
     let arn = "arn:aws:sts::123456789012:assumed-role/app/i-1";
     let now = now_ms();
     let six: Vec<Value> = (0..6)
-        .map(|i| denied(&format!("d{i}"), arn, &iso(now - 120_000 + i * 1000), "123456789012"))
+        .map(|i| {
+            denied(
+                &format!("d{i}"),
+                arn,
+                &iso(now - 120_000 + i * 1000),
+                "123456789012",
+            )
+        })
         .collect();
     put(&six, now - 60_000);
     let dir = tempfile::tempdir().unwrap();
@@ -131,14 +138,24 @@ fn the_same_event_counts_once_across_sources_and_restarts() {
         String::from_utf8_lossy(&succeeded(out).stderr).into_owned()
     };
     let first = run();
-    assert!(bursts(dir.path()).is_empty(), "six events twice made a burst: {first}");
+    assert!(
+        bursts(dir.path()).is_empty(),
+        "six events twice made a burst: {first}"
+    );
     assert!(first.contains("duplicate"), "{first}");
     // A restart re-reads CloudWatch's look-back into the restored windows.
     let second = run();
     assert!(bursts(dir.path()).is_empty(), "{second}");
     // Four new events: ten distinct, one burst.
     let four: Vec<Value> = (6..10)
-        .map(|i| denied(&format!("d{i}"), arn, &iso(now - 120_000 + i * 1000), "123456789012"))
+        .map(|i| {
+            denied(
+                &format!("d{i}"),
+                arn,
+                &iso(now - 120_000 + i * 1000),
+                "123456789012",
+            )
+        })
         .collect();
     put(&four, now - 30_000);
     run();
@@ -188,11 +205,23 @@ fn a_future_dated_event_silences_no_burst() {
     let now = now_ms();
     write_native(
         &input.join("a-future.json"),
-        &[denied("f1", "arn:aws:iam::1:user/clock", "2099-01-01T00:00:00Z", "1")],
+        &[denied(
+            "f1",
+            "arn:aws:iam::1:user/clock",
+            "2099-01-01T00:00:00Z",
+            "1",
+        )],
     );
     let burst = |who: &str, from: i64| -> Vec<Value> {
         (0..10)
-            .map(|i| denied(&format!("{who}{i}"), &format!("arn:aws:iam::1:user/{who}"), &iso(from + i * 1000), "1"))
+            .map(|i| {
+                denied(
+                    &format!("{who}{i}"),
+                    &format!("arn:aws:iam::1:user/{who}"),
+                    &iso(from + i * 1000),
+                    "1",
+                )
+            })
             .collect()
     };
     write_native(&input.join("b-burst.json"), &burst("one", now - 300_000));
@@ -230,7 +259,12 @@ fn a_backlog_in_key_order_raises_the_bursts_scan_raises() {
     // Account 111... (listed first) is a day ahead of account 222...
     let a = "111111111111";
     let b = "222222222222";
-    for (account, when, who) in [(a, now - day, "x"), (a, now - day / 2, "y"), (b, now - 2 * day, "z"), (b, now - 2 * day + 60_000, "w")] {
+    for (account, when, who) in [
+        (a, now - day, "x"),
+        (a, now - day / 2, "y"),
+        (b, now - 2 * day, "z"),
+        (b, now - 2 * day + 60_000, "w"),
+    ] {
         let path = input.join(format!(
             "AWSLogs/{account}/CloudTrail/us-east-1/{who}/{account}_CloudTrail_us-east-1_{who}.json"
         ));
@@ -238,11 +272,7 @@ fn a_backlog_in_key_order_raises_the_bursts_scan_raises() {
     }
     let stderr = run_once(&cfg, &[], &[]);
     let got = bursts(dir.path());
-    let out = trailwatch()
-        .arg("scan")
-        .arg(&input)
-        .output()
-        .unwrap();
+    let out = trailwatch().arg("scan").arg(&input).output().unwrap();
     let want: Vec<Value> = alerts(&out.stdout)
         .into_iter()
         .filter(|a| a["rule_title"] == BURST)

@@ -475,7 +475,8 @@ pub fn message_id(group: &[(u64, Entry)], domain: &str) -> String {
         })
         .collect();
     keys.sort();
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, keys.join("\u{1}").as_bytes());
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, keys.join("\u{1}").as_bytes());
     let hex: String = digest.as_ref()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))

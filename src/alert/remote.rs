@@ -79,7 +79,11 @@ impl Remote {
             Ok(0) => {}
             Ok(n) => {
                 metrics.alerts(sink, "summarised", n);
-                tracing::info!(sink, summaries = n, "suppression windows closed with alerts held back");
+                tracing::info!(
+                    sink,
+                    summaries = n,
+                    "suppression windows closed with alerts held back"
+                );
             }
             Err(e) => tracing::error!(sink, "closing suppression windows: {e}"),
         }
