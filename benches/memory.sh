@@ -11,7 +11,9 @@
 #            principals in 10 objects (a per-event alert each, and the burst
 #            correlations' groups);
 #   string   one record whose user agent is a 300 MB string, with the
-#            object cap at 512 MiB (target: under 2 x the cap).
+#            object cap at 512 MiB (target: under 2 x the cap);
+#   errors   one 8 KB gzip of 4,000,000 lines that are not records: each
+#            is a counted problem, and only the first 100 keep a message.
 #
 # Usage: benches/memory.sh [BINARY] [WORKDIR]   (needs python3, GNU time)
 set -euo pipefail
@@ -68,6 +70,9 @@ for k in range(10):
 big = login(0, False)
 big["userAgent"] = "A" * (300 << 20)
 write(f"{work}/string/{day}/string.json.gz", [big])
+os.makedirs(f"{work}/errors/{day}", exist_ok=True)
+with gzip.open(f"{work}/errors/{day}/errors.json.gz", "wb", compresslevel=9) as f:
+    f.write(b"1\n" * 4_000_000)
 EOF
 
 run() { # name, then the command
@@ -105,4 +110,5 @@ daemon denied
 daemon string "[limits]
 max_object_bytes = 536870912"
 run string-scan "$bin" scan --max-object-bytes 536870912 "$work/string"
+daemon errors
 echo "inputs and outputs in $work"

@@ -138,7 +138,11 @@ pub fn oracle(text: &[u8]) -> Option<(Vec<Fields>, usize)> {
         rest = &rest[values.byte_offset()..];
         match value {
             O::Object(entries) => {
-                let wrapper = matches!(entries.first(), Some((k, O::Array(_))) if k == "Records");
+                // A wrapper has a `Records` array under any key position;
+                // every `Records` array is read (union, not last-wins).
+                let wrapper = entries
+                    .iter()
+                    .any(|(k, v)| k == "Records" && matches!(v, O::Array(_)));
                 if wrapper {
                     for (k, v) in &entries {
                         if let (true, O::Array(elements)) = (k == "Records", v) {

@@ -501,10 +501,8 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                         let mut done = Vec::with_capacity(batch.len());
                         let now = now_ms() as i64;
                         for (item, (report, took)) in group.iter().zip(reports) {
-                            for e in &report.errors {
-                                tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
-                            }
-                            stats.errors += report.errors.len() as u64;
+                            pipeline::log_errors(&report);
+                            stats.errors += report.error_count();
                             if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
                                 metrics.objects.with_label_values(&[&label, "failed"]).inc();
                                 metrics

@@ -199,29 +199,35 @@ pub fn gunzip(input: &[u8], max_bytes: u64, mut out: Vec<u8>) -> Decoded {
 
 /// Stream-decode damaged gzip and keep the prefix that decodes; the returned
 /// error says where (in compressed bytes) and why it stopped.
+///
+/// A read that fails returns none of what it decoded before the failure, so
+/// after a first pass in large reads fails, a second pass skips what the
+/// first kept and goes on a byte at a time: every decodable byte is kept
+/// (the records of a partial download before the next member, say), and
+/// the slow pass covers one read's worth.
 fn stream_recover(
     input: &[u8],
     base_offset: u64,
     room: usize,
     max_bytes: u64,
 ) -> (Vec<u8>, DecodeError) {
-    // `bufread` over a slice: the slice it holds is exactly what is unread.
-    let mut dec = flate2::bufread::MultiGzDecoder::new(input);
     let mut out = Vec::new();
-    let mut chunk = vec![0u8; 256 << 10];
-    let reason = loop {
-        match dec.read(&mut chunk) {
-            // A clean end although libdeflate refused the data: the damage
-            // is in a trailer (CRC or length), which flate2 checks less.
-            Ok(0) => break "checksum or length mismatch in a gzip trailer".to_string(),
-            Ok(n) if out.len() + n > room => {
-                return (out, DecodeError::TooLarge { cap: max_bytes });
-            }
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-            Err(e) => break e.to_string(),
-        }
+    let mut stop = decode_until_error(input, &mut out, room, 0, 256 << 10);
+    if let Stop::Error { .. } = stop {
+        let skip = out.len();
+        stop = decode_until_error(input, &mut out, room, skip, 1);
+    }
+    let (reason, unread) = match stop {
+        Stop::TooLarge => return (out, DecodeError::TooLarge { cap: max_bytes }),
+        // A clean end although libdeflate refused the data: the damage is
+        // in a trailer (CRC or length), which flate2 checks less.
+        Stop::End { unread } => (
+            "checksum or length mismatch in a gzip trailer".to_string(),
+            unread,
+        ),
+        Stop::Error { reason, unread } => (reason, unread),
     };
-    let offset = base_offset + (input.len() - dec.get_ref().len()) as u64;
+    let offset = base_offset + (input.len() - unread) as u64;
     let decoded = out.len() as u64;
     (
         out,
@@ -231,6 +237,52 @@ fn stream_recover(
             reason,
         },
     )
+}
+
+/// Why [`decode_until_error`] stopped; `unread` is compressed bytes left.
+enum Stop {
+    TooLarge,
+    End { unread: usize },
+    Error { reason: String, unread: usize },
+}
+
+/// Decode `input` from its start, drop the first `skip` bytes decoded
+/// (kept by an earlier pass), append the rest to `out` in reads of `step`
+/// bytes, up to `room` bytes in all.
+fn decode_until_error(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    room: usize,
+    skip: usize,
+    step: usize,
+) -> Stop {
+    // `bufread` over a slice: the slice it holds is exactly what is unread.
+    let mut dec = flate2::bufread::MultiGzDecoder::new(input);
+    let mut chunk = vec![0u8; 256 << 10];
+    let mut skip = skip;
+    loop {
+        let want = if skip > 0 {
+            skip.min(chunk.len())
+        } else {
+            step.min(chunk.len())
+        };
+        match dec.read(&mut chunk[..want]) {
+            Ok(0) => {
+                return Stop::End {
+                    unread: dec.get_ref().len(),
+                };
+            }
+            Ok(n) if skip > 0 => skip -= n,
+            Ok(n) if out.len() + n > room => return Stop::TooLarge,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                return Stop::Error {
+                    reason: e.to_string(),
+                    unread: dec.get_ref().len(),
+                };
+            }
+        }
+    }
 }
 
 enum Member {
@@ -415,5 +467,48 @@ mod tests {
             "{:?}",
             d.error
         );
+    }
+
+    /// All a raw inflate can get out of `member` (a gzip member whose
+    /// 10-byte header has no options), fed whole, without checking an end:
+    /// the most any decoder can recover from it.
+    fn decodable_prefix(member: &[u8]) -> Vec<u8> {
+        let mut raw = flate2::Decompress::new(false);
+        let mut out = Vec::with_capacity(64 << 20);
+        let _ = raw.decompress_vec(&member[10..], &mut out, flate2::FlushDecompress::None);
+        out
+    }
+
+    /// A partial download followed by a whole member (`cat` of a cut file
+    /// and a good one), and a member damaged in its middle: everything the
+    /// damaged member can give is kept, not a read's worth less.
+    #[test]
+    fn damaged_member_keeps_all_it_can_give() {
+        let a = text(150_000); // ~2.8 MB, compressing to several 256 KiB reads
+        let z = gz(&a);
+        for cut_at in [z.len() / 3, z.len() / 2, z.len() - 100] {
+            let cut = &z[..cut_at];
+            let want = decodable_prefix(cut);
+            assert!(want.len() > 100_000 && a.starts_with(&want));
+            let mut input = cut.to_vec();
+            input.extend(gz(&text(1000)));
+            let d = decode(&input, DEFAULT_MAX_OBJECT_BYTES, Vec::new());
+            assert!(matches!(d.error, Some(DecodeError::Corrupt { .. })), "{:?}", d.error);
+            assert!(
+                d.len >= want.len(),
+                "cut at {cut_at}: kept {} bytes of {} decodable",
+                d.len,
+                want.len()
+            );
+            assert_eq!(&d.data()[..want.len()], &want[..]);
+        }
+        // A flipped byte: what comes before it decodes, all of it.
+        let mut flipped = z.clone();
+        let mid = z.len() / 2;
+        flipped[mid] ^= 0x55;
+        let want = decodable_prefix(&flipped[..mid]);
+        let d = decode(&flipped, DEFAULT_MAX_OBJECT_BYTES, Vec::new());
+        assert!(d.len >= want.len(), "kept {} of {}", d.len, want.len());
+        assert_eq!(&d.data()[..want.len()], &want[..]);
     }
 }

@@ -280,10 +280,10 @@ impl Metrics {
         self.decoded_bytes
             .with_label_values(&[source])
             .inc_by(report.bytes_decoded);
-        for e in &report.errors {
+        for (kind, n) in report.error_counts() {
             self.input_errors
-                .with_label_values(&[source, e.kind.as_str()])
-                .inc();
+                .with_label_values(&[source, kind.as_str()])
+                .inc_by(n);
         }
         self.object_duration
             .with_label_values(&[source])

@@ -84,6 +84,9 @@ pub struct InputError {
     pub message: String,
 }
 
+/// Problems one object keeps with their messages; past these, only counts.
+pub const KEPT_ERRORS_PER_OBJECT: usize = 100;
+
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.source, self.message)
@@ -106,7 +109,12 @@ pub struct ObjectReport {
     pub alerts: Vec<Match>,
     /// Matches of rules that feed correlations, in record order.
     pub hits: Vec<Hit>,
+    /// The object's first problems (by position), at most
+    /// [`KEPT_ERRORS_PER_OBJECT`] of them: a crafted object can hold
+    /// millions, and each kept one holds a message.
     pub errors: Vec<InputError>,
+    /// Problems past those kept, counted by kind.
+    pub errors_not_kept: BTreeMap<ErrorKind, u64>,
     /// Records that repeat a key (the last one counts, as everywhere).
     pub duplicate_keys: u64,
     /// Matches dropped as repeats of an earlier one in the same object
@@ -192,6 +200,19 @@ impl Posture {
 impl ObjectReport {
     pub fn is_digest(&self) -> bool {
         self.layout == Some(Layout::Digest)
+    }
+    /// Every problem of the object, kept or only counted.
+    pub fn error_count(&self) -> u64 {
+        self.errors.len() as u64 + self.errors_not_kept.values().sum::<u64>()
+    }
+
+    /// Problems by kind, kept and counted alike.
+    pub fn error_counts(&self) -> BTreeMap<ErrorKind, u64> {
+        let mut counts = self.errors_not_kept.clone();
+        for e in &self.errors {
+            *counts.entry(e.kind).or_default() += 1;
+        }
+        counts
     }
 }
 
@@ -487,6 +508,14 @@ fn stream(
     report: &mut ObjectReport,
 ) -> Layout {
     let cap = limits.max_object_bytes;
+    // A gzip read that fails returns none of what it decoded before the
+    // damage: small reads bound what a damaged member costs to under 4 KiB
+    // of the text before it (whole-buffer decoding keeps every byte, see
+    // `decode`; a stream cannot go back).
+    let reader = SmallReads {
+        inner: reader,
+        max: if gzip { 4 << 10 } else { usize::MAX },
+    };
     let mut reader = io::Read::take(reader, cap.saturating_add(1));
     let (end, read) = parse::parse_reader(&mut reader, sink);
     report.bytes_decoded = read.min(cap);
@@ -516,6 +545,19 @@ fn stream(
             });
             Layout::Native
         }
+    }
+}
+
+/// A reader that hands out at most `max` bytes per read.
+struct SmallReads<R> {
+    inner: R,
+    max: usize,
+}
+
+impl<R: io::Read> io::Read for SmallReads<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.max);
+        self.inner.read(&mut buf[..n])
     }
 }
 
@@ -559,7 +601,7 @@ struct ObjectSink<'a> {
     alerts: Mutex<Vec<Vec<Match>>>,
     /// One batch of hits per `records` call, as for alerts.
     hits: Mutex<Vec<Vec<Hit>>>,
-    errors: Mutex<Vec<ParseError>>,
+    errors: Mutex<KeptErrors>,
     times: Mutex<Vec<i64>>,
     posture: Mutex<Vec<(Posture, String)>>,
 }
@@ -581,7 +623,7 @@ impl<'a> ObjectSink<'a> {
             duplicate_keys: AtomicU64::new(0),
             alerts: Mutex::new(Vec::new()),
             hits: Mutex::new(Vec::new()),
-            errors: Mutex::new(Vec::new()),
+            errors: Mutex::new(KeptErrors::default()),
             times: Mutex::new(Vec::new()),
             posture: Mutex::new(Vec::new()),
         }
@@ -631,13 +673,20 @@ impl<'a> ObjectSink<'a> {
         }
         hits.sort_by_key(|h| h.ctx.record());
         report.hits = hits;
-        let mut errors = self.errors.into_inner().unwrap_or_else(|p| p.into_inner());
-        errors.sort_by_key(|e| (e.offset, e.record));
-        report.errors.extend(errors.into_iter().map(|e| InputError {
+        let errors = self.errors.into_inner().unwrap_or_else(|p| p.into_inner());
+        let room = KEPT_ERRORS_PER_OBJECT.saturating_sub(report.errors.len());
+        let mut kept = errors.first.into_sorted_vec();
+        for e in kept.drain(room.min(kept.len())..) {
+            *report.errors_not_kept.entry(e.0.kind.into()).or_default() += 1;
+        }
+        report.errors.extend(kept.into_iter().map(|e| InputError {
             source: name.to_owned(),
-            kind: e.kind.into(),
-            message: e.to_string(),
+            kind: e.0.kind.into(),
+            message: e.0.to_string(),
         }));
+        for (kind, n) in errors.counted {
+            *report.errors_not_kept.entry(kind.into()).or_default() += n;
+        }
         report.event_times_ms = self.times.into_inner().unwrap_or_else(|p| p.into_inner());
         report.posture = self.posture.into_inner().unwrap_or_else(|p| p.into_inner());
         report
@@ -755,11 +804,76 @@ impl Sink for ObjectSink<'_> {
         }
     }
 
+    fn duplicate_keys(&self, n: u64) {
+        self.duplicate_keys.fetch_add(n, Ordering::Relaxed);
+    }
+
     fn error(&self, err: ParseError) {
         self.errors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(err);
+            .add(err);
+    }
+}
+
+/// An object's first [`KEPT_ERRORS_PER_OBJECT`] problems by position (the
+/// chunks report in any order), the rest counted by kind: an object of
+/// millions of broken lines costs a hundred messages, not millions.
+#[derive(Default)]
+struct KeptErrors {
+    /// A max-heap by position: the top is the one to give up first.
+    first: std::collections::BinaryHeap<ByPosition>,
+    counted: BTreeMap<ParseErrorKind, u64>,
+}
+
+impl KeptErrors {
+    fn add(&mut self, err: ParseError) {
+        let dropped = if self.first.len() < KEPT_ERRORS_PER_OBJECT {
+            self.first.push(ByPosition(err));
+            return;
+        } else if self
+            .first
+            .peek()
+            .is_some_and(|top| top.key() > (err.offset, err.record))
+        {
+            let top = self.first.pop().map(|t| t.0.kind);
+            self.first.push(ByPosition(err));
+            top
+        } else {
+            Some(err.kind)
+        };
+        if let Some(kind) = dropped {
+            *self.counted.entry(kind).or_default() += 1;
+        }
+    }
+}
+
+/// A problem ordered by where it is in the object.
+struct ByPosition(ParseError);
+
+impl ByPosition {
+    fn key(&self) -> (usize, Option<usize>) {
+        (self.0.offset, self.0.record)
+    }
+}
+
+impl PartialEq for ByPosition {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for ByPosition {}
+
+impl PartialOrd for ByPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByPosition {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
     }
 }
 
@@ -860,8 +974,8 @@ impl Summary {
         for m in &r.alerts {
             self.add_match(&rules.rule(m.rule).meta.title);
         }
-        for e in &r.errors {
-            *self.errors.entry(e.kind.as_str()).or_default() += 1;
+        for (kind, n) in r.error_counts() {
+            *self.errors.entry(kind.as_str()).or_default() += n;
         }
     }
 
@@ -897,7 +1011,8 @@ impl fmt::Display for Summary {
         if self.duplicate_keys > 0 {
             writeln!(
                 f,
-                "records with duplicate keys: {} (matched on the last value of each repeated key)",
+                "records with duplicate keys: {} (a record is matched on the last value of each \
+                 repeated key; every array of a repeated `Records` is read)",
                 self.duplicate_keys
             )?;
         }
@@ -1095,16 +1210,19 @@ fn process_stdin(name: &str, rules: &RuleSet, limits: Limits) -> ObjectReport {
     sink.finish(name, layout, report)
 }
 
-fn log_errors(report: &ObjectReport) {
+/// The object's first problems, one line each, then one line for the rest
+/// (all of them are counted in metrics and the summary).
+pub fn log_errors(report: &ObjectReport) {
     for e in report.errors.iter().take(LOGGED_ERRORS_PER_OBJECT) {
         // Object names can be attacker-chosen (S3 keys): escape controls.
         tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);
     }
-    if report.errors.len() > LOGGED_ERRORS_PER_OBJECT {
+    let total = report.error_count();
+    if total > LOGGED_ERRORS_PER_OBJECT as u64 {
         tracing::warn!(
             source = %jsonl::clean(Some(&report.source)),
             "{} more errors in this object (counted, not logged)",
-            report.errors.len() - LOGGED_ERRORS_PER_OBJECT
+            total - LOGGED_ERRORS_PER_OBJECT as u64
         );
     }
 }

@@ -351,3 +351,58 @@ fn a_flood_of_one_record_is_matched_once_per_rule() {
         r.matches_deduplicated
     );
 }
+
+#[test]
+fn millions_of_problems_keep_a_hundred_messages_and_count_the_rest() {
+    use trailwatch::pipeline::{KEPT_ERRORS_PER_OBJECT, Limits, process_object};
+    // 2,000,000 lines that are not records, with one good record first and
+    // one last, in a 4 KB gzip: each line is a problem, and memory must not
+    // grow with them.
+    let n = 2_000_000;
+    let good =
+        |id: &str| record(id, "CreateAccessKey", "arn:aws:iam::123456789012:user/a").to_string();
+    let mut text = good("first") + "\n";
+    text.push_str(&"1\n".repeat(n));
+    text.push_str(&good("last"));
+    text.push('\n');
+    let gz = gzip(text.as_bytes());
+    let rules = trailwatch::rules::RuleSet::builtin();
+    let report = process_object("lines.json.gz", &gz, &rules, Limits::default());
+    assert_eq!(
+        report.records, 2,
+        "the records around the problems are read"
+    );
+    assert_eq!(report.error_count(), n as u64);
+    assert_eq!(report.errors.len(), KEPT_ERRORS_PER_OBJECT);
+    // The kept ones are the first by position, whatever order the parallel
+    // chunks reported them in.
+    let offsets: Vec<u64> = report
+        .errors
+        .iter()
+        .map(|e| {
+            let m = e.message.split("byte offset ").nth(1).unwrap_or("");
+            m.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let first = good("first").len() as u64 + 1;
+    let expected: Vec<u64> = (0..KEPT_ERRORS_PER_OBJECT as u64)
+        .map(|i| first + 2 * i)
+        .collect();
+    assert_eq!(offsets, expected);
+
+    // The scan logs twenty and one line for the rest, and counts them all.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, alerts, stderr) = scan_text(dir.path(), "lines.json.gz", &gz, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(ids(&alerts, KEY_CREATED), ["first", "last"]);
+    assert!(stderr.contains(&format!("errors: {n}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} more errors in this object", n - 20)),
+        "{stderr}"
+    );
+    assert!(stderr.lines().count() < 40, "{}", stderr.lines().count());
+}

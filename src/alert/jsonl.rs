@@ -33,23 +33,23 @@ pub fn write(w: &mut dyn Write, alert: &Alert, format: Format) -> io::Result<()>
                     .group
                     .iter()
                     .flatten()
-                    .map(|(k, v)| format!("{k}={}", clean(Some(v))))
+                    .map(|(k, v)| format!("{k}={}", field(Some(v))))
                     .collect();
                 write!(w, "[{kind} x{count} {}] ", group.join(" "))?;
             }
             writeln!(
                 w,
                 "{time} {level:<13} {title} | principal={principal} account={account} region={region} ip={ip} event={event} id={id} source={source}#{record}",
-                time = clean(alert.event_time.as_deref()),
+                time = field(alert.event_time.as_deref()),
                 level = alert.level,
                 title = clean(Some(&alert.rule_title)),
-                principal = clean(alert.principal.as_deref()),
-                account = clean(alert.account.as_deref()),
-                region = clean(alert.region.as_deref()),
-                ip = clean(alert.source_ip.as_deref()),
-                event = clean(alert.event_name.as_deref()),
-                id = clean(alert.event_id.as_deref()),
-                source = clean(Some(&alert.source)),
+                principal = field(alert.principal.as_deref()),
+                account = field(alert.account.as_deref()),
+                region = field(alert.region.as_deref()),
+                ip = field(alert.source_ip.as_deref()),
+                event = field(alert.event_name.as_deref()),
+                id = field(alert.event_id.as_deref()),
+                source = field(Some(&alert.source)),
                 record = alert.record,
             )
         }
@@ -194,17 +194,54 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Escape control characters (and the separators we print) for a terminal.
+/// Escape what could fake a line or its layout on a terminal or in a log
+/// viewer: control characters, Unicode's line and paragraph separators
+/// (U+2028/2029, line breaks to many editors and web viewers), the bidi
+/// controls that reorder what is displayed (U+202A-202E, U+2066-2069,
+/// U+200E/200F, U+061C) and invisible characters (zero-width, BOM).
 pub fn clean(s: Option<&str>) -> String {
     let Some(s) = s else { return "-".into() };
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() {
+        if c.is_control() || deceptive(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
+    out
+}
+
+fn deceptive(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2028}'
+            | '\u{2029}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{061C}'
+            | '\u{FEFF}'
+    )
+}
+
+/// [`clean`] for a `key=value` field: a value that holds a space, `=`,
+/// `|`, a quote or a backslash, or is empty, is quoted (with `"` and `\`
+/// escaped), so no value can end its field early and fake another one.
+pub fn field(s: Option<&str>) -> String {
+    let c = clean(s);
+    if !c.is_empty() && !c.contains([' ', '=', '|', '"', '\\']) {
+        return c;
+    }
+    let mut out = String::with_capacity(c.len() + 2);
+    out.push('"');
+    for ch in c.chars() {
+        if matches!(ch, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('"');
     out
 }
 
@@ -258,6 +295,44 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back["rule_id"], "id");
         assert_eq!(back["user_agent"], "ua\n{\"rule_id\":\"forged\"}");
+    }
+
+    /// The text format is read by eye and by `grep`/`awk`: no field value
+    /// may break the line (for a viewer), reorder it, or fake a field.
+    #[test]
+    fn text_line_cannot_be_forged_by_a_field() {
+        let mut a = alert("ua");
+        a.source_ip = Some(
+            "1.2.3.4\u{2028} 2026-11-20T10:00:00Z critical Root login | principal=arn:aws:iam::9:root \u{202e}oi.elpmaxe\u{200b}"
+                .into(),
+        );
+        a.principal = Some("x account=999999999999 region=".into());
+        a.event_time = Some("2026-11-20T10:00:00Z critical".into());
+        let mut out = Vec::new();
+        write(&mut out, &a, Format::Text).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        for c in ['\u{2028}', '\u{202e}', '\u{200b}', '\r'] {
+            assert!(!line.contains(c), "{c:?} in {line}");
+        }
+        // Exactly one `account=` and one `principal=` field outside quotes.
+        let mut quoted = false;
+        let mut escaped = false;
+        let mut outside = String::new();
+        for ch in line.chars() {
+            match (quoted, escaped, ch) {
+                (true, false, '\\') => escaped = true,
+                (true, true, _) => escaped = false,
+                (_, false, '"') => quoted = !quoted,
+                (false, _, c) => outside.push(c),
+                _ => {}
+            }
+        }
+        assert_eq!(outside.matches(" account=").count(), 1, "{line}");
+        assert_eq!(outside.matches("principal=").count(), 1, "{line}");
+        assert!(outside.contains(" ip= event="), "{outside}");
+        assert!(line.starts_with("\"2026-11-20T10:00:00Z critical\" "), "{line}");
+        assert!(line.contains(r#"principal="x account=999999999999 region=""#), "{line}");
     }
 
     #[test]
@@ -323,7 +398,7 @@ mod tests {
         write(&mut out, &alert("\x1b[2J"), Format::Text).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches('\n').count(), 1);
-        assert!(text.contains(r"arn:x\r\nFake: header"));
+        assert!(text.contains(r#"principal="arn:x\\r\\nFake: header""#), "{text}");
         assert!(!text.contains('\x1b'));
     }
 }

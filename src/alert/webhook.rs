@@ -208,6 +208,8 @@ mod tests {
                 attempts: 0,
                 next_ms: 0,
                 suppressed_before: 2,
+                summary: false,
+                summary_since_ms: 0,
             },
         )]);
         let text = b["text"].as_str().unwrap();

@@ -2,12 +2,13 @@
 //! zero-copy [`Record`] views over a simd-json tape, to a [`Sink`].
 //!
 //! A text is a sequence of JSON values (usually one); each value is:
-//! - a CloudTrail document `{"Records":[...]}` (`Records` first, as
-//!   CloudTrail writes it): its records are the elements of its `Records`
-//!   array (of every `Records` member, if there are several);
+//! - a CloudTrail document, an object with a `Records` array (first, as
+//!   CloudTrail writes it, or anywhere): its records are the elements of
+//!   its `Records` array, of every `Records` member if there are several
+//!   (counted as a duplicate key: a later key must not hide records);
 //! - an array: its elements are the records;
-//! - a CloudTrail digest (an object with a top-level `digestStartTime`):
-//!   recognised and skipped, never read as records;
+//! - a CloudTrail digest (an object with a top-level `digestStartTime`
+//!   and no `Records` array): recognised and skipped, never read as records;
 //! - any other object: one record.
 //!
 //! JSON lines, several documents back to back (`cat a.json.gz b.json.gz`),
@@ -105,6 +106,11 @@ pub trait Sink: Sync {
     fn records(&self, first: usize, records: &[Record<'_, '_>]);
     /// A problem; parsing continues after it.
     fn error(&self, err: ParseError);
+    /// A document repeated a key of its own (`Records`), `n` more times:
+    /// read all the same, and counted with records' duplicate keys.
+    fn duplicate_keys(&self, n: u64) {
+        let _ = n;
+    }
 }
 
 /// Per-thread parser state: simd-json's scratch buffers and a tape whose
@@ -631,11 +637,32 @@ fn parse_element(st: &mut State, text: &[u8], index: usize, offset: usize, sink:
     }
 }
 
-/// Is this object a CloudTrail document: `Records` (an array) first?
+/// Is this object a CloudTrail document: a `Records` array, under any key
+/// position (JSON's key order means nothing)?
 fn is_wrapper(root: &Value<'_, '_>) -> bool {
     root.entries()
-        .next()
-        .is_some_and(|(k, v)| k == "Records" && v.kind() == Kind::Array)
+        .any(|(k, v)| k == "Records" && v.kind() == Kind::Array)
+}
+
+/// The records of a wrapper: every `Records` array's elements, in order.
+/// A repeated `Records` key is counted as a duplicate key and read, not
+/// resolved last-wins as JSON parsers do: a later key must not hide the
+/// records of an earlier one from a detector.
+fn wrapper_records<'t, 'i>(root: Value<'t, 'i>, sink: &dyn Sink) -> Vec<Value<'t, 'i>> {
+    let mut keys = 0u64;
+    let mut out = Vec::new();
+    for (k, v) in root.entries() {
+        if k == "Records" {
+            keys += 1;
+            if v.kind() == Kind::Array {
+                out.extend(v.elements());
+            }
+        }
+    }
+    if keys > 1 {
+        sink.duplicate_keys(keys - 1);
+    }
+    out
 }
 
 /// Classify a parsed root value and hand out its records, the first
@@ -647,13 +674,7 @@ fn dispatch(root: Value<'_, '_>, sink: &dyn Sink) -> Layout {
             Layout::Array
         }
         Kind::Object if is_wrapper(&root) => {
-            emit_values(
-                root.entries()
-                    .filter(|(k, v)| *k == "Records" && v.kind() == Kind::Array)
-                    .flat_map(|(_, v)| v.elements())
-                    .collect(),
-                sink,
-            );
+            emit_values(wrapper_records(root, sink), sink);
             Layout::Native
         }
         _ => dispatch_at(root, 0, 0, sink).0,
@@ -687,10 +708,7 @@ fn dispatch_at(
             Layout::Array
         }
         Kind::Object if is_wrapper(&root) => {
-            root.entries()
-                .filter(|(k, v)| *k == "Records" && v.kind() == Kind::Array)
-                .flat_map(|(_, v)| v.elements())
-                .for_each(&mut emit);
+            wrapper_records(root, sink).into_iter().for_each(&mut emit);
             Layout::Native
         }
         Kind::Object if root.entries().any(|(k, _)| k == "digestStartTime") => Layout::Digest,
@@ -1353,6 +1371,122 @@ mod tests {
         assert_eq!(run(&bom).1.len(), 2);
         let bom = format!("\u{feff}{{\"Records\":[{}]}}", good[0]);
         assert_eq!(run(&bom), (Layout::Native, vec![(0, "0".into())], vec![]));
+    }
+
+    /// A document cut short right at a line's end, followed by whole
+    /// lines: the line right after the damage is read (it was skipped,
+    /// with a root login on it), whatever ends the lines.
+    #[test]
+    fn the_line_right_after_damage_is_read() {
+        let next: Vec<String> = (1..=3).map(|i| rec(&format!("N{i}"))).collect();
+        let a = rec("A");
+        let firsts = [
+            format!("{{\"Records\":[{a}"),
+            format!("{{\"Records\":[{a},"),
+            "{\"Records\":[".to_string(),
+            format!("[{a}"),
+            "[[]".to_string(),
+            "{\"broken\": [1,2".to_string(),
+        ];
+        for first in &firsts {
+            for eol in ["\n", "\r\n", "\r"] {
+                let text = format!("{first}{eol}{}{eol}", next.join(eol));
+                for (how, ids, errs) in [
+                    {
+                        let (_, ids, errs) = run(&text);
+                        ("whole", ids, errs)
+                    },
+                    {
+                        let (_, ids, errs) = stream(&text);
+                        ("streamed", ids, errs)
+                    },
+                ] {
+                    let got: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+                    for want in ["N1", "N2", "N3"] {
+                        assert!(
+                            got.contains(&want),
+                            "{how} {first:?} {eol:?}: {want} lost; got {got:?}, {errs:?}"
+                        );
+                    }
+                    assert!(!errs.is_empty(), "{how} {first:?} {eol:?}: damage not reported");
+                }
+            }
+        }
+    }
+
+    /// A raw control character inside a string, a line break included,
+    /// costs its record only, in a one-line document too.
+    #[test]
+    fn a_raw_line_break_in_a_string_costs_only_its_record() {
+        for ctrl in ["\u{1}", "\n", "\r", "\t"] {
+            let mut recs: Vec<String> = (0..6).map(|i| rec(&i.to_string())).collect();
+            recs[1] = recs[1].replace("\"X\"", &format!("\"bad{ctrl}name\""));
+            let text = format!("{{\"Records\":[{}]}}", recs.join(","));
+            let (_, ids, errs) = run(&text);
+            let got: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+            assert_eq!(got, ["0", "2", "3", "4", "5"], "{ctrl:?}: {errs:?}");
+            assert_eq!(errs.len(), 1, "{ctrl:?}: {errs:?}");
+            assert_eq!(errs[0].record, Some(1), "{ctrl:?}");
+        }
+    }
+
+    /// JSON's key order means nothing: an object with a `Records` array
+    /// anywhere is a CloudTrail document; a repeated `Records` is read in
+    /// full (no record hidden by a later key) and counted; a digest key
+    /// does not make a document with records a digest.
+    #[test]
+    fn a_records_array_under_any_key_position_is_a_document() {
+        #[derive(Default)]
+        struct Dups(Collect, std::sync::atomic::AtomicU64);
+        impl Sink for Dups {
+            fn records(&self, first: usize, records: &[Record<'_, '_>]) {
+                self.0.records(first, records)
+            }
+            fn error(&self, err: ParseError) {
+                self.0.error(err)
+            }
+            fn duplicate_keys(&self, n: u64) {
+                self.1.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let (a, b) = (rec("A"), rec("B"));
+        let digest = r#""digestStartTime":"2026-11-20T10:00:00Z""#;
+        for (text, want, dups) in [
+            (format!(r#"{{"Meta":"x","Records":[{a}]}}"#), vec!["A"], 0),
+            (format!(r#"{{"Records":[{a}],{digest}}}"#), vec!["A"], 0),
+            (format!(r#"{{{digest},"Records":[{a}]}}"#), vec!["A"], 0),
+            (format!(r#"{{"Records":[{a}],"Records":[{b}]}}"#), vec!["A", "B"], 1),
+            (format!(r#"{{"Records":[{a}],"Records":[]}}"#), vec!["A"], 1),
+            (format!(r#"{{"Records":[{a}],"Rec\u006frds":[{b}]}}"#), vec!["A", "B"], 1),
+            (format!(r#"{{"Rec\u006frds":[{a}]}}"#), vec!["A"], 0),
+            (format!(r#"{{"x":1,"Records":[{a}],"Records":[{b}]}}"#), vec!["A", "B"], 1),
+        ] {
+            for streamed in [false, true] {
+                let sink = Dups::default();
+                let layout = if streamed {
+                    match parse_reader(&mut text.as_bytes(), &sink).0 {
+                        StreamEnd::Done(l) => l,
+                        StreamEnd::Read(e) => panic!("{e}"),
+                    }
+                } else {
+                    let mut buf = text.as_bytes().to_vec();
+                    let len = buf.len();
+                    buf.resize(len + simd_json::INPUT_PADDING, b' ');
+                    let pristine = buf.clone();
+                    match parse(&mut buf, len, &sink) {
+                        Ok(l) => l,
+                        Err(failed) => recover(&pristine, len, &sink, &failed),
+                    }
+                };
+                let mut ids: Vec<String> =
+                    sink.0.ids.lock().unwrap().iter().map(|(_, id)| id.clone()).collect();
+                ids.sort();
+                assert_eq!(ids, want, "{text} (streamed: {streamed})");
+                assert_eq!(layout, Layout::Native, "{text}");
+                assert!(sink.0.errors.lock().unwrap().is_empty(), "{text}");
+                assert_eq!(sink.1.into_inner(), dups, "{text} (streamed: {streamed})");
+            }
+        }
     }
 
     /// A value spread over lines is one record even in a text of lines, and

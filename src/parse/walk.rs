@@ -60,6 +60,9 @@ pub(super) struct Window<'a> {
     pub(super) read_err: Option<std::io::Error>,
     /// Bytes read from the reader.
     pub(super) total: u64,
+    /// The byte just before `base`, once bytes have been forgotten (to
+    /// tell whether a position starts a line).
+    before: Option<u8>,
 }
 
 impl<'a> Window<'a> {
@@ -72,6 +75,7 @@ impl<'a> Window<'a> {
             eof: true,
             read_err: None,
             total: 0,
+            before: None,
         }
     }
 
@@ -84,6 +88,7 @@ impl<'a> Window<'a> {
             eof: false,
             read_err: None,
             total: 0,
+            before: None,
         }
     }
 
@@ -161,6 +166,22 @@ impl<'a> Window<'a> {
         self.held().get(abs.checked_sub(self.base)?).copied()
     }
 
+    /// Whether `abs` is the first column of a line (the text's start, or
+    /// just after a LF or a lone CR, which some producers end lines with).
+    /// A window over the middle of a text that has forgotten nothing
+    /// cannot tell, and says no.
+    fn line_start(&mut self, abs: usize) -> bool {
+        if abs == 0 {
+            return true;
+        }
+        let prev = if abs == self.base {
+            self.before
+        } else {
+            self.byte(abs - 1)
+        };
+        matches!(prev, Some(b'\n' | b'\r'))
+    }
+
     /// Read about as much again as is held (for a value longer than the
     /// window: geometric, so rescanning it costs linear time in all).
     fn grow(&mut self) -> bool {
@@ -175,6 +196,7 @@ impl<'a> Window<'a> {
             let drop = abs.saturating_sub(self.base).min(v.len());
             let window = window();
             if drop > window {
+                self.before = Some(v[drop - 1]);
                 v.drain(..drop);
                 self.base += drop;
                 if v.capacity() > 4 * window && v.len() < v.capacity() / 4 {
@@ -230,6 +252,8 @@ pub(super) struct Walk<'w, 's> {
     /// document, met at the top level at the end of the text, are
     /// expected, not news.
     resynced: bool,
+    /// Where reading last resumed after damage: never resumed at twice.
+    resumed_at: Option<usize>,
 }
 
 impl<'w, 's> Walk<'w, 's> {
@@ -242,6 +266,7 @@ impl<'w, 's> Walk<'w, 's> {
             values: 0,
             layout: None,
             resynced: false,
+            resumed_at: None,
         }
     }
 
@@ -407,9 +432,12 @@ impl<'w, 's> Walk<'w, 's> {
             None => 0,
         };
         let tail = match resume {
+            Some(p) if p <= d.start => {
+                format!("; reading resumes at byte {p}, a line that holds a whole value")
+            }
             Some(p) => format!(
                 "; {} bytes from its start cannot be delimited soundly and are skipped \
-                 (about {starts} more records); reading resumes at byte {p}",
+                 (up to {starts} more records); reading resumes at byte {p}",
                 p - d.start
             ),
             None if d.ended => String::new(),
@@ -433,29 +461,23 @@ impl<'w, 's> Walk<'w, 's> {
         resume
     }
 
-    /// The start of the next line after `at` that holds exactly one
-    /// complete object or array, from its first column to its end.
+    /// The start of the first line at or after `at` that holds exactly
+    /// one complete object or array, from its first column to its end.
+    /// The line starting at `at` itself counts when `at` is its first
+    /// column (a document cut short at a line's end, followed by whole
+    /// lines), except where reading last resumed: that line just failed.
+    /// Lines end at LF or at a lone CR.
     fn resync(&mut self, at: usize) -> Option<usize> {
-        let mut from = at;
+        let mut line = if self.win.line_start(at) && self.resumed_at != Some(at) {
+            at
+        } else {
+            self.next_line(at)?
+        };
         loop {
-            let nl = loop {
-                match memchr::memchr(b'\n', self.win.from(from)) {
-                    Some(p) => break from + p,
-                    None => {
-                        let end = self.win.end();
-                        self.win.release(end);
-                        if !self.win.grow() {
-                            return None;
-                        }
-                        from = end;
-                    }
-                }
-            };
-            let line = nl + 1;
             if matches!(self.byte(line), Some(b'{' | b'[')) {
                 // The line, alone.
                 let line_end = loop {
-                    match memchr::memchr(b'\n', self.win.from(line)) {
+                    match memchr::memchr2(b'\n', b'\r', self.win.from(line)) {
                         Some(p) => break line + p,
                         None if self.win.grow() => {}
                         None => break self.win.end(),
@@ -465,10 +487,29 @@ impl<'w, 's> Walk<'w, 's> {
                 if let End::Complete(e) = scan::value_end(text, 0, &mut self.stack, true)
                     && text[e..].iter().all(|b| scan::is_ws(*b))
                 {
+                    self.resumed_at = Some(line);
                     return Some(line);
                 }
             }
-            from = line;
+            line = self.next_line(line)?;
+        }
+    }
+
+    /// The start of the line after the one holding `from`, forgetting what
+    /// is passed over; none when the text ends first.
+    fn next_line(&mut self, mut from: usize) -> Option<usize> {
+        loop {
+            match memchr::memchr2(b'\n', b'\r', self.win.from(from)) {
+                Some(p) => return Some(from + p + 1),
+                None => {
+                    let end = self.win.end();
+                    self.win.release(end);
+                    if !self.win.grow() {
+                        return None;
+                    }
+                    from = end;
+                }
+            }
         }
     }
 
@@ -519,6 +560,7 @@ impl<'w, 's> Walk<'w, 's> {
     /// too); returns the end of the wrapper.
     fn wrapper_from(&mut self, st: &mut State, pos: usize) -> Result<usize, Damage> {
         let mut i = self.elements(st, pos)?;
+        let sink = self.sink;
         loop {
             i = self.skip_ws(i, false);
             match self.byte(i) {
@@ -555,7 +597,14 @@ impl<'w, 's> Walk<'w, 's> {
                 End::Complete(e) => e,
                 other => return Err(Damage::from_end(other, k, "a key")),
             };
-            let is_records = self.win.bytes(k, key_end) == b"\"Records\"";
+            // The key as JSON means it: `"Rec\u006frds"` is `Records` too.
+            let key = self.win.bytes(k, key_end);
+            let is_records = key == b"\"Records\""
+                || (key.contains(&b'\\')
+                    && serde_json::from_slice::<String>(key).is_ok_and(|k| k == "Records"));
+            if is_records {
+                sink.duplicate_keys(1);
+            }
             let c = self.skip_ws(key_end, false);
             if self.byte(c) != Some(b':') {
                 return Err(Damage {
