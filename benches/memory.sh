@@ -111,4 +111,5 @@ daemon string "[limits]
 max_object_bytes = 536870912"
 run string-scan "$bin" scan --max-object-bytes 536870912 "$work/string"
 daemon errors
+run errors-scan "$bin" scan "$work/errors"
 echo "inputs and outputs in $work"
