@@ -368,7 +368,14 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
     for r in &remotes {
         metrics.declare_sink(
             r.outbox.sink,
-            &["sent", "failed", "queued", "suppressed", "filtered"],
+            &[
+                "sent",
+                "failed",
+                "queued",
+                "suppressed",
+                "summarised",
+                "filtered",
+            ],
         );
         // Detached: it runs until the runtime is dropped at exit.
         drop(rt.spawn(remote::deliver_forever(
@@ -585,7 +592,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                 let windows = Some(correlator.save());
                 deliver(&mut outputs, done, windows, &mut stats)?;
             }
-            drain(&rt, &remotes, &store, grace);
+            drain(&rt, &remotes, &store, &metrics, grace);
             return Ok(stats);
         }
         let next = sources
@@ -607,6 +614,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                 &rt,
                 &remotes,
                 &store,
+                &metrics,
                 grace.saturating_sub(Duration::from_secs(1)),
             );
             return Ok(stats);
@@ -965,9 +973,18 @@ async fn stopped(stop: &AtomicBool) {
 
 /// Give the remote sinks up to `limit` to empty their outboxes (the end of
 /// `--once`, or a stop); what remains is sent after the next start.
-fn drain(rt: &tokio::runtime::Runtime, remotes: &[Arc<Remote>], store: &Store, limit: Duration) {
+fn drain(
+    rt: &tokio::runtime::Runtime,
+    remotes: &[Arc<Remote>],
+    store: &Store,
+    metrics: &Metrics,
+    limit: Duration,
+) {
     let deadline = Instant::now() + limit;
     for r in remotes {
+        // Ended suppression windows owe a summary: queued first, so the
+        // depth counts it.
+        r.close_windows(store, metrics, crate::checkpoint::now_ms());
         r.wake.notify_one();
     }
     let _guard = rt.enter();

@@ -493,7 +493,11 @@ mod tests {
             let mut input = cut.to_vec();
             input.extend(gz(&text(1000)));
             let d = decode(&input, DEFAULT_MAX_OBJECT_BYTES, Vec::new());
-            assert!(matches!(d.error, Some(DecodeError::Corrupt { .. })), "{:?}", d.error);
+            assert!(
+                matches!(d.error, Some(DecodeError::Corrupt { .. })),
+                "{:?}",
+                d.error
+            );
             assert!(
                 d.len >= want.len(),
                 "cut at {cut_at}: kept {} bytes of {} decodable",

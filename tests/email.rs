@@ -146,13 +146,15 @@ fn input(dir: &Path) {
 }
 
 /// What suppression groups alerts by: the rule and the correlation group,
-/// else the rule, principal and account.
+/// else the rule, principal and account; and the action and level (a
+/// different action by the same principal is news).
 fn pair(a: &Value) -> String {
-    if a["group"].is_object() {
-        format!("{}{}", a["rule_id"], a["group"])
+    let who = if a["group"].is_object() {
+        a["group"].to_string()
     } else {
-        format!("{}{}{}", a["rule_id"], a["principal"], a["account"])
-    }
+        format!("{}{}", a["principal"], a["account"])
+    };
+    format!("{}{who}{}{}", a["rule_id"], a["event_name"], a["level"])
 }
 
 /// (rule id, first correlated event id or event id) of an alert, from its
@@ -587,4 +589,206 @@ fn a_server_that_refuses_hangs_or_drops_mid_data_loses_and_repeats_nothing() {
     let mails = smtp.mails();
     assert_eq!(mails.len(), n, "one mail per alert");
     assert_each_alert_mailed_once(dir.path(), &mails);
+}
+
+/// The first event of `rules/{rule}.tests.jsonl` that the rule must match.
+fn matching_event(rule: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rules")
+        .join(format!("{rule}.tests.jsonl"));
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|c| c["match"] == true)
+        .unwrap_or_else(|| panic!("no matching case in {}", path.display()))["event"]
+        .clone()
+}
+
+/// `event` with its id and who did it (`arn`) set, and the action.
+fn event_as(mut event: Value, id: &str, arn: &str, name: Option<&str>) -> Value {
+    event["eventID"] = json!(id);
+    event["userIdentity"]["arn"] = json!(arn);
+    if let Some(name) = name {
+        event["eventName"] = json!(name);
+    }
+    event
+}
+
+fn write_records(dir: &Path, file: &str, records: &[Value]) {
+    let into = dir.join("in");
+    std::fs::create_dir_all(&into).unwrap();
+    std::fs::write(
+        into.join(file),
+        serde_json::to_vec(&json!({ "Records": records })).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Event ids the mails carry (one per mail, or the summary's), in order
+/// of arrival.
+fn mailed_ids(mails: &[Value]) -> Vec<String> {
+    mails
+        .iter()
+        .map(|m| mail_identity(m["text"].as_str().unwrap()).1)
+        .collect()
+}
+
+/// Under the hourly cap the most severe alert goes first, and a critical
+/// alert is never held by a used-up cap: three low AccessDenied mails
+/// queued before a root login do not delay it, now or an hour later.
+#[test]
+fn critical_alerts_go_first_and_the_cap_never_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let denied = matching_event("errors/access_denied");
+    let root = matching_event("root/root_console_login_without_mfa");
+    let mut records: Vec<Value> = (0..3)
+        .map(|i| {
+            event_as(
+                denied.clone(),
+                &format!("deny-{i}"),
+                &format!("arn:aws:iam::123456789012:user/u{i}"),
+                None,
+            )
+        })
+        .collect();
+    records.push(event_as(
+        root.clone(),
+        "root-1",
+        "arn:aws:iam::123456789012:root",
+        None,
+    ));
+    write_records(dir.path(), "a.json", &records);
+    let port = free_port();
+    let smtp = Smtpd::start(port, &dir.path().join("mail"), &[]);
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "{}[email.storm]\nsuppress_secs = 0\nmax_per_hour = 1\n",
+            plain(port)
+        ),
+        "",
+    );
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("grace_secs = 15", "grace_secs = 3");
+    std::fs::write(&cfg, text).unwrap();
+    run_once(&cfg, &[], &[]);
+    assert_eq!(
+        mailed_ids(&smtp.mails()),
+        ["root-1"],
+        "the critical goes first"
+    );
+    // The cap is used up; another critical is not held by it.
+    write_records(
+        dir.path(),
+        "b.json",
+        &[event_as(
+            root,
+            "root-2",
+            "arn:aws:iam::123456789012:root",
+            None,
+        )],
+    );
+    run_once(&cfg, &[], &[]);
+    assert_eq!(mailed_ids(&smtp.mails()), ["root-1", "root-2"]);
+}
+
+/// Suppression holds back repeats of the same action only, a window that
+/// held alerts back ends in a summary mail (no further alert needed), and
+/// Message-IDs follow the alerts: distinct per mail, the same for the same
+/// alert mailed from a fresh store (a lost volume, a second instance).
+#[test]
+fn summaries_at_window_close_and_message_ids_from_the_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let tamper = matching_event("tamper/cloudtrail_tampering");
+    let denied = matching_event("errors/access_denied");
+    let who = "arn:aws:iam::123456789012:user/mallory";
+    let mut records = vec![
+        event_as(tamper.clone(), "stop-1", who, Some("StopLogging")),
+        event_as(tamper, "delete-1", who, Some("DeleteTrail")),
+    ];
+    for i in 0..3 {
+        records.push(event_as(denied.clone(), &format!("deny-{i}"), who, None));
+    }
+    write_records(dir.path(), "a.json", &records);
+    let port = free_port();
+    let smtp = Smtpd::start(port, &dir.path().join("mail"), &[]);
+    let email = format!("{}[email.storm]\nsuppress_secs = 2\n", plain(port));
+    let cfg = config(dir.path(), &email, "");
+    run_once(&cfg, &[], &[]);
+    let first = smtp.mails();
+    let ids: BTreeSet<String> = mailed_ids(&first).into_iter().collect();
+    for want in ["stop-1", "delete-1", "deny-0"] {
+        assert!(ids.contains(want), "{want} not mailed: {ids:?}");
+    }
+    assert!(
+        !ids.contains("deny-1") && !ids.contains("deny-2"),
+        "{ids:?}"
+    );
+    // The window ends: its summary goes out on the next pass.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    run_once(&cfg, &[], &[]);
+    let mails = smtp.mails();
+    let summaries: Vec<&Value> = mails
+        .iter()
+        .filter(|m| {
+            m["text"]
+                .as_str()
+                .unwrap()
+                .contains("Summary: 2 alerts like this one")
+        })
+        .collect();
+    // One per rule the denied calls matched.
+    let rules: BTreeSet<String> = written(dir.path())
+        .iter()
+        .filter(|a| a["event_id"] == "deny-0")
+        .map(|a| a["rule_id"].to_string())
+        .collect();
+    assert!(!rules.is_empty());
+    assert_eq!(summaries.len(), rules.len(), "{:#?}", mailed_ids(&mails));
+    for s in &summaries {
+        assert_eq!(mailed_ids(&[(*s).clone()]), ["deny-2"]);
+    }
+    let message_ids: Vec<&str> = mails.iter().map(|m| header(m, "message-id")[0]).collect();
+    let distinct: BTreeSet<&str> = message_ids.iter().copied().collect();
+    assert_eq!(distinct.len(), mails.len(), "{message_ids:?}");
+
+    // The same input into a fresh store: the same alerts, the same IDs;
+    // an alert never mailed before gets one of its own.
+    let fresh = tempfile::tempdir().unwrap();
+    write_records(fresh.path(), "a.json", &records);
+    write_records(
+        fresh.path(),
+        "b.json",
+        &[event_as(
+            denied,
+            "deny-x",
+            "arn:aws:iam::123456789012:user/eve",
+            None,
+        )],
+    );
+    let port2 = free_port();
+    let smtp2 = Smtpd::start(port2, &fresh.path().join("mail"), &[]);
+    let email = format!("{}[email.storm]\nsuppress_secs = 2\n", plain(port2));
+    run_once(&config(fresh.path(), &email, ""), &[], &[]);
+    let by_event = |mails: &[Value]| -> BTreeMap<String, String> {
+        mails
+            .iter()
+            .filter(|m| !m["text"].as_str().unwrap().contains("Summary: "))
+            .map(|m| {
+                (
+                    mail_identity(m["text"].as_str().unwrap()).1,
+                    header(m, "message-id")[0].to_owned(),
+                )
+            })
+            .collect()
+    };
+    let before = by_event(&first);
+    let after = by_event(&smtp2.mails());
+    for (event, id) in &before {
+        assert_eq!(after.get(event), Some(id), "{event}");
+    }
+    let new_id = &after["deny-x"];
+    assert!(!distinct.contains(new_id.as_str()));
 }

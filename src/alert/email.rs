@@ -475,8 +475,13 @@ pub fn message_id(group: &[(u64, Entry)], domain: &str) -> String {
         })
         .collect();
     keys.sort();
-    let digest =
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, keys.join("\u{1}").as_bytes());
+    // Each key with its length: no two lists of keys hash the same text.
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for k in &keys {
+        ctx.update(&(k.len() as u64).to_le_bytes());
+        ctx.update(k.as_bytes());
+    }
+    let digest = ctx.finish();
     let hex: String = digest.as_ref()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -668,6 +673,52 @@ mod tests {
         a.region = Some("evil.example.com/".into());
         a.event_id = Some("0b7e3f0e-1111-2222-3333-444455556666".into());
         a
+    }
+
+    fn entry(a: Alert) -> (u64, Entry) {
+        (
+            7,
+            Entry {
+                alert: a,
+                queued_ms: 0,
+                attempts: 0,
+                next_ms: 0,
+                suppressed_before: 0,
+                summary: false,
+                summary_since_ms: 0,
+            },
+        )
+    }
+
+    /// Message-IDs come from what a mail carries: the same alerts give the
+    /// same ID (a resend after a crash, from any store), any other alert,
+    /// or a summary of it, another one; a fresh store does not reuse IDs.
+    #[test]
+    fn message_ids_follow_the_alerts_not_the_store() {
+        let with_id = |id: &str| {
+            let mut a = hostile();
+            a.event_id = Some(id.into());
+            a
+        };
+        let one = message_id(&[entry(with_id("e1"))], "example.com");
+        // Same alert, queued under another sequence number (another store).
+        let mut moved = entry(with_id("e1"));
+        moved.0 = 0;
+        moved.1.queued_ms = 99;
+        moved.1.attempts = 3;
+        assert_eq!(one, message_id(&[moved], "example.com"));
+        assert_ne!(one, message_id(&[entry(with_id("e2"))], "example.com"));
+        let mut summary = entry(with_id("e1"));
+        summary.1.summary = true;
+        summary.1.suppressed_before = 5;
+        assert_ne!(one, message_id(&[summary], "example.com"));
+        // A digest: order does not matter, content does.
+        let ab = message_id(&[entry(with_id("a")), entry(with_id("b"))], "example.com");
+        let ba = message_id(&[entry(with_id("b")), entry(with_id("a"))], "example.com");
+        assert_eq!(ab, ba);
+        assert_ne!(ab, message_id(&[entry(with_id("a"))], "example.com"));
+        assert!(one.starts_with("<trailwatch.") && one.ends_with("@example.com>"));
+        assert!(!one.contains(['\r', '\n', ' ']));
     }
 
     #[test]

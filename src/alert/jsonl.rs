@@ -331,8 +331,14 @@ mod tests {
         assert_eq!(outside.matches(" account=").count(), 1, "{line}");
         assert_eq!(outside.matches("principal=").count(), 1, "{line}");
         assert!(outside.contains(" ip= event="), "{outside}");
-        assert!(line.starts_with("\"2026-11-20T10:00:00Z critical\" "), "{line}");
-        assert!(line.contains(r#"principal="x account=999999999999 region=""#), "{line}");
+        assert!(
+            line.starts_with("\"2026-11-20T10:00:00Z critical\" "),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#"principal="x account=999999999999 region=""#),
+            "{line}"
+        );
     }
 
     #[test]
@@ -398,7 +404,10 @@ mod tests {
         write(&mut out, &alert("\x1b[2J"), Format::Text).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches('\n').count(), 1);
-        assert!(text.contains(r#"principal="arn:x\\r\\nFake: header""#), "{text}");
+        assert!(
+            text.contains(r#"principal="arn:x\\r\\nFake: header""#),
+            "{text}"
+        );
         assert!(!text.contains('\x1b'));
     }
 }

@@ -271,25 +271,22 @@ impl Outbox {
     /// and is forgotten; so is every other ended window. Returns the
     /// summaries queued.
     pub fn close_windows(&self, db: &Database, now_ms: u64) -> DbResult<u64> {
-        let ended: Vec<(String, Window)> = {
+        // A cheap look first: most rounds find nothing and write nothing.
+        let any = {
             let txn = db.begin_read()?;
             let t = txn.open_table(SUPPRESS)?;
-            t.range((self.sink, "")..)?
-                .filter_map(Result::ok)
-                .take_while(|(k, _)| k.value().0 == self.sink)
-                .filter_map(|(k, v)| {
-                    let w: Window = serde_json::from_slice(v.value()).ok()?;
-                    (w.until <= now_ms).then(|| (k.value().1.to_owned(), w))
-                })
-                .collect()
+            !self.ended(&t, now_ms)?.is_empty()
         };
-        if ended.is_empty() {
+        if !any {
             return Ok(0);
         }
+        // Read again inside the write: two callers (a delivery round and a
+        // drain) must not both summarise one window.
         let txn = db.begin_write()?;
         let mut queued = 0;
         {
             let mut suppress = txn.open_table(SUPPRESS)?;
+            let ended = self.ended(&suppress, now_ms)?;
             let mut outbox = txn.open_table(OUTBOX)?;
             let mut states = txn.open_table(SINK_STATE)?;
             let mut state = self.state(&states)?;
@@ -318,6 +315,27 @@ impl Outbox {
         }
         txn.commit()?;
         Ok(queued)
+    }
+
+    /// This sink's suppression windows that ended by `now_ms`.
+    fn ended(
+        &self,
+        t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+        now_ms: u64,
+    ) -> DbResult<Vec<(String, Window)>> {
+        let mut out = Vec::new();
+        for row in t.range((self.sink, "")..)? {
+            let (k, v) = row?;
+            if k.value().0 != self.sink {
+                break;
+            }
+            if let Ok(w) = serde_json::from_slice::<Window>(v.value())
+                && w.until <= now_ms
+            {
+                out.push((k.value().1.to_owned(), w));
+            }
+        }
+        Ok(out)
     }
 
     /// Alerts waiting, for the depth gauge.
@@ -590,5 +608,117 @@ mod tests {
         low.level = "low";
         let q = enqueue(&db, &o, &[low, alert("r2", "a")], 0);
         assert_eq!((q.queued, q.filtered), (1, 1));
+    }
+
+    fn with_level(rule: &str, principal: &str, level: &'static str) -> Alert {
+        let mut a = alert(rule, principal);
+        a.level = level;
+        a
+    }
+
+    /// Under the hourly cap the most severe go first, and critical alerts
+    /// are never held by it (they are counted against it all the same).
+    #[test]
+    fn critical_alerts_go_first_and_are_never_held_by_the_cap() {
+        let (_d, db) = db();
+        let o = outbox(StormConfig {
+            suppress_secs: 0,
+            max_per_hour: 3,
+            ..Default::default()
+        });
+        let mut alerts: Vec<Alert> = (0..3)
+            .map(|i| with_level("iam_change_without_mfa", &format!("p{i}"), "low"))
+            .collect();
+        alerts.push(with_level("cloudtrail_deleted", "attacker", "critical"));
+        alerts.push(with_level("leave_organization", "attacker", "high"));
+        assert_eq!(enqueue(&db, &o, &alerts, 0).queued, 5);
+        let due = o.due(&db, 0, 10).unwrap().unwrap();
+        let order: Vec<&str> = due.iter().map(|(_, e)| e.alert.level).collect();
+        assert_eq!(order, ["critical", "high", "low", "low", "low"]);
+        // Three mails use the cap: the critical and the high among them.
+        let seqs: Vec<u64> = due[..3].iter().map(|(s, _)| *s).collect();
+        o.delivered(&db, &seqs, 3, 1_000).unwrap();
+        // Cap used up: lows wait, a new critical does not.
+        assert!(o.due(&db, 2_000, 10).unwrap().is_err());
+        enqueue(
+            &db,
+            &o,
+            &[with_level("root_login", "root", "critical")],
+            2_000,
+        );
+        let due = o.due(&db, 2_000, 10).unwrap().unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].1.alert.rule_id, "root_login");
+        o.delivered(&db, &[due[0].0], 1, 2_000).unwrap();
+        // The lows go once the hour has passed.
+        assert_eq!(o.due(&db, 3_601_001, 10).unwrap().unwrap().len(), 2);
+    }
+
+    /// A window that held alerts back ends in a summary of its own, sent
+    /// without waiting for another such alert; different actions by the
+    /// same principal are not held back as repeats.
+    #[test]
+    fn a_closed_window_is_summarised_and_other_actions_are_news() {
+        let (_d, db) = db();
+        let o = outbox(StormConfig {
+            suppress_secs: 60,
+            ..Default::default()
+        });
+        let mut stop = with_level("tamper", "attacker", "critical");
+        stop.event_name = Some("StopLogging".into());
+        let mut delete = stop.clone();
+        delete.event_name = Some("DeleteTrail".into());
+        let q = enqueue(&db, &o, &[stop.clone(), delete, stop.clone(), stop], 1_000);
+        assert_eq!((q.queued, q.suppressed), (2, 2));
+        // Before the window ends: nothing to summarise.
+        assert_eq!(o.close_windows(&db, 60_999).unwrap(), 0);
+        assert_eq!(o.close_windows(&db, 61_000).unwrap(), 1);
+        let due = o.due(&db, 61_000, 10).unwrap().unwrap();
+        let summary: Vec<&Entry> = due.iter().map(|(_, e)| e).filter(|e| e.summary).collect();
+        assert_eq!(summary.len(), 1);
+        assert_eq!(summary[0].suppressed_before, 2);
+        assert_eq!(summary[0].summary_since_ms, 1_000);
+        assert_eq!(summary[0].alert.event_name.as_deref(), Some("StopLogging"));
+        // Closed once: not again, and the next alert carries no count.
+        assert_eq!(o.close_windows(&db, 200_000).unwrap(), 0);
+        let mut again = with_level("tamper", "attacker", "critical");
+        again.event_name = Some("StopLogging".into());
+        assert_eq!(enqueue(&db, &o, &[again], 200_000).queued, 1);
+        let due = o.due(&db, 200_000, 10).unwrap().unwrap();
+        assert!(
+            due.iter()
+                .all(|(_, e)| e.summary || e.suppressed_before == 0)
+        );
+    }
+
+    /// Entries queued before priorities (sequence-only keys) are moved to
+    /// their level's place at start, and keep their order.
+    #[test]
+    fn entries_from_before_priorities_are_moved() {
+        let (_d, db) = db();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(OUTBOX).unwrap();
+            for (seq, level) in [(0u64, "low"), (1, "critical")] {
+                let e = Entry {
+                    alert: with_level("r", "p", level),
+                    queued_ms: 0,
+                    attempts: 0,
+                    next_ms: 0,
+                    suppressed_before: 0,
+                    summary: false,
+                    summary_since_ms: 0,
+                };
+                let bytes = serde_json::to_vec(&e).unwrap();
+                t.insert(("email", seq), bytes.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        Outbox::init(&db).unwrap();
+        let o = outbox(StormConfig::default());
+        let due = o.due(&db, 0, 10).unwrap().unwrap();
+        let order: Vec<&str> = due.iter().map(|(_, e)| e.alert.level).collect();
+        assert_eq!(order, ["critical", "low"]);
+        assert!(due.iter().all(|(k, _)| k >> 56 != 0));
     }
 }

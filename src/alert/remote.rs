@@ -68,14 +68,11 @@ impl Remote {
         })
     }
 
-    /// One round: send what is due. Returns how long to wait before the
-    /// next round.
-    async fn round(&self, store: &Store, metrics: &Metrics) -> Duration {
+    /// Queue a summary for each suppression window that ended having held
+    /// alerts back (each round, and before a drain looks at the depth).
+    pub fn close_windows(&self, store: &Store, metrics: &Metrics, now: u64) {
         let sink = self.outbox.sink;
-        let digest = self.outbox.storm.digest_secs > 0;
-        let db = store.database();
-        let now = now_ms();
-        match self.outbox.close_windows(db, now) {
+        match self.outbox.close_windows(store.database(), now) {
             Ok(0) => {}
             Ok(n) => {
                 metrics.alerts(sink, "summarised", n);
@@ -87,6 +84,16 @@ impl Remote {
             }
             Err(e) => tracing::error!(sink, "closing suppression windows: {e}"),
         }
+    }
+
+    /// One round: send what is due. Returns how long to wait before the
+    /// next round.
+    async fn round(&self, store: &Store, metrics: &Metrics) -> Duration {
+        let sink = self.outbox.sink;
+        let digest = self.outbox.storm.digest_secs > 0;
+        let db = store.database();
+        let now = now_ms();
+        self.close_windows(store, metrics, now);
         let due = match self.outbox.due(db, now, if digest { 200 } else { 1 }) {
             Ok(Ok(due)) => due,
             Ok(Err(wait_ms)) => return Duration::from_millis(wait_ms),

@@ -1408,7 +1408,10 @@ mod tests {
                             "{how} {first:?} {eol:?}: {want} lost; got {got:?}, {errs:?}"
                         );
                     }
-                    assert!(!errs.is_empty(), "{how} {first:?} {eol:?}: damage not reported");
+                    assert!(
+                        !errs.is_empty(),
+                        "{how} {first:?} {eol:?}: damage not reported"
+                    );
                 }
             }
         }
@@ -1455,11 +1458,23 @@ mod tests {
             (format!(r#"{{"Meta":"x","Records":[{a}]}}"#), vec!["A"], 0),
             (format!(r#"{{"Records":[{a}],{digest}}}"#), vec!["A"], 0),
             (format!(r#"{{{digest},"Records":[{a}]}}"#), vec!["A"], 0),
-            (format!(r#"{{"Records":[{a}],"Records":[{b}]}}"#), vec!["A", "B"], 1),
+            (
+                format!(r#"{{"Records":[{a}],"Records":[{b}]}}"#),
+                vec!["A", "B"],
+                1,
+            ),
             (format!(r#"{{"Records":[{a}],"Records":[]}}"#), vec!["A"], 1),
-            (format!(r#"{{"Records":[{a}],"Rec\u006frds":[{b}]}}"#), vec!["A", "B"], 1),
+            (
+                format!(r#"{{"Records":[{a}],"Rec\u006frds":[{b}]}}"#),
+                vec!["A", "B"],
+                1,
+            ),
             (format!(r#"{{"Rec\u006frds":[{a}]}}"#), vec!["A"], 0),
-            (format!(r#"{{"x":1,"Records":[{a}],"Records":[{b}]}}"#), vec!["A", "B"], 1),
+            (
+                format!(r#"{{"x":1,"Records":[{a}],"Records":[{b}]}}"#),
+                vec!["A", "B"],
+                1,
+            ),
         ] {
             for streamed in [false, true] {
                 let sink = Dups::default();
@@ -1478,8 +1493,14 @@ mod tests {
                         Err(failed) => recover(&pristine, len, &sink, &failed),
                     }
                 };
-                let mut ids: Vec<String> =
-                    sink.0.ids.lock().unwrap().iter().map(|(_, id)| id.clone()).collect();
+                let mut ids: Vec<String> = sink
+                    .0
+                    .ids
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(_, id)| id.clone())
+                    .collect();
                 ids.sort();
                 assert_eq!(ids, want, "{text} (streamed: {streamed})");
                 assert_eq!(layout, Layout::Native, "{text}");
