@@ -310,7 +310,7 @@ impl Config {
             })?;
         let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: name.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: parse_message(&text, &e),
         })?;
         config.validate(name)?;
         Ok(config)
@@ -417,6 +417,87 @@ impl Config {
     }
 }
 
+/// A TOML error as `line L, column C: what`, without the excerpt of the
+/// file the toml crate shows and with every quoted value elided: a secret
+/// written where it does not belong (an inline `password`, a token in the
+/// wrong field) must never reach a log or the journal through an error.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    let at = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |p| p + 1);
+            let column = before.len() - line_start + 1;
+            // A value of the wrong type or form: the TOML parsed, so its
+            // line is a real `key = value`, and the key (never the value)
+            // says what to fix. (After a syntax error the line may be the
+            // middle of a string: nothing of it is shown.)
+            let data_error = [
+                "invalid type",
+                "invalid value",
+                "unknown variant",
+                "invalid length",
+            ]
+            .iter()
+            .any(|p| message.starts_with(p));
+            let key = before[line_start..]
+                .split_once('=')
+                .map(|(k, _)| k.trim())
+                .filter(|k| {
+                    data_error
+                        && !k.is_empty()
+                        && k.len() <= 64
+                        && k.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+                });
+            match key {
+                Some(k) => format!("line {line}, column {column}, `{k}`: "),
+                None => format!("line {line}, column {column}: "),
+            }
+        }
+        None => String::new(),
+    };
+    format!("{at}{}", elide_values(message))
+}
+
+/// `"..."` becomes `"…"`, and so does the value named in "unknown variant
+/// `...`"; key names (in backticks elsewhere) stay, as they say what to fix.
+fn elide_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(p) = rest.find(['"', '`']) {
+        out.push_str(&rest[..p]);
+        let quote = rest.as_bytes()[p] as char;
+        let after = &rest[p + 1..];
+        let is_value = quote == '"' || out.ends_with("unknown variant ");
+        // The closing quote (a `\"` inside a string does not close it).
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            match c {
+                '\\' if quote == '"' && !escaped => escaped = true,
+                c if c == quote && !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(end) = end else {
+            out.push(quote);
+            out.push_str(if is_value { "…" } else { after });
+            return out;
+        };
+        out.push(quote);
+        out.push_str(if is_value { "…" } else { &after[..end] });
+        out.push(quote);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Replace `${VAR}` (and `${VAR:-default}`) by environment values, so one
 /// file serves every deployment: a container image carries the file and the
 /// task definition sets `TRAILWATCH_QUEUE_URL` (Vector and docker compose
@@ -487,6 +568,35 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A secret written where the config does not take it (an inline
+    /// `password`, a token in a wrong-typed field, a value broken over
+    /// lines) never appears in the error that rejects it.
+    #[test]
+    fn config_errors_never_repeat_a_value() {
+        let head = "[state]\ndir = \"/tmp/s\"\n[[sources.files]]\npath = \"/tmp\"\n[email]\n\
+                    from = \"a@example.com\"\nto = [\"b@example.com\"]\nsmtp_host = \"h\"\n";
+        for (body, says) in [
+            (
+                "password = \"hunter2-SECRET\"\n",
+                "unknown field `password`",
+            ),
+            ("smtp_port = \"hunter2-SECRET\"\n", "expected u16"),
+            ("tls = \"hunter2-SECRET\"\n", "unknown variant"),
+            ("password_env = \"x\\\"hunter2-SECRET\n\"\n", "line 10"),
+            (
+                "username = \"u\"\nusername = \"hunter2-SECRET\"\n",
+                "line 10",
+            ),
+        ] {
+            let err = Config::parse(&format!("{head}{body}"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("hunter2"), "{body:?} -> {err}");
+            assert!(!err.contains("SECRET"), "{body:?} -> {err}");
+            assert!(err.contains(says), "{body:?} -> {err}");
+        }
+    }
 
     #[test]
     fn environment_variables_fill_in_values_but_cannot_add_keys() {

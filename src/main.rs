@@ -19,12 +19,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes each formatted log event to stderr through
+/// [`trailwatch::alert::jsonl::escape_log_line`].
+struct SafeLine;
+
+impl std::io::Write for SafeLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr()
+            .lock()
+            .write_all(&trailwatch::alert::jsonl::escape_log_line(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 fn init_tracing(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Each event is one write: escaped so no value can break its line.
+        .with_writer(|| SafeLine)
         // Colour codes only for a person at a terminal, not in log files.
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);

@@ -639,3 +639,35 @@ fn a_large_plain_file_is_streamed_not_held() {
         .unwrap_or_else(|| panic!("no peak memory line: {stderr}"));
     assert!(peak < 120, "peak {peak} MiB for a {} MiB file", size >> 20);
 }
+
+/// A file name (or S3 key) is the attacker's text too: a newline or a
+/// Unicode line separator in it cannot start a forged line in the logs,
+/// text or JSON.
+#[test]
+fn a_hostile_file_name_cannot_forge_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "x.json\nFAKE ERROR all alerts disabled\u{2028}FAKE2";
+    std::fs::write(dir.path().join(name), b"{\"Records\":[{\"eventVersion\":").unwrap();
+    for format in ["text", "json"] {
+        let out = trailwatch()
+            .args(["--log-format", format, "scan"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains("FAKE ERROR"),
+            "{format}: the error names the file: {stderr}"
+        );
+        assert!(
+            !stderr.lines().any(|l| l.starts_with("FAKE")),
+            "{format}: {stderr}"
+        );
+        assert!(!stderr.contains('\u{2028}'), "{format}: {stderr}");
+        if format == "json" {
+            for l in stderr.lines().filter(|l| l.starts_with('{')) {
+                serde_json::from_str::<serde_json::Value>(l).unwrap();
+            }
+        }
+    }
+}

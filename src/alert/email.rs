@@ -20,6 +20,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
+use super::jsonl::clean;
 use super::outbox::{Entry, LEVELS, StormConfig, level_rank};
 use super::{Alert, Secret};
 
@@ -421,11 +422,14 @@ pub fn console_link(a: &Alert) -> Option<String> {
     })
 }
 
-/// The alert's facts, label → value, in mail order.
+/// The alert's facts, label → value, in mail order. Values are event text
+/// (the attacker's): line breaks, other controls, Unicode separators and
+/// bidi controls are escaped ([`jsonl::clean`]), so no value can forge a
+/// line (`Rule id: ...`) in the text part or reorder what is shown.
 fn facts(a: &Alert) -> Vec<(&'static str, String)> {
-    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let o = |v: &Option<String>| clean(v.as_deref());
     let mut f = vec![
-        ("Rule", a.rule_title.clone()),
+        ("Rule", clean(Some(&a.rule_title))),
         ("Level", a.level.to_owned()),
         ("Principal", o(&a.principal)),
         ("Account", o(&a.account)),
@@ -440,18 +444,25 @@ fn facts(a: &Alert) -> Vec<(&'static str, String)> {
     if let (Some(kind), Some(n)) = (a.correlation, a.count) {
         f.push(("Correlation", format!("{kind}, {n} events")));
         if let Some(g) = &a.group {
-            let g: Vec<String> = g.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let g: Vec<String> = g
+                .iter()
+                .map(|(k, v)| format!("{}={}", clean(Some(k)), clean(Some(v))))
+                .collect();
             f.push(("Group", g.join(", ")));
         }
         if let Some(t) = &a.first_event_time {
-            f.push(("First event", t.clone()));
+            f.push(("First event", clean(Some(t))));
         }
         if let Some(ids) = &a.event_ids {
+            let ids: Vec<String> = ids.iter().map(|i| clean(Some(i))).collect();
             f.push(("Event ids", ids.join(", ")));
         }
     }
-    f.push(("Rule id", a.rule_id.clone()));
-    f.push(("Found in", format!("{} (record {})", a.source, a.record)));
+    f.push(("Rule id", clean(Some(&a.rule_id))));
+    f.push((
+        "Found in",
+        format!("{} (record {})", clean(Some(&a.source)), a.record),
+    ));
     f
 }
 
@@ -510,7 +521,7 @@ pub fn summary_line(e: &Entry) -> String {
 pub fn text_body(e: &Entry) -> String {
     let a = &e.alert;
     let mut s = String::new();
-    let _ = writeln!(s, "{} ({})\n", a.rule_title, a.level);
+    let _ = writeln!(s, "{} ({})\n", clean(Some(&a.rule_title)), a.level);
     if let Some(d) = &a.rule.description {
         let _ = writeln!(s, "{}\n", d.trim());
     }
@@ -719,6 +730,31 @@ mod tests {
         assert_ne!(ab, message_id(&[entry(with_id("a"))], "example.com"));
         assert!(one.starts_with("<trailwatch.") && one.ends_with("@example.com>"));
         assert!(!one.contains(['\r', '\n', ' ']));
+    }
+
+    /// The text part is read line by line (and by scripts): an event value
+    /// cannot add a line such as a forged `Rule id:` or reorder one.
+    #[test]
+    fn text_part_lines_cannot_be_forged() {
+        let mut a = hostile();
+        a.principal = Some("x\n      Rule id: forged\u{2028}Event id: y\u{202e}".into());
+        a.source_ip = Some("1.2.3.4\r\nFound in: s3://elsewhere".into());
+        let (_, e) = entry(a);
+        let text = text_body(&e);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.trim_start().starts_with("Rule id:"))
+                .count(),
+            1
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.trim_start().starts_with("Found in:"))
+                .count(),
+            1
+        );
+        assert!(!text.contains(['\r', '\u{2028}', '\u{202e}']), "{text}");
+        assert!(text.contains("Principal: x\\n"), "{text}");
     }
 
     #[test]

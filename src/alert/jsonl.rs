@@ -225,6 +225,42 @@ fn deceptive(c: char) -> bool {
     )
 }
 
+/// One formatted log line (text or JSON) made safe to append to a log:
+/// a line break before its end, a carriage return, another control
+/// character (but a tab, and an escape, whose sequences tracing itself
+/// defuses and colours use) and the characters [`clean`] calls deceptive
+/// are written as `\n`, `\r`, `\u2028`: valid escapes in a JSON string too.
+/// A file name or S3 key with a newline cannot forge a log line this way,
+/// whichever log statement prints it.
+pub fn escape_log_line(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let (body, end) = match line.split_last() {
+        Some((b'\n', body)) => (body, &b"\n"[..]),
+        _ => (line, &b""[..]),
+    };
+    let suspicious = |b: &u8| {
+        (*b < 0x20 && !matches!(*b, b'\t' | 0x1b)) || matches!(*b, 0xE2 | 0xD8 | 0xEF | 0xC2)
+    };
+    if !body.iter().any(suspicious) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' | '\u{1b}' => out.push(c),
+            c if c.is_control() || deceptive(c) => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(end);
+    std::borrow::Cow::Owned(bytes)
+}
+
 /// [`clean`] for a `key=value` field: a value that holds a space, `=`,
 /// `|`, a quote or a backslash, or is empty, is quoted (with `"` and `\`
 /// escaped), so no value can end its field early and fake another one.
@@ -409,5 +445,34 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('\x1b'));
+    }
+
+    /// A log line carrying a hostile file name stays one line, and its
+    /// JSON form stays JSON with the same text.
+    #[test]
+    fn log_lines_cannot_be_split_or_reordered() {
+        let line =
+            b"WARN bad input source=s3://b/a\nFAKE ERROR x\r\x07y \xe2\x80\xa8z \xe2\x80\xaeq\n";
+        let out = escape_log_line(line);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.ends_with('\n'));
+        assert_eq!(
+            text,
+            "WARN bad input source=s3://b/a\\nFAKE ERROR x\\r\\u0007y \\u2028z \\u202eq\n"
+        );
+        // Nothing to do: the very same bytes.
+        let plain = b"INFO all well \xc3\xa9\t\x1b[0m\n";
+        assert_eq!(escape_log_line(plain).as_ref(), plain);
+        // JSON logs: serde escapes the controls; the separators it leaves
+        // become JSON escapes of the same text.
+        let json =
+            serde_json::to_vec(&serde_json::json!({"source": "k\u{2028}x\u{202e}"})).unwrap();
+        let mut json_line = json.clone();
+        json_line.push(b'\n');
+        let out = escape_log_line(&json_line);
+        let back: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back["source"], "k\u{2028}x\u{202e}");
+        assert!(!std::str::from_utf8(&out).unwrap().contains('\u{2028}'));
     }
 }

@@ -151,11 +151,13 @@ pub fn slack_escape(s: &str) -> String {
 }
 
 fn line(a: &Alert, suppressed: u64) -> String {
-    let o = |v: &Option<String>| slack_escape(v.as_deref().unwrap_or("-"));
+    // Event text: controls (a line break would forge a line in `text`),
+    // separators and bidi controls escaped first, then Slack's markup.
+    let o = |v: &Option<String>| slack_escape(&super::jsonl::clean(v.as_deref()));
     let mut s = format!(
         "*[{}] {}*  principal `{}` account `{}` region `{}` ip `{}` event `{}` at {}",
         a.level,
-        slack_escape(&a.rule_title),
+        slack_escape(&super::jsonl::clean(Some(&a.rule_title))),
         o(&a.principal).replace('`', "'"),
         o(&a.account).replace('`', "'"),
         o(&a.region).replace('`', "'"),
@@ -195,6 +197,34 @@ mod tests {
     use super::*;
     use crate::rules::RuleMeta;
     use std::sync::Arc;
+
+    /// One alert is one line of Slack text: no event value adds another.
+    #[test]
+    fn event_text_cannot_add_lines_to_the_message() {
+        let mut a = Alert::example(Arc::new(RuleMeta::example("r")));
+        a.principal = Some("p\n*[critical] Forged*\r\u{2028}x\u{202e}".into());
+        a.region = Some("us-east-1\nmore".into());
+        let b = body(&[(
+            1,
+            Entry {
+                alert: a,
+                queued_ms: 0,
+                attempts: 0,
+                next_ms: 0,
+                suppressed_before: 0,
+                summary: false,
+                summary_since_ms: 0,
+            },
+        )]);
+        let text = b["text"].as_str().unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains(['\r', '\u{2028}', '\u{202e}']), "{text}");
+        // The full alert, for machines, keeps the exact value.
+        assert_eq!(
+            b["trailwatch"]["alerts"][0]["alert"]["region"],
+            "us-east-1\nmore"
+        );
+    }
 
     #[test]
     fn mentions_and_links_from_events_are_defused() {
