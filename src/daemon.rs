@@ -45,6 +45,7 @@ use crate::source::cloudwatch::CloudWatchSource;
 use crate::source::files::{self, Input};
 use crate::source::s3::{S3Object, S3Source};
 use crate::source::sqs::SqsSource;
+use crate::source::sqs::SqsStats;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, Error)]
@@ -863,6 +864,12 @@ impl Source {
                         () = stopped(stop) => None,
                     }
                 });
+                for (outcome, n) in SqsStats::OUTCOMES.iter().zip(q.stats_since_last()) {
+                    metrics
+                        .sqs_messages
+                        .with_label_values(&[label.as_str(), outcome])
+                        .inc_by(n);
+                }
                 match received {
                     Some(r) => Ok(r
                         .map_err(DaemonError::Source)?

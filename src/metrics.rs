@@ -49,6 +49,7 @@ pub struct Metrics {
     pub objects: IntCounterVec,
     pub input_errors: IntCounterVec,
     pub source_errors: IntCounterVec,
+    pub sqs_messages: IntCounterVec,
     pub rule_matches: IntCounterVec,
     pub alerts: IntCounterVec,
     pub outbox_depth: IntGaugeVec,
@@ -115,6 +116,13 @@ impl Metrics {
             "Problems in input, by kind; each drops the damaged part only (a record, \
              the rest of a member, an object over the size cap) and is logged.",
             &["source", "kind"],
+        );
+        let sqs_messages = counter(
+            "trailwatch_sqs_messages_total",
+            "SQS messages by outcome: received, deleted (their objects committed, or \
+             nothing to read), test_event (S3's test notification), malformed (not \
+             a notification trailwatch reads; logged and deleted).",
+            &["source", "outcome"],
         );
         let source_errors = counter(
             "trailwatch_source_errors_total",
@@ -244,6 +252,7 @@ impl Metrics {
             objects,
             input_errors,
             source_errors,
+            sqs_messages,
             rule_matches,
             alerts,
             outbox_depth,
@@ -357,6 +366,15 @@ impl Metrics {
         self.read_bytes.with_label_values(&[source]);
         self.decoded_bytes.with_label_values(&[source]);
         self.source_errors.with_label_values(&[source]);
+        for kind in crate::pipeline::ErrorKind::ALL {
+            self.input_errors
+                .with_label_values(&[source, kind.as_str()]);
+        }
+        if source.starts_with("sqs:") {
+            for outcome in crate::source::sqs::SqsStats::OUTCOMES {
+                self.sqs_messages.with_label_values(&[source, outcome]);
+            }
+        }
     }
 
     /// Make the alert series of a sink exist at 0.

@@ -50,6 +50,18 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind: the metric series declared for each source at start.
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Read,
+        ErrorKind::TooLarge,
+        ErrorKind::Gzip,
+        ErrorKind::TrailingGarbage,
+        ErrorKind::InvalidJson,
+        ErrorKind::NotObject,
+        ErrorKind::WrongType,
+        ErrorKind::Truncated,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Read => "read",

@@ -275,3 +275,73 @@ fn sigterm_cuts_a_long_poll_short() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(err.contains("signal received, all committed"), "{err}");
 }
+
+/// What a queue brings that is not an object is counted where Prometheus
+/// sees it (S3's test event, a malformed message), and a healthy daemon
+/// shows every error series at zero from the start, not "no data".
+#[test]
+fn test_events_and_malformed_messages_are_metrics_and_error_series_start_at_zero() {
+    let moto = moto::Moto::start();
+    let sqs = moto.sqs();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let queue_url = rt.block_on(async {
+        let q = sqs.create_queue().queue_name("quiet").send().await.unwrap();
+        let url = q.queue_url().unwrap().to_string();
+        for b in [
+            json!({"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}).to_string(),
+            "not a notification".to_string(),
+            "{\"Records\": 5}".to_string(),
+        ] {
+            sqs.send_message()
+                .queue_url(&url)
+                .message_body(b)
+                .send()
+                .await
+                .unwrap();
+        }
+        url
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = moto.config(
+        dir.path(),
+        &format!("[[sources.sqs]]\nqueue_url = {queue_url:?}\nwait_time_secs = 1"),
+        "",
+    );
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .envs(moto.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let series = |outcome: &str| {
+        format!("trailwatch_sqs_messages_total{{outcome=\"{outcome}\",source=\"sqs:quiet\"}}")
+    };
+    let metrics = wait_for("the messages counted", 60, || {
+        let (_, body) = http_get(&addr, "/metrics")?;
+        (sample(&body, &series("test_event")) == Some(1.0)
+            && sample(&body, &series("malformed")) == Some(2.0)
+            && sample(&body, &series("deleted")) == Some(3.0))
+        .then_some(body)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(sample(&metrics, &series("received")), Some(3.0));
+    for kind in ["gzip", "invalid_json", "too_large", "read", "truncated"] {
+        assert_eq!(
+            sample(
+                &metrics,
+                &format!("trailwatch_input_errors_total{{kind=\"{kind}\",source=\"sqs:quiet\"}}")
+            ),
+            Some(0.0),
+            "{kind}"
+        );
+    }
+}

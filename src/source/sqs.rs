@@ -195,6 +195,22 @@ pub struct SqsStats {
     pub malformed: u64,
 }
 
+impl SqsStats {
+    /// The `outcome` label of each counter, for
+    /// `trailwatch_sqs_messages_total`.
+    pub const OUTCOMES: [&'static str; 4] = ["received", "deleted", "test_event", "malformed"];
+
+    /// The counters in [`SqsStats::OUTCOMES`] order.
+    pub fn values(&self) -> [u64; 4] {
+        [
+            self.received,
+            self.deleted,
+            self.test_events,
+            self.malformed,
+        ]
+    }
+}
+
 pub struct SqsSource {
     pub config: SqsConfig,
     sqs: aws_sdk_sqs::Client,
@@ -203,6 +219,8 @@ pub struct SqsSource {
     pub stats: SqsStats,
     /// Messages the last receive returned.
     pub last_received: usize,
+    /// `stats` as last exported ([`SqsSource::stats_since_last`]).
+    exported: SqsStats,
 }
 
 impl SqsSource {
@@ -219,6 +237,7 @@ impl SqsSource {
             inflight: Vec::new(),
             stats: SqsStats::default(),
             last_received: 0,
+            exported: SqsStats::default(),
         }
     }
 
@@ -227,6 +246,15 @@ impl SqsSource {
             name: self.config.queue_url.clone(),
             message: e.to_string(),
         }
+    }
+
+    /// What the counters gained since the last call: the daemon adds it
+    /// to its metrics after each receive.
+    pub fn stats_since_last(&mut self) -> [u64; 4] {
+        let now = self.stats.values();
+        let before = self.exported.values();
+        self.exported = self.stats.clone();
+        std::array::from_fn(|i| now[i] - before[i])
     }
 
     /// A reader for objects of `bucket`.
@@ -260,6 +288,7 @@ impl SqsSource {
                 Ok(Parsed::Objects(objs)) => objs,
                 Ok(Parsed::TestEvent) => {
                     self.stats.test_events += 1;
+                    tracing::info!(queue = %self.config.queue_url, message = %id, "S3 test event received and deleted");
                     Vec::new()
                 }
                 Err(why) => {
