@@ -871,7 +871,6 @@ pub fn parse_event_time(s: &str) -> Option<i64> {
     Some((((days * 24 + h) * 60 + mi - offset_min) * 60 + sec) * 1000 + ms)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).
 /// `ms` (since the epoch) as `YYYY-MM-DDTHH:MM:SSZ`, the form CloudTrail
 /// writes (civil date from days: Howard Hinnant's algorithm).
 pub fn iso_time(ms: i64) -> String {
@@ -895,6 +894,7 @@ pub fn iso_time(ms: i64) -> String {
     )
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);

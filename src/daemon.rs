@@ -355,8 +355,17 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         )
         .map(|s| (s, Instant::now()))
         .collect();
+    let saved_times: std::collections::HashMap<String, f64> = store
+        .meta(LAST_EVENT_TIMES)?
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default();
+    let now_secs = now_ms() as f64 / 1000.0;
     for (s, _) in &sources {
-        metrics.declare_source(&s.label());
+        let label = s.label();
+        metrics.declare_source(&label);
+        if let Some(saved) = saved_times.get(&label) {
+            metrics.restore_last_event_time(&label, *saved, now_secs);
+        }
     }
     Outbox::init(store.database()).map_err(|e| store.error(e))?;
     let mut remotes: Vec<Arc<Remote>> = Vec::new();
@@ -1046,6 +1055,10 @@ impl DropLog {
 
 /// The store's name for the saved correlation windows.
 const CORRELATION_STATE: &str = "correlation-windows";
+/// The newest event time of each source (JSON `{label: seconds}`), saved
+/// with each commit so `trailwatch_last_event_time_seconds` survives a
+/// restart.
+const LAST_EVENT_TIMES: &str = "last-event-times";
 
 /// One processed object, ready to be delivered.
 struct Done {
@@ -1161,10 +1174,14 @@ fn deliver(
             now_ms: now,
         })
         .collect();
+    let times: std::collections::HashMap<String, f64> =
+        metrics.last_event_times().into_iter().collect();
+    let times = serde_json::to_vec(&times).expect("plain data");
     let meta: Vec<(&str, &[u8])> = windows
         .as_deref()
         .map(|w| (CORRELATION_STATE, w))
         .into_iter()
+        .chain([(LAST_EVENT_TIMES, times.as_slice())])
         .collect();
     let mut queued = Vec::with_capacity(remotes.len());
     store.commit_batch(&commits, &meta, |txn| {

@@ -56,6 +56,7 @@ pub struct Metrics {
     pub ingest_lag: HistogramVec,
     pub object_duration: HistogramVec,
     pub last_event_time: GaugeVec,
+    pub start_time: prometheus::Gauge,
     pub posture: IntCounterVec,
     pub correlation_groups: IntGauge,
     pub correlation_evicted: IntCounter,
@@ -169,13 +170,28 @@ impl Metrics {
         let last_event_time = GaugeVec::new(
             Opts::new(
                 "trailwatch_last_event_time_seconds",
-                "Newest eventTime processed, as a Unix time.",
+                "Newest eventTime processed (never past the clock), as a Unix time; kept \
+                 across restarts in the state store.",
             ),
             &["source"],
         )
         .expect("valid metric");
         registry
             .register(Box::new(last_event_time.clone()))
+            .expect("unique");
+        let start_time = prometheus::Gauge::with_opts(Opts::new(
+            "trailwatch_start_time_seconds",
+            "When this process started, as a Unix time: with no event seen yet (a \
+             fresh state store), how long the trail has been silent is counted from it.",
+        ))
+        .expect("valid metric");
+        start_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        registry
+            .register(Box::new(start_time.clone()))
             .expect("unique");
         let posture = counter(
             "trailwatch_posture_events_total",
@@ -259,6 +275,7 @@ impl Metrics {
             ingest_lag,
             object_duration,
             last_event_time,
+            start_time,
             posture,
             correlation_groups,
             correlation_evicted,
@@ -305,7 +322,9 @@ impl Metrics {
                 newest = newest.max(t);
             }
             let g = self.last_event_time.with_label_values(&[source]);
-            let secs = newest as f64 / 1000.0;
+            // An event dated in the future must not hold the gauge ahead of
+            // the clock (it would keep "no new events" from ever firing).
+            let secs = newest.min(now_ms) as f64 / 1000.0;
             if secs > g.get() {
                 g.set(secs);
             }
@@ -375,6 +394,29 @@ impl Metrics {
                 self.sqs_messages.with_label_values(&[source, outcome]);
             }
         }
+    }
+
+    /// The newest event time of each source, to save with a commit.
+    pub fn last_event_times(&self) -> Vec<(String, f64)> {
+        use prometheus::core::Collector;
+        self.last_event_time
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter_map(|m| {
+                let source = m.get_label().first()?.value().to_owned();
+                Some((source, m.get_gauge().get_value()))
+            })
+            .collect()
+    }
+
+    /// At start: a source's newest event time as the store saved it (no
+    /// later than `now`), so "no new events" can fire for a trail that
+    /// stopped before this process started.
+    pub fn restore_last_event_time(&self, source: &str, saved: f64, now: f64) {
+        self.last_event_time
+            .with_label_values(&[source])
+            .set(saved.min(now));
     }
 
     /// Make the alert series of a sink exist at 0.

@@ -546,3 +546,62 @@ fn series_do_not_grow_with_distinct_principals_accounts_or_addresses() {
     }
     assert!(second.contains("account=\"unlisted\""));
 }
+
+/// `trailwatch_last_event_time_seconds` is what "no new events" watches:
+/// it survives a restart (a trail stopped before the daemon started still
+/// looks silent), a fresh store exposes the start time instead, and an
+/// event dated 2099 cannot hold it ahead of the clock.
+#[test]
+fn the_newest_event_time_survives_restarts_and_never_passes_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let into = dir.path().join("in");
+    std::fs::create_dir_all(&into).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cfg = config(dir.path(), &addr, "");
+    let source = format!("files:{}", into.display());
+    let gauge = format!("trailwatch_last_event_time_seconds{{source=\"{source}\"}}");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    // A fresh store, no event yet: no newest time, the start time instead.
+    {
+        let d = Daemon::start(&cfg, addr.clone());
+        let m = d.metrics();
+        assert_eq!(sample(&m, &gauge), None, "{m}");
+        let start = sample(&m, "trailwatch_start_time_seconds").unwrap();
+        assert!((now() - start).abs() < 60.0, "{start}");
+    }
+    // Events of two hours ago, processed; then a restart with nothing new.
+    let old = now() - 7200.0;
+    let at = |secs: f64| trailwatch::correlate::iso_time((secs as i64) * 1000);
+    let record = |id: &str, time: &str| {
+        serde_json::json!({"eventVersion":"1.08","eventID":id,"eventTime":time,
+            "eventName":"GetObject","eventSource":"s3.amazonaws.com"})
+    };
+    std::fs::write(
+        into.join("old.json"),
+        serde_json::json!({"Records":[record("o1", &at(old))]}).to_string(),
+    )
+    .unwrap();
+    run_once(&cfg, &[], &[]);
+    {
+        let d = Daemon::start(&cfg, addr.clone());
+        let got = sample(&d.metrics(), &gauge).expect("restored");
+        assert!((got - old.trunc()).abs() < 1.5, "{got} vs {old}");
+    }
+    // An event dated 2099: the gauge stays at the clock, and stays there
+    // after a restart.
+    std::fs::write(
+        into.join("future.json"),
+        serde_json::json!({"Records":[record("f1", "2099-01-01T00:00:00Z")]}).to_string(),
+    )
+    .unwrap();
+    run_once(&cfg, &[], &[]);
+    let d = Daemon::start(&cfg, addr);
+    let got = sample(&d.metrics(), &gauge).expect("restored");
+    assert!(got <= now() + 1.0, "{got}");
+    assert!(got > old + 3600.0, "{got}");
+}
