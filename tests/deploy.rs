@@ -233,14 +233,13 @@ fn ecs_task_definition_gives_the_image_config_what_it_needs() {
     // Every variable the config reads is set, and then the config passes.
     let missing: Vec<String> = required_vars(&config)
         .into_iter()
-        .filter(|v| !env.contains_key(v) && !secrets.contains(v) && v != "AWS_REGION")
+        .filter(|v| !env.contains_key(v) && !secrets.contains(v))
         .collect();
     assert!(
         missing.is_empty(),
         "the task definition does not set {missing:?}"
     );
     let mut all = env.clone();
-    all.insert("AWS_REGION".into(), "eu-west-1".into()); // ECS sets it
     for s in &secrets {
         all.insert(s.clone(), "placeholder".into());
     }
@@ -252,6 +251,11 @@ fn ecs_task_definition_gives_the_image_config_what_it_needs() {
 
 /// IAM actions of the AWS SDK calls the sources make.
 fn calls_in_sources() -> BTreeSet<&'static str> {
+    calls_in(&["s3.rs", "sqs.rs", "cloudwatch.rs", "files.rs", "mod.rs"])
+}
+
+/// IAM actions of the AWS SDK calls made in these files of `src/source`.
+fn calls_in(files: &[&str]) -> BTreeSet<&'static str> {
     let calls = [
         (".get_object()", "s3:GetObject"),
         (".list_objects_v2()", "s3:ListBucket"),
@@ -267,9 +271,9 @@ fn calls_in_sources() -> BTreeSet<&'static str> {
         (".get_log_events()", "logs:GetLogEvents"),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/source");
-    let code: String = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+    let code: String = files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok())
         .collect();
     calls
         .iter()
@@ -330,6 +334,64 @@ fn iam_task_policy_grants_exactly_the_calls_the_code_makes() {
         // ecr:GetAuthorizationToken has no resource-level permissions.
         assert!(!star || actions(s) == ["ecr:GetAuthorizationToken"], "{s}");
     }
+}
+
+/// The per-source task policies: each grants what its source calls and
+/// nothing else (an SQS-only task cannot list buckets or read log groups),
+/// with `kms:Decrypt` only through the service that holds encrypted data,
+/// and together they are the all-sources policy.
+#[test]
+fn per_source_task_policies_grant_only_their_sources_calls() {
+    let mut union = BTreeSet::new();
+    for (name, code, also) in [
+        // Polling lists and reads the bucket.
+        ("s3", &["s3.rs"][..], &[][..]),
+        // Notifications name objects the source reads (through the S3
+        // reader), from a queue that may be KMS-encrypted.
+        ("sqs", &["sqs.rs"][..], &["s3:GetObject"][..]),
+        ("cloudwatch", &["cloudwatch.rs"][..], &[][..]),
+    ] {
+        let policy = json(&format!("iam/task-role-policy.{name}.json"));
+        let mut granted = BTreeSet::new();
+        let mut via = BTreeSet::new();
+        for s in policy["Statement"].as_array().unwrap() {
+            for a in actions(s) {
+                if a == "kms:Decrypt" {
+                    via.insert(
+                        s["Condition"]["StringEquals"]["kms:ViaService"]
+                            .as_str()
+                            .expect("Decrypt only through a service")
+                            .split('.')
+                            .next()
+                            .unwrap()
+                            .to_owned(),
+                    );
+                } else {
+                    granted.insert(a);
+                }
+            }
+            union.insert(s.to_string());
+        }
+        let mut needed: BTreeSet<String> = calls_in(code).iter().map(|s| s.to_string()).collect();
+        needed.extend(also.iter().map(|s| s.to_string()));
+        assert_eq!(granted, needed, "{name}");
+        let want_via: BTreeSet<String> = match name {
+            "s3" => ["s3"].iter().map(|s| s.to_string()).collect(),
+            "sqs" => ["s3", "sqs"].iter().map(|s| s.to_string()).collect(),
+            _ => BTreeSet::new(),
+        };
+        assert_eq!(via, want_via, "{name}: kms:Decrypt through");
+    }
+    let all: BTreeSet<String> = json("iam/task-role-policy.json")["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    assert_eq!(
+        union, all,
+        "the all-sources policy is the per-source ones together"
+    );
 }
 
 /// The stack's template as JSON (cfn-lint's own decoder reads the short
