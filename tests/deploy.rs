@@ -445,6 +445,20 @@ fn cloudformation_stack_passes_cfn_lint_and_wires_the_task() {
         r["Queue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"].is_object(),
         "a dead-letter queue"
     );
+    // A poison message in the dead-letter queue raises an alarm.
+    let alarm = &r["DeadLetterQueueAlarm"]["Properties"];
+    assert_eq!(r["DeadLetterQueueAlarm"]["Type"], "AWS::CloudWatch::Alarm");
+    assert_eq!(alarm["Namespace"], "AWS/SQS");
+    assert_eq!(alarm["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert!(
+        alarm["Dimensions"][0]["Value"]
+            .to_string()
+            .contains("DeadLetterQueue"),
+        "{}",
+        alarm["Dimensions"]
+    );
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(alarm["Threshold"], 0);
     // One writer of the state store: never two tasks at once.
     let dc = &r["Service"]["Properties"]["DeploymentConfiguration"];
     assert_eq!(dc["MaximumPercent"], 100);
@@ -463,7 +477,7 @@ fn cloudformation_stack_passes_cfn_lint_and_wires_the_task() {
     let config = read("ecs/trailwatch.toml");
     for v in required_vars(&config) {
         assert!(
-            env.contains(&v) || secrets.contains(&v) || v == "AWS_REGION",
+            env.contains(&v) || secrets.contains(&v),
             "the stack's task does not set {v}"
         );
     }

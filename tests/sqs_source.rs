@@ -345,3 +345,88 @@ fn test_events_and_malformed_messages_are_metrics_and_error_series_start_at_zero
         );
     }
 }
+
+/// A notification for an object that is gone is a poison message: each
+/// attempt costs one short line naming the object and the AWS error code
+/// (not the SDK's 2,000-character dump), is counted as a failed object,
+/// and after the queue's maxReceiveCount the message moves to the
+/// dead-letter queue instead of cycling forever.
+#[test]
+fn a_poison_message_costs_a_short_line_each_time_then_goes_to_the_dead_letter_queue() {
+    let moto = moto::Moto::start();
+    let (s3, sqs) = (moto.s3(), moto.sqs());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = "AWSLogs/111111111111/CloudTrail/us-east-1/2026/11/20/gone.json.gz";
+    let (queue_url, dlq_url) = rt.block_on(async {
+        s3.create_bucket().bucket("trail").send().await.unwrap();
+        let dlq = sqs.create_queue().queue_name("dead").send().await.unwrap();
+        let dlq_url = dlq.queue_url().unwrap().to_string();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        let q = sqs
+            .create_queue()
+            .queue_name("notes")
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                json!({"deadLetterTargetArn": arn, "maxReceiveCount": "2"}).to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let url = q.queue_url().unwrap().to_string();
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(s3_event("trail", key))
+            .send()
+            .await
+            .unwrap();
+        (url, dlq_url)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "[[sources.sqs]]\nqueue_url = {queue_url:?}\nwait_time_secs = 1\nvisibility_timeout_secs = 1"
+    );
+    let mut failures = Vec::new();
+    for _ in 0..4 {
+        let stderr = moto.run_once(dir.path(), &source);
+        failures.extend(
+            stderr
+                .lines()
+                .filter(|l| l.contains("gone.json.gz"))
+                .map(str::to_owned),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+    }
+    assert!(!failures.is_empty(), "the failure is logged");
+    for l in &failures {
+        assert!(l.contains("s3://trail/") && l.contains("NoSuchKey"), "{l}");
+        assert!(l.len() < 600, "{} characters: {l}", l.len());
+    }
+    let in_dlq = rt.block_on(async {
+        sqs.receive_message()
+            .queue_url(&dlq_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        in_dlq.messages().len(),
+        1,
+        "the poison message is in the dead-letter queue"
+    );
+    assert!(
+        in_dlq.messages()[0]
+            .body()
+            .unwrap()
+            .contains("gone.json.gz")
+    );
+}

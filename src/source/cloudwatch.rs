@@ -133,7 +133,7 @@ impl CloudWatchSource {
                 .await
                 .map_err(|e| SourceError::Remote {
                     name: format!("cloudwatch:{}", self.config.log_group),
-                    message: aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e).to_string(),
+                    message: super::aws_error(e),
                 })?;
             for ev in resp.events() {
                 let (Some(id), Some(ts), Some(msg)) = (ev.event_id(), ev.timestamp(), ev.message())

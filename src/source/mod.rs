@@ -43,3 +43,40 @@ pub async fn aws_config(region: Option<&str>, endpoint_url: Option<&str>) -> aws
     }
     loader.load().await
 }
+
+/// An AWS call's failure in one short line: the service's error code and
+/// message with the HTTP status (`NoSuchKey (404): The specified key does
+/// not exist.`), or for a failure before any answer (a timeout, a refused
+/// connection) its cause chain, cut at 300 characters. The SDK's full
+/// context (the raw response, some 2,000 characters) is for debugging, not
+/// for a log line repeated at every visibility timeout of a poison message.
+pub fn aws_error<E>(
+    e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let line = match (e.code(), e.message()) {
+        (Some(code), message) => {
+            let status = status.map(|s| format!(" ({s})")).unwrap_or_default();
+            match message {
+                Some(m) => format!("{code}{status}: {m}"),
+                None => format!("{code}{status}"),
+            }
+        }
+        (None, _) => match &e {
+            SdkError::ServiceError(_) => format!(
+                "service error{} without an error code",
+                status.map(|s| format!(" ({s})")).unwrap_or_default()
+            ),
+            _ => aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        },
+    };
+    let line = crate::alert::jsonl::clean(Some(line.trim()));
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}

@@ -161,8 +161,7 @@ impl S3Source {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| self.err(prefix, aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            let page = page.map_err(|e| self.err(prefix, super::aws_error(e)))?;
             for cp in page.common_prefixes() {
                 if let Some(p) = cp.prefix() {
                     let seg = p[prefix.len()..].trim_end_matches('/');
@@ -207,9 +206,7 @@ impl S3Source {
                         .into_paginator()
                         .send();
                     while let Some(page) = pages.next().await {
-                        let page = page.map_err(|e| {
-                            self.err(&prefix, aws_sdk_s3::error::DisplayErrorContext(e))
-                        })?;
+                        let page = page.map_err(|e| self.err(&prefix, super::aws_error(e)))?;
                         for o in page.contents() {
                             let (Some(key), Some(etag)) = (o.key(), o.e_tag()) else {
                                 continue;
@@ -280,7 +277,7 @@ impl Fetcher {
             .set_if_match((!o.id.etag.is_empty()).then(|| format!("\"{}\"", o.id.etag)))
             .send()
             .await
-            .map_err(|e| remote(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| remote(super::aws_error(e)))?;
         let body = resp
             .body
             .collect()

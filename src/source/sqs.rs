@@ -275,7 +275,7 @@ impl SqsSource {
             .visibility_timeout(self.config.visibility_timeout_secs.max(1))
             .send()
             .await
-            .map_err(|e| self.err(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(|e| self.err(super::aws_error(e)))?;
         let mut out = Vec::new();
         self.last_received = resp.messages().len();
         for m in resp.messages() {
@@ -342,10 +342,7 @@ impl SqsSource {
                 .await;
             match r {
                 Ok(_) => m.since = Instant::now(),
-                Err(e) => tracing::warn!(
-                    "extending visibility: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                ),
+                Err(e) => tracing::warn!("extending visibility: {}", super::aws_error(e)),
             }
         }
     }
@@ -363,7 +360,7 @@ impl SqsSource {
                     .receipt_handle(&m.receipt)
                     .send()
                     .await
-                    .map_err(|e| self.err(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+                    .map_err(|e| self.err(super::aws_error(e)))?;
                 self.stats.deleted += 1;
             }
         }
