@@ -41,12 +41,35 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "state store {path} is damaged ({reason}); move it aside to start with an empty \
+         store (objects still in the sources are read again and their alerts may be sent \
+         again), or restore it from a backup"
+    )]
+    Corrupt { path: PathBuf, reason: String },
     #[error("state store {path}: {source}")]
     Db {
         path: PathBuf,
         #[source]
         source: Box<redb::Error>,
     },
+}
+
+/// Run `f`, turning a panic into `Err(its message)` without the default
+/// hook printing it (called at start, before other threads run).
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    r.map_err(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        format!("the database library failed reading it: {what}")
+    })
 }
 
 /// One processed object's identity. The etag changes when the content does
@@ -106,10 +129,30 @@ impl Store {
             source,
         })?;
         let path = dir.join("state.redb");
-        let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create(&path)
-            .map_err(|e| db_err(&path, e))?;
+        // redb panics on some corrupted pages (an `unreachable!` in its
+        // b-tree) instead of returning an error: opening, and a full check
+        // of every page's checksum, run under `catch_unwind`, so damage is
+        // a clear error naming the file at start, never a panic later.
+        let opened = quietly(|| {
+            let mut db = redb::Builder::new()
+                .set_cache_size(cache_bytes)
+                .create(&path)
+                .map_err(|e| db_err(&path, e))?;
+            match db.check_integrity() {
+                Ok(true) => Ok(db),
+                Ok(false) => Err(StoreError::Corrupt {
+                    path: path.clone(),
+                    reason: "pages failed their checksums (repaired from the last \
+                             commit's copy; start again)"
+                        .into(),
+                }),
+                Err(e) => Err(db_err(&path, e)),
+            }
+        });
+        let db = match opened {
+            Ok(r) => r?,
+            Err(reason) => return Err(StoreError::Corrupt { path, reason }),
+        };
         let store = Store { db, path };
         // Create the tables so readers never meet a missing one.
         store.write(|txn| {

@@ -312,9 +312,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Config(ConfigCommand::Check { file }) => {
-            match crate::config::Config::load(&file) {
-                Ok(_) => {
-                    println!("{}: ok", file.display());
+            // Everything `run` checks before it starts: the file, then the
+            // rules it names and their thresholds.
+            let checked = crate::config::Config::load(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|c| daemon_rules(&c).map(|r| (c, r)));
+            match checked {
+                Ok((_, rules)) => {
+                    println!(
+                        "{}: ok ({} rules, {} correlations)",
+                        file.display(),
+                        rules.len(),
+                        rules.correlations().len()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -525,6 +535,31 @@ fn rules_test(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     ))
 }
 
+/// The rules a daemon with `config` runs: loaded (problems logged), refused
+/// when none load or `strict` meets a problem, thresholds applied. Shared
+/// by `run` and `config check`, so the check refuses what `run` refuses.
+fn daemon_rules(config: &crate::config::Config) -> Result<rules::RuleSet, String> {
+    let mut rules = rules::load_or_builtin(&config.rules.dirs).map_err(|e| e.to_string())?;
+    for e in &rules.errors {
+        tracing::warn!("skipped rule: {e}");
+    }
+    if config.rules.strict && !rules.errors.is_empty() {
+        return Err(format!(
+            "{} rule problem(s) and rules.strict is set",
+            rules.errors.len()
+        ));
+    }
+    if rules.is_empty() {
+        return Err("no rule loaded".into());
+    }
+    for (name, n) in &config.rules.thresholds {
+        rules
+            .set_threshold(name, *n)
+            .map_err(|e| format!("rules.thresholds.{name}: {e}"))?;
+    }
+    Ok(rules)
+}
+
 fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
         Some(path) => match crate::config::Config::load(path) {
@@ -543,26 +578,13 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         };
     }
-    let mut rules = match rules::load_or_builtin(&config.rules.dirs) {
+    let rules = match daemon_rules(&config) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
-    for e in &rules.errors {
-        tracing::warn!("skipped rule: {e}");
-    }
-    if (config.rules.strict && !rules.errors.is_empty()) || rules.is_empty() {
-        eprintln!("error: rules failed to load");
-        return Ok(ExitCode::from(EXIT_USAGE));
-    }
-    for (name, n) in &config.rules.thresholds {
-        if let Err(e) = rules.set_threshold(name, *n) {
-            eprintln!("error: rules.thresholds.{name}: {e}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-    }
     if args.demo {
         let Some(dir) = config.sources.files.first().map(|f| &f.path) else {
             eprintln!("error: --demo needs a watched directory ([[sources.files]])");

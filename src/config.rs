@@ -308,6 +308,19 @@ impl Config {
                 path: name.to_owned(),
                 message,
             })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: name.to_owned(),
+            message: parse_message(&text, &e),
+        })?;
+        if let Some((field, v)) = too_long_interval(&table, "") {
+            return Err(ConfigError::Parse {
+                path: name.to_owned(),
+                message: format!(
+                    "{field} = {v}: an interval of more than {MAX_INTERVAL_SECS} s (10 years) \
+                     would overflow the clock arithmetic"
+                ),
+            });
+        }
         let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: name.to_owned(),
             message: parse_message(&text, &e),
@@ -415,6 +428,41 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The longest interval (`*_secs`) the config takes: ten years. Larger
+/// ones would overflow `Instant + Duration` or milliseconds in `u64`.
+const MAX_INTERVAL_SECS: i64 = 10 * 365 * 86_400;
+
+/// The first `*_secs` value (at any depth, in arrays of tables too) over
+/// [`MAX_INTERVAL_SECS`], with its dotted path.
+fn too_long_interval(table: &toml::Table, prefix: &str) -> Option<(String, i64)> {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Integer(n) if k.ends_with("_secs") && *n > MAX_INTERVAL_SECS => {
+                return Some((path, *n));
+            }
+            toml::Value::Table(t) => {
+                if let Some(found) = too_long_interval(t, &path) {
+                    return Some(found);
+                }
+            }
+            toml::Value::Array(items) => {
+                for t in items.iter().filter_map(toml::Value::as_table) {
+                    if let Some(found) = too_long_interval(t, &path) {
+                        return Some(found);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A TOML error as `line L, column C: what`, without the excerpt of the

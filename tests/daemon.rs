@@ -508,3 +508,136 @@ fn the_events_one_object_holds_are_bounded_by_configuration() {
         "{stderr}"
     );
 }
+
+/// `config check` (what `ExecStartPre` and CI run) refuses exactly what
+/// `run` would refuse at start: an unknown threshold name, a missing rule
+/// directory, an interval so large the clock arithmetic would overflow.
+#[test]
+fn config_check_refuses_what_run_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!(
+        "[state]\ndir = {:?}\n[[sources.files]]\npath = {:?}\n[http]\nlisten = \"\"\n",
+        dir.path().join("state"),
+        dir.path().join("in"),
+    );
+    std::fs::create_dir_all(dir.path().join("in")).unwrap();
+    let missing = dir.path().join("no-such-rules");
+    for (extra, says) in [
+        (
+            "[rules.thresholds]\nno_such_burst = 3\n".to_string(),
+            "no_such_burst",
+        ),
+        (format!("[rules]\ndirs = [{missing:?}]\n"), "no-such-rules"),
+        (
+            "[[sources.files]]\npath = \"/tmp\"\npoll_interval_secs = 9223372036854775807\n"
+                .to_string(),
+            "poll_interval_secs",
+        ),
+        (
+            "[shutdown]\ngrace_secs = 999999999999\n".to_string(),
+            "grace_secs",
+        ),
+    ] {
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, format!("{base}{extra}")).unwrap();
+        let check = trailwatch()
+            .args(["config", "check"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let run = trailwatch()
+            .args(["run", "--once", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        for (what, out) in [("config check", &check), ("run", &run)] {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{what} with {extra:?}: {stderr}"
+            );
+            assert!(stderr.contains(says), "{what} with {extra:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        }
+    }
+    // And accepts what run accepts.
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("{base}[rules.thresholds]\naccess_denied_burst = 3\n"),
+    )
+    .unwrap();
+    let check = trailwatch()
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// A damaged state store is a clear error naming the file, never a panic
+/// (redb panics on some corrupted pages): whatever the damage.
+#[test]
+fn a_damaged_state_store_is_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for f in std::fs::read_dir(fixtures().join("cloudtrail")).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "json") {
+            std::fs::copy(&f, input.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[state]\ndir = {:?}\n[[sources.files]]\npath = {input:?}\n[output]\njsonl_path = {:?}\n[http]\nlisten = \"\"\n",
+            dir.path().join("state"),
+            dir.path().join("alerts.jsonl"),
+        ),
+    )
+    .unwrap();
+    run_once(&cfg, &[], &[]);
+    let path = dir.path().join("state/state.redb");
+    let good = std::fs::read(&path).unwrap();
+    let mut pages = good.clone();
+    for at in (4096..pages.len()).step_by(4096) {
+        for b in &mut pages[at..(at + 64).min(good.len())] {
+            *b ^= 0xFF;
+        }
+    }
+    let mut header = good.clone();
+    for b in &mut header[..512] {
+        *b ^= 0x5A;
+    }
+    let truncated = good[..good.len() / 2].to_vec();
+    for (name, bytes) in [
+        ("pages", pages),
+        ("header", header),
+        ("truncated", truncated),
+    ] {
+        std::fs::write(&path, &bytes).unwrap();
+        let out = trailwatch()
+            .args(["run", "--once", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{name}: {stderr}"
+        );
+        assert!(stderr.lines().count() <= 3, "{name}: {stderr}");
+    }
+    // The good copy back: it runs.
+    std::fs::write(&path, &good).unwrap();
+    run_once(&cfg, &[], &[]);
+}
