@@ -103,16 +103,37 @@ pub struct RunStats {
 /// Where alerts are written.
 enum Sink {
     Stdout,
-    /// A JSON-lines file, cut back to its committed length at start.
+    /// A JSON-lines file, cut back at start to the length this store
+    /// committed, if this store wrote it.
     File {
         file: File,
         path: String,
         len: u64,
+        /// (device, inode) of the open file: the path now naming another
+        /// file (rotated by renaming) means reopen.
+        identity: (u64, u64),
+        /// Set by SIGHUP: reopen the path before the next write.
+        reopen: Arc<AtomicBool>,
     },
 }
 
+/// (device, inode): which file a path names, whatever its name.
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// The store's record of which file it wrote under a sink's path.
+fn identity_key(path: &str) -> String {
+    format!("sink-identity:{path}")
+}
+
 impl Sink {
-    fn open(path: Option<&Path>, store: &Store) -> Result<Sink, DaemonError> {
+    fn open(
+        path: Option<&Path>,
+        store: &Store,
+        reopen: Arc<AtomicBool>,
+    ) -> Result<Sink, DaemonError> {
         let Some(path) = path else {
             return Ok(Sink::Stdout);
         };
@@ -124,34 +145,122 @@ impl Sink {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(err)?;
+        let file = Self::open_file(path).map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        let actual = meta.len();
+        let id = identity(&meta);
         let committed = store.sink_len(&name)?;
-        let actual = file.metadata().map_err(err)?.len();
-        if actual > committed {
+        let saved: Option<(u64, u64)> = store
+            .meta(&identity_key(&name))?
+            .and_then(|v| serde_json::from_slice(&v).ok());
+        // Cut back only what this store wrote to this very file: never a
+        // file a lost or new store knows nothing of (an EFS mount that
+        // failed, a relative state dir from another directory), nor one
+        // that replaced it.
+        let ours = match saved {
+            Some(saved) => saved == id,
+            // A store from before identities were kept: it did write here
+            // if it committed anything.
+            None => committed > 0,
+        };
+        let len = if !ours {
+            if actual > 0 {
+                tracing::warn!(
+                    sink = %name,
+                    bytes = actual,
+                    "the state store has no record of writing this file (a new or lost \
+                     store, or the file was replaced): keeping all of it and appending; \
+                     alerts for objects still in the sources may be written again"
+                );
+            }
+            actual
+        } else if actual > committed {
             tracing::warn!(
                 sink = %name,
                 "removing {} bytes of alerts written but not committed before the last stop; \
                  their objects will be read again",
                 actual - committed
             );
-        }
-        if actual != committed {
-            // Shorter than committed means the file was edited or rotated
-            // by hand: continue from what is there.
-            file.set_len(committed.min(actual)).map_err(err)?;
-        }
-        let len = committed.min(actual);
+            file.set_len(committed).map_err(err)?;
+            committed
+        } else {
+            if actual < committed {
+                tracing::warn!(
+                    sink = %name,
+                    "the file is shorter than this store committed (rotated or edited): \
+                     appending after what is there"
+                );
+            }
+            actual
+        };
+        Self::save_identity(store, &name, id)?;
         Ok(Sink::File {
             file,
             path: name,
             len,
+            identity: id,
+            reopen,
         })
+    }
+
+    fn open_file(path: &Path) -> io::Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+    }
+
+    fn save_identity(store: &Store, name: &str, id: (u64, u64)) -> Result<(), DaemonError> {
+        let bytes = serde_json::to_vec(&id).expect("plain data");
+        store.commit_batch(
+            &[],
+            &[(identity_key(name).as_str(), bytes.as_slice())],
+            |_| Ok(()),
+        )?;
+        Ok(())
+    }
+
+    /// Before a write: follow a rotation. A SIGHUP, or the path now naming
+    /// another file (renamed away) or none, reopens the path (a new file);
+    /// a file cut shorter than written (`copytruncate`) is appended to at
+    /// its new end, never past it (which would leave a hole of NULs).
+    fn follow_rotation(&mut self, store: &Store) -> Result<(), DaemonError> {
+        let Sink::File {
+            file,
+            path,
+            len,
+            identity: id,
+            reopen,
+        } = self
+        else {
+            return Ok(());
+        };
+        let err = |source| DaemonError::Sink {
+            path: path.clone(),
+            source,
+        };
+        let now = std::fs::metadata(&*path).ok().map(|m| identity(&m));
+        if reopen.swap(false, Ordering::Relaxed) || now != Some(*id) {
+            let fresh = Self::open_file(Path::new(path.as_str())).map_err(err)?;
+            let meta = fresh.metadata().map_err(err)?;
+            tracing::info!(sink = %path, bytes = meta.len(), "alerts file reopened (rotated)");
+            *file = fresh;
+            *len = meta.len();
+            *id = identity(&meta);
+            Self::save_identity(store, path, *id)?;
+            return Ok(());
+        }
+        let actual = file.metadata().map_err(err)?.len();
+        if actual < *len {
+            tracing::info!(
+                sink = %path,
+                "alerts file was truncated (copytruncate): appending at its new end"
+            );
+            *len = actual;
+        }
+        Ok(())
     }
 
     /// The `sink` label of its metrics.
@@ -181,7 +290,9 @@ impl Sink {
                 out.flush().map_err(err)?;
                 Ok(None)
             }
-            Sink::File { file, path, len } => {
+            Sink::File {
+                file, path, len, ..
+            } => {
                 let err = |source| DaemonError::Sink {
                     path: path.clone(),
                     source,
@@ -276,7 +387,12 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
     let store = Arc::new(Store::open(&config.state.dir, config.state.cache_bytes)?);
     let retention_ms = config.state.retention_days * 86_400_000;
     store.prune(now_ms().saturating_sub(retention_ms), now_ms())?;
-    let mut sink = Sink::open(config.output.jsonl_path.as_deref(), &store)?;
+    // SIGHUP: reopen the alerts file (logrotate's postrotate), also found
+    // without it by its inode changing.
+    let reopen = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reopen))
+        .map_err(DaemonError::Signals)?;
+    let mut sink = Sink::open(config.output.jsonl_path.as_deref(), &store, reopen)?;
     let metrics = Arc::new(Metrics::new(&config.metrics.accounts));
     metrics.declare_sink(sink.name(), &["sent", "deduplicated"]);
     metrics.declare_posture();
@@ -407,7 +523,10 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         rules = rules.len(),
         correlations = rules.correlations().len(),
         sources = sources.len(),
-        state = %config.state.dir.display(),
+        // Absolute: a relative `state.dir` depends on where it was started.
+        state = %std::path::absolute(&config.state.dir)
+            .unwrap_or_else(|_| config.state.dir.clone())
+            .display(),
         "trailwatch running"
     );
     let mut outputs = Outputs {
@@ -1162,6 +1281,9 @@ fn deliver(
         keys.push(mine);
     }
     drop(seen);
+    if !fresh.is_empty() {
+        sink.follow_rotation(store)?;
+    }
     let sink_len = sink.write(fresh.iter().map(|&(di, i)| batch[di].alert(i, rules)))?;
     let commits: Vec<Commit<'_>> = batch
         .iter()

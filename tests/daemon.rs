@@ -641,3 +641,138 @@ fn a_damaged_state_store_is_a_clear_error_not_a_panic() {
     std::fs::write(&path, &good).unwrap();
     run_once(&cfg, &[], &[]);
 }
+
+/// `n` CreateAccessKey events with ids `{tag}-{i}` in `in/{tag}.json`:
+/// `n` alerts.
+fn key_events(dir: &Path, tag: &str, n: usize) {
+    let into = dir.join("in");
+    std::fs::create_dir_all(&into).unwrap();
+    let recs: Vec<Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"eventVersion":"1.09","eventID":format!("{tag}-{i}"),
+                "eventTime":"2026-11-20T10:00:00Z","eventSource":"iam.amazonaws.com",
+                "eventName":"CreateAccessKey",
+                "userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/r/s"}})
+        })
+        .collect();
+    // Written aside and renamed in: the daemon never sees half a file.
+    let tmp = dir.join(format!("{tag}.tmp"));
+    std::fs::write(&tmp, serde_json::json!({ "Records": recs }).to_string()).unwrap();
+    std::fs::rename(&tmp, into.join(format!("{tag}.json"))).unwrap();
+}
+
+/// Complete alert lines in `path` (none if it is absent).
+fn alert_lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read(path).unwrap_or_default();
+    assert!(!text.contains(&0), "NUL bytes in {}", path.display());
+    let text = String::from_utf8(text).unwrap();
+    text.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The alerts file is the team's history: a lost or new state store (an
+/// EFS mount that failed, a relative state dir started elsewhere) never
+/// cuts it, nor does a store cut a file that replaced the one it wrote;
+/// it cuts only its own uncommitted tail.
+#[test]
+fn a_lost_store_never_truncates_the_alert_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let alerts = dir.path().join("alerts.jsonl");
+    key_events(dir.path(), "a", 5);
+    run_once(&cfg, &[], &[]);
+    let history = std::fs::read(&alerts).unwrap();
+    assert_eq!(alert_lines(&alerts).len(), 5);
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let stderr = run_once(&cfg, &[], &[]);
+    assert!(
+        stderr.contains("no record of writing this file"),
+        "{stderr}"
+    );
+    let now = std::fs::read(&alerts).unwrap();
+    assert!(now.starts_with(&history), "the history was cut");
+    assert_eq!(
+        alert_lines(&alerts).len(),
+        10,
+        "re-sent after it, not over it"
+    );
+    // Another file put in its place (renamed over it): kept whole.
+    let other = b"{\"kept\":1}\n{\"kept\":2}\n".to_vec();
+    std::fs::write(dir.path().join("other"), &other).unwrap();
+    std::fs::rename(dir.path().join("other"), &alerts).unwrap();
+    key_events(dir.path(), "b", 2);
+    run_once(&cfg, &[], &[]);
+    let now = std::fs::read(&alerts).unwrap();
+    assert!(now.starts_with(&other));
+    assert_eq!(alert_lines(&alerts).len(), 4);
+}
+
+/// Log rotation of the alerts file: `copytruncate` (appending at the new
+/// end, no hole of NULs), renaming (the next alerts go to a new file at
+/// the path, not to the rotated one), and SIGHUP (reopen; the daemon keeps
+/// running instead of dying of the signal's default action).
+#[test]
+fn rotation_by_copytruncate_rename_or_sighup_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let alerts = dir.path().join("alerts.jsonl");
+    let mut child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_lines = |path: &Path, n: usize| {
+        wait_for(&format!("{n} alerts in {}", path.display()), 30, || {
+            (alert_lines(path).len() >= n).then_some(())
+        })
+    };
+    let ids = |path: &Path| -> Vec<String> {
+        alert_lines(path)
+            .iter()
+            .map(|a| a["event_id"].as_str().unwrap()[..1].to_owned())
+            .collect()
+    };
+    key_events(dir.path(), "a", 3);
+    wait_lines(&alerts, 3);
+
+    // copytruncate.
+    std::fs::copy(&alerts, dir.path().join("alerts.jsonl.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&alerts)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    key_events(dir.path(), "b", 3);
+    wait_lines(&alerts, 3);
+    assert_eq!(ids(&alerts), ["b", "b", "b"]);
+    assert!(std::fs::read(&alerts).unwrap().starts_with(b"{"));
+
+    // Renamed away.
+    std::fs::rename(&alerts, dir.path().join("alerts.jsonl.2")).unwrap();
+    key_events(dir.path(), "c", 3);
+    wait_lines(&alerts, 3);
+    assert_eq!(ids(&alerts), ["c", "c", "c"]);
+    assert_eq!(ids(&dir.path().join("alerts.jsonl.2")), ["b", "b", "b"]);
+
+    // SIGHUP: still running, and the file reopened.
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP killed the daemon"
+    );
+    key_events(dir.path(), "d", 3);
+    wait_lines(&alerts, 6);
+    assert_eq!(ids(&alerts), ["c", "c", "c", "d", "d", "d"]);
+    unsafe_sigterm(child.id());
+    assert!(child.wait().unwrap().success());
+}
