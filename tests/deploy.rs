@@ -211,6 +211,12 @@ fn ecs_task_definition_gives_the_image_config_what_it_needs() {
     let mount = &c["mountPoints"][0];
     assert_eq!(mount["containerPath"], "/var/lib/trailwatch");
     assert!(config.contains("dir = \"/var/lib/trailwatch\""));
+    // Alerts exactly once on the durable volume, not through the lossy
+    // (non-blocking) log driver mixed with the daemon's logs.
+    assert!(
+        config.contains("jsonl_path = \"/var/lib/trailwatch/"),
+        "alerts go to the state volume"
+    );
     let volume = task["volumes"]
         .as_array()
         .unwrap()
