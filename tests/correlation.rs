@@ -247,10 +247,8 @@ fn groups_are_bounded_and_untimed_events_counted() {
     assert!(line.contains("1 without eventTime"), "{line}");
     let evicted: u64 = line
         .split(", ")
-        .nth(2)
-        .unwrap()
-        .split(' ')
-        .next()
+        .find(|part| part.contains(" groups and "))
+        .and_then(|part| part.split(' ').next())
         .unwrap()
         .parse()
         .unwrap();
