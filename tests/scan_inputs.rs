@@ -427,7 +427,11 @@ fn output_file_and_text_format_escape_event_text() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 1, "{text:?}");
     assert!(!text.contains('\u{1b}'));
-    assert!(text.contains(r"x\u{1b}[2J\nFAKE ALERT"), "{text}");
+    // Escaped, and quoted (it holds a space), its backslashes doubled.
+    assert!(
+        text.contains(r#"principal="arn:aws:iam::1:user/x\\u{1b}[2J\\nFAKE ALERT""#),
+        "{text}"
+    );
 }
 
 #[test]
