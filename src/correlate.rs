@@ -183,6 +183,101 @@ struct Ev {
     ctx: Arc<Context>,
 }
 
+/// Event ids a group counted, with their times. Most groups hold one or
+/// two (a flood of distinct principals makes a hundred thousand such
+/// groups): a short list then, exactly sized, and a map past
+/// [`Seen::FEW`], where lookups must stay constant-time.
+#[derive(Debug)]
+enum Seen {
+    Few(Vec<(Box<str>, i64)>),
+    Many(HashMap<Box<str>, i64>),
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen::Few(Vec::new())
+    }
+}
+
+impl Seen {
+    const FEW: usize = 8;
+
+    fn contains_key(&self, id: &str) -> bool {
+        match self {
+            Seen::Few(v) => v.iter().any(|(k, _)| &**k == id),
+            Seen::Many(m) => m.contains_key(id),
+        }
+    }
+
+    fn insert(&mut self, id: Box<str>, t: i64) {
+        match self {
+            Seen::Few(v) if v.len() < Self::FEW => {
+                if let Some(slot) = v.iter_mut().find(|(k, _)| *k == id) {
+                    slot.1 = t;
+                } else {
+                    if v.capacity() == 0 {
+                        v.reserve_exact(1);
+                    }
+                    v.push((id, t));
+                }
+            }
+            Seen::Few(v) => {
+                let mut m: HashMap<Box<str>, i64> = std::mem::take(v).into_iter().collect();
+                m.insert(id, t);
+                *self = Seen::Many(m);
+            }
+            Seen::Many(m) => {
+                m.insert(id, t);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Seen::Few(v) => v.len(),
+            Seen::Many(m) => m.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&str, i64)> + '_> {
+        match self {
+            Seen::Few(v) => Box::new(v.iter().map(|(k, t)| (&**k, *t))),
+            Seen::Many(m) => Box::new(m.iter().map(|(k, t)| (&**k, *t))),
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(i64) -> bool) {
+        match self {
+            Seen::Few(v) => {
+                v.retain(|(_, t)| keep(*t));
+                v.shrink_to_fit();
+            }
+            Seen::Many(m) => {
+                m.retain(|_, t| keep(*t));
+                if m.len() <= Self::FEW {
+                    let mut v: Vec<(Box<str>, i64)> = m.drain().collect();
+                    v.shrink_to_fit();
+                    *self = Seen::Few(v);
+                }
+            }
+        }
+    }
+}
+
+impl FromIterator<(Box<str>, i64)> for Seen {
+    fn from_iter<I: IntoIterator<Item = (Box<str>, i64)>>(items: I) -> Self {
+        let mut s = Seen::default();
+        for (id, t) in items {
+            s.insert(id, t);
+        }
+        s
+    }
+}
+
 #[derive(Debug, Default)]
 struct Group {
     /// Pending events, counting toward a window; sorted by time (stable
@@ -191,7 +286,7 @@ struct Group {
     /// Ids of the events this group counted (pending, or consumed by a
     /// window that fired), with their times, kept while an event of that
     /// time is not yet late: a repeat is recognised and ignored.
-    seen: HashMap<Box<str>, i64>,
+    seen: Seen,
     /// The newest event time the group took: lateness is judged per group.
     newest: i64,
     /// The correlation's hit counter when the group was last touched: for
@@ -386,7 +481,7 @@ impl Correlator {
                             key,
                             newest: g.newest,
                             touched: g.touched,
-                            seen: g.seen.iter().map(|(id, t)| (&**id, *t)).collect(),
+                            seen: g.seen.iter().collect(),
                             events: g
                                 .events
                                 .iter()
@@ -549,6 +644,11 @@ impl Correlator {
                 g.seen.insert(id.into(), t);
             }
             let at = g.events.partition_point(|e| e.time <= t);
+            if g.events.capacity() == 0 {
+                // Exactly one, not Vec's first growth to four: most groups
+                // of a flood of distinct principals hold a single event.
+                g.events.reserve_exact(1);
+            }
             g.events.insert(
                 at,
                 Ev {
@@ -614,7 +714,7 @@ impl Correlator {
                         || g.events
                             .first()
                             .is_none_or(|f| f.time.saturating_add(c.timespan_ms) < horizon)
-                        || g.seen.values().any(|t| *t < horizon)
+                        || g.seen.iter().any(|(_, t)| t < horizon)
                 })
                 .map(|(k, _)| k)
                 .collect();
@@ -650,7 +750,7 @@ impl Correlator {
                     let n = g.events.partition_point(|e| e.time < keep_from);
                     g.events.drain(..n);
                 }
-                g.seen.retain(|_, t| *t >= horizon);
+                g.seen.retain(|t| t >= horizon);
                 if (g.events.is_empty() && g.seen.is_empty()) || idle {
                     st.groups.remove(&key);
                 }
@@ -908,6 +1008,33 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The compact id set answers like a map through its growth past a
+    /// few ids and its shrinking back, times included.
+    #[test]
+    fn seen_ids_answer_like_a_map_at_any_size() {
+        let mut s = Seen::default();
+        let mut m: HashMap<Box<str>, i64> = HashMap::new();
+        for i in 0..20i64 {
+            let id: Box<str> = format!("e{i}").into();
+            s.insert(id.clone(), i);
+            m.insert(id, i);
+            assert_eq!(s.len(), m.len());
+        }
+        assert!(matches!(s, Seen::Many(_)));
+        for i in 0..25 {
+            assert_eq!(s.contains_key(&format!("e{i}")), i < 20);
+        }
+        s.retain(|t| t >= 15);
+        assert!(matches!(s, Seen::Few(_)));
+        let mut left: Vec<(String, i64)> = s.iter().map(|(k, t)| (k.to_owned(), t)).collect();
+        left.sort();
+        assert_eq!(left.len(), 5);
+        assert_eq!(left[0], ("e15".into(), 15));
+        assert!(!s.contains_key("e3") && s.contains_key("e19"));
+        s.retain(|_| false);
+        assert!(s.is_empty());
+    }
 
     fn meta() -> Arc<RuleMeta> {
         Arc::new(RuleMeta::example("c"))
