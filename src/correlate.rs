@@ -972,11 +972,22 @@ pub fn parse_event_time(s: &str) -> Option<i64> {
 }
 
 /// `ms` (since the epoch) as `YYYY-MM-DDTHH:MM:SSZ`, the form CloudTrail
-/// writes (civil date from days: Howard Hinnant's algorithm).
+/// writes.
 pub fn iso_time(ms: i64) -> String {
     let t = ms.div_euclid(1000);
-    let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// (year, month, day) of a day since 1970-01-01, proleptic Gregorian
+/// (Howard Hinnant's algorithm; [`days_from_civil`] is its inverse).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -985,13 +996,7 @@ pub fn iso_time(ms: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).

@@ -88,17 +88,9 @@ pub fn parse_day(s: &str) -> Option<i64> {
     crate::correlate::parse_event_time(&format!("{s}T00:00:00Z")).map(|ms| ms / 86_400_000)
 }
 
-/// `YYYY/MM/DD` of a day since the epoch (civil from days, Howard Hinnant).
+/// `YYYY/MM/DD` of a day since the epoch.
 pub fn day_path(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::correlate::civil_from_days(days);
     format!("{y:04}/{m:02}/{d:02}")
 }
 
