@@ -687,18 +687,7 @@ mod tests {
     }
 
     fn entry(a: Alert) -> (u64, Entry) {
-        (
-            7,
-            Entry {
-                alert: a,
-                queued_ms: 0,
-                attempts: 0,
-                next_ms: 0,
-                suppressed_before: 0,
-                summary: false,
-                summary_since_ms: 0,
-            },
-        )
+        (7, Entry::new(a, 0))
     }
 
     /// Message-IDs come from what a mail carries: the same alerts give the
@@ -771,15 +760,7 @@ mod tests {
 
     #[test]
     fn html_is_escaped_and_links_need_a_real_region() {
-        let e = Entry {
-            alert: hostile(),
-            queued_ms: 0,
-            attempts: 0,
-            next_ms: 0,
-            suppressed_before: 0,
-            summary: false,
-            summary_since_ms: 0,
-        };
+        let e = Entry::new(hostile(), 0);
         let html = html_body(&e);
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!html.contains("<script>"));

@@ -91,6 +91,22 @@ pub struct Entry {
     pub summary_since_ms: u64,
 }
 
+impl Entry {
+    /// `alert`, queued at `now_ms` and due at once: not yet tried, no
+    /// suppressed count, not a summary.
+    pub fn new(alert: Alert, now_ms: u64) -> Entry {
+        Entry {
+            alert,
+            queued_ms: now_ms,
+            attempts: 0,
+            next_ms: now_ms,
+            suppressed_before: 0,
+            summary: false,
+            summary_since_ms: 0,
+        }
+    }
+}
+
 /// A suppression window: alerts of one kind held back until `until`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Window {
@@ -248,13 +264,8 @@ impl Outbox {
             }
             let level = a.level;
             let entry = Entry {
-                alert: a,
-                queued_ms: now_ms,
-                attempts: 0,
-                next_ms: now_ms,
                 suppressed_before,
-                summary: false,
-                summary_since_ms: 0,
+                ..Entry::new(a, now_ms)
             };
             let bytes = serde_json::to_vec(&entry).expect("alerts serialize");
             outbox.insert((self.sink, key(level, state.next_seq)), bytes.as_slice())?;
@@ -297,13 +308,10 @@ impl Outbox {
                 };
                 let level = last.level;
                 let entry = Entry {
-                    alert: last,
-                    queued_ms: now_ms,
-                    attempts: 0,
-                    next_ms: now_ms,
                     suppressed_before: w.count,
                     summary: true,
                     summary_since_ms: w.since_ms,
+                    ..Entry::new(last, now_ms)
                 };
                 let bytes = serde_json::to_vec(&entry).expect("alerts serialize");
                 outbox.insert((self.sink, key(level, state.next_seq)), bytes.as_slice())?;
@@ -700,15 +708,7 @@ mod tests {
         {
             let mut t = txn.open_table(OUTBOX).unwrap();
             for (seq, level) in [(0u64, "low"), (1, "critical")] {
-                let e = Entry {
-                    alert: with_level("r", "p", level),
-                    queued_ms: 0,
-                    attempts: 0,
-                    next_ms: 0,
-                    suppressed_before: 0,
-                    summary: false,
-                    summary_since_ms: 0,
-                };
+                let e = Entry::new(with_level("r", "p", level), 0);
                 let bytes = serde_json::to_vec(&e).unwrap();
                 t.insert(("email", seq), bytes.as_slice()).unwrap();
             }

@@ -204,18 +204,7 @@ mod tests {
         let mut a = Alert::example(Arc::new(RuleMeta::example("r")));
         a.principal = Some("p\n*[critical] Forged*\r\u{2028}x\u{202e}".into());
         a.region = Some("us-east-1\nmore".into());
-        let b = body(&[(
-            1,
-            Entry {
-                alert: a,
-                queued_ms: 0,
-                attempts: 0,
-                next_ms: 0,
-                suppressed_before: 0,
-                summary: false,
-                summary_since_ms: 0,
-            },
-        )]);
+        let b = body(&[(1, Entry::new(a, 0))]);
         let text = b["text"].as_str().unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(!text.contains(['\r', '\u{2028}', '\u{202e}']), "{text}");
@@ -233,13 +222,8 @@ mod tests {
         let b = body(&[(
             7,
             Entry {
-                alert: a,
-                queued_ms: 0,
-                attempts: 0,
-                next_ms: 0,
                 suppressed_before: 2,
-                summary: false,
-                summary_since_ms: 0,
+                ..Entry::new(a, 0)
             },
         )]);
         let text = b["text"].as_str().unwrap();
