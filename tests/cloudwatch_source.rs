@@ -9,7 +9,6 @@ mod moto;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use common::*;
 use serde_json::Value;
 
@@ -38,26 +37,13 @@ fn put(
     records: &[Value],
     base_ms: i64,
 ) {
-    rt.block_on(async {
-        let events: Vec<InputLogEvent> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                InputLogEvent::builder()
-                    .timestamp(base_ms + i as i64)
-                    .message(r.to_string())
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        logs.put_log_events()
-            .log_group_name("trail")
-            .log_stream_name("123456789012_CloudTrail_us-east-1")
-            .set_log_events(Some(events))
-            .send()
-            .await
-            .unwrap();
-    });
+    moto::put_log_events(
+        rt,
+        logs,
+        ("trail", "123456789012_CloudTrail_us-east-1"),
+        records,
+        base_ms,
+    );
 }
 
 #[test]

@@ -9,9 +9,9 @@ mod moto;
 
 use std::path::Path;
 
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use common::*;
 use serde_json::{Value, json};
+use trailwatch::correlate::iso_time as iso;
 
 const BURST: &str = "Burst of Denied API Calls From One Principal";
 
@@ -20,27 +20,6 @@ fn denied(id: &str, arn: &str, time: &str, account: &str) -> Value {
            "eventSource":"s3.amazonaws.com","errorCode":"AccessDenied",
            "recipientAccountId":account,
            "userIdentity":{"type":"AssumedRole","arn":arn,"accountId":account}})
-}
-
-fn iso(ms: i64) -> String {
-    let s = ms / 1000;
-    let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn now_ms() -> i64 {
@@ -81,26 +60,7 @@ fn the_same_event_counts_once_across_sources_and_restarts() {
             .unwrap();
     });
     let put = |records: &[Value], base: i64| {
-        rt.block_on(async {
-            let events: Vec<InputLogEvent> = records
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    InputLogEvent::builder()
-                        .timestamp(base + i as i64)
-                        .message(r.to_string())
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            logs.put_log_events()
-                .log_group_name("trail")
-                .log_stream_name("s")
-                .set_log_events(Some(events))
-                .send()
-                .await
-                .unwrap();
-        })
+        moto::put_log_events(&rt, &logs, ("trail", "s"), records, base)
     };
     let arn = "arn:aws:sts::123456789012:assumed-role/app/i-1";
     let now = now_ms();
@@ -128,15 +88,7 @@ fn the_same_event_counts_once_across_sources_and_restarts() {
         "[[sources.cloudwatch]]\nlog_group = \"trail\"\nmax_requests_per_sec = 5",
         &format!("[[sources.files]]\npath = {files:?}\nsettle_secs = 0\n"),
     );
-    let run = || {
-        let out = trailwatch()
-            .args(["run", "--once", "--config"])
-            .arg(&cfg)
-            .envs(moto.env())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&succeeded(out).stderr).into_owned()
-    };
+    let run = || moto.run_config(&cfg);
     let first = run();
     assert!(
         bursts(dir.path()).is_empty(),

@@ -114,11 +114,16 @@ impl Moto {
     /// block, without `endpoint_url` and `region`, which are added).
     /// Returns stderr; panics if the daemon fails.
     pub fn run_once(&self, dir: &std::path::Path, source: &str) -> String {
-        let cfg = self.config(dir, source, "");
+        self.run_config(&self.config(dir, source, ""))
+    }
+
+    /// `trailwatch run --once --config cfg` with this server's
+    /// environment; returns stderr, panics if the daemon fails.
+    pub fn run_config(&self, cfg: &std::path::Path) -> String {
         let out = assert_cmd::Command::cargo_bin("trailwatch")
             .unwrap()
             .args(["run", "--once", "--config"])
-            .arg(&cfg)
+            .arg(cfg)
             .envs(self.env())
             .output()
             .unwrap();
@@ -143,4 +148,36 @@ impl Moto {
         .unwrap();
         cfg
     }
+}
+
+/// Put `records` into the log stream `group`/`stream` as CloudWatch Logs
+/// events (one per record, as a trail delivers them), timestamped from
+/// `base_ms` a millisecond apart.
+pub fn put_log_events(
+    rt: &tokio::runtime::Runtime,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    (group, stream): (&str, &str),
+    records: &[serde_json::Value],
+    base_ms: i64,
+) {
+    use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+    let events: Vec<InputLogEvent> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            InputLogEvent::builder()
+                .timestamp(base_ms + i as i64)
+                .message(r.to_string())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    rt.block_on(
+        logs.put_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .set_log_events(Some(events))
+            .send(),
+    )
+    .unwrap();
 }
