@@ -31,6 +31,16 @@ const ALERTS: TableDefinition<&str, u64> = TableDefinition::new("alerts");
 const SINKS: TableDefinition<&str, u64> = TableDefinition::new("sinks");
 const CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("cursors");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// State blobs in parts of at most [`PART_BYTES`]: (name, part) → bytes.
+const META_PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("meta_parts");
+
+/// A state blob's part size. redb keeps a value in one run of pages sized
+/// to the next power of two, and reads the old value whole to replace it:
+/// the correlation windows of 100,000 groups (about 45 MB) saved as one
+/// value took two 64 MiB buffers at each commit. In parts, a commit's
+/// extra memory is a part, whatever the blob's size. (A little under
+/// 64 KiB, so a part and its key fit one 64 KiB run.)
+const PART_BYTES: usize = (64 << 10) - 512;
 
 /// A store operation failed.
 #[derive(Debug, Error)]
@@ -117,8 +127,10 @@ pub struct Store {
 
 /// Default [`Store::open`] page cache: redb's own default is 1 GiB, which a
 /// flood of alerts (a dedup key each) would fill; the operating system's
-/// page cache serves what does not fit.
-pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+/// page cache serves what does not fit. 32 MiB holds every interior page of
+/// a store with millions of keys (64 MiB cost 30 MB more at the peak of a
+/// flood of a million alerts, and was no faster).
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 impl Store {
     /// Open (or create) `state.redb` in `dir`, with a page cache of at
@@ -161,6 +173,7 @@ impl Store {
             txn.open_table(SINKS)?;
             txn.open_table(CURSORS)?;
             txn.open_table(META)?;
+            txn.open_table(META_PARTS)?;
             Ok(())
         })?;
         Ok(store)
@@ -232,9 +245,23 @@ impl Store {
                 Self::record(txn, c)?;
             }
             if !meta.is_empty() {
-                let mut t = txn.open_table(META)?;
+                let mut whole = txn.open_table(META)?;
+                let mut parts = txn.open_table(META_PARTS)?;
                 for (name, value) in meta {
-                    t.insert(*name, *value)?;
+                    // A blob saved whole by an older version goes.
+                    whole.remove(*name)?;
+                    let mut n = 0u32;
+                    // An empty blob is one empty part, so it reads back as
+                    // empty, not as missing.
+                    for part in value
+                        .chunks(PART_BYTES)
+                        .chain(value.is_empty().then_some(&[][..]))
+                    {
+                        parts.insert((*name, n), part)?;
+                        n += 1;
+                    }
+                    // Parts past the new end belong to a longer old blob.
+                    parts.retain_in((*name, n)..=(*name, u32::MAX), |_, _| false)?;
                 }
             }
             Ok(())
@@ -255,6 +282,20 @@ impl Store {
     /// A state blob saved by [`Store::commit_batch`].
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let parts = txn.open_table(META_PARTS).map_err(|e| self.err(e))?;
+        let mut blob: Option<Vec<u8>> = None;
+        for part in parts
+            .range((name, 0)..=(name, u32::MAX))
+            .map_err(|e| self.err(e))?
+        {
+            let (_, v) = part.map_err(|e| self.err(e))?;
+            blob.get_or_insert_with(Vec::new)
+                .extend_from_slice(v.value());
+        }
+        if blob.is_some() {
+            return Ok(blob);
+        }
+        // Saved whole by an older version.
         let t = txn.open_table(META).map_err(|e| self.err(e))?;
         Ok(t.get(name)
             .map_err(|e| self.err(e))?
@@ -349,6 +390,58 @@ mod tests {
             key: key.into(),
             etag: etag.into(),
         }
+    }
+
+    /// Blobs of any size read back exactly, across reopening: several
+    /// parts, one part, empty, a shorter blob over a longer one (no stale
+    /// parts), and a blob an older version saved whole.
+    #[test]
+    fn state_blobs_are_saved_in_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..PART_BYTES * 3 + 17).map(|i| (i % 251) as u8).collect();
+        {
+            let s = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+            s.write(|txn| {
+                txn.open_table(META)?
+                    .insert("legacy", b"whole".as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+            s.commit_batch(
+                &[],
+                &[("big", &big), ("empty", &[]), ("small", b"abc")],
+                |_| Ok(()),
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path(), DEFAULT_CACHE_BYTES).unwrap();
+        assert_eq!(s.meta("big").unwrap().as_deref(), Some(&big[..]));
+        assert_eq!(s.meta("empty").unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(s.meta("small").unwrap().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(s.meta("missing").unwrap(), None);
+        assert_eq!(s.meta("legacy").unwrap().as_deref(), Some(&b"whole"[..]));
+        let parts = |s: &Store, name: &str| {
+            let txn = s.db.begin_read().unwrap();
+            let t = txn.open_table(META_PARTS).unwrap();
+            t.range((name, 0)..=(name, u32::MAX)).unwrap().count()
+        };
+        assert_eq!(parts(&s, "big"), 4);
+        let shorter = &big[..PART_BYTES + 1];
+        s.commit_batch(&[], &[("big", shorter), ("legacy", b"parts")], |_| Ok(()))
+            .unwrap();
+        assert_eq!(s.meta("big").unwrap().as_deref(), Some(shorter));
+        assert_eq!(
+            parts(&s, "big"),
+            2,
+            "stale parts of the longer blob removed"
+        );
+        assert_eq!(s.meta("legacy").unwrap().as_deref(), Some(&b"parts"[..]));
+        let txn = s.db.begin_read().unwrap();
+        let whole = txn.open_table(META).unwrap();
+        assert!(
+            whole.get("legacy").unwrap().is_none(),
+            "the whole copy goes"
+        );
     }
 
     #[test]

@@ -92,6 +92,51 @@ impl Correlation {
     }
 }
 
+/// A group's key: the values of a correlation's `group-by` fields, in
+/// one allocation, each part as its length and text, so no value can make
+/// two groups one (`a:b` + `c` is not `a` + `b:c`). Ordered as the list of
+/// its parts. (As a `Vec<String>`, a key cost two allocations in every hit
+/// and every group: 40 MB in a flood of distinct principals.)
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GroupKey(Box<str>);
+
+impl GroupKey {
+    pub fn new<S: AsRef<str>>(parts: impl IntoIterator<Item = S>) -> GroupKey {
+        let mut text = String::new();
+        for p in parts {
+            let p = p.as_ref();
+            text.push_str(&p.len().to_string());
+            text.push(':');
+            text.push_str(p);
+        }
+        GroupKey(text.into_boxed_str())
+    }
+
+    /// The field values, in `group-by` order.
+    pub fn parts(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut rest: &str = &self.0;
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_once(':')?;
+            let len: usize = len.parse().ok()?;
+            let part = tail.get(..len)?;
+            rest = &tail[len..];
+            Some(part)
+        })
+    }
+}
+
+impl Ord for GroupKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(other.parts())
+    }
+}
+
+impl PartialOrd for GroupKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// A match of a base rule, as the correlations referencing it need it.
 #[derive(Debug, Clone)]
 pub struct Hit {
@@ -101,7 +146,7 @@ pub struct Hit {
     /// unreadable (the hit cannot be placed in a window and is counted).
     pub time_ms: Option<i64>,
     /// Per correlation index: the group key and the value (value_count).
-    pub keys: Vec<(usize, Vec<String>, Option<String>)>,
+    pub keys: Vec<(usize, GroupKey, Option<String>)>,
     /// The event's alert fields (context for the correlation alert:
     /// principal, source IP, ...), without the event.
     pub ctx: HitContext,
@@ -183,48 +228,104 @@ struct Ev {
     ctx: Arc<Context>,
 }
 
-/// Event ids a group counted, with their times. Most groups hold one or
-/// two (a flood of distinct principals makes a hundred thousand such
-/// groups): a short list then, exactly sized, and a map past
-/// [`Seen::FEW`], where lookups must stay constant-time.
-#[derive(Debug)]
-enum Seen {
-    Few(Vec<(Box<str>, i64)>),
-    Many(HashMap<Box<str>, i64>),
+/// An event id as a group remembers it: 16 bytes, inline. CloudTrail's
+/// ids are lowercase UUIDs, kept exactly (their 128 bits); any other text
+/// is its SHA-256, cut to 128 bits, so no one can make two ids look alike.
+/// (A flood of distinct principals makes a hundred thousand groups of one
+/// event each: the id as a string cost a pair of allocations, 80 bytes,
+/// per group.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct IdKey([u8; 16]);
+
+impl IdKey {
+    fn of(id: &str) -> IdKey {
+        let b = id.as_bytes();
+        let uuid = b.len() == 36
+            && b.iter().enumerate().all(|(i, &c)| match i {
+                8 | 13 | 18 | 23 => c == b'-',
+                _ => matches!(c, b'0'..=b'9' | b'a'..=b'f'),
+            });
+        let mut key = [0u8; 16];
+        if uuid {
+            let hex = |c: u8| if c <= b'9' { c - b'0' } else { c - b'a' + 10 };
+            let mut nibbles = b.iter().filter(|&&c| c != b'-').map(|&c| hex(c));
+            for byte in &mut key {
+                *byte = (nibbles.next().unwrap_or(0) << 4) | nibbles.next().unwrap_or(0);
+            }
+        } else {
+            // Tagged, so no text hashes onto the domain of a UUID by design
+            // (it would take a preimage of SHA-256 anyway).
+            let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+            ctx.update(b"trailwatch event id\0");
+            ctx.update(b);
+            key.copy_from_slice(&ctx.finish().as_ref()[..16]);
+        }
+        IdKey(key)
+    }
+
+    /// As saved (32 hex digits).
+    fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn from_hex(s: &str) -> Option<IdKey> {
+        let b = s.as_bytes();
+        if b.len() != 32 {
+            return None;
+        }
+        let mut key = [0u8; 16];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(IdKey(key))
+    }
 }
 
-impl Default for Seen {
-    fn default() -> Self {
-        Seen::Few(Vec::new())
-    }
+/// Event ids a group counted, with their times. Most groups hold one (a
+/// flood of distinct principals makes a hundred thousand such groups):
+/// inline then, a short list up to [`Seen::FEW`], and a map past it, where
+/// lookups must stay constant-time.
+#[derive(Debug, Default)]
+enum Seen {
+    #[default]
+    Empty,
+    One(IdKey, i64),
+    Few(Vec<(IdKey, i64)>),
+    // Boxed: the map is 48 bytes inline, which every group would pay.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<IdKey, i64>>),
 }
 
 impl Seen {
     const FEW: usize = 8;
 
-    fn contains_key(&self, id: &str) -> bool {
+    fn contains_key(&self, id: &IdKey) -> bool {
         match self {
-            Seen::Few(v) => v.iter().any(|(k, _)| &**k == id),
+            Seen::Empty => false,
+            Seen::One(k, _) => k == id,
+            Seen::Few(v) => v.iter().any(|(k, _)| k == id),
             Seen::Many(m) => m.contains_key(id),
         }
     }
 
-    fn insert(&mut self, id: Box<str>, t: i64) {
+    fn insert(&mut self, id: IdKey, t: i64) {
         match self {
+            Seen::Empty => *self = Seen::One(id, t),
+            Seen::One(k, old) if *k == id => *old = t,
+            Seen::One(k, old) => {
+                *self = Seen::Few(vec![(*k, *old), (id, t)]);
+            }
             Seen::Few(v) if v.len() < Self::FEW => {
                 if let Some(slot) = v.iter_mut().find(|(k, _)| *k == id) {
                     slot.1 = t;
                 } else {
-                    if v.capacity() == 0 {
-                        v.reserve_exact(1);
-                    }
                     v.push((id, t));
                 }
             }
             Seen::Few(v) => {
-                let mut m: HashMap<Box<str>, i64> = std::mem::take(v).into_iter().collect();
+                let mut m: HashMap<IdKey, i64> = std::mem::take(v).into_iter().collect();
                 m.insert(id, t);
-                *self = Seen::Many(m);
+                *self = Seen::Many(Box::new(m));
             }
             Seen::Many(m) => {
                 m.insert(id, t);
@@ -234,6 +335,8 @@ impl Seen {
 
     fn len(&self) -> usize {
         match self {
+            Seen::Empty => 0,
+            Seen::One(..) => 1,
             Seen::Few(v) => v.len(),
             Seen::Many(m) => m.len(),
         }
@@ -243,33 +346,51 @@ impl Seen {
         self.len() == 0
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = (&str, i64)> + '_> {
+    fn iter(&self) -> Box<dyn Iterator<Item = (IdKey, i64)> + '_> {
         match self {
-            Seen::Few(v) => Box::new(v.iter().map(|(k, t)| (&**k, *t))),
-            Seen::Many(m) => Box::new(m.iter().map(|(k, t)| (&**k, *t))),
+            Seen::Empty => Box::new(std::iter::empty()),
+            Seen::One(k, t) => Box::new(std::iter::once((*k, *t))),
+            Seen::Few(v) => Box::new(v.iter().copied()),
+            Seen::Many(m) => Box::new(m.iter().map(|(k, t)| (*k, *t))),
         }
     }
 
+    /// Keep the ids whose time `keep` accepts, in the smallest form.
     fn retain(&mut self, mut keep: impl FnMut(i64) -> bool) {
-        match self {
+        let left: Vec<(IdKey, i64)> = match self {
+            Seen::Empty => return,
+            Seen::One(_, t) => {
+                if !keep(*t) {
+                    *self = Seen::Empty;
+                }
+                return;
+            }
             Seen::Few(v) => {
                 v.retain(|(_, t)| keep(*t));
-                v.shrink_to_fit();
+                std::mem::take(v)
             }
             Seen::Many(m) => {
                 m.retain(|_, t| keep(*t));
-                if m.len() <= Self::FEW {
-                    let mut v: Vec<(Box<str>, i64)> = m.drain().collect();
-                    v.shrink_to_fit();
-                    *self = Seen::Few(v);
+                if m.len() > Self::FEW {
+                    return;
                 }
+                m.drain().collect()
             }
-        }
+        };
+        *self = match left.len() {
+            0 => Seen::Empty,
+            1 => Seen::One(left[0].0, left[0].1),
+            _ => {
+                let mut left = left;
+                left.shrink_to_fit();
+                Seen::Few(left)
+            }
+        };
     }
 }
 
-impl FromIterator<(Box<str>, i64)> for Seen {
-    fn from_iter<I: IntoIterator<Item = (Box<str>, i64)>>(items: I) -> Self {
+impl FromIterator<(IdKey, i64)> for Seen {
+    fn from_iter<I: IntoIterator<Item = (IdKey, i64)>>(items: I) -> Self {
         let mut s = Seen::default();
         for (id, t) in items {
             s.insert(id, t);
@@ -296,7 +417,7 @@ struct Group {
 
 #[derive(Debug, Default)]
 struct State {
-    groups: HashMap<Vec<String>, Group>,
+    groups: HashMap<GroupKey, Group>,
     /// The newest event time any group took (bounded by the clock): groups
     /// far behind it, and untouched for a while, expire.
     newest: i64,
@@ -339,8 +460,9 @@ fn wall_clock_ms() -> i64 {
 /// (2: events as arrays, object names in a table: a tenth of version 1's
 /// size, which mattered with 100,000 groups saved at each commit. 3: each
 /// group's newest time, recency and counted event ids, so lateness and
-/// duplicates are judged per group across a restart.)
-const SNAPSHOT_VERSION: u32 = 3;
+/// duplicates are judged per group across a restart. 4: those ids as
+/// [`IdKey`]s; version 3 is still read.)
+const SNAPSHOT_VERSION: u32 = 4;
 
 /// The open windows, as saved in the state store with each batch (so a
 /// restart neither forgets half a burst nor counts an event twice: the
@@ -371,7 +493,8 @@ struct SavedGroup {
     newest: i64,
     touched: u64,
     events: Vec<SavedEv>,
-    /// (event id, time) counted.
+    /// (event id, time) counted: the id as [`IdKey::to_hex`] (version 4),
+    /// or as the event's own id (version 3).
     seen: Vec<(String, i64)>,
 }
 
@@ -406,11 +529,11 @@ struct SavedRuleRef<'a> {
 
 #[derive(serde::Serialize)]
 struct SavedGroupRef<'a> {
-    key: &'a [String],
+    key: Vec<&'a str>,
     newest: i64,
     touched: u64,
     events: Vec<SavedEvRef<'a>>,
-    seen: Vec<(&'a str, i64)>,
+    seen: Vec<(String, i64)>,
 }
 
 #[derive(serde::Serialize)]
@@ -478,10 +601,10 @@ impl Correlator {
                     .map(|(key, g)| {
                         estimate += 64 + g.seen.len() * 56;
                         SavedGroupRef {
-                            key,
+                            key: key.parts().collect(),
                             newest: g.newest,
                             touched: g.touched,
-                            seen: g.seen.iter().collect(),
+                            seen: g.seen.iter().map(|(k, t)| (k.to_hex(), t)).collect(),
                             events: g
                                 .events
                                 .iter()
@@ -531,7 +654,8 @@ impl Correlator {
             version: u32,
         }
         let v: Version = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if v.version != SNAPSHOT_VERSION {
+        // Version 3 saved event ids as they came; they are read into keys.
+        if v.version != SNAPSHOT_VERSION && v.version != 3 {
             return Err(format!(
                 "saved format {} is not {SNAPSHOT_VERSION} (windows open at the last stop \
                  before an upgrade start afresh)",
@@ -574,13 +698,20 @@ impl Correlator {
                     .collect();
                 if (!events.is_empty() || !g.seen.is_empty()) && st.groups.len() < self.max_groups {
                     st.groups.insert(
-                        g.key,
+                        GroupKey::new(&g.key),
                         Group {
                             events,
                             seen: g
                                 .seen
                                 .into_iter()
-                                .map(|(id, t)| (id.into_boxed_str(), t))
+                                .filter_map(|(id, t)| {
+                                    let key = if v.version == 3 {
+                                        Some(IdKey::of(&id))
+                                    } else {
+                                        IdKey::from_hex(&id)
+                                    };
+                                    Some((key?, t))
+                                })
                                 .collect(),
                             newest: g.newest,
                             touched: g.touched,
@@ -617,7 +748,7 @@ impl Correlator {
         }
         // Made once, when a window first keeps the event, shared by all.
         let mut ctx: Option<Arc<Context>> = None;
-        let id = hit.ctx.event_id();
+        let id = hit.ctx.event_id().map(IdKey::of);
         for (ci, key, value) in &hit.keys {
             let c = &self.rules[*ci];
             let Some(pos) = c.rules.iter().position(|r| *r == hit.rule) else {
@@ -629,7 +760,7 @@ impl Correlator {
                     self.stats.late += 1;
                     continue;
                 }
-                if id.is_some_and(|id| g.seen.contains_key(id)) {
+                if id.is_some_and(|id| g.seen.contains_key(&id)) {
                     self.stats.duplicates += 1;
                     continue;
                 }
@@ -641,7 +772,7 @@ impl Correlator {
             g.touched = self.tick;
             g.newest = g.newest.max(t);
             if let Some(id) = id {
-                g.seen.insert(id.into(), t);
+                g.seen.insert(id, t);
             }
             let at = g.events.partition_point(|e| e.time <= t);
             if g.events.capacity() == 0 {
@@ -704,7 +835,7 @@ impl Correlator {
             // every 1024 hits, and visiting every key of 100,000 open
             // groups each time made a flood of distinct principals
             // quadratic (1M events: 103 s, then seconds).
-            let mut keys: Vec<&Vec<String>> = st
+            let mut keys: Vec<&GroupKey> = st
                 .groups
                 .iter()
                 .filter(|(_, g)| {
@@ -719,7 +850,7 @@ impl Correlator {
                 .map(|(k, _)| k)
                 .collect();
             keys.sort(); // deterministic output order
-            let keys: Vec<Vec<String>> = keys.into_iter().cloned().collect();
+            let keys: Vec<GroupKey> = keys.into_iter().cloned().collect();
             for key in keys {
                 let g = st.groups.get_mut(&key).expect("listed");
                 let idle = g.newest < expire_before && g.touched + IDLE_HITS < tick;
@@ -768,12 +899,12 @@ fn evict(st: &mut State, max: usize) -> u64 {
         // Found without sorting or cloning every key; ties broken by key,
         // so the choice is deterministic.
         let drop = (st.groups.len() + 1 - max + max / 10).min(st.groups.len());
-        let mut seen: Vec<(u64, &Vec<String>)> =
+        let mut seen: Vec<(u64, &GroupKey)> =
             st.groups.iter().map(|(k, g)| (g.touched, k)).collect();
         if drop < seen.len() {
             seen.select_nth_unstable(drop);
         }
-        let gone: Vec<Vec<String>> = seen[..drop].iter().map(|(_, k)| (*k).clone()).collect();
+        let gone: Vec<GroupKey> = seen[..drop].iter().map(|(_, k)| (*k).clone()).collect();
         for k in gone {
             st.groups.remove(&k);
         }
@@ -798,7 +929,7 @@ fn count(c: &Correlation, window: &[Ev]) -> u64 {
 
 /// For conditions that only grow: find a window of length timespan that
 /// contains the new event at `t` and satisfies the condition.
-fn fire_early(c: &Correlation, key: &[String], g: &mut Group, t: i64) -> Option<Alert> {
+fn fire_early(c: &Correlation, key: &GroupKey, g: &mut Group, t: i64) -> Option<Alert> {
     let lo = g.events.partition_point(|e| e.time < t - c.timespan_ms);
     let hi = g.events.partition_point(|e| e.time <= t + c.timespan_ms);
     // Slide a window start over [lo, ..] while it still reaches `t`.
@@ -869,7 +1000,7 @@ fn ordered(c: &Correlation, window: &[Ev]) -> bool {
     false
 }
 
-fn correlation_alert(c: &Correlation, key: &[String], window: &[Ev]) -> Alert {
+fn correlation_alert(c: &Correlation, key: &GroupKey, window: &[Ev]) -> Alert {
     // Context from the event that completed the window.
     let last = window.last().expect("non-empty window");
     let mut a = last.ctx.to_alert(&c.meta);
@@ -882,7 +1013,7 @@ fn correlation_alert(c: &Correlation, key: &[String], window: &[Ev]) -> Alert {
         c.group_names
             .iter()
             .cloned()
-            .zip(key.iter().map(|v| bound(v)))
+            .zip(key.parts().map(bound))
             .collect::<BTreeMap<_, _>>(),
     );
     a.event_ids = Some(
@@ -1018,27 +1149,85 @@ mod tests {
     /// few ids and its shrinking back, times included.
     #[test]
     fn seen_ids_answer_like_a_map_at_any_size() {
+        assert!(std::mem::size_of::<Seen>() <= 32, "a group pays it inline");
         let mut s = Seen::default();
-        let mut m: HashMap<Box<str>, i64> = HashMap::new();
+        let mut m: HashMap<IdKey, i64> = HashMap::new();
+        let key = |i: i64| IdKey::of(&format!("e{i}"));
         for i in 0..20i64 {
-            let id: Box<str> = format!("e{i}").into();
-            s.insert(id.clone(), i);
-            m.insert(id, i);
+            s.insert(key(i), i);
+            m.insert(key(i), i);
             assert_eq!(s.len(), m.len());
+            match i {
+                0 => assert!(matches!(s, Seen::One(..))),
+                1..8 => assert!(matches!(s, Seen::Few(_))),
+                _ => {}
+            }
         }
         assert!(matches!(s, Seen::Many(_)));
         for i in 0..25 {
-            assert_eq!(s.contains_key(&format!("e{i}")), i < 20);
+            assert_eq!(s.contains_key(&key(i)), i < 20);
         }
         s.retain(|t| t >= 15);
         assert!(matches!(s, Seen::Few(_)));
-        let mut left: Vec<(String, i64)> = s.iter().map(|(k, t)| (k.to_owned(), t)).collect();
+        let mut left: Vec<i64> = s.iter().map(|(_, t)| t).collect();
         left.sort();
-        assert_eq!(left.len(), 5);
-        assert_eq!(left[0], ("e15".into(), 15));
-        assert!(!s.contains_key("e3") && s.contains_key("e19"));
+        assert_eq!(left, [15, 16, 17, 18, 19]);
+        assert!(!s.contains_key(&key(3)) && s.contains_key(&key(19)));
+        s.retain(|t| t == 19);
+        assert!(matches!(s, Seen::One(_, 19)));
+        s.insert(key(19), 21);
+        assert_eq!(s.iter().collect::<Vec<_>>(), [(key(19), 21)]);
         s.retain(|_| false);
-        assert!(s.is_empty());
+        assert!(s.is_empty() && matches!(s, Seen::Empty));
+    }
+
+    /// Keys read back as their parts, two different lists never make one
+    /// key, and keys sort as their lists do.
+    #[test]
+    fn group_keys_are_injective_and_ordered_as_lists() {
+        let lists: Vec<Vec<&str>> = vec![
+            vec![],
+            vec![""],
+            vec!["", ""],
+            vec!["a:b", "c"],
+            vec!["a", "b:c"],
+            vec!["1:a"],
+            vec!["1", "a"],
+            vec!["ü", "12:x"],
+            vec!["arn:aws:iam::1:user/x"],
+        ];
+        for a in &lists {
+            let k = GroupKey::new(a);
+            assert_eq!(k.parts().collect::<Vec<_>>(), *a);
+            for b in &lists {
+                let j = GroupKey::new(b);
+                assert_eq!(k == j, a == b, "{a:?} {b:?}");
+                assert_eq!(k.cmp(&j), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    /// CloudTrail's ids (lowercase UUIDs) are kept exactly; other text is
+    /// digested; the saved form reads back.
+    #[test]
+    fn event_ids_become_exact_or_digested_keys() {
+        let uuid = "3f1c6e2a-9b7d-4c1e-8a2f-0123456789ab";
+        let k = IdKey::of(uuid);
+        assert_eq!(k.to_hex(), uuid.replace('-', ""));
+        assert_eq!(IdKey::from_hex(&k.to_hex()), Some(k));
+        // The same digits in another shape are other ids.
+        for other in [
+            "3F1C6E2A-9B7D-4C1E-8A2F-0123456789AB",
+            "3f1c6e2a9b7d4c1e8a2f0123456789ab",
+            "{3f1c6e2a-9b7d-4c1e-8a2f-0123456789ab}",
+            "3f1c6e2a-9b7d-4c1e-8a2f-0123456789ag",
+        ] {
+            assert_ne!(IdKey::of(other), k, "{other}");
+        }
+        assert_ne!(IdKey::of("a"), IdKey::of("b"));
+        assert_eq!(IdKey::of("some id"), IdKey::of("some id"));
+        assert_eq!(IdKey::from_hex("zz"), None);
+        assert_eq!(IdKey::from_hex(&"g".repeat(32)), None);
     }
 
     fn meta() -> Arc<RuleMeta> {
@@ -1070,7 +1259,7 @@ mod tests {
         Hit {
             rule,
             time_ms: Some(t_sec * 1000),
-            keys: vec![(0, vec![group.into()], None)],
+            keys: vec![(0, GroupKey::new([group]), None)],
             ctx: HitContext::Owned(Arc::new(Context::from_fields(fields, Arc::from("test"), 0))),
         }
     }
@@ -1200,6 +1389,41 @@ mod tests {
         unique.dedup();
         assert_eq!(got.len(), 10);
         assert_eq!(unique.len(), 10);
+    }
+
+    /// Windows saved by the previous version (format 3: counted ids as the
+    /// events' own text) are read: their ids still make repeats repeats.
+    #[test]
+    fn windows_saved_in_format_3_are_read() {
+        let c = corr(
+            CorrelationType::EventCount,
+            vec![0],
+            vec![(ConditionOperator::Gte, 10)],
+        );
+        let mut k = Correlator::new(vec![c.clone()], DEFAULT_LATENESS_MS, 100);
+        let uuid = "3f1c6e2a-9b7d-4c1e-8a2f-0123456789ab";
+        for (i, id) in [(0, "e0"), (1, uuid)] {
+            k.push(&hit(0, i, "p", id));
+        }
+        let mut v: serde_json::Value = serde_json::from_slice(&k.save()).unwrap();
+        assert_eq!(v["version"], 4);
+        v["version"] = 3.into();
+        let seen = &mut v["rules"][0]["groups"][0]["seen"];
+        let mut times: Vec<i64> = seen
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[1].as_i64().unwrap())
+            .collect();
+        times.sort();
+        *seen = serde_json::json!([["e0", times[0]], [uuid, times[1]]]);
+        let mut k = Correlator::new(vec![c], DEFAULT_LATENESS_MS, 100);
+        assert_eq!(k.restore(&serde_json::to_vec(&v).unwrap()), Ok(1));
+        k.push(&hit(0, 0, "p", "e0"));
+        k.push(&hit(0, 1, "p", uuid));
+        assert_eq!(k.stats.duplicates, 2);
+        k.push(&hit(0, 2, "p", "e2"));
+        assert_eq!(k.stats.duplicates, 2, "a new id counts");
     }
 
     /// One event dated far in the future is dropped and counted; it moves

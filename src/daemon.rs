@@ -421,6 +421,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         with_events: config.output.include_event,
         max_event_bytes_per_object: config.limits.max_event_bytes_per_object,
         metrics: true,
+        keep_decode_bytes: pipeline::DAEMON_KEEP_DECODE_BYTES,
     };
     let mut stats = RunStats::default();
     for src in &config.sources.files {

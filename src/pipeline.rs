@@ -242,6 +242,13 @@ pub struct Limits {
     /// Collect what the daemon's metrics need per record (event times for
     /// the lag histogram, posture events); `scan` does without.
     pub metrics: bool,
+    /// Largest decode buffer a worker keeps for its next object. `scan`
+    /// keeps big ones (reuse is worth a fifth of its speed on files of
+    /// tens of MB); the daemon keeps only small ones, so an object's buffer
+    /// is freed as soon as it is parsed, not held beside the results of
+    /// the objects still running (two 57 MB buffers were a quarter of the
+    /// peak in a flood of AccessDenied).
+    pub keep_decode_bytes: usize,
 }
 
 /// Default [`Limits::max_event_bytes_per_object`]: 16 MiB, some ten
@@ -255,6 +262,7 @@ impl Default for Limits {
             with_events: false,
             max_event_bytes_per_object: DEFAULT_MAX_EVENT_BYTES_PER_OBJECT,
             metrics: false,
+            keep_decode_bytes: KEEP_BUF_BYTES,
         }
     }
 }
@@ -268,6 +276,9 @@ thread_local! {
 /// Buffers larger than this are not kept for reuse (one huge object should
 /// not pin its memory for the life of the thread).
 const KEEP_BUF_BYTES: usize = 256 << 20;
+
+/// The daemon's [`Limits::keep_decode_bytes`].
+pub const DAEMON_KEEP_DECODE_BYTES: usize = 16 << 20;
 
 /// True for CloudTrail digest files by their name, which CloudTrail gives
 /// them as `{account}_CloudTrail-Digest_{region}_{trail}_{region}_{YYYYMMDDTHHMMSSZ}.json.gz`
@@ -419,11 +430,11 @@ fn process(name: &str, stored: Stored<'_>, rules: &RuleSet, limits: Limits) -> O
                     // More than the whole-buffer budget, whatever the
                     // trailer said: start again as a stream (nothing was
                     // parsed yet).
-                    keep_buf(decoded.buf);
+                    keep_buf(decoded.buf, limits.keep_decode_bytes);
                     stream_memory(name, input, gzip, limits, &sink, &mut report)
                 } else {
                     let layout = whole(name, input, &mut decoded, whole_cap, &sink, &mut report);
-                    keep_buf(decoded.buf);
+                    keep_buf(decoded.buf, limits.keep_decode_bytes);
                     layout
                 }
             }
@@ -440,16 +451,16 @@ fn process(name: &str, stored: Stored<'_>, rules: &RuleSet, limits: Limits) -> O
 pub fn release_large_buffers() {
     DECODE_BUF.with(|c| {
         let buf = c.take();
-        if buf.capacity() <= 16 << 20 {
+        if buf.capacity() <= DAEMON_KEEP_DECODE_BYTES {
             c.set(buf);
         }
     });
 }
 
 /// Keep a decode buffer for the next object on this thread, unless it is
-/// large (one huge object should not pin its memory).
-fn keep_buf(buf: Vec<u8>) {
-    if buf.capacity() <= KEEP_BUF_BYTES {
+/// larger than `max` (one huge object should not pin its memory).
+fn keep_buf(buf: Vec<u8>, max: usize) {
+    if buf.capacity() <= max {
         DECODE_BUF.with(|c| c.set(buf));
     }
 }
@@ -604,6 +615,10 @@ struct ObjectSink<'a> {
     event_budget: usize,
     event_bytes: std::sync::atomic::AtomicUsize,
     events_omitted: AtomicU64,
+    /// What an alert past the budget carries instead of its event: one
+    /// text shared by all of them (a flood past the budget allocated a
+    /// copy per alert, 18 MB for 350,000 of them).
+    omitted_note: EventJson,
     records: AtomicU64,
     /// Records with a duplicate key (at the top level, in `userIdentity`,
     /// or on a path a rule or the alert read).
@@ -629,6 +644,11 @@ impl<'a> ObjectSink<'a> {
             id_keys: std::hash::RandomState::new(),
             deduplicated: AtomicU64::new(0),
             event_budget: limits.max_event_bytes_per_object,
+            omitted_note: EventJson::note(&format!(
+                "[event omitted: this object's alerts already hold {} bytes of events \
+                 (limits.max_event_bytes_per_object)]",
+                limits.max_event_bytes_per_object
+            )),
             event_bytes: std::sync::atomic::AtomicUsize::new(0),
             events_omitted: AtomicU64::new(0),
             records: AtomicU64::new(0),
@@ -652,11 +672,7 @@ impl<'a> ObjectSink<'a> {
         }
         self.event_bytes.fetch_sub(event.len(), Ordering::Relaxed);
         self.events_omitted.fetch_add(1, Ordering::Relaxed);
-        EventJson::note(&format!(
-            "[event omitted: this object's alerts already hold {} bytes of events \
-             (limits.max_event_bytes_per_object)]",
-            self.event_budget
-        ))
+        self.omitted_note.clone()
     }
 
     /// What the object produced, in order, into `report`.
@@ -761,7 +777,9 @@ impl Sink for ObjectSink<'_> {
                             .map(|f| {
                                 (
                                     f.correlation,
-                                    f.group_paths.iter().map(|p| text_at(r, p)).collect(),
+                                    correlate::GroupKey::new(
+                                        f.group_paths.iter().map(|p| text_at(r, p)),
+                                    ),
                                     f.value_path.as_ref().map(|p| text_at(r, p)),
                                 )
                             })
