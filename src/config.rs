@@ -366,6 +366,9 @@ impl Config {
             if s.poll_interval_secs == 0 {
                 return Err(bad("sources.s3.poll_interval_secs", "must be at least 1"));
             }
+            if !(1..=1024).contains(&s.list_concurrency) {
+                return Err(bad("sources.s3.list_concurrency", "must be 1 to 1024"));
+            }
             if let Some(d) = &s.start_date
                 && crate::source::s3::parse_day(d).is_none()
             {
