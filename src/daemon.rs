@@ -545,7 +545,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                 continue;
             }
             let label = src.label();
-            *due = Instant::now() + Duration::from_secs(src.poll_interval_secs());
+            *due = Instant::now() + src.poll_interval();
             // A queue is drained in `once` mode; other sources list once.
             loop {
                 let listed = match src.list(&rt, opts.once, &store, &stop, &metrics) {
@@ -752,6 +752,10 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
     }
 }
 
+/// How often the loop looks whether a background long poll returned: the
+/// latency it adds to a queue's messages.
+const SQS_LOOK_EVERY: Duration = Duration::from_millis(100);
+
 /// A configured source.
 enum Source {
     /// A watched directory, and the entries under it that could not be
@@ -883,14 +887,17 @@ impl Source {
         }
     }
 
-    fn poll_interval_secs(&self) -> u64 {
+    /// How long until the next look.
+    fn poll_interval(&self) -> Duration {
         match self {
-            Source::Files(f, _) => f.poll_interval_secs,
-            Source::S3(s) => s.config.poll_interval_secs,
-            // Long polling does the waiting.
-            Source::Sqs(_) => 0,
-            Source::Logs(l) => l.config.poll_interval_secs,
-            Source::Stdin(_) => 0,
+            Source::Files(f, _) => Duration::from_secs(f.poll_interval_secs),
+            Source::S3(s) => Duration::from_secs(s.config.poll_interval_secs),
+            // Long polling does the waiting, in the background: look again
+            // soon to take what it brings.
+            Source::Sqs(q) if q.receiving() => SQS_LOOK_EVERY,
+            Source::Sqs(_) => Duration::ZERO,
+            Source::Logs(l) => Duration::from_secs(l.config.poll_interval_secs),
+            Source::Stdin(_) => Duration::ZERO,
         }
     }
 
@@ -985,14 +992,24 @@ impl Source {
                     .collect())
             }
             Source::Sqs(q) => {
-                // A long poll waits up to 20 s: a stop signal cuts it short
-                // (nothing is received then, so nothing is lost).
-                let received = rt.block_on(async {
-                    tokio::select! {
-                        r = q.receive() => Some(r),
-                        () = stopped(stop) => None,
-                    }
-                });
+                let received = if once {
+                    // Draining: wait for each long poll (up to 20 s); a
+                    // stop signal cuts it short (nothing is received then,
+                    // so nothing is lost).
+                    rt.block_on(async {
+                        tokio::select! {
+                            r = q.receive() => Some(r),
+                            () = stopped(stop) => None,
+                        }
+                    })
+                } else {
+                    // The long poll runs in the background; the other
+                    // sources go on meanwhile, and its messages are taken
+                    // at the first look after it returns.
+                    let _runtime = rt.enter();
+                    q.start_receive();
+                    rt.block_on(q.take_received())
+                };
                 for (outcome, n) in SqsStats::OUTCOMES.iter().zip(q.stats_since_last()) {
                     metrics
                         .sqs_messages

@@ -105,3 +105,93 @@ fn log_events_are_read_once_and_new_ones_picked_up() {
     assert_eq!(identities(&after), identities(&alerts(&out.stdout)));
     assert_eq!(after.len(), identities(&after).len(), "nothing twice");
 }
+
+/// A queue that stays quiet (its long poll waits 20 s) no longer holds the
+/// other sources: a root login put into CloudWatch Logs while the daemon
+/// runs beside an idle queue alerts at CloudWatch's own pace (a 1 s poll),
+/// not once the queue's long poll returns. Before, the loop waited for the
+/// long poll, and the alert came after 20 s or more: the bound asserted
+/// (12 s) is a behaviour, not a speed target, with ten times the expected
+/// latency as margin.
+#[test]
+fn cloudwatch_keeps_its_pace_beside_an_idle_queue() {
+    let moto = moto::Moto::start();
+    let logs = moto.logs();
+    let sqs = moto.sqs();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let queue = rt.block_on(async {
+        logs.create_log_group()
+            .log_group_name("trail")
+            .send()
+            .await
+            .unwrap();
+        logs.create_log_stream()
+            .log_group_name("trail")
+            .log_stream_name("123456789012_CloudTrail_us-east-1")
+            .send()
+            .await
+            .unwrap();
+        let q = sqs.create_queue().queue_name("quiet").send().await.unwrap();
+        q.queue_url().unwrap().to_owned()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("trailwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
+             [[sources.sqs]]\nqueue_url = {queue:?}\nwait_time_secs = 20\nendpoint_url = {e:?}\nregion = \"us-east-1\"\n\
+             [[sources.cloudwatch]]\nlog_group = \"trail\"\npoll_interval_secs = 1\nmax_requests_per_sec = 5\n\
+             endpoint_url = {e:?}\nregion = \"us-east-1\"\n",
+            dir.path().join("state"),
+            dir.path().join("alerts.jsonl"),
+            e = moto.endpoint,
+        ),
+    )
+    .unwrap();
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .envs(moto.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    wait_for("the daemon's health endpoint", 30, || {
+        http_get(&addr, "/healthz").filter(|(code, _)| *code == 200)
+    });
+    // The queue's first long poll is now waiting.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let fixture =
+        fixtures().join("cloudtrail/123456789012_CloudTrail_eu-west-1_20261120T1005Z_example.json");
+    let root_login: Vec<Value> = records_of(&fixture)
+        .into_iter()
+        .filter(|r| r["eventName"] == "ConsoleLogin")
+        .collect();
+    assert_eq!(root_login.len(), 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let put_at = std::time::Instant::now();
+    put(&rt, &logs, &root_login, now);
+    let alerted = std::panic::catch_unwind(|| {
+        wait_for("the root login's alert", 12, || {
+            let text = std::fs::read(dir.path().join("alerts.jsonl")).ok()?;
+            alerts(&text)
+                .iter()
+                .any(|a| a["event_name"] == "ConsoleLogin")
+                .then_some(())
+        })
+    });
+    let took = put_at.elapsed();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        alerted.is_ok(),
+        "no alert {took:?} after the event: CloudWatch waited for the queue"
+    );
+    eprintln!("CloudWatch event to alert beside an idle queue: {took:?}");
+}

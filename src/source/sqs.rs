@@ -221,7 +221,24 @@ pub struct SqsSource {
     pub last_received: usize,
     /// `stats` as last exported ([`SqsSource::stats_since_last`]).
     exported: SqsStats,
+    /// A long poll running in the background ([`SqsSource::start_receive`]).
+    pending: Option<tokio::task::JoinHandle<Received>>,
 }
+
+impl Drop for SqsSource {
+    /// A long poll still waiting is abandoned (whatever it receives shows
+    /// again after the visibility timeout: delivered later, never lost).
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            p.abort();
+        }
+    }
+}
+
+type Received = Result<
+    aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput,
+    aws_sdk_sqs::error::SdkError<aws_sdk_sqs::operation::receive_message::ReceiveMessageError>,
+>;
 
 impl SqsSource {
     pub async fn new(config: SqsConfig) -> SqsSource {
@@ -238,6 +255,7 @@ impl SqsSource {
             stats: SqsStats::default(),
             last_received: 0,
             exported: SqsStats::default(),
+            pending: None,
         }
     }
 
@@ -262,19 +280,54 @@ impl SqsSource {
         Fetcher::new(self.s3.clone(), bucket.to_owned())
     }
 
-    /// Receive one batch of messages (long poll); returns the objects they
-    /// name as (object, bucket). Messages naming nothing to read are
-    /// deleted at once.
-    pub async fn receive(&mut self) -> Result<Vec<(S3Object, String)>, SourceError> {
-        let resp = self
+    /// Start a long poll in the background, unless one is running: the
+    /// daemon goes on with its other sources while the queue is quiet (a
+    /// 20 s wait used to hold every source). Needs a tokio runtime.
+    pub fn start_receive(&mut self) {
+        if self.pending.is_some() {
+            return;
+        }
+        let call = self
             .sqs
             .receive_message()
             .queue_url(&self.config.queue_url)
             .max_number_of_messages(self.config.max_messages.clamp(1, 10))
             .wait_time_seconds(self.config.wait_time_secs.clamp(0, 20))
-            .visibility_timeout(self.config.visibility_timeout_secs.max(1))
-            .send()
-            .await
+            .visibility_timeout(self.config.visibility_timeout_secs.max(1));
+        self.pending = Some(tokio::spawn(call.send()));
+    }
+
+    /// Whether a long poll is running.
+    pub fn receiving(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The objects of a long poll that has returned (see
+    /// [`SqsSource::receive`]), or `None` while it still waits.
+    pub async fn take_received(&mut self) -> Option<Result<Vec<(S3Object, String)>, SourceError>> {
+        if !self.pending.as_ref().is_some_and(|p| p.is_finished()) {
+            return None;
+        }
+        Some(self.finish_receive().await)
+    }
+
+    /// Receive one batch of messages (long poll, waiting for it); returns
+    /// the objects they name as (object, bucket). Messages naming nothing
+    /// to read are deleted at once.
+    pub async fn receive(&mut self) -> Result<Vec<(S3Object, String)>, SourceError> {
+        self.start_receive();
+        self.finish_receive().await
+    }
+
+    async fn finish_receive(&mut self) -> Result<Vec<(S3Object, String)>, SourceError> {
+        // Cancel-safe: the handle is kept until the poll has returned.
+        let joined = match self.pending.as_mut() {
+            Some(p) => p.await,
+            None => return Ok(Vec::new()),
+        };
+        self.pending = None;
+        let resp = joined
+            .map_err(|e| self.err(format!("receive task failed: {e}")))?
             .map_err(|e| self.err(super::aws_error(e)))?;
         let mut out = Vec::new();
         self.last_received = resp.messages().len();
