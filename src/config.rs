@@ -713,6 +713,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("limits.objects_in_flight"), "{e}");
+        for n in [0, 1025] {
+            let e = Config::parse(
+                &format!("[[sources.s3]]\nbucket = \"b\"\nlist_concurrency = {n}\n"),
+                "c",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("sources.s3.list_concurrency"), "{e}");
+        }
+        let c = Config::parse("[[sources.s3]]\nbucket = \"b\"\n", "c").unwrap();
+        assert_eq!(c.sources.s3[0].list_concurrency, 32);
         let e = Config::parse("[limits]\nmax_object_bytes = \"big\"\n", "c")
             .unwrap_err()
             .to_string();

@@ -119,7 +119,11 @@ fn an_organisation_trail_poll_fans_out_and_finds_exactly_the_window() {
         let cpu0 = cpu_secs();
         let listed = rt.block_on(source.list()).unwrap();
         let took = started.elapsed();
-        eprintln!("concurrency {concurrency}: {:.2} s, this process's CPU {:.2} s", took.as_secs_f64(), cpu_secs() - cpu0);
+        eprintln!(
+            "concurrency {concurrency}: {:.2} s, this process's CPU {:.2} s",
+            took.as_secs_f64(),
+            cpu_secs() - cpu0
+        );
         let keys: Vec<String> = listed.into_iter().map(|o| o.id.key).collect();
         (keys, took)
     };
@@ -139,6 +143,11 @@ fn an_organisation_trail_poll_fans_out_and_finds_exactly_the_window() {
 
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
 }

@@ -210,14 +210,13 @@ impl S3Source {
                 regions_to_list.push((format!("{trail}{region}/"), from));
             }
         }
-        let mut out: Vec<S3Object> =
-            bounded(regions_to_list, limit, |(prefix, from)| {
-                lister.clone().objects(prefix, Some(from))
-            })
-                .await?
-                .into_iter()
-                .flatten()
-                .collect();
+        let mut out: Vec<S3Object> = bounded(regions_to_list, limit, |(prefix, from)| {
+            lister.clone().objects(prefix, Some(from))
+        })
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
         // Backfill days before the window are listed once.
         self.backfill_from = None;
         out.sort_by(|a, b| a.id.key.cmp(&b.id.key));
