@@ -25,7 +25,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use rayon::prelude::*;
 use thiserror::Error;
@@ -40,12 +40,7 @@ use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
 use crate::rules::RuleSet;
-use crate::source::SourceError;
-use crate::source::cloudwatch::CloudWatchSource;
-use crate::source::files::{self, Input};
-use crate::source::s3::{S3Object, S3Source};
-use crate::source::sqs::SqsSource;
-use crate::source::sqs::SqsStats;
+use crate::source::{self, Body, Item, Poll, Source, SourceError};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, Error)]
@@ -342,26 +337,6 @@ pub fn dedup_key(a: &Alert) -> String {
     a.dedup_key()
 }
 
-/// A local file's identity: size and modification time stand in for an
-/// ETag, so a rewritten file is read again.
-fn file_object(root: &Path, path: &Path) -> Option<(ObjectId, SystemTime)> {
-    let meta = std::fs::metadata(path).ok()?;
-    let mtime = meta.modified().ok()?;
-    let nanos = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    Some((
-        ObjectId {
-            source: format!("files:{}", root.display()),
-            key: path
-                .strip_prefix(root)
-                .unwrap_or(path)
-                .display()
-                .to_string(),
-            etag: format!("{}-{nanos}", meta.len()),
-        },
-        mtime,
-    ))
-}
-
 /// Run the daemon until a signal (or, with `once`, until the current files
 /// are done).
 pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStats, DaemonError> {
@@ -437,39 +412,8 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         .enable_all()
         .build()
         .map_err(DaemonError::Signals)?;
-    let mut sources: Vec<(Source, Instant)> = config
-        .sources
-        .files
-        .iter()
-        .map(|f| Source::Files(f.clone(), Default::default()))
-        .chain(
-            config
-                .sources
-                .s3
-                .iter()
-                .map(|c| Source::S3(Box::new(rt.block_on(S3Source::new(c.clone()))))),
-        )
-        .chain(
-            config
-                .sources
-                .sqs
-                .iter()
-                .map(|c| Source::Sqs(Box::new(rt.block_on(SqsSource::new(c.clone()))))),
-        )
-        .chain(
-            config
-                .sources
-                .cloudwatch
-                .iter()
-                .map(|c| Source::Logs(Box::new(rt.block_on(CloudWatchSource::new(c.clone()))))),
-        )
-        .chain(
-            config
-                .sources
-                .stdin
-                .then(StdinSource::start)
-                .map(Source::Stdin),
-        )
+    let mut sources: Vec<(Box<dyn Source>, Instant)> = source::from_config(config, &rt)
+        .into_iter()
         .map(|s| (s, Instant::now()))
         .collect();
     let saved_times: std::collections::HashMap<String, f64> = store
@@ -548,7 +492,14 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
             *due = Instant::now() + src.poll_interval();
             // A queue is drained in `once` mode; other sources list once.
             loop {
-                let listed = match src.list(&rt, opts.once, &store, &stop, &metrics) {
+                let poll = Poll {
+                    rt: &rt,
+                    once: opts.once,
+                    store: &store,
+                    stop: &stop,
+                    metrics: &metrics,
+                };
+                let listed = match src.list(&poll) {
                     Ok(l) => {
                         health.source(&label, Ok(()));
                         l
@@ -566,7 +517,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                 health.tick();
                 let mut pending = Vec::new();
                 for item in listed {
-                    if store.is_processed(item.id())? {
+                    if store.is_processed(&item.id)? {
                         stats.skipped_known += 1;
                         metrics
                             .objects
@@ -581,7 +532,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                         break;
                     }
                     src.heartbeat(&rt);
-                    let fetched = src.fetch(&rt, batch, limits.max_object_bytes);
+                    let fetched = fetch(src.as_ref(), &rt, batch, limits.max_object_bytes);
                     // A batch is fetched together (remote reads overlap);
                     // its objects then run a thread's worth at a time, in
                     // parallel, and each such group's results are written
@@ -594,44 +545,27 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                         let reports: Vec<(ObjectReport, Duration)> = group
                             .par_iter()
                             .zip(fetched)
-                            .map(|(item, bytes)| match bytes {
-                                // Local files are read by the worker that parses
-                                // them (as a stream when large), not held all at
-                                // once for the batch.
-                                Ok(_) if matches!(item, Listed::File(..)) => {
-                                    let Listed::File(_, path) = item else {
-                                        unreachable!("matched")
-                                    };
-                                    let started = Instant::now();
-                                    let r =
-                                        pipeline::process_file(&item.name(), path, rules, limits);
-                                    (r, started.elapsed())
-                                }
-                                Ok(bytes) => {
-                                    let started = Instant::now();
-                                    let r = pipeline::process_object(
-                                        &item.name(),
-                                        &bytes,
-                                        rules,
-                                        limits,
-                                    );
-                                    (r, started.elapsed())
-                                }
-                                Err(e) => (
-                                    ObjectReport {
-                                        source: item.name(),
-                                        errors: vec![pipeline::InputError {
-                                            source: item.name(),
-                                            kind: match e {
-                                                SourceError::TooLarge { .. } => ErrorKind::TooLarge,
-                                                _ => ErrorKind::Read,
-                                            },
-                                            message: e.to_string(),
-                                        }],
-                                        ..Default::default()
-                                    },
-                                    Duration::ZERO,
-                                ),
+                            .map(|(item, fetched)| {
+                                let started = Instant::now();
+                                let report = match (&item.body, fetched.as_ref()) {
+                                    // Local files are read by the worker that
+                                    // parses them (as a stream when large),
+                                    // not held all at once for the batch.
+                                    (Body::File(path), _) => {
+                                        pipeline::process_file(&item.name, path, rules, limits)
+                                    }
+                                    (Body::Bytes(bytes), _) | (_, Some(Ok(bytes))) => {
+                                        pipeline::process_object(&item.name, bytes, rules, limits)
+                                    }
+                                    (Body::Fetch { .. }, Some(Err(e))) => {
+                                        return (
+                                            pipeline::read_failed(&item.name, e),
+                                            Duration::ZERO,
+                                        );
+                                    }
+                                    (Body::Fetch { .. }, None) => unreachable!("fetched"),
+                                };
+                                (report, started.elapsed())
                             })
                             .collect();
                         rayon::broadcast(|_| pipeline::release_large_buffers());
@@ -679,12 +613,12 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                                 fired_all.extend(fired);
                             }
                             done.push(Done {
-                                id: item.id().clone(),
+                                id: item.id.clone(),
                                 source: report.source,
                                 matches: report.alerts,
                                 alerts: fired_all,
                                 deduplicated: report.matches_deduplicated,
-                                cursor: item.cursor().map(|(n, v)| (n.to_owned(), v.to_vec())),
+                                cursor: item.cursor.clone(),
                             });
                         }
                         stats.objects += done.len() as u64;
@@ -696,7 +630,7 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
                         health.tick();
                     }
                 }
-                src.ack(&rt, &store);
+                src.ack(&rt, &|id| store.is_processed(id).unwrap_or(false));
                 if !(opts.once && src.drained_more()) || stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -752,376 +686,32 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
     }
 }
 
-/// How often the loop looks whether a background long poll returned: the
-/// latency it adds to a queue's messages.
-const SQS_LOOK_EVERY: Duration = Duration::from_millis(100);
-
-/// A configured source.
-enum Source {
-    /// A watched directory, and the entries under it that could not be
-    /// read at the last poll (each logged once).
-    Files(
-        crate::config::FilesSource,
-        std::collections::HashSet<PathBuf>,
-    ),
-    S3(Box<S3Source>),
-    Sqs(Box<SqsSource>),
-    Logs(Box<CloudWatchSource>),
-    Stdin(StdinSource),
-}
-
-/// JSON lines on standard input, read by a thread and handed out in
-/// batches; the source is finished when stdin closes.
-struct StdinSource {
-    lines: std::sync::mpsc::Receiver<Vec<u8>>,
-    finished: bool,
-    batches: u64,
-}
-
-impl StdinSource {
-    fn start() -> StdinSource {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(10_000);
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            let mut input = io::stdin().lock();
-            loop {
-                let mut line = Vec::new();
-                match input.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break, // end of input: the sender drops
-                    Ok(_) => {
-                        if tx.send(line).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        StdinSource {
-            lines: rx,
-            finished: false,
-            batches: 0,
-        }
-    }
-
-    /// Up to ~4 MiB of lines: waits up to a second for the first one.
-    fn batch(&mut self) -> Option<Vec<u8>> {
-        use std::sync::mpsc::RecvTimeoutError;
-        let mut doc = match self.lines.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => return None,
-            Err(RecvTimeoutError::Disconnected) => {
-                self.finished = true;
-                return None;
-            }
-        };
-        while doc.len() < 4 << 20 {
-            match self.lines.try_recv() {
-                Ok(line) => doc.extend(line),
-                Err(_) => break,
-            }
-        }
-        if doc.last() != Some(&b'\n') {
-            doc.push(b'\n');
-        }
-        self.batches += 1;
-        Some(doc)
-    }
-}
-
-/// An object a source listed.
-enum Listed {
-    File(ObjectId, PathBuf),
-    S3(S3Object, String),
-    /// Records read from a stream (CloudWatch Logs, stdin) as a JSON-lines
-    /// document, and the source cursor committing them advances, if any.
-    Logs {
-        id: ObjectId,
-        document: Vec<u8>,
-        cursor: Option<(String, Vec<u8>)>,
-    },
-}
-
-impl Listed {
-    fn id(&self) -> &ObjectId {
-        match self {
-            Listed::File(id, _) => id,
-            Listed::S3(o, _) => &o.id,
-            Listed::Logs { id, .. } => id,
-        }
-    }
-
-    /// The cursor committing this object advances.
-    fn cursor(&self) -> Option<(&str, &[u8])> {
-        match self {
-            Listed::Logs {
-                cursor: Some((name, value)),
-                ..
-            } => Some((name.as_str(), value.as_slice())),
-            _ => None,
-        }
-    }
-
-    /// The name in alerts and logs.
-    fn name(&self) -> String {
-        match self {
-            Listed::File(_, path) => path.display().to_string(),
-            Listed::S3(o, bucket) => format!("s3://{bucket}/{}", o.id.key),
-            Listed::Logs { id, .. } => format!("{}@{}", id.source, id.key),
-        }
-    }
-}
-
-impl Source {
-    /// The `source` label of its metrics and logs: from the configuration,
-    /// so bounded.
-    fn label(&self) -> String {
-        match self {
-            Source::Files(f, _) => format!("files:{}", f.path.display()),
-            Source::S3(s) => format!("s3:{}", s.config.bucket),
-            Source::Sqs(q) => format!(
-                "sqs:{}",
-                q.config.queue_url.rsplit('/').next().unwrap_or_default()
-            ),
-            Source::Logs(l) => l.cursor_name(),
-            Source::Stdin(_) => "stdin".into(),
-        }
-    }
-
-    /// How long until the next look.
-    fn poll_interval(&self) -> Duration {
-        match self {
-            Source::Files(f, _) => Duration::from_secs(f.poll_interval_secs),
-            Source::S3(s) => Duration::from_secs(s.config.poll_interval_secs),
-            // Long polling does the waiting, in the background: look again
-            // soon to take what it brings.
-            Source::Sqs(q) if q.receiving() => SQS_LOOK_EVERY,
-            Source::Sqs(_) => Duration::ZERO,
-            Source::Logs(l) => Duration::from_secs(l.config.poll_interval_secs),
-            Source::Stdin(_) => Duration::ZERO,
-        }
-    }
-
-    /// In `once` mode: did the last listing return anything (a queue is
-    /// received from until it comes back empty)?
-    fn drained_more(&self) -> bool {
-        match self {
-            Source::Sqs(q) => q.last_received > 0,
-            Source::Stdin(s) => !s.finished,
-            _ => false,
-        }
-    }
-
-    /// A source with nothing more to give, ever (stdin closed).
-    fn finished(&self) -> bool {
-        matches!(self, Source::Stdin(s) if s.finished)
-    }
-
-    /// Keep queue messages in progress hidden.
-    fn heartbeat(&mut self, rt: &tokio::runtime::Runtime) {
-        if let Source::Sqs(q) = self {
-            rt.block_on(q.heartbeat());
-        }
-    }
-
-    /// Delete queue messages whose objects are all committed.
-    fn ack(&mut self, rt: &tokio::runtime::Runtime, store: &Store) {
-        if let Source::Sqs(q) = self
-            && let Err(e) = rt.block_on(q.ack(&|id| store.is_processed(id).unwrap_or(false)))
-        {
-            tracing::warn!("deleting messages: {e}");
-        }
-    }
-
-    fn list(
-        &mut self,
-        rt: &tokio::runtime::Runtime,
-        once: bool,
-        store: &Store,
-        stop: &AtomicBool,
-        metrics: &Metrics,
-    ) -> Result<Vec<Listed>, DaemonError> {
-        let label = self.label();
-        match self {
-            Source::Files(src, unreadable) => {
-                let listed = files::expand(std::slice::from_ref(&src.path)).map_err(|e| {
-                    DaemonError::Watch {
-                        path: src.path.clone(),
-                        source: e.source,
-                    }
-                })?;
-                let settled = SystemTime::now() - Duration::from_secs(src.settle_secs);
-                // An entry that cannot be read (a symlink loop, a dangling
-                // link, a directory without permission) costs only itself:
-                // logged and counted when it appears, not at every poll.
-                let mut still = std::collections::HashSet::new();
-                for input in &listed {
-                    if let Input::Unreadable { path, message } = input {
-                        if !unreadable.contains(path) {
-                            tracing::warn!(
-                                source = %label,
-                                path = %jsonl::clean(Some(&path.display().to_string())),
-                                "skipping an entry that cannot be read: {message}"
-                            );
-                            metrics
-                                .input_errors
-                                .with_label_values(&[&label, ErrorKind::Read.as_str()])
-                                .inc();
-                        }
-                        still.insert(path.clone());
-                    }
-                }
-                *unreadable = still;
-                Ok(listed
-                    .into_iter()
-                    .filter_map(|input| {
-                        let Input::File(path) = input else {
-                            return None;
-                        };
-                        let (id, mtime) = file_object(&src.path, &path)?;
-                        // Perhaps still being written: next poll.
-                        (once || mtime <= settled).then_some(Listed::File(id, path))
+/// Read a batch's [`Body::Fetch`] items through their source (together:
+/// remote reads overlap); `None` for the items the workers read.
+fn fetch(
+    src: &dyn Source,
+    rt: &tokio::runtime::Runtime,
+    batch: &[Item],
+    cap: u64,
+) -> Vec<Option<Result<Vec<u8>, SourceError>>> {
+    let remote: Vec<&Item> = batch
+        .iter()
+        .filter(|i| matches!(i.body, Body::Fetch { .. }))
+        .collect();
+    let mut got = src.fetch(rt, &remote, cap).into_iter();
+    batch
+        .iter()
+        .map(|i| {
+            matches!(i.body, Body::Fetch { .. }).then(|| {
+                got.next().unwrap_or_else(|| {
+                    Err(SourceError::Remote {
+                        name: i.name.clone(),
+                        message: "not fetched".into(),
                     })
-                    .collect())
-            }
-            Source::S3(s3) => {
-                let bucket = s3.config.bucket.clone();
-                let objects = rt.block_on(s3.list()).map_err(DaemonError::Source)?;
-                Ok(objects
-                    .into_iter()
-                    .map(|o| Listed::S3(o, bucket.clone()))
-                    .collect())
-            }
-            Source::Sqs(q) => {
-                let received = if once {
-                    // Draining: wait for each long poll (up to 20 s); a
-                    // stop signal cuts it short (nothing is received then,
-                    // so nothing is lost).
-                    rt.block_on(async {
-                        tokio::select! {
-                            r = q.receive() => Some(r),
-                            () = stopped(stop) => None,
-                        }
-                    })
-                } else {
-                    // The long poll runs in the background; the other
-                    // sources go on meanwhile, and its messages are taken
-                    // at the first look after it returns.
-                    let _runtime = rt.enter();
-                    q.start_receive();
-                    rt.block_on(q.take_received())
-                };
-                for (outcome, n) in SqsStats::OUTCOMES.iter().zip(q.stats_since_last()) {
-                    metrics
-                        .sqs_messages
-                        .with_label_values(&[label.as_str(), outcome])
-                        .inc_by(n);
-                }
-                match received {
-                    Some(r) => Ok(r
-                        .map_err(DaemonError::Source)?
-                        .into_iter()
-                        .map(|(o, b)| Listed::S3(o, b))
-                        .collect()),
-                    None => Ok(Vec::new()),
-                }
-            }
-            Source::Stdin(input) => Ok(input
-                .batch()
-                .map(|document| Listed::Logs {
-                    id: ObjectId {
-                        source: "stdin".into(),
-                        key: format!("{}-{}", now_ms(), input.batches),
-                        etag: String::new(),
-                    },
-                    document,
-                    cursor: None,
                 })
-                .into_iter()
-                .collect()),
-            Source::Logs(l) => {
-                let name = l.cursor_name();
-                let cursor = store
-                    .cursor(&name)?
-                    .and_then(|c| String::from_utf8(c).ok())
-                    .and_then(|c| c.parse::<i64>().ok());
-                let batch = rt.block_on(l.read(cursor)).map_err(DaemonError::Source)?;
-                if batch.events == 0 {
-                    return Ok(Vec::new());
-                }
-                Ok(vec![Listed::Logs {
-                    id: ObjectId {
-                        source: name.clone(),
-                        key: format!("{}-{}", batch.oldest_ms, batch.newest_ms),
-                        etag: format!("{}-{}", batch.events, now_ms()),
-                    },
-                    document: batch.document,
-                    cursor: Some((name, batch.newest_ms.to_string().into_bytes())),
-                }])
-            }
-        }
-    }
-
-    /// Read a batch of objects (concurrently for remote sources).
-    fn fetch(
-        &self,
-        rt: &tokio::runtime::Runtime,
-        batch: &[Listed],
-        cap: u64,
-    ) -> Vec<Result<Vec<u8>, SourceError>> {
-        match self {
-            Source::Files(..) | Source::Logs(_) | Source::Stdin(_) => batch
-                .iter()
-                .map(|item| match item {
-                    // Read by the worker that parses it (see the batch loop).
-                    Listed::File(..) => Ok(Vec::new()),
-                    Listed::Logs { document, .. } => Ok(document.clone()),
-                    Listed::S3(..) => unreachable!("local and log sources list no S3 objects"),
-                })
-                .collect(),
-            Source::S3(_) | Source::Sqs(_) => rt.block_on(async {
-                // Concurrent: the batch is `objects_in_flight` long.
-                let mut tasks = tokio::task::JoinSet::new();
-                for (i, item) in batch.iter().enumerate() {
-                    let Listed::S3(o, bucket) = item else {
-                        unreachable!("remote sources list objects")
-                    };
-                    let f = match self {
-                        Source::S3(s3) => s3.fetcher(),
-                        Source::Sqs(q) => q.fetcher(bucket),
-                        Source::Files(..) | Source::Logs(_) | Source::Stdin(_) => {
-                            unreachable!("matched above")
-                        }
-                    };
-                    let o = o.clone();
-                    tasks.spawn(async move { (i, f.fetch(o, cap).await) });
-                }
-                let mut out: Vec<Option<Result<Vec<u8>, SourceError>>> =
-                    (0..batch.len()).map(|_| None).collect();
-                while let Some(done) = tasks.join_next().await {
-                    if let Ok((i, r)) = done {
-                        out[i] = Some(r);
-                    }
-                }
-                out.into_iter()
-                    .map(|r| {
-                        r.unwrap_or_else(|| {
-                            Err(SourceError::Remote {
-                                name: "s3".into(),
-                                message: "fetch task failed".into(),
-                            })
-                        })
-                    })
-                    .collect()
-            }),
-        }
-    }
-}
-
-/// Resolves once the stop flag is set (checked every 100 ms).
-async fn stopped(stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            })
+        })
+        .collect()
 }
 
 /// Give the remote sinks up to `limit` to empty their outboxes (the end of

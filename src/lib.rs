@@ -9,7 +9,9 @@
 //! One module per stage of the data flow, in the order data moves:
 //!
 //! - [`source`]: where objects come from (local files and stdin; S3, SQS
-//!   and CloudWatch Logs in the daemon).
+//!   and CloudWatch Logs in the daemon), each behind the one
+//!   [`source::Source`] trait: it lists [`source::Item`]s, fetches remote
+//!   ones, keeps what is in flight claimed and releases what is committed.
 //! - [`decode`]: gzip (libdeflate whole-buffer, flate2 to recover damaged
 //!   data), size caps against gzip bombs, padding for simd-json.
 //! - [`parse`]: records delimited from the real JSON structure (never by a
@@ -29,7 +31,8 @@
 //!   serving `/metrics`, `/healthz` and `/readyz`.
 //! - [`checkpoint`]: durable progress (processed objects, cursors, alert
 //!   dedup keys, correlation windows) in one redb file.
-//! - [`daemon`]: `trailwatch run`, the loop tying sources to sinks.
+//! - [`daemon`]: `trailwatch run`, the loop tying sources to sinks; it
+//!   drives sources through the trait and never names a kind.
 //! - [`corpus`] and [`bench`]: tools, not stages: the synthetic corpus
 //!   generator (`trailwatch gen`) and the throughput bench (`trailwatch
 //!   bench`).

@@ -323,6 +323,24 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
     process(name, Stored::Memory(input), rules, limits)
 }
 
+/// The report of an object that could not be read: one error, of kind
+/// `TooLarge` or `Read` (perhaps transient: the daemon tries it again at
+/// the next poll).
+pub fn read_failed(name: &str, e: &SourceError) -> ObjectReport {
+    ObjectReport {
+        source: name.to_owned(),
+        errors: vec![InputError {
+            source: name.to_owned(),
+            kind: match e {
+                SourceError::TooLarge { .. } => ErrorKind::TooLarge,
+                _ => ErrorKind::Read,
+            },
+            message: e.to_string(),
+        }],
+        ..Default::default()
+    }
+}
+
 /// [`process_object`] for a local file, read as it is parsed when it is
 /// larger than [`STREAM_MIN_BYTES`] (so two 1 GB files never sit in memory).
 pub fn process_file(
@@ -331,18 +349,7 @@ pub fn process_file(
     rules: &RuleSet,
     limits: Limits,
 ) -> ObjectReport {
-    let failed = |e: SourceError| ObjectReport {
-        source: name.to_owned(),
-        errors: vec![InputError {
-            source: name.to_owned(),
-            kind: match e {
-                SourceError::TooLarge { .. } => ErrorKind::TooLarge,
-                SourceError::Io { .. } | SourceError::Remote { .. } => ErrorKind::Read,
-            },
-            message: e.to_string(),
-        }],
-        ..Default::default()
-    };
+    let failed = |e: SourceError| read_failed(name, &e);
     let io = |source| SourceError::Io {
         name: name.to_owned(),
         source,

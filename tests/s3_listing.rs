@@ -117,7 +117,7 @@ fn an_organisation_trail_poll_fans_out_and_finds_exactly_the_window() {
         let mut source = S3Source::with_client(config, s3.clone());
         let started = Instant::now();
         let cpu0 = cpu_secs();
-        let listed = rt.block_on(source.list()).unwrap();
+        let listed = rt.block_on(source.list_objects()).unwrap();
         let took = started.elapsed();
         eprintln!(
             "concurrency {concurrency}: {:.2} s, this process's CPU {:.2} s",

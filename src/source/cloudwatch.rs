@@ -161,3 +161,41 @@ impl CloudWatchSource {
         Ok(batch)
     }
 }
+
+impl super::Source for CloudWatchSource {
+    fn label(&self) -> String {
+        self.cursor_name()
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.config.poll_interval_secs)
+    }
+
+    fn list(&mut self, poll: &super::Poll<'_>) -> Result<Vec<super::Item>, SourceError> {
+        let name = self.cursor_name();
+        let cursor = poll
+            .store
+            .cursor(&name)
+            .map_err(|source| SourceError::Cursor {
+                name: name.clone(),
+                source,
+            })?
+            .and_then(|c| String::from_utf8(c).ok())
+            .and_then(|c| c.parse::<i64>().ok());
+        let batch = poll.rt.block_on(self.read(cursor))?;
+        if batch.events == 0 {
+            return Ok(Vec::new());
+        }
+        let id = crate::checkpoint::ObjectId {
+            source: name.clone(),
+            key: format!("{}-{}", batch.oldest_ms, batch.newest_ms),
+            etag: format!("{}-{}", batch.events, now_ms()),
+        };
+        Ok(vec![super::Item {
+            name: format!("{}@{}", id.source, id.key),
+            id,
+            body: super::Body::Bytes(batch.document),
+            cursor: Some((name, batch.newest_ms.to_string().into_bytes())),
+        }])
+    }
+}

@@ -1,10 +1,15 @@
 //! Local files, directories and stdin: the `scan` command's source, and the
 //! daemon's embedded default.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::SourceError;
+use super::{Body, Item, Poll, Source, SourceError};
+use crate::checkpoint::ObjectId;
+use crate::config::FilesSource;
+use crate::pipeline::ErrorKind;
 
 /// One object to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,6 +130,99 @@ fn walk(dir: &Path, out: &mut Vec<Input>) {
                 out.push(Input::Unreadable { path, message });
             }
         }
+    }
+}
+
+/// A directory the daemon watches (`[[sources.files]]`).
+pub struct Watched {
+    config: FilesSource,
+    /// Entries that could not be read at the last poll (each logged once).
+    unreadable: HashSet<PathBuf>,
+}
+
+impl Watched {
+    pub fn new(config: FilesSource) -> Watched {
+        Watched {
+            config,
+            unreadable: HashSet::new(),
+        }
+    }
+}
+
+/// A local file's identity: size and modification time stand in for an
+/// ETag, so a rewritten file is read again.
+fn file_object(root: &Path, path: &Path) -> Option<(ObjectId, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mtime = meta.modified().ok()?;
+    let nanos = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    Some((
+        ObjectId {
+            source: format!("files:{}", root.display()),
+            key: path
+                .strip_prefix(root)
+                .unwrap_or(path)
+                .display()
+                .to_string(),
+            etag: format!("{}-{nanos}", meta.len()),
+        },
+        mtime,
+    ))
+}
+
+impl Source for Watched {
+    fn label(&self) -> String {
+        format!("files:{}", self.config.path.display())
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.config.poll_interval_secs)
+    }
+
+    fn list(&mut self, poll: &Poll<'_>) -> Result<Vec<Item>, SourceError> {
+        let label = self.label();
+        let root = &self.config.path;
+        let listed = expand(std::slice::from_ref(root)).map_err(|e| SourceError::Io {
+            name: root.display().to_string(),
+            source: e.source,
+        })?;
+        let settled = SystemTime::now() - Duration::from_secs(self.config.settle_secs);
+        // An entry that cannot be read (a symlink loop, a dangling link, a
+        // directory without permission) costs only itself: logged and
+        // counted when it appears, not at every poll.
+        let mut still = HashSet::new();
+        for input in &listed {
+            if let Input::Unreadable { path, message } = input {
+                if !self.unreadable.contains(path) {
+                    tracing::warn!(
+                        source = %label,
+                        path = %crate::alert::jsonl::clean(Some(&path.display().to_string())),
+                        "skipping an entry that cannot be read: {message}"
+                    );
+                    poll.metrics
+                        .input_errors
+                        .with_label_values(&[&label, ErrorKind::Read.as_str()])
+                        .inc();
+                }
+                still.insert(path.clone());
+            }
+        }
+        self.unreadable = still;
+        Ok(listed
+            .into_iter()
+            .filter_map(|input| {
+                let Input::File(path) = input else {
+                    return None;
+                };
+                let (id, mtime) = file_object(root, &path)?;
+                // Perhaps still being written: next poll.
+                (poll.once || mtime <= settled).then(|| Item {
+                    id,
+                    name: path.display().to_string(),
+                    body: Body::File(path),
+                    cursor: None,
+                })
+            })
+            .collect())
     }
 }
 

@@ -1,8 +1,14 @@
-//! Source stage: where objects come from. Each source yields named objects
-//! (a file path, later `s3://bucket/key`) as whole byte buffers for the
+//! Source stage: where objects come from. Each source lists named objects
+//! ([`Item`]: a local file, bytes in hand, or an object to fetch) for the
 //! decode stage; it knows nothing of gzip or JSON.
 //!
-//! - [`files`]: local files, directories (recursive) and stdin.
+//! Every source implements [`Source`]; the daemon drives them through it
+//! and never names a kind. A new source is its own file, its configuration
+//! block, and one line in [`from_config`].
+//!
+//! - [`files`]: local files, directories (recursive) and stdin (`scan`),
+//!   and the daemon's watched directories.
+//! - [`stdin`]: JSON lines on the daemon's standard input.
 //! - [`s3`]: CloudTrail's S3 key layout, polled with a trailing window.
 //! - [`sqs`]: S3 / EventBridge / CloudTrail notifications on a queue.
 //! - [`cloudwatch`]: a trail's CloudWatch Logs group, with a cursor.
@@ -11,8 +17,134 @@ pub mod cloudwatch;
 pub mod files;
 pub mod s3;
 pub mod sqs;
+pub mod stdin;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use thiserror::Error;
+
+use crate::checkpoint::{ObjectId, Store};
+use crate::metrics::Metrics;
+
+/// One object a source listed, as the engine reads it.
+#[derive(Debug)]
+pub struct Item {
+    /// Its identity in the store (what makes it processed once).
+    pub id: ObjectId,
+    /// Its name in alerts and logs.
+    pub name: String,
+    pub body: Body,
+    /// The source cursor that committing this item advances, if any.
+    pub cursor: Option<(String, Vec<u8>)>,
+}
+
+/// Where an item's bytes are.
+#[derive(Debug)]
+pub enum Body {
+    /// A local file, read by the worker that parses it (as a stream when
+    /// large), never held whole for a batch.
+    File(PathBuf),
+    /// Already read (log events, lines of stdin).
+    Bytes(Vec<u8>),
+    /// Remote, `size` bytes as listed: [`Source::fetch`] reads it.
+    Fetch { size: u64 },
+}
+
+/// What a source may use while listing.
+pub struct Poll<'a> {
+    /// The runtime the AWS SDK runs on.
+    pub rt: &'a tokio::runtime::Runtime,
+    /// `run --once`: list everything there is now, waiting for it.
+    pub once: bool,
+    /// Progress state (a cursor to resume from).
+    pub store: &'a Store,
+    /// Set when the daemon is asked to stop: long waits end early.
+    pub stop: &'a AtomicBool,
+    pub metrics: &'a Metrics,
+}
+
+/// A source of objects.
+pub trait Source {
+    /// The `source` label of its metrics and logs: from the configuration,
+    /// so bounded.
+    fn label(&self) -> String;
+
+    /// How long until the next look.
+    fn poll_interval(&self) -> Duration;
+
+    /// What is new. An error is logged and counted, and the source is
+    /// tried again at its next poll.
+    fn list(&mut self, poll: &Poll<'_>) -> Result<Vec<Item>, SourceError>;
+
+    /// The bytes of these [`Body::Fetch`] items (at most `cap` bytes
+    /// each), in order; concurrently for remote sources.
+    fn fetch(
+        &self,
+        _rt: &tokio::runtime::Runtime,
+        items: &[&Item],
+        _cap: u64,
+    ) -> Vec<Result<Vec<u8>, SourceError>> {
+        items
+            .iter()
+            .map(|i| {
+                Err(SourceError::Remote {
+                    name: i.name.clone(),
+                    message: format!("{} fetches nothing", self.label()),
+                })
+            })
+            .collect()
+    }
+
+    /// Keep what is in progress claimed (a queue's messages hidden).
+    fn heartbeat(&mut self, _rt: &tokio::runtime::Runtime) {}
+
+    /// Release what is committed (`committed` says which items are): a
+    /// queue deletes its messages.
+    fn ack(&mut self, _rt: &tokio::runtime::Runtime, _committed: &dyn Fn(&ObjectId) -> bool) {}
+
+    /// In `once` mode: list again at once (a queue is received from until
+    /// it comes back empty).
+    fn drained_more(&self) -> bool {
+        false
+    }
+
+    /// Nothing more to give, ever (stdin closed).
+    fn finished(&self) -> bool {
+        false
+    }
+}
+
+/// Every configured source, in configuration order by kind.
+pub fn from_config(
+    config: &crate::config::Config,
+    rt: &tokio::runtime::Runtime,
+) -> Vec<Box<dyn Source>> {
+    let s = &config.sources;
+    let mut out: Vec<Box<dyn Source>> = Vec::new();
+    out.extend(
+        s.files
+            .iter()
+            .map(|c| Box::new(files::Watched::new(c.clone())) as Box<dyn Source>),
+    );
+    out.extend(
+        s.s3.iter()
+            .map(|c| Box::new(rt.block_on(s3::S3Source::new(c.clone()))) as Box<dyn Source>),
+    );
+    out.extend(
+        s.sqs
+            .iter()
+            .map(|c| Box::new(rt.block_on(sqs::SqsSource::new(c.clone()))) as Box<dyn Source>),
+    );
+    out.extend(s.cloudwatch.iter().map(|c| {
+        Box::new(rt.block_on(cloudwatch::CloudWatchSource::new(c.clone()))) as Box<dyn Source>
+    }));
+    if s.stdin {
+        out.push(Box::new(stdin::StdinSource::start()));
+    }
+    out
+}
 
 /// A problem reading an object from its source.
 #[derive(Debug, Error)]
@@ -28,6 +160,13 @@ pub enum SourceError {
     /// A remote service refused or failed (after the SDK's retries).
     #[error("{name}: {message}")]
     Remote { name: String, message: String },
+    /// The source's saved cursor could not be read.
+    #[error("reading the cursor of {name}: {source}")]
+    Cursor {
+        name: String,
+        #[source]
+        source: crate::checkpoint::StoreError,
+    },
 }
 
 /// The shared AWS configuration of a source: the default credential chain

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_sdk_s3::Client;
 use serde::Deserialize;
 
-use super::SourceError;
+use super::{Body, Item, Poll, Source, SourceError};
 use crate::checkpoint::ObjectId;
 
 /// `[[sources.s3]]`
@@ -167,7 +167,7 @@ impl S3Source {
     /// prefix, each level listed with up to `list_concurrency` requests in
     /// flight. Sorted by key. Any failed listing fails the poll (the next
     /// poll lists again; nothing is skipped).
-    pub async fn list(&mut self) -> Result<Vec<S3Object>, SourceError> {
+    pub async fn list_objects(&mut self) -> Result<Vec<S3Object>, SourceError> {
         let base = self.base();
         let c = &self.config;
         let today = today();
@@ -231,6 +231,97 @@ impl S3Source {
             bucket: self.config.bucket.clone(),
         }
     }
+}
+
+impl Source for S3Source {
+    fn label(&self) -> String {
+        self.name()
+    }
+
+    fn poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config.poll_interval_secs)
+    }
+
+    fn list(&mut self, poll: &Poll<'_>) -> Result<Vec<Item>, SourceError> {
+        let bucket = self.config.bucket.clone();
+        Ok(poll
+            .rt
+            .block_on(self.list_objects())?
+            .into_iter()
+            .map(|o| o.item(&bucket))
+            .collect())
+    }
+
+    fn fetch(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        items: &[&Item],
+        cap: u64,
+    ) -> Vec<Result<Vec<u8>, SourceError>> {
+        fetch_items(&self.client, rt, items, cap)
+    }
+}
+
+impl S3Object {
+    /// As the engine reads it.
+    pub fn item(self, bucket: &str) -> Item {
+        Item {
+            name: format!("s3://{bucket}/{}", self.id.key),
+            body: Body::Fetch {
+                size: u64::try_from(self.size).unwrap_or(0),
+            },
+            id: self.id,
+            cursor: None,
+        }
+    }
+}
+
+/// Read S3 items (identity `s3:BUCKET`, as S3 polling and notifications
+/// name them) with `client`, all at once (a batch is `objects_in_flight`
+/// long), in order.
+pub fn fetch_items(
+    client: &Client,
+    rt: &tokio::runtime::Runtime,
+    items: &[&Item],
+    cap: u64,
+) -> Vec<Result<Vec<u8>, SourceError>> {
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let bucket = item
+                .id
+                .source
+                .strip_prefix("s3:")
+                .unwrap_or(&item.id.source);
+            let f = Fetcher::new(client.clone(), bucket.to_owned());
+            let o = S3Object {
+                id: item.id.clone(),
+                size: match item.body {
+                    Body::Fetch { size } => i64::try_from(size).unwrap_or(i64::MAX),
+                    _ => 0,
+                },
+            };
+            tasks.spawn(async move { (i, f.fetch(o, cap).await) });
+        }
+        let mut out: Vec<Option<Result<Vec<u8>, SourceError>>> =
+            (0..items.len()).map(|_| None).collect();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((i, r)) = done {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter()
+            .zip(items)
+            .map(|(r, item)| {
+                r.unwrap_or_else(|| {
+                    Err(SourceError::Remote {
+                        name: item.name.clone(),
+                        message: "fetch task failed".into(),
+                    })
+                })
+            })
+            .collect()
+    })
 }
 
 /// Lists one bucket (owned, so its requests run as tasks).

@@ -377,7 +377,7 @@ impl SqsSource {
 
     /// Keep messages still being worked on hidden: extend their visibility
     /// once half of it has passed.
-    pub async fn heartbeat(&mut self) {
+    pub async fn extend_visibility(&mut self) {
         let half =
             std::time::Duration::from_secs((self.config.visibility_timeout_secs.max(2) / 2) as u64);
         for m in self
@@ -402,7 +402,10 @@ impl SqsSource {
 
     /// Delete the messages whose objects are all `done`; the others come
     /// back after their visibility timeout.
-    pub async fn ack(&mut self, done: &dyn Fn(&ObjectId) -> bool) -> Result<(), SourceError> {
+    pub async fn delete_committed(
+        &mut self,
+        done: &dyn Fn(&ObjectId) -> bool,
+    ) -> Result<(), SourceError> {
         // Messages not done are forgotten here: SQS hands them out again
         // after their visibility timeout.
         for m in std::mem::take(&mut self.inflight) {
@@ -418,6 +421,92 @@ impl SqsSource {
             }
         }
         Ok(())
+    }
+}
+
+impl super::Source for SqsSource {
+    fn label(&self) -> String {
+        format!(
+            "sqs:{}",
+            self.config.queue_url.rsplit('/').next().unwrap_or_default()
+        )
+    }
+
+    fn poll_interval(&self) -> std::time::Duration {
+        // Long polling does the waiting, in the background: look again
+        // soon to take what it brings.
+        if self.receiving() {
+            LOOK_EVERY
+        } else {
+            std::time::Duration::ZERO
+        }
+    }
+
+    fn list(&mut self, poll: &super::Poll<'_>) -> Result<Vec<super::Item>, SourceError> {
+        let received = if poll.once {
+            // Draining: wait for each long poll (up to 20 s); a stop signal
+            // cuts it short (nothing is received then, so nothing is lost).
+            poll.rt.block_on(async {
+                tokio::select! {
+                    r = self.receive() => Some(r),
+                    () = stopped(poll.stop) => None,
+                }
+            })
+        } else {
+            // The long poll runs in the background; the other sources go
+            // on meanwhile, and its messages are taken at the first look
+            // after it returns.
+            let _runtime = poll.rt.enter();
+            self.start_receive();
+            poll.rt.block_on(self.take_received())
+        };
+        let label = super::Source::label(self);
+        for (outcome, n) in SqsStats::OUTCOMES.iter().zip(self.stats_since_last()) {
+            poll.metrics
+                .sqs_messages
+                .with_label_values(&[label.as_str(), outcome])
+                .inc_by(n);
+        }
+        Ok(received
+            .transpose()?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(o, bucket)| o.item(&bucket))
+            .collect())
+    }
+
+    fn fetch(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        items: &[&super::Item],
+        cap: u64,
+    ) -> Vec<Result<Vec<u8>, SourceError>> {
+        super::s3::fetch_items(&self.s3, rt, items, cap)
+    }
+
+    fn heartbeat(&mut self, rt: &tokio::runtime::Runtime) {
+        rt.block_on(self.extend_visibility());
+    }
+
+    fn ack(&mut self, rt: &tokio::runtime::Runtime, committed: &dyn Fn(&ObjectId) -> bool) {
+        if let Err(e) = rt.block_on(self.delete_committed(committed)) {
+            tracing::warn!("deleting messages: {e}");
+        }
+    }
+
+    fn drained_more(&self) -> bool {
+        self.last_received > 0
+    }
+}
+
+/// How often the daemon looks whether a background long poll returned:
+/// the latency it adds to a queue's messages.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Resolves once the stop flag is set (checked every 100 ms).
+async fn stopped(stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
