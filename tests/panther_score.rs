@@ -3,7 +3,7 @@
 //! of ours corresponds to, each labeled event is run through the pack and
 //! our verdict compared with Panther's. Every disagreement must be listed
 //! below with the reason our semantics differ on purpose; any other
-//! disagreement fails the test. The printed table is the README's.
+//! disagreement fails the test. The printed table is in docs/rules.md.
 
 mod common;
 
