@@ -6,6 +6,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -560,6 +563,20 @@ fn daemon_rules(config: &crate::config::Config) -> Result<rules::RuleSet, String
     Ok(rules)
 }
 
+/// Objects in flight get `grace` to finish after a stop signal; then the
+/// process exits. Nothing is lost by exiting mid-object: uncommitted
+/// objects are read again at the next start.
+fn grace_watchdog(stop: Arc<AtomicBool>, grace: Duration) {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(grace);
+        tracing::warn!("grace period of {}s over, exiting", grace.as_secs());
+        std::process::exit(0);
+    });
+}
+
 fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
         Some(path) => match crate::config::Config::load(path) {
@@ -598,10 +615,24 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
+    let signals = crate::daemon::Signals::default();
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&signals.stop))
+            .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&signals.reopen))
+        .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
+    grace_watchdog(
+        Arc::clone(&signals.stop),
+        Duration::from_secs(config.shutdown.grace_secs),
+    );
     let stats = crate::daemon::run(
         &config,
         &rules,
-        crate::daemon::RunOptions { once: args.once },
+        crate::daemon::RunOptions {
+            once: args.once,
+            signals,
+        },
     )?;
     tracing::info!(
         objects = stats.objects,

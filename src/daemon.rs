@@ -59,8 +59,8 @@ pub enum DaemonError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot install signal handlers: {0}")]
-    Signals(#[source] io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] io::Error),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -70,10 +70,32 @@ pub enum DaemonError {
 }
 
 /// How a run goes.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Process what is there now, then exit (tests, one-shot jobs).
     pub once: bool,
+    /// How the daemon is asked to stop or to reopen its alerts file.
+    pub signals: Signals,
+}
+
+/// Requests to a running daemon, as flags it polls: set by the binary's
+/// signal handlers (SIGTERM/SIGINT stop, SIGHUP reopens the alerts file),
+/// or by whatever embeds or tests it. The daemon installs no handler and
+/// never exits the process itself.
+#[derive(Clone, Debug, Default)]
+pub struct Signals {
+    /// Finish what is in hand, commit, drain the outboxes for the grace
+    /// period, return.
+    pub stop: Arc<AtomicBool>,
+    /// Reopen the alerts file (logrotate's postrotate).
+    pub reopen: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Ask the daemon to stop.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Peak resident memory of this process in bytes (Linux; `None`
@@ -340,34 +362,30 @@ pub fn dedup_key(a: &Alert) -> String {
 /// Run the daemon until a signal (or, with `once`, until the current files
 /// are done).
 pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStats, DaemonError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(DaemonError::Signals)?;
-    }
+    run_with(config, rules, opts, |rt| source::from_config(config, rt))
+}
+
+/// [`run`] with the sources `sources` makes (given the runtime the AWS SDK
+/// runs on) instead of the configured ones: an embedding, or a test with
+/// a source of its own.
+pub fn run_with(
+    config: &Config,
+    rules: &RuleSet,
+    opts: RunOptions,
+    sources: impl FnOnce(&tokio::runtime::Runtime) -> Vec<Box<dyn Source>>,
+) -> Result<RunStats, DaemonError> {
+    let stop = opts.signals.stop.clone();
     let grace = Duration::from_secs(config.shutdown.grace_secs);
-    {
-        // The grace watchdog: objects in flight get `grace` to finish after
-        // a signal; then the process exits. Nothing is lost by exiting
-        // mid-object: uncommitted objects are read again at the next start.
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            std::thread::sleep(grace);
-            tracing::warn!("grace period of {}s over, exiting", grace.as_secs());
-            std::process::exit(0);
-        });
-    }
     let store = Arc::new(Store::open(&config.state.dir, config.state.cache_bytes)?);
     let retention_ms = config.state.retention_days * 86_400_000;
     store.prune(now_ms().saturating_sub(retention_ms), now_ms())?;
-    // SIGHUP: reopen the alerts file (logrotate's postrotate), also found
-    // without it by its inode changing.
-    let reopen = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reopen))
-        .map_err(DaemonError::Signals)?;
-    let mut sink = Sink::open(config.output.jsonl_path.as_deref(), &store, reopen)?;
+    // Reopened on request (SIGHUP), and found without it by its inode
+    // changing.
+    let mut sink = Sink::open(
+        config.output.jsonl_path.as_deref(),
+        &store,
+        Arc::clone(&opts.signals.reopen),
+    )?;
     let metrics = Arc::new(Metrics::new(&config.metrics.accounts));
     metrics.declare_sink(sink.name(), &["sent", "deduplicated"]);
     metrics.declare_posture();
@@ -411,8 +429,8 @@ pub fn run(config: &Config, rules: &RuleSet, opts: RunOptions) -> Result<RunStat
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(DaemonError::Signals)?;
-    let mut sources: Vec<(Box<dyn Source>, Instant)> = source::from_config(config, &rt)
+        .map_err(DaemonError::Runtime)?;
+    let mut sources: Vec<(Box<dyn Source>, Instant)> = sources(&rt)
         .into_iter()
         .map(|s| (s, Instant::now()))
         .collect();
