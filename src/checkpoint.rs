@@ -21,7 +21,6 @@
 //!   the readiness probe's write.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use thiserror::Error;
@@ -111,13 +110,7 @@ pub struct Commit<'a> {
     pub now_ms: u64,
 }
 
-/// Wall-clock milliseconds since the epoch: the time the store records
-/// (commits, expiries) and the daemon's clock (0 before 1970).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::time::now_ms;
 
 /// The durable store.
 pub struct Store {

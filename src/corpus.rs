@@ -142,7 +142,7 @@ const AGENTS: [&str; 6] = [
 const START: i64 = 1_795_132_800;
 
 fn iso(t: i64) -> String {
-    crate::correlate::iso_time(t * 1000)
+    crate::time::iso_time(t * 1000)
 }
 
 /// Who made a call.

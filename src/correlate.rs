@@ -40,7 +40,7 @@ use std::sync::Arc;
 use rsigma_parser::{ConditionExpr, ConditionOperator, CorrelationType};
 
 use crate::alert::{Alert, Context, bound};
-use crate::rules::RuleMeta;
+pub use crate::rules::Correlation;
 
 /// Default lateness: CloudTrail's documented delivery delay is ~5 minutes,
 /// with outliers; 15 minutes catches nearly all without holding state long.
@@ -51,23 +51,6 @@ pub const DEFAULT_MAX_GROUPS: usize = 100_000;
 pub const MAX_EVENT_IDS: usize = 100;
 /// Events kept per group: a threshold above this cannot be reached.
 const MAX_EVENTS_PER_GROUP: usize = 10_000;
-
-/// One compiled correlation rule (built by the rules stage).
-#[derive(Debug, Clone)]
-pub struct Correlation {
-    pub meta: Arc<RuleMeta>,
-    pub kind: CorrelationType,
-    /// Referenced base rules, in the order written (temporal_ordered uses it).
-    pub rules: Vec<u32>,
-    /// Group-by names as written (aliases or field paths), for the alert.
-    pub group_names: Vec<String>,
-    pub timespan_ms: i64,
-    pub predicates: Vec<(ConditionOperator, u64)>,
-    /// temporal: an expression over the referenced rules' names/ids.
-    pub expr: Option<ConditionExpr>,
-    /// The name and id each referenced rule answers to in `expr`.
-    pub rule_names: Vec<Vec<String>>,
-}
 
 impl Correlation {
     /// Counts that only grow within a window fire at once; others wait for
@@ -451,9 +434,7 @@ pub struct Correlator {
 }
 
 fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::time::now_ms() as i64
 }
 
 /// Version of the saved state's format; another version is ignored.
@@ -1029,121 +1010,10 @@ fn correlation_alert(c: &Correlation, key: &GroupKey, window: &[Ev]) -> Alert {
     a
 }
 
-/// Parse CloudTrail's `eventTime` (`2024-08-01T13:33:28Z`, with optional
-/// fraction and offset) or the `YYYY-MM-DD HH:MM:SS[.f]` form some exports
-/// use, to milliseconds since the epoch. `None` when unreadable.
-pub fn parse_event_time(s: &str) -> Option<i64> {
-    // Called for every record (the ingest-lag metric): no allocation, no
-    // UTF-8 re-validation, trimming only when there is something to trim.
-    let mut b = s.as_bytes();
-    if b.first().is_some_and(u8::is_ascii_whitespace)
-        || b.last().is_some_and(u8::is_ascii_whitespace)
-    {
-        b = s.trim().as_bytes();
-    }
-    if b.len() < 19 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let digits = b.get(r)?;
-        let mut v = 0i64;
-        for &c in digits {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + i64::from(c - b'0');
-        }
-        Some(v)
-    };
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut ms = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        // Milliseconds: the first three digits, padded with zeros.
-        for k in 0..3 {
-            ms = ms * 10
-                + b.get(start + k)
-                    .filter(|_| start + k < i)
-                    .map_or(0, |c| i64::from(c - b'0'));
-        }
-    }
-    let offset_min = match b.get(i) {
-        None | Some(b'Z' | b'z') => 0,
-        Some(sign @ (b'+' | b'-')) => {
-            let oh = num(i + 1..i + 3)?;
-            let om = if b.get(i + 3) == Some(&b':') {
-                num(i + 4..i + 6)?
-            } else {
-                num(i + 3..i + 5)?
-            };
-            let m = oh * 60 + om;
-            if *sign == b'+' { m } else { -m }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(y, mo, d);
-    Some((((days * 24 + h) * 60 + mi - offset_min) * 60 + sec) * 1000 + ms)
-}
-
-/// `ms` (since the epoch) as `YYYY-MM-DDTHH:MM:SSZ`, the form CloudTrail
-/// writes.
-pub fn iso_time(ms: i64) -> String {
-    let t = ms.div_euclid(1000);
-    let secs = t.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// (year, month, day) of a day since 1970-01-01, proleptic Gregorian
-/// (Howard Hinnant's algorithm; [`days_from_civil`] is its inverse).
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::RuleMeta;
 
     /// The compact id set answers like a map through its growth past a
     /// few ids and its shrinking back, times included.
@@ -1471,39 +1341,5 @@ mod tests {
         with_expr.expr = Some(rsigma_parser::parse_condition("r0 and not r1").unwrap());
         let mut k = Correlator::new(vec![with_expr], DEFAULT_LATENESS_MS, 100);
         assert_eq!(k.push(&hit(0, 0, "g", "only-r0")).len(), 1);
-    }
-
-    #[test]
-    fn event_times() {
-        assert_eq!(parse_event_time("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_event_time("2024-08-01T13:33:28Z"),
-            Some(1_722_519_208_000)
-        );
-        assert_eq!(
-            parse_event_time("2024-08-01T13:33:28.5Z"),
-            Some(1_722_519_208_500)
-        );
-        assert_eq!(
-            parse_event_time("2024-08-01T15:33:28+02:00"),
-            Some(1_722_519_208_000)
-        );
-        assert_eq!(
-            parse_event_time("2024-08-01 13:33:28.123456789"),
-            Some(1_722_519_208_123)
-        );
-        assert_eq!(
-            parse_event_time("2000-02-29T00:00:00Z"),
-            Some(951_782_400_000)
-        );
-        for bad in [
-            "",
-            "yesterday",
-            "2024-13-01T00:00:00Z",
-            "2024-08-01T13:33:28Q",
-            "2024/08/01 13:33:28",
-        ] {
-            assert_eq!(parse_event_time(bad), None, "{bad}");
-        }
     }
 }

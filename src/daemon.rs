@@ -442,6 +442,7 @@ pub fn run_with(
     for (s, _) in &sources {
         let label = s.label();
         metrics.declare_source(&label);
+        s.declare_metrics(&metrics);
         if let Some(saved) = saved_times.get(&label) {
             metrics.restore_last_event_time(&label, *saved, now_secs);
         }
@@ -614,7 +615,7 @@ pub fn run_with(
                             // each alert as it writes it.
                             for m in &report.alerts {
                                 let meta = &rules.rule(m.rule).meta;
-                                metrics.rule_match(&meta.id, &meta.title, meta.level);
+                                metrics.rule_match(&meta.id, &meta.title, meta.level.as_str());
                             }
                             let mut fired_all = Vec::new();
                             for hit in &report.hits {
@@ -622,11 +623,11 @@ pub fn run_with(
                                 // (visible ones were counted with the alerts).
                                 let meta = &rules.rule(hit.rule).meta;
                                 if rules.rule(hit.rule).hidden {
-                                    metrics.rule_match(&meta.id, &meta.title, meta.level);
+                                    metrics.rule_match(&meta.id, &meta.title, meta.level.as_str());
                                 }
                                 let fired = correlator.push(hit);
                                 for a in &fired {
-                                    metrics.rule_match(&a.rule_id, &a.rule_title, a.level);
+                                    metrics.rule_match(&a.rule_id, &a.rule_title, a.level.as_str());
                                 }
                                 fired_all.extend(fired);
                             }

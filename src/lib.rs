@@ -33,6 +33,8 @@
 //!   dedup keys, correlation windows) in one redb file.
 //! - [`daemon`]: `trailwatch run`, the loop tying sources to sinks; it
 //!   drives sources through the trait and never names a kind.
+//! - [`time`]: the clock and calendar arithmetic (eventTime, ISO times,
+//!   the S3 layout's dates), shared by every stage.
 //! - [`corpus`] and [`bench`]: tools, not stages: the synthetic corpus
 //!   generator (`trailwatch gen`) and the throughput bench (`trailwatch
 //!   bench`).
@@ -53,3 +55,4 @@ pub mod parse;
 pub mod pipeline;
 pub mod rules;
 pub mod source;
+pub mod time;

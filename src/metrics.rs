@@ -185,11 +185,7 @@ impl Metrics {
              fresh state store), how long the trail has been silent is counted from it.",
         ))
         .expect("valid metric");
-        start_time.set(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        );
+        start_time.set(crate::time::now_ms() as f64 / 1000.0);
         registry
             .register(Box::new(start_time.clone()))
             .expect("unique");
@@ -388,11 +384,6 @@ impl Metrics {
         for kind in crate::pipeline::ErrorKind::ALL {
             self.input_errors
                 .with_label_values(&[source, kind.as_str()]);
-        }
-        if source.starts_with("sqs:") {
-            for outcome in crate::source::sqs::SqsStats::OUTCOMES {
-                self.sqs_messages.with_label_values(&[source, outcome]);
-            }
         }
     }
 

@@ -741,7 +741,10 @@ impl Sink for ObjectSink<'_> {
         for (i, r) in records.iter().enumerate() {
             // Parsed once per record when the daemon's metrics want it (the
             // lag histogram), else only for a correlation hit.
-            let event_time = || r.str(Top::EventTime).and_then(correlate::parse_event_time);
+            let event_time = || {
+                r.str(Top::EventTime)
+                    .and_then(crate::time::parse_event_time)
+            };
             let mut time_ms = None;
             if self.metrics {
                 time_ms = event_time();

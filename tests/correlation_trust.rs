@@ -11,7 +11,7 @@ use std::path::Path;
 
 use common::*;
 use serde_json::{Value, json};
-use trailwatch::correlate::iso_time as iso;
+use trailwatch::time::iso_time as iso;
 
 const BURST: &str = "Burst of Denied API Calls From One Principal";
 

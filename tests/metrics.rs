@@ -576,7 +576,7 @@ fn the_newest_event_time_survives_restarts_and_never_passes_the_clock() {
     }
     // Events of two hours ago, processed; then a restart with nothing new.
     let old = now() - 7200.0;
-    let at = |secs: f64| trailwatch::correlate::iso_time((secs as i64) * 1000);
+    let at = |secs: f64| trailwatch::time::iso_time((secs as i64) * 1000);
     let record = |id: &str, time: &str| {
         serde_json::json!({"eventVersion":"1.08","eventID":id,"eventTime":time,
             "eventName":"GetObject","eventSource":"s3.amazonaws.com"})

@@ -21,8 +21,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
 use super::jsonl::clean;
-use super::outbox::{Entry, LEVELS, StormConfig, level_rank};
+use super::outbox::{Entry, StormConfig};
 use super::{Alert, Secret};
+use crate::rules::Level;
 
 /// How the SMTP connection is protected.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -164,7 +165,7 @@ impl EmailConfig {
         if self.to.is_empty() && self.routes.iter().all(|r| r.to.is_empty()) {
             return Err(bad("to", "at least one recipient"));
         }
-        if !LEVELS.contains(&self.min_level.as_str()) {
+        if Level::parse(&self.min_level).is_none() {
             return Err(bad(
                 "min_level",
                 "one of informational, low, medium, high, critical",
@@ -186,8 +187,9 @@ impl EmailConfig {
         Ok(())
     }
 
-    pub fn min_level_rank(&self) -> u8 {
-        level_rank(&self.min_level)
+    /// `min_level`, validated when the configuration was read.
+    pub fn min_level(&self) -> Level {
+        Level::parse(&self.min_level).unwrap_or_default()
     }
 
     /// (from, to, cc) for an alert: the base lists plus every matching
@@ -197,7 +199,7 @@ impl EmailConfig {
         let mut to: BTreeSet<String> = self.to.iter().cloned().collect();
         let mut cc: BTreeSet<String> = self.cc.iter().cloned().collect();
         for r in &self.routes {
-            let level_ok = r.levels.is_empty() || r.levels.iter().any(|l| l == a.level);
+            let level_ok = r.levels.is_empty() || r.levels.iter().any(|l| l == a.level.as_str());
             let tag_ok = r.tags.is_empty() || r.tags.iter().any(|t| a.tags.contains(t));
             if level_ok && tag_ok {
                 to.extend(r.to.iter().cloned());
@@ -322,8 +324,8 @@ impl EmailSink {
             let top = group
                 .iter()
                 .map(|(_, e)| e.alert.level)
-                .max_by_key(|l| level_rank(l))
-                .unwrap_or("informational");
+                .max()
+                .unwrap_or_default();
             format!("[trailwatch] {} alerts, highest {top}", group.len())
         };
         let from: Mailbox = from.parse().map_err(|e| format!("from: {e}"))?;
@@ -352,7 +354,7 @@ impl EmailSink {
 pub fn subject(template: &str, a: &Alert) -> String {
     let count = a.count.map(|c| c.to_string()).unwrap_or_default();
     let fields: [(&str, &str); 8] = [
-        ("{level}", a.level),
+        ("{level}", a.level.as_str()),
         ("{title}", &a.rule_title),
         ("{rule_id}", &a.rule_id),
         ("{account}", a.account.as_deref().unwrap_or("-")),
@@ -430,7 +432,7 @@ fn facts(a: &Alert) -> Vec<(&'static str, String)> {
     let o = |v: &Option<String>| clean(v.as_deref());
     let mut f = vec![
         ("Rule", clean(Some(&a.rule_title))),
-        ("Level", a.level.to_owned()),
+        ("Level", a.level.to_string()),
         ("Principal", o(&a.principal)),
         ("Account", o(&a.account)),
         ("Region", o(&a.region)),
@@ -513,7 +515,7 @@ pub fn summary_line(e: &Entry) -> String {
         "Summary: {} alerts like this one (same rule, principal, action and level) were held \
          back by storm control (suppress_secs) since {}; the last of them is shown.",
         e.suppressed_before,
-        crate::correlate::iso_time(e.summary_since_ms as i64)
+        crate::time::iso_time(e.summary_since_ms as i64)
     )
 }
 
@@ -571,7 +573,7 @@ pub fn html_body(e: &Entry) -> String {
         s,
         "<h2>{} <small>({})</small></h2>",
         h(&a.rule_title),
-        h(a.level)
+        h(a.level.as_str())
     );
     if let Some(d) = &a.rule.description {
         let _ = write!(s, "<p>{}</p>", h(d.trim()));
@@ -790,14 +792,14 @@ mod tests {
             },
         ];
         let mut a = hostile();
-        a.level = "high";
+        a.level = Level::High;
         a.tags = vec!["attack.persistence".to_owned()].into();
         let (from, to, cc) = c.recipients(&a);
         assert_eq!(from, "tw <tw@example.com>");
         assert_eq!(to.into_iter().collect::<Vec<_>>(), ["sec@example.com"]);
         // Already in To: not repeated in Cc.
         assert_eq!(cc.into_iter().collect::<Vec<_>>(), ["iam-team@example.com"]);
-        a.level = "critical";
+        a.level = Level::Critical;
         a.tags = std::sync::Arc::from([]);
         let (from, to, cc) = c.recipients(&a);
         assert_eq!(from, "tw-critical <tw-critical@example.com>");

@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::parse::{Ident, Record, Top};
 use std::sync::Arc;
 
-use crate::rules::RuleMeta;
+use crate::rules::{Level, RuleMeta};
 
 /// Longest event-derived field kept in an alert, in bytes. A user agent or
 /// ARN is far shorter; anything longer is an attack on the reader or the
@@ -37,8 +37,7 @@ pub struct Alert {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_name: Option<String>,
     pub rule_title: String,
-    #[serde(deserialize_with = "known_str")]
-    pub level: Known,
+    pub level: Level,
     pub event_id: Option<String>,
     pub event_name: Option<String>,
     pub event_source: Option<String>,
@@ -605,27 +604,17 @@ fn push_bounded(out: &mut String, s: &str) {
 /// would otherwise make the whole alert borrow from its input for `'static`.
 pub type Known = &'static str;
 
-/// The strings a `&'static str` field may hold (levels, correlation
-/// types), so a stored alert deserializes back to the same value.
-const KNOWN: &[&str] = &[
-    "informational",
-    "low",
-    "medium",
-    "high",
-    "critical",
-    "event_count",
-    "value_count",
-    "temporal",
-    "temporal_ordered",
-];
+/// The strings a `&'static str` field may hold (correlation types), so a
+/// stored alert deserializes back to the same value.
+const KNOWN: &[&str] = &["event_count", "value_count", "temporal", "temporal_ordered"];
 
-pub(crate) fn known_str<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+fn known_str<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
     let s = String::deserialize(d)?;
     KNOWN
         .iter()
         .find(|k| **k == s)
         .copied()
-        .ok_or_else(|| serde::de::Error::custom(format!("unknown level or type {s:?}")))
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown correlation type {s:?}")))
 }
 
 fn known_str_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'static str>, D::Error> {

@@ -32,6 +32,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 
 use super::Alert;
+use crate::rules::Level;
 
 /// (sink, [`Key`]) → [`Entry`] as JSON.
 const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
@@ -121,8 +122,8 @@ struct Window {
 /// informational: a range scan meets the most severe first), the sequence
 /// number below. A key whose top byte is 0 was written before priorities
 /// (it is moved at start).
-fn key(level: &str, seq: u64) -> u64 {
-    (u64::from(5 - level_rank(level).min(4)) << 56) | (seq & ((1 << 56) - 1))
+fn key(level: Level, seq: u64) -> u64 {
+    (u64::from(5 - level as u8) << 56) | (seq & ((1 << 56) - 1))
 }
 
 /// The priority of critical alerts in [`key`].
@@ -154,22 +155,8 @@ pub struct Outbox {
     pub sink: &'static str,
     pub storm: StormConfig,
     /// Alerts below this level are not for this sink.
-    pub min_level: u8,
+    pub min_level: Level,
 }
-
-/// Sigma levels in order; unknown ones rank with `informational`.
-pub fn level_rank(level: &str) -> u8 {
-    match level {
-        "low" => 1,
-        "medium" => 2,
-        "high" => 3,
-        "critical" => 4,
-        _ => 0,
-    }
-}
-
-/// The Sigma levels, lowest first: what `min_level` may say.
-pub const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
 
 type DbResult<T> = Result<T, redb::Error>;
 
@@ -188,7 +175,7 @@ impl Outbox {
                 .collect();
             for ((sink, seq), bytes) in old {
                 let level = serde_json::from_slice::<Entry>(&bytes)
-                    .map_or("informational", |e| e.alert.level);
+                    .map_or(Level::Informational, |e| e.alert.level);
                 outbox.remove((sink.as_str(), seq))?;
                 outbox.insert((sink.as_str(), key(level, seq)), bytes.as_slice())?;
             }
@@ -226,7 +213,7 @@ impl Outbox {
         let mut suppress = txn.open_table(SUPPRESS)?;
         let window_ms = self.storm.suppress_secs.saturating_mul(1000);
         for a in alerts {
-            if level_rank(a.level) < self.min_level {
+            if a.level < self.min_level {
                 out.filtered += 1;
                 continue;
             }
@@ -543,7 +530,7 @@ mod tests {
         Outbox {
             sink: "email",
             storm,
-            min_level: 0,
+            min_level: Level::Informational,
         }
     }
 
@@ -609,16 +596,17 @@ mod tests {
     fn levels_below_the_minimum_are_not_queued() {
         let (_d, db) = db();
         let o = Outbox {
-            min_level: level_rank("high"),
+            min_level: Level::High,
             ..outbox(StormConfig::default())
         };
         let mut low = alert("r", "a");
-        low.level = "low";
+        low.level = Level::Low;
         let q = enqueue(&db, &o, &[low, alert("r2", "a")], 0);
         assert_eq!((q.queued, q.filtered), (1, 1));
     }
 
     fn with_level(rule: &str, principal: &str, level: &'static str) -> Alert {
+        let level = Level::parse(level).expect("a level");
         let mut a = alert(rule, principal);
         a.level = level;
         a
@@ -641,7 +629,7 @@ mod tests {
         alerts.push(with_level("leave_organization", "attacker", "high"));
         assert_eq!(enqueue(&db, &o, &alerts, 0).queued, 5);
         let due = o.due(&db, 0, 10).unwrap().unwrap();
-        let order: Vec<&str> = due.iter().map(|(_, e)| e.alert.level).collect();
+        let order: Vec<&str> = due.iter().map(|(_, e)| e.alert.level.as_str()).collect();
         assert_eq!(order, ["critical", "high", "low", "low", "low"]);
         // Three mails use the cap: the critical and the high among them.
         let seqs: Vec<u64> = due[..3].iter().map(|(s, _)| *s).collect();
@@ -717,7 +705,7 @@ mod tests {
         Outbox::init(&db).unwrap();
         let o = outbox(StormConfig::default());
         let due = o.due(&db, 0, 10).unwrap().unwrap();
-        let order: Vec<&str> = due.iter().map(|(_, e)| e.alert.level).collect();
+        let order: Vec<&str> = due.iter().map(|(_, e)| e.alert.level.as_str()).collect();
         assert_eq!(order, ["critical", "low"]);
         assert!(due.iter().all(|(k, _)| k >> 56 != 0));
     }

@@ -41,7 +41,7 @@ impl Remote {
             outbox: Outbox {
                 sink: "email",
                 storm: config.storm.clone(),
-                min_level: config.min_level_rank(),
+                min_level: config.min_level(),
             },
             transport: Transport::Email(Box::new(EmailSink::new(config.clone())?)),
             wake: Notify::new(),
@@ -53,7 +53,7 @@ impl Remote {
             outbox: Outbox {
                 sink: "webhook",
                 storm: config.storm.clone(),
-                min_level: config.min_level_rank(),
+                min_level: config.min_level(),
             },
             transport: Transport::Webhook(WebhookSink::new(config)?),
             wake: Notify::new(),

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::outbox::{Entry, LEVELS, StormConfig, level_rank};
+use super::outbox::{Entry, StormConfig};
 use super::{Alert, Secret};
+use crate::rules::Level;
 
 /// `[webhook]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -65,7 +66,7 @@ impl WebhookConfig {
                 "give exactly one of url_env, url_file, url".into(),
             ));
         }
-        if !LEVELS.contains(&self.min_level.as_str()) {
+        if Level::parse(&self.min_level).is_none() {
             return Err(WebhookError(
                 "min_level: one of informational, low, medium, high, critical".into(),
             ));
@@ -76,8 +77,9 @@ impl WebhookConfig {
         Ok(())
     }
 
-    pub fn min_level_rank(&self) -> u8 {
-        level_rank(&self.min_level)
+    /// `min_level`, validated when the configuration was read.
+    pub fn min_level(&self) -> Level {
+        Level::parse(&self.min_level).unwrap_or_default()
     }
 }
 

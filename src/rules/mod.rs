@@ -14,17 +14,77 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rsigma_parser::{CorrelationCondition, CorrelationRule, CorrelationType, Level, SigmaRule};
+use rsigma_parser::{
+    ConditionExpr, ConditionOperator, CorrelationCondition, CorrelationRule, CorrelationType,
+    Level as SigmaLevel, SigmaRule,
+};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::correlate::Correlation;
 use crate::parse::{Ident, Record, Top};
 pub use compile::Matcher;
 
 /// The built-in pack: every file under `rules/`, embedded at build time
 /// (see `build.rs`) so the installed binary works anywhere.
 const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+
+/// A rule's Sigma level, lowest first: ordered, so "at or above" is a
+/// comparison (it replaces the string ranks each sink kept). Written and
+/// read as Sigma's lowercase names.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    #[default]
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Level {
+    /// Every level, lowest first.
+    pub const ALL: [Level; 5] = [
+        Level::Informational,
+        Level::Low,
+        Level::Medium,
+        Level::High,
+        Level::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Informational => "informational",
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        }
+    }
+
+    /// From its Sigma name (configuration values: `min_level`, routes).
+    pub fn parse(name: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
+    fn of(level: SigmaLevel) -> Level {
+        match level {
+            SigmaLevel::Informational => Level::Informational,
+            SigmaLevel::Low => Level::Low,
+            SigmaLevel::Medium => Level::Medium,
+            SigmaLevel::High => Level::High,
+            SigmaLevel::Critical => Level::Critical,
+        }
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What travels with every match of a rule: its Sigma metadata.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -35,8 +95,7 @@ pub struct RuleMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub title: String,
-    #[serde(deserialize_with = "crate::alert::known_str")]
-    pub level: crate::alert::Known,
+    pub level: Level,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +109,24 @@ pub struct RuleMeta {
     pub path: String,
 }
 
+/// One compiled correlation rule: what the rules stage builds and the
+/// [`crate::correlate`] stage runs.
+#[derive(Debug, Clone)]
+pub struct Correlation {
+    pub meta: Arc<RuleMeta>,
+    pub kind: CorrelationType,
+    /// Referenced base rules, in the order written (temporal_ordered uses it).
+    pub rules: Vec<u32>,
+    /// Group-by names as written (aliases or field paths), for the alert.
+    pub group_names: Vec<String>,
+    pub timespan_ms: i64,
+    pub predicates: Vec<(ConditionOperator, u64)>,
+    /// temporal: an expression over the referenced rules' names/ids.
+    pub expr: Option<ConditionExpr>,
+    /// The name and id each referenced rule answers to in `expr`.
+    pub rule_names: Vec<Vec<String>>,
+}
+
 #[cfg(test)]
 impl RuleMeta {
     /// A minimal rule for unit tests of later stages.
@@ -58,7 +135,7 @@ impl RuleMeta {
             id: id.into(),
             name: None,
             title: id.to_uppercase(),
-            level: "high",
+            level: Level::High,
             status: None,
             description: None,
             tags: Arc::from([]),
@@ -696,7 +773,7 @@ fn meta(rule: &SigmaRule, path: &str) -> RuleMeta {
         id: rule.id.clone().unwrap_or_else(|| path.to_owned()),
         name: rule.name.clone(),
         title: rule.title.clone(),
-        level: rule.level.map_or("medium", |l: Level| l.as_str()),
+        level: rule.level.map_or(Level::Medium, Level::of),
         status: rule
             .status
             .and_then(|s| serde_json::to_value(s).ok())
@@ -718,7 +795,7 @@ fn correlation_meta(c: &CorrelationRule, path: &str) -> RuleMeta {
             .unwrap_or_else(|| format!("{path}#{}", c.title)),
         name: c.name.clone(),
         title: c.title.clone(),
-        level: c.level.map_or("medium", |l: Level| l.as_str()),
+        level: c.level.map_or(Level::Medium, Level::of),
         status: c
             .status
             .and_then(|s| serde_json::to_value(s).ok())

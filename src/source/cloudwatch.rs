@@ -13,7 +13,7 @@
 //! client), and throttling is retried with backoff by the SDK.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -72,9 +72,7 @@ pub struct CloudWatchSource {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::time::now_ms() as i64
 }
 
 impl CloudWatchSource {

@@ -74,6 +74,10 @@ pub trait Source {
     /// How long until the next look.
     fn poll_interval(&self) -> Duration;
 
+    /// Create the source's own metric series at zero (beyond the ones
+    /// every source has), so they exist before anything happens.
+    fn declare_metrics(&self, _metrics: &Metrics) {}
+
     /// What is new. An error is logged and counted, and the source is
     /// tried again at its next poll.
     fn list(&mut self, poll: &Poll<'_>) -> Result<Vec<Item>, SourceError>;

@@ -9,8 +9,6 @@
 //! key and ETag). Days older than the window are listed once (backfill
 //! from `start_date`) and then left alone.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use aws_sdk_s3::Client;
 use serde::Deserialize;
 
@@ -96,19 +94,13 @@ pub struct S3Source {
 
 /// Days since the epoch of `YYYY-MM-DD`.
 pub fn parse_day(s: &str) -> Option<i64> {
-    crate::correlate::parse_event_time(&format!("{s}T00:00:00Z")).map(|ms| ms / 86_400_000)
+    crate::time::parse_date(s)
 }
 
 /// `YYYY/MM/DD` of a day since the epoch.
 pub fn day_path(days: i64) -> String {
-    let (y, m, d) = crate::correlate::civil_from_days(days);
+    let (y, m, d) = crate::time::civil_from_days(days);
     format!("{y:04}/{m:02}/{d:02}")
-}
-
-fn today() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64 / 86_400)
 }
 
 impl S3Source {
@@ -170,7 +162,7 @@ impl S3Source {
     pub async fn list_objects(&mut self) -> Result<Vec<S3Object>, SourceError> {
         let base = self.base();
         let c = &self.config;
-        let today = today();
+        let today = crate::time::today();
         let window_start = today - i64::from(c.lookback_days.max(1)) + 1;
         let first_day = self
             .backfill_from

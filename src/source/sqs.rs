@@ -432,6 +432,13 @@ impl super::Source for SqsSource {
         )
     }
 
+    fn declare_metrics(&self, metrics: &crate::metrics::Metrics) {
+        let label = super::Source::label(self);
+        for outcome in SqsStats::OUTCOMES {
+            metrics.sqs_messages.with_label_values(&[&label, outcome]);
+        }
+    }
+
     fn poll_interval(&self) -> std::time::Duration {
         // Long polling does the waiting, in the background: look again
         // soon to take what it brings.
