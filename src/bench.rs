@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::correlate::Correlator;
-use crate::decode;
-use crate::pipeline::{self, Limits};
-use crate::rules::RuleSet;
-use crate::source::files::{self, Input};
+use trailwatch::correlate::Correlator;
+use trailwatch::decode;
+use trailwatch::pipeline::{self, Limits};
+use trailwatch::rules::RuleSet;
+use trailwatch::source::files::{self, Input};
 
 /// Options of `trailwatch bench`.
 #[derive(Debug, clap::Args)]
@@ -70,7 +70,7 @@ fn limit_one(o: &Object, buf: &mut Vec<u8>) -> usize {
         std::mem::take(buf),
     );
     let len = d.len;
-    crate::parse::fill_tape_only(&mut d.buf, len);
+    trailwatch::parse::fill_tape_only(&mut d.buf, len);
     *buf = d.buf;
     len
 }
@@ -164,13 +164,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     // are kept for the ordered pass after.
     let hits_of =
         |o: &Object| pipeline::process_object(&o.name, &o.bytes, &ruleset, Limits::default()).hits;
-    let correlate_all = |reports: &[Vec<crate::correlate::Hit>]| {
+    let correlate_all = |reports: &[Vec<trailwatch::correlate::Hit>]| {
         // Correlation runs in input order after the parallel part, as in
         // scan and the daemon.
         let mut c = Correlator::new(
             ruleset.correlations().to_vec(),
-            crate::correlate::DEFAULT_LATENESS_MS,
-            crate::correlate::DEFAULT_MAX_GROUPS,
+            trailwatch::correlate::DEFAULT_LATENESS_MS,
+            trailwatch::correlate::DEFAULT_MAX_GROUPS,
         );
         for hits in reports {
             for h in hits {
@@ -300,7 +300,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "pipeline_scaling": pipeline_scaling,
         "pipeline_scaling_vs_machine": scaling_vs_machine,
         "pipeline_scaling_vs_machine_rounds": scaling_ratios,
-        "peak_rss_bytes": crate::daemon::peak_rss_bytes(),
+        "peak_rss_bytes": trailwatch::daemon::peak_rss_bytes(),
     });
     if args.json {
         println!("{results}");
@@ -339,7 +339,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         scaling_ratios[0],
         scaling_ratios[scaling_ratios.len() - 1]
     );
-    if let Some(rss) = crate::daemon::peak_rss_bytes() {
+    if let Some(rss) = trailwatch::daemon::peak_rss_bytes() {
         println!(
             "peak RSS {:.0} MiB (all files held in memory)",
             rss as f64 / (1 << 20) as f64

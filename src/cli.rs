@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::alert::jsonl::Format;
-use crate::pipeline::{self, Limits, ScanOptions};
-use crate::rules;
-use crate::source::files;
+use trailwatch::alert::jsonl::Format;
+use trailwatch::pipeline::{self, Limits, ScanOptions};
+use trailwatch::rules;
+use trailwatch::source::files;
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -235,7 +235,7 @@ pub struct ScanArgs {
     pub fail_on_match: bool,
 
     /// Refuse objects larger than this, stored or decompressed (gzip bombs).
-    #[arg(long, value_name = "BYTES", default_value_t = crate::decode::DEFAULT_MAX_OBJECT_BYTES)]
+    #[arg(long, value_name = "BYTES", default_value_t = trailwatch::decode::DEFAULT_MAX_OBJECT_BYTES)]
     pub max_object_bytes: u64,
 
     /// Include each alert's event (up to 16 KiB) in the JSON output.
@@ -249,7 +249,7 @@ pub struct ScanArgs {
 
     /// Groups kept per correlation rule; the least recently seen are
     /// evicted beyond this (and counted).
-    #[arg(long, value_name = "N", default_value_t = crate::correlate::DEFAULT_MAX_GROUPS)]
+    #[arg(long, value_name = "N", default_value_t = trailwatch::correlate::DEFAULT_MAX_GROUPS)]
     pub max_groups: usize,
 
     /// Set a burst (correlation) rule's threshold: it fires at N or more
@@ -282,14 +282,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: --min-file must be at least 1 byte and at most --max-file");
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
-            let opts = crate::corpus::CorpusOptions {
+            let opts = trailwatch::corpus::CorpusOptions {
                 seed: args.seed,
                 size_bytes: args.size,
                 min_file_bytes: args.min_file,
                 max_file_bytes: args.max_file,
                 ..Default::default()
             };
-            let s = crate::corpus::generate(&opts, &args.out)?;
+            let s = trailwatch::corpus::generate(&opts, &args.out)?;
             println!(
                 "{} files, {} records, {:.1} MB of JSON ({:.1} MB gzip), {} expected alerts in {}",
                 s.files.len(),
@@ -303,7 +303,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(args) => crate::bench::run(args),
         Command::Healthcheck(args) => {
-            match crate::http::check(&args.url, std::time::Duration::from_secs(args.timeout_secs)) {
+            match trailwatch::http::check(
+                &args.url,
+                std::time::Duration::from_secs(args.timeout_secs),
+            ) {
                 Ok(body) => {
                     println!("{body}");
                     Ok(ExitCode::from(EXIT_OK))
@@ -317,7 +320,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { file }) => {
             // Everything `run` checks before it starts: the file, then the
             // rules it names and their thresholds.
-            let checked = crate::config::Config::load(&file)
+            let checked = trailwatch::config::Config::load(&file)
                 .map_err(|e| e.to_string())
                 .and_then(|c| daemon_rules(&c).map(|r| (c, r)));
             match checked {
@@ -410,7 +413,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
         eprint!("{summary}");
         // How much memory the input took: bounded by the configuration, so
         // an operator (and a test) can see a hostile file did not grow it.
-        if let Some(rss) = crate::daemon::peak_rss_bytes() {
+        if let Some(rss) = trailwatch::daemon::peak_rss_bytes() {
             eprintln!("peak resident memory: {} MiB", rss >> 20);
         }
     }
@@ -541,7 +544,7 @@ fn rules_test(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
 /// The rules a daemon with `config` runs: loaded (problems logged), refused
 /// when none load or `strict` meets a problem, thresholds applied. Shared
 /// by `run` and `config check`, so the check refuses what `run` refuses.
-fn daemon_rules(config: &crate::config::Config) -> Result<rules::RuleSet, String> {
+fn daemon_rules(config: &trailwatch::config::Config) -> Result<rules::RuleSet, String> {
     let mut rules = rules::load_or_builtin(&config.rules.dirs).map_err(|e| e.to_string())?;
     for e in &rules.errors {
         tracing::warn!("skipped rule: {e}");
@@ -579,18 +582,18 @@ fn grace_watchdog(stop: Arc<AtomicBool>, grace: Duration) {
 
 fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
-        Some(path) => match crate::config::Config::load(path) {
+        Some(path) => match trailwatch::config::Config::load(path) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(ExitCode::from(EXIT_USAGE));
             }
         },
-        None => crate::config::Config::default(),
+        None => trailwatch::config::Config::default(),
     };
     let mut config = config;
     if args.stdin {
-        config.sources = crate::config::SourcesConfig {
+        config.sources = trailwatch::config::SourcesConfig {
             stdin: true,
             ..Default::default()
         };
@@ -607,7 +610,7 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: --demo needs a watched directory ([[sources.files]])");
             return Ok(ExitCode::from(EXIT_USAGE));
         };
-        let written = crate::daemon::write_demo(dir)
+        let written = crate::demo::write_demo(dir)
             .map_err(|e| anyhow::anyhow!("writing demo files into {}: {e}", dir.display()))?;
         tracing::info!(
             "demo: wrote {} CloudTrail files under {}",
@@ -615,7 +618,7 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    let signals = crate::daemon::Signals::default();
+    let signals = trailwatch::daemon::Signals::default();
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&signals.stop))
             .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
@@ -626,10 +629,10 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         Arc::clone(&signals.stop),
         Duration::from_secs(config.shutdown.grace_secs),
     );
-    let stats = crate::daemon::run(
+    let stats = trailwatch::daemon::run(
         &config,
         &rules,
-        crate::daemon::RunOptions {
+        trailwatch::daemon::RunOptions {
             once: args.once,
             signals,
         },
@@ -640,7 +643,7 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         deduplicated = stats.alerts_deduplicated,
         already_processed = stats.skipped_known,
         errors = stats.errors,
-        peak_rss_mib = crate::daemon::peak_rss_bytes().map(|b| b / (1 << 20)),
+        peak_rss_mib = trailwatch::daemon::peak_rss_bytes().map(|b| b / (1 << 20)),
         "stopped"
     );
     Ok(ExitCode::SUCCESS)

@@ -35,15 +35,16 @@
 //!   drives sources through the trait and never names a kind.
 //! - [`time`]: the clock and calendar arithmetic (eventTime, ISO times,
 //!   the S3 layout's dates), shared by every stage.
-//! - [`corpus`] and [`bench`]: tools, not stages: the synthetic corpus
-//!   generator (`trailwatch gen`) and the throughput bench (`trailwatch
-//!   bench`).
-//! - [`cli`]: subcommands and options; `main.rs` only calls it.
+//! - [`corpus`]: a tool, not a stage: the synthetic corpus generator
+//!   (`trailwatch gen`, the benches and tests read its output).
+//!
+//! The binary (`src/main.rs`) owns the command line (clap, `anyhow`,
+//! printing), signal handling, the throughput bench (`trailwatch bench`)
+//! and the demo files; the library returns typed errors and never exits
+//! the process.
 
 pub mod alert;
-pub mod bench;
 pub mod checkpoint;
-pub mod cli;
 pub mod config;
 pub mod corpus;
 pub mod correlate;

@@ -4,7 +4,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use trailwatch::cli::{self, Cli, LogFormat};
+
+mod bench;
+mod cli;
+mod demo;
+
+use cli::{Cli, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
