@@ -52,6 +52,24 @@ pub enum LogFormat {
     Json,
 }
 
+/// `scan --format`: the library's [`Format`], as the command line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// One JSON object per line.
+    Json,
+    /// One readable line per alert.
+    Text,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Json => Format::Json,
+            FormatArg::Text => Format::Text,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Scan CloudTrail log files and print rule matches.
@@ -223,8 +241,8 @@ pub struct ScanArgs {
     pub output: Option<PathBuf>,
 
     /// Alert format.
-    #[arg(long, value_enum, default_value_t = Format::Json)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Json)]
+    pub format: FormatArg,
 
     /// Stop at the first input error and exit 3.
     #[arg(long)]
@@ -399,7 +417,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             ..Limits::default()
         },
         strict: args.strict,
-        format: args.format,
+        format: args.format.into(),
         lateness_ms: (args.lateness_secs.min(i64::MAX as u64 / 1000) as i64) * 1000,
         max_groups: args.max_groups,
     };

@@ -12,7 +12,7 @@ use super::{Alert, Match};
 use crate::rules::RuleMeta;
 
 /// Output formats of alerts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// One JSON object per line.
     Json,
