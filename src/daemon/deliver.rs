@@ -1,0 +1,155 @@
+//! The commit step: a group of processed objects' alerts deduplicated
+//! against the store, written, queued for the remote sinks, and committed
+//! with the objects, the correlation windows and the cursors in one
+//! transaction.
+
+use super::*;
+
+/// One processed object, ready to be delivered.
+pub(super) struct Done {
+    pub(super) id: ObjectId,
+    /// The object's name in alerts.
+    pub(super) source: String,
+    /// Its rule matches, compact: each becomes an [`Alert`] only while it
+    /// is written or queued, so a flood of matches costs little at rest.
+    pub(super) matches: Vec<Match>,
+    /// Correlation alerts its events completed.
+    pub(super) alerts: Vec<Alert>,
+    /// Matches already dropped as repeats inside the object.
+    pub(super) deduplicated: u64,
+    /// A source cursor its commit advances.
+    pub(super) cursor: Option<(String, Vec<u8>)>,
+}
+
+impl Done {
+    /// How many alerts it holds.
+    fn len(&self) -> usize {
+        self.matches.len() + self.alerts.len()
+    }
+
+    /// Alert `i` (matches first, then correlations), made on demand.
+    fn alert(&self, i: usize, rules: &RuleSet) -> Alert {
+        match self.matches.get(i) {
+            Some(m) => m.to_alert(&rules.rule(m.rule).meta, &self.source),
+            None => self.alerts[i - self.matches.len()].clone(),
+        }
+    }
+
+    /// The dedup key of alert `i` ([`dedup_key`], without making it).
+    fn key(&self, i: usize, rules: &RuleSet) -> String {
+        match self.matches.get(i) {
+            Some(m) => {
+                let id = &rules.rule(m.rule).meta.id;
+                match m.event_id() {
+                    Some(e) => format!("d\u{0}{id}\u{0}{e}"),
+                    None => format!("d\u{0}{id}\u{0}{}#{}", self.source, m.record),
+                }
+            }
+            None => dedup_key(&self.alerts[i - self.matches.len()]),
+        }
+    }
+}
+
+/// Where a batch's results go: the store, the local sink, the remote
+/// sinks' outboxes, the metrics.
+pub(super) struct Outputs<'a> {
+    pub(super) store: &'a Store,
+    pub(super) sink: &'a mut Sink,
+    pub(super) remotes: &'a [Arc<Remote>],
+    pub(super) metrics: &'a Metrics,
+    pub(super) rules: &'a RuleSet,
+    pub(super) retention_ms: u64,
+}
+
+/// Steps 3-5 for a batch of objects: dedup, write durably (one fsync),
+/// commit every object with its keys and the sink length (one
+/// transaction). All or nothing: a crash leaves the batch to be read again.
+pub(super) fn deliver(
+    to: &mut Outputs<'_>,
+    batch: Vec<Done>,
+    windows: Option<Vec<u8>>,
+    stats: &mut RunStats,
+) -> Result<(), DaemonError> {
+    let Outputs {
+        store,
+        sink,
+        remotes,
+        metrics,
+        rules,
+        retention_ms,
+    } = to;
+    let (store, remotes, metrics, rules, retention_ms) =
+        (*store, *remotes, *metrics, *rules, *retention_ms);
+    if batch.is_empty() && windows.is_none() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let mut keys: Vec<Vec<(String, u64)>> = Vec::with_capacity(batch.len());
+    let mut seen = std::collections::HashSet::new();
+    // (object, alert) of each alert not seen before: alerts are made from
+    // these one at a time, written, and made again for the outboxes, so a
+    // batch never holds them all at once.
+    let mut fresh: Vec<(usize, usize)> = Vec::new();
+    let mut total = 0u64;
+    for (di, d) in batch.iter().enumerate() {
+        let mut mine = Vec::new();
+        stats.alerts_deduplicated += d.deduplicated;
+        total += d.deduplicated + d.len() as u64;
+        for i in 0..d.len() {
+            let key = d.key(i, rules);
+            if store.alert_seen(&key, now)? || !seen.insert(key.clone()) {
+                stats.alerts_deduplicated += 1;
+                continue;
+            }
+            mine.push((key, now + retention_ms));
+            fresh.push((di, i));
+        }
+        keys.push(mine);
+    }
+    drop(seen);
+    if !fresh.is_empty() {
+        sink.follow_rotation(store)?;
+    }
+    let sink_len = sink.write(fresh.iter().map(|&(di, i)| batch[di].alert(i, rules)))?;
+    let commits: Vec<Commit<'_>> = batch
+        .iter()
+        .zip(&keys)
+        .map(|(d, k)| Commit {
+            object: &d.id,
+            alert_keys: k,
+            sink: sink_len.as_ref().map(|(n, l)| (n.as_str(), *l)),
+            cursor: d.cursor.as_ref().map(|(n, v)| (n.as_str(), v.as_slice())),
+            now_ms: now,
+        })
+        .collect();
+    let times: std::collections::HashMap<String, f64> =
+        metrics.last_event_times().into_iter().collect();
+    let times = serde_json::to_vec(&times).expect("plain data");
+    let meta: Vec<(&str, &[u8])> = windows
+        .as_deref()
+        .map(|w| (CORRELATION_STATE, w))
+        .into_iter()
+        .chain([(LAST_EVENT_TIMES, times.as_slice())])
+        .collect();
+    let mut queued = Vec::with_capacity(remotes.len());
+    store.commit_batch(&commits, &meta, |txn| {
+        for r in remotes {
+            let mut alerts = fresh.iter().map(|&(di, i)| batch[di].alert(i, rules));
+            queued.push(r.outbox.enqueue(txn, &mut alerts, now)?);
+        }
+        Ok(())
+    })?;
+    for (r, q) in remotes.iter().zip(&queued) {
+        metrics.alerts(r.outbox.sink, "queued", q.queued);
+        metrics.alerts(r.outbox.sink, "suppressed", q.suppressed);
+        metrics.alerts(r.outbox.sink, "filtered", q.filtered);
+        if q.queued > 0 {
+            r.wake.notify_one();
+        }
+    }
+    metrics.store_commits.inc();
+    metrics.alerts(sink.name(), "sent", fresh.len() as u64);
+    metrics.alerts(sink.name(), "deduplicated", total - fresh.len() as u64);
+    stats.alerts_written += fresh.len() as u64;
+    Ok(())
+}
