@@ -43,6 +43,7 @@ use crate::alert::{Alert, Context, bound};
 pub use crate::rules::Correlation;
 pub use keys::GroupKey;
 use keys::{IdKey, Seen};
+pub use snapshot::SnapshotError;
 
 mod keys;
 mod snapshot;

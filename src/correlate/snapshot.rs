@@ -98,6 +98,17 @@ struct SavedEvRef<'a>(
     usize,
 );
 
+/// Why saved windows were not restored (the daemon then starts with none).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(
+        "saved format {0} is not {SNAPSHOT_VERSION} (windows open at the last stop before an upgrade start afresh)"
+    )]
+    Version(u32),
+    #[error("saved windows are not readable: {0}")]
+    Damaged(#[from] serde_json::Error),
+}
+
 impl Correlator {
     /// Serialize the open windows (see [`Snapshot`]), from the live state
     /// (no owned copy of it), into a buffer sized in advance.
@@ -167,21 +178,17 @@ impl Correlator {
     /// Load windows saved by [`Correlator::save`] into an empty correlator.
     /// Windows of correlations no longer loaded (or whose referenced rules
     /// changed) are dropped. Returns the number of groups restored.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<usize, String> {
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<usize, SnapshotError> {
         #[derive(serde::Deserialize)]
         struct Version {
             version: u32,
         }
-        let v: Version = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let v: Version = serde_json::from_slice(bytes)?;
         // Version 3 saved event ids as they came; they are read into keys.
         if v.version != SNAPSHOT_VERSION && v.version != 3 {
-            return Err(format!(
-                "saved format {} is not {SNAPSHOT_VERSION} (windows open at the last stop \
-                 before an upgrade start afresh)",
-                v.version
-            ));
+            return Err(SnapshotError::Version(v.version));
         }
-        let snap: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let snap: Snapshot = serde_json::from_slice(bytes)?;
         let sources: Vec<Arc<str>> = snap.sources.iter().map(|s| Arc::from(s.as_str())).collect();
         self.tick = self.tick.max(snap.tick);
         let mut restored = 0;

@@ -275,7 +275,18 @@ fn windows_saved_in_format_3_are_read() {
     times.sort();
     *seen = serde_json::json!([["e0", times[0]], [uuid, times[1]]]);
     let mut k = Correlator::new(vec![c], DEFAULT_LATENESS_MS, 100);
-    assert_eq!(k.restore(&serde_json::to_vec(&v).unwrap()), Ok(1));
+    assert_eq!(k.restore(&serde_json::to_vec(&v).unwrap()).unwrap(), 1);
+    // Another format, or damage: a typed error, nothing restored.
+    let mut other = serde_json::json!({"version": 2});
+    assert!(matches!(
+        Correlator::new(vec![], 0, 1).restore(&serde_json::to_vec(&other).unwrap()),
+        Err(SnapshotError::Version(2))
+    ));
+    other["version"] = 4.into();
+    assert!(matches!(
+        Correlator::new(vec![], 0, 1).restore(&serde_json::to_vec(&other).unwrap()),
+        Err(SnapshotError::Damaged(_))
+    ));
     k.push(&hit(0, 0, "p", "e0"));
     k.push(&hit(0, 1, "p", uuid));
     assert_eq!(k.stats.duplicates, 2);
