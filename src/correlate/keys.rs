@@ -3,6 +3,7 @@
 //! makes a hundred thousand groups).
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 /// A group's key: the values of a correlation's `group-by` fields, in
 /// one allocation, each part as its length and text, so no value can make
@@ -17,9 +18,8 @@ impl GroupKey {
         let mut text = String::new();
         for p in parts {
             let p = p.as_ref();
-            text.push_str(&p.len().to_string());
-            text.push(':');
-            text.push_str(p);
+            // Per hit: no allocation for the length.
+            let _ = write!(text, "{}:{p}", p.len());
         }
         GroupKey(text.into_boxed_str())
     }
@@ -86,7 +86,14 @@ impl IdKey {
 
     /// As saved (32 hex digits).
     pub(super) fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        // Per counted id at each commit: one allocation, not one per byte.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(32);
+        for b in self.0 {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        out
     }
 
     pub(super) fn from_hex(s: &str) -> Option<IdKey> {
