@@ -51,19 +51,7 @@ fn log_events_are_read_once_and_new_ones_picked_up() {
     let moto = moto::Moto::start();
     let logs = moto.logs();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        logs.create_log_group()
-            .log_group_name("trail")
-            .send()
-            .await
-            .unwrap();
-        logs.create_log_stream()
-            .log_group_name("trail")
-            .log_stream_name("123456789012_CloudTrail_us-east-1")
-            .send()
-            .await
-            .unwrap();
-    });
+    moto.create_log_stream(&rt, "trail", "123456789012_CloudTrail_us-east-1");
     let dir_logs = shared_data().join("cloudtrail/logs/stratus-red-team");
     let first = dir_logs.join("aws.credential-access.ec2-get-password-data.json.gz");
     let second = dir_logs.join("aws.persistence.iam-create-admin-user.json.gz");
@@ -119,42 +107,25 @@ fn cloudwatch_keeps_its_pace_beside_an_idle_queue() {
     let logs = moto.logs();
     let sqs = moto.sqs();
     let rt = tokio::runtime::Runtime::new().unwrap();
+    moto.create_log_stream(&rt, "trail", "123456789012_CloudTrail_us-east-1");
     let queue = rt.block_on(async {
-        logs.create_log_group()
-            .log_group_name("trail")
-            .send()
-            .await
-            .unwrap();
-        logs.create_log_stream()
-            .log_group_name("trail")
-            .log_stream_name("123456789012_CloudTrail_us-east-1")
-            .send()
-            .await
-            .unwrap();
         let q = sqs.create_queue().queue_name("quiet").send().await.unwrap();
         q.queue_url().unwrap().to_owned()
     });
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let cfg = dir.path().join("trailwatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\n[state]\ndir = {:?}\n[output]\njsonl_path = {:?}\n\
-             [[sources.sqs]]\nqueue_url = {queue:?}\nwait_time_secs = 20\nendpoint_url = {e:?}\nregion = \"us-east-1\"\n\
-             [[sources.cloudwatch]]\nlog_group = \"trail\"\npoll_interval_secs = 1\nmax_requests_per_sec = 5\n\
-             endpoint_url = {e:?}\nregion = \"us-east-1\"\n",
-            dir.path().join("state"),
-            dir.path().join("alerts.jsonl"),
-            e = moto.endpoint,
+    let cfg = moto.config(
+        dir.path(),
+        &format!("[[sources.sqs]]\nqueue_url = {queue:?}\nwait_time_secs = 20"),
+        &format!(
+            "[[sources.cloudwatch]]\nlog_group = \"trail\"\npoll_interval_secs = 1\n\
+             max_requests_per_sec = 5\nendpoint_url = {:?}\nregion = \"us-east-1\"",
+            moto.endpoint
         ),
-    )
-    .unwrap();
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .envs(moto.env())
-        .stdout(std::process::Stdio::null())
+    );
+    moto::listen_on(&cfg, port);
+    let mut daemon = moto
+        .daemon(&["run"], &cfg)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -46,19 +46,7 @@ fn the_same_event_counts_once_across_sources_and_restarts() {
     let moto = moto::Moto::start();
     let logs = moto.logs();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        logs.create_log_group()
-            .log_group_name("trail")
-            .send()
-            .await
-            .unwrap();
-        logs.create_log_stream()
-            .log_group_name("trail")
-            .log_stream_name("s")
-            .send()
-            .await
-            .unwrap();
-    });
+    moto.create_log_stream(&rt, "trail", "s");
     let put = |records: &[Value], base: i64| {
         moto::put_log_events(&rt, &logs, ("trail", "s"), records, base)
     };

@@ -186,11 +186,8 @@ fn kill_9_while_reading_s3_loses_and_repeats_nothing() {
     let mut seed: u64 = 0xfeed_f00d;
     let mut kills = 0;
     for _ in 0..5 {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
-            .args(["run", "--once", "--config"])
-            .arg(&cfg)
-            .envs(moto.env())
-            .stdout(std::process::Stdio::null())
+        let mut child = moto
+            .daemon(&["run", "--once"], &cfg)
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();

@@ -184,11 +184,8 @@ fn visibility_is_extended_while_objects_are_in_progress() {
         &format!("[[sources.sqs]]\nqueue_url = {queue_url:?}\nwait_time_secs = 1\nvisibility_timeout_secs = 2"),
         "[limits]\nobjects_in_flight = 1\n",
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
-        .args(["run", "--once", "--config"])
-        .arg(&cfg)
-        .envs(moto.env())
-        .stdout(std::process::Stdio::null())
+    let mut child = moto
+        .daemon(&["run", "--once"], &cfg)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -249,11 +246,8 @@ fn sigterm_cuts_a_long_poll_short() {
         &format!("[[sources.sqs]]\nqueue_url = {url:?}\nwait_time_secs = 20"),
         "",
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .envs(moto.env())
-        .stdout(std::process::Stdio::null())
+    let mut child = moto
+        .daemon(&["run"], &cfg)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -308,15 +302,9 @@ fn test_events_and_malformed_messages_are_metrics_and_error_series_start_at_zero
         &format!("[[sources.sqs]]\nqueue_url = {queue_url:?}\nwait_time_secs = 1"),
         "",
     );
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    std::fs::write(&cfg, text).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .envs(moto.env())
-        .stdout(std::process::Stdio::null())
+    moto::listen_on(&cfg, port);
+    let mut child = moto
+        .daemon(&["run"], &cfg)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -132,6 +132,37 @@ impl Moto {
         stderr
     }
 
+    /// `trailwatch ARGS --config CFG` with this server's environment and
+    /// stdout discarded, for a daemon the test runs beside it: the caller
+    /// chooses stderr and spawns it.
+    pub fn daemon(&self, args: &[&str], cfg: &std::path::Path) -> std::process::Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_trailwatch"));
+        c.args(args)
+            .arg("--config")
+            .arg(cfg)
+            .envs(self.env())
+            .stdout(Stdio::null());
+        c
+    }
+
+    /// Create log group `group` with one stream, `stream`.
+    pub fn create_log_stream(&self, rt: &tokio::runtime::Runtime, group: &str, stream: &str) {
+        let logs = self.logs();
+        rt.block_on(async {
+            logs.create_log_group()
+                .log_group_name(group)
+                .send()
+                .await
+                .unwrap();
+            logs.create_log_stream()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
     /// Write the configuration `run_once` uses; `extra` is appended to the
     /// source block.
     pub fn config(&self, dir: &std::path::Path, source: &str, extra: &str) -> std::path::PathBuf {
@@ -148,6 +179,15 @@ impl Moto {
         .unwrap();
         cfg
     }
+}
+
+/// Make a configuration written by [`Moto::config`] serve metrics and
+/// health on `port` (a daemon the test queries while it runs).
+pub fn listen_on(cfg: &std::path::Path, port: u16) {
+    let text = std::fs::read_to_string(cfg)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(cfg, text).unwrap();
 }
 
 /// Put `records` into the log stream `group`/`stream` as CloudWatch Logs
