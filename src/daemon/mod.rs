@@ -67,8 +67,6 @@ pub enum DaemonError {
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] io::Error),
     #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
     Http(#[from] crate::http::HttpError),
     #[error(transparent)]
     Remote(#[from] crate::alert::remote::RemoteError),
