@@ -31,8 +31,11 @@
 //!   serving `/metrics`, `/healthz` and `/readyz`.
 //! - [`checkpoint`]: durable progress (processed objects, cursors, alert
 //!   dedup keys, correlation windows) in one redb file.
-//! - [`daemon`]: `trailwatch run`, the loop tying sources to sinks; it
-//!   drives sources through the trait and never names a kind.
+//! - [`daemon`]: `trailwatch run`: each source on a thread of its own
+//!   (a long poll or a slow listing holds only itself) handing fetched
+//!   batches to one engine, which processes, correlates and commits them
+//!   in arrival order; it drives sources through the trait and never
+//!   names a kind.
 //! - [`time`]: the clock and calendar arithmetic (eventTime, ISO times,
 //!   the S3 layout's dates), shared by every stage.
 //! - [`corpus`]: a tool, not a stage: the synthetic corpus generator

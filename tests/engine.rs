@@ -8,7 +8,8 @@
 mod common;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use trailwatch::checkpoint::ObjectId;
@@ -26,11 +27,18 @@ struct Fake {
     stop_after: Option<Signals>,
     listed: Vec<ObjectId>,
     acked: Arc<Mutex<Vec<String>>>,
+    /// Its own label (two fakes side by side).
+    label: &'static str,
+    /// A listing that waits for this (up to 30 s) first; `starved` is set
+    /// when it never comes.
+    gate: Option<(mpsc::Receiver<()>, Arc<AtomicBool>)>,
+    /// Sent when something is acknowledged.
+    on_ack: Option<mpsc::Sender<()>>,
 }
 
 impl Source for Fake {
     fn label(&self) -> String {
-        "fake:test".into()
+        self.label.into()
     }
 
     fn poll_interval(&self) -> Duration {
@@ -38,6 +46,11 @@ impl Source for Fake {
     }
 
     fn list(&mut self, _poll: &Poll<'_>) -> Result<Vec<Item>, SourceError> {
+        if let Some((gate, starved)) = self.gate.take()
+            && gate.recv_timeout(Duration::from_secs(30)).is_err()
+        {
+            starved.store(true, Ordering::Relaxed);
+        }
         if self.failures > 0 {
             self.failures -= 1;
             return Err(SourceError::Remote {
@@ -50,7 +63,7 @@ impl Source for Fake {
             .into_iter()
             .map(|(key, bytes)| {
                 let id = ObjectId {
-                    source: "fake:test".into(),
+                    source: self.label.into(),
                     key: key.clone(),
                     etag: "1".into(),
                 };
@@ -74,6 +87,11 @@ impl Source for Fake {
             }
             !done
         });
+        if !acked.is_empty()
+            && let Some(tx) = &self.on_ack
+        {
+            let _ = tx.send(());
+        }
         if !acked.is_empty()
             && let Some(s) = &self.stop_after
         {
@@ -119,6 +137,9 @@ fn fake(batches: Vec<Vec<(String, Vec<u8>)>>, acked: &Arc<Mutex<Vec<String>>>) -
         stop_after: None,
         listed: Vec::new(),
         acked: Arc::clone(acked),
+        label: "fake:test",
+        gate: None,
+        on_ack: None,
     }
 }
 
@@ -214,4 +235,44 @@ fn a_stop_request_ends_a_running_daemon_with_everything_committed() {
         Signals::default(),
     );
     assert_eq!((again.objects, again.skipped_known), (1, 1));
+}
+
+/// Sources run side by side: a listing that hangs (a slow bucket, a long
+/// poll) holds only its own source. The first source's listing waits
+/// until the second source's item is committed and acknowledged: in one
+/// sequential loop that never happens (the second source waits behind the
+/// first), so the first source gives up after 30 s and says it starved.
+#[test]
+fn a_source_stuck_in_its_listing_holds_up_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let (release, gate) = mpsc::channel();
+    let starved = Arc::new(AtomicBool::new(false));
+    let mut slow = fake(vec![vec![("slow".to_string(), example())]], &acked);
+    slow.label = "fake:slow";
+    slow.gate = Some((gate, Arc::clone(&starved)));
+    let mut quick = fake(vec![vec![("quick".to_string(), example())]], &acked);
+    quick.label = "fake:quick";
+    quick.on_ack = Some(release);
+    let rules = RuleSet::builtin();
+    let mut both = Some((slow, quick));
+    let stats = run_with(
+        &config(dir.path()),
+        &rules,
+        RunOptions {
+            once: true,
+            signals: Signals::default(),
+        },
+        |_| {
+            let (slow, quick) = both.take().unwrap();
+            vec![Box::new(slow) as Box<dyn Source>, Box::new(quick)]
+        },
+    )
+    .unwrap();
+    assert!(
+        !starved.load(Ordering::Relaxed),
+        "the quick source waited behind the stuck one"
+    );
+    assert_eq!(stats.objects, 2);
+    assert_eq!(*acked.lock().unwrap(), ["quick", "slow"]);
 }

@@ -23,7 +23,8 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -39,12 +40,16 @@ use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
 use crate::rules::RuleSet;
-use crate::source::{self, Body, Item, Poll, Source, SourceError};
+use crate::source::{self, Body, Source};
 
 mod deliver;
+mod drive;
+mod engine;
 mod sink;
 
 use deliver::{Done, Outputs, deliver};
+use drive::{HaltOnDrop, Shared, Work, drive};
+use engine::Engine;
 use sink::Sink;
 
 /// Why the daemon stopped with an error.
@@ -168,7 +173,6 @@ pub fn run_with(
             .min(i64::MAX as u64 / 1000) as i64)
             * 1000,
     );
-    let mut drops = DropLog::default();
     if let Some(saved) = store.meta(CORRELATION_STATE)? {
         match correlator.restore(&saved) {
             Ok(groups) => tracing::info!(groups, "correlation windows restored"),
@@ -182,7 +186,6 @@ pub fn run_with(
         metrics: true,
         keep_decode_bytes: pipeline::DAEMON_KEEP_DECODE_BYTES,
     };
-    let mut stats = RunStats::default();
     for src in &config.sources.files {
         std::fs::create_dir_all(&src.path).map_err(|source| DaemonError::Watch {
             path: src.path.clone(),
@@ -196,16 +199,13 @@ pub fn run_with(
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    let mut sources: Vec<(Box<dyn Source>, Instant)> = sources(&rt)
-        .into_iter()
-        .map(|s| (s, Instant::now()))
-        .collect();
+    let sources: Vec<Box<dyn Source>> = sources(&rt);
     let saved_times: std::collections::HashMap<String, f64> = store
         .meta(LAST_EVENT_TIMES)?
         .and_then(|v| serde_json::from_slice(&v).ok())
         .unwrap_or_default();
     let now_secs = now_ms() as f64 / 1000.0;
-    for (s, _) in &sources {
+    for s in &sources {
         let label = s.label();
         metrics.declare_source(&label);
         s.declare_metrics(&metrics);
@@ -259,244 +259,94 @@ pub fn run_with(
             .display(),
         "trailwatch running"
     );
-    let mut outputs = Outputs {
-        store: &store,
-        sink: &mut sink,
-        remotes: &remotes,
-        metrics: &metrics,
+    let mut engine = Engine {
         rules,
-        retention_ms,
+        limits,
+        metrics: &metrics,
+        health: &health,
+        correlator,
+        drops: DropLog::default(),
+        outputs: Outputs {
+            store: &store,
+            sink: &mut sink,
+            remotes: &remotes,
+            metrics: &metrics,
+            rules,
+            retention_ms,
+        },
+        stats: RunStats::default(),
     };
-    loop {
-        health.tick();
-        for (src, due) in sources.iter_mut() {
-            if Instant::now() < *due && !opts.once {
-                continue;
-            }
-            let label = src.label();
-            *due = Instant::now() + src.poll_interval();
-            // A queue is drained in `once` mode; other sources list once.
-            loop {
-                let poll = Poll {
-                    rt: &rt,
-                    once: opts.once,
-                    store: &store,
-                    stop: &stop,
-                    metrics: &metrics,
-                };
-                let listed = match src.list(&poll) {
-                    Ok(l) => {
-                        health.source(&label, Ok(()));
-                        l
-                    }
-                    Err(e) => {
-                        // A source that cannot be listed (network,
-                        // permissions) is retried at its next poll.
-                        tracing::warn!(source = %label, "listing failed: {e}");
-                        health.source(&label, Err(crate::alert::bound(&e.to_string())));
-                        metrics.source_errors.with_label_values(&[&label]).inc();
-                        stats.errors += 1;
-                        break;
-                    }
-                };
-                health.tick();
-                let mut pending = Vec::new();
-                for item in listed {
-                    if store.is_processed(&item.id)? {
-                        stats.skipped_known += 1;
-                        metrics
-                            .objects
-                            .with_label_values(&[&label, "skipped"])
-                            .inc();
-                    } else {
-                        pending.push(item);
-                    }
-                }
-                for batch in pending.chunks(config.limits.objects_in_flight) {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    src.heartbeat(&rt);
-                    let fetched = fetch(src.as_ref(), &rt, batch, limits.max_object_bytes);
-                    // A batch is fetched together (remote reads overlap);
-                    // its objects then run a thread's worth at a time, in
-                    // parallel, and each such group's results are written
-                    // and committed before the next group runs: the results
-                    // held at once (matches, hits, events) are those of as
-                    // many objects as there are threads, not of the batch.
-                    let mut fetched = fetched.into_iter();
-                    for group in batch.chunks(rayon::current_num_threads().max(1)) {
-                        let fetched: Vec<_> = fetched.by_ref().take(group.len()).collect();
-                        let reports: Vec<(ObjectReport, Duration)> = group
-                            .par_iter()
-                            .zip(fetched)
-                            .map(|(item, fetched)| {
-                                let started = Instant::now();
-                                let report = match (&item.body, fetched.as_ref()) {
-                                    // Local files are read by the worker that
-                                    // parses them (as a stream when large),
-                                    // not held all at once for the batch.
-                                    (Body::File(path), _) => {
-                                        pipeline::process_file(&item.name, path, rules, limits)
-                                    }
-                                    (Body::Bytes(bytes), _) | (_, Some(Ok(bytes))) => {
-                                        pipeline::process_object(&item.name, bytes, rules, limits)
-                                    }
-                                    (Body::Fetch { .. }, Some(Err(e))) => {
-                                        return (
-                                            pipeline::read_failed(&item.name, e),
-                                            Duration::ZERO,
-                                        );
-                                    }
-                                    (Body::Fetch { .. }, None) => unreachable!("fetched"),
-                                };
-                                (report, started.elapsed())
-                            })
-                            .collect();
-                        rayon::broadcast(|_| pipeline::release_large_buffers());
-                        let mut done = Vec::with_capacity(batch.len());
-                        let now = now_ms() as i64;
-                        for (item, (report, took)) in group.iter().zip(reports) {
-                            pipeline::log_errors(&report);
-                            stats.errors += report.error_count();
-                            if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
-                                metrics.objects.with_label_values(&[&label, "failed"]).inc();
-                                metrics
-                                    .input_errors
-                                    .with_label_values(&[&label, ErrorKind::Read.as_str()])
-                                    .inc();
-                                continue; // perhaps transient: try again later
-                            }
-                            metrics.object(&label, &report, took, now);
-                            if report.events_omitted > 0 {
-                                tracing::warn!(
-                                    source = %jsonl::clean(Some(&report.source)),
-                                    "{} alerts carry a note instead of their event: the object's \
-                                     alerts reached limits.max_event_bytes_per_object",
-                                    report.events_omitted
-                                );
-                                metrics.events_omitted.inc_by(report.events_omitted);
-                            }
-                            // Matches stay compact until delivery, which makes
-                            // each alert as it writes it.
-                            for m in &report.alerts {
-                                let meta = &rules.rule(m.rule).meta;
-                                metrics.rule_match(&meta.id, &meta.title, meta.level.as_str());
-                            }
-                            let mut fired_all = Vec::new();
-                            for hit in &report.hits {
-                                // Hidden rules feed correlations without alerting
-                                // (visible ones were counted with the alerts).
-                                let meta = &rules.rule(hit.rule).meta;
-                                if rules.rule(hit.rule).hidden {
-                                    metrics.rule_match(&meta.id, &meta.title, meta.level.as_str());
-                                }
-                                let fired = correlator.push(hit);
-                                for a in &fired {
-                                    metrics.rule_match(&a.rule_id, &a.rule_title, a.level.as_str());
-                                }
-                                fired_all.extend(fired);
-                            }
-                            done.push(Done {
-                                id: item.id.clone(),
-                                source: report.source,
-                                matches: report.alerts,
-                                alerts: fired_all,
-                                deduplicated: report.matches_deduplicated,
-                                cursor: item.cursor.clone(),
-                            });
-                        }
-                        stats.objects += done.len() as u64;
-                        metrics.correlation_groups.set(correlator.groups() as i64);
-                        metrics.correlation(&correlator.stats);
-                        drops.report(&correlator.stats);
-                        let windows = correlator.is_dirty().then(|| correlator.save());
-                        deliver(&mut outputs, done, windows, &mut stats)?;
-                        health.tick();
-                    }
-                }
-                src.ack(&rt, &|id| store.is_processed(id).unwrap_or(false));
-                if !(opts.once && src.drained_more()) || stop.load(Ordering::Relaxed) {
-                    break;
-                }
-            }
+    let halt = AtomicBool::new(false);
+    let shared = Shared {
+        rt: &rt,
+        once: opts.once,
+        store: &store,
+        halt: &halt,
+        stop: &stop,
+        metrics: &metrics,
+        health: &health,
+        batch: config.limits.objects_in_flight,
+        max_object_bytes: limits.max_object_bytes,
+        skipped: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+    };
+    // Each source on its own thread; the engine here takes their batches
+    // one at a time (one thread of commit order). Leaving the scope waits
+    // for every source thread, which the halt flag ends.
+    let end = std::thread::scope(|scope| -> Result<End, DaemonError> {
+        let _halt = HaltOnDrop(&halt);
+        let (to_engine, batches) = mpsc::sync_channel::<Work>(0);
+        for src in sources {
+            let to_engine = to_engine.clone();
+            let shared = &shared;
+            std::thread::Builder::new()
+                .name("trailwatch-src".into())
+                .spawn_scoped(scope, move || drive(src, shared, to_engine))
+                .map_err(DaemonError::Runtime)?;
         }
-        if opts.once || sources.iter().all(|(s, _)| s.finished()) {
-            // End of input: decide the windows still open.
-            let closing = correlator.finish();
-            if !closing.is_empty() {
-                let marker = ObjectId {
-                    source: "correlation".into(),
-                    key: "end-of-input".into(),
-                    etag: now_ms().to_string(),
-                };
-                let done = vec![Done {
-                    id: marker,
-                    source: String::new(),
-                    matches: Vec::new(),
-                    alerts: closing,
-                    deduplicated: 0,
-                    cursor: None,
-                }];
-                let windows = Some(correlator.save());
-                deliver(&mut outputs, done, windows, &mut stats)?;
-            }
-            drain(&rt, &remotes, &store, &metrics, grace);
-            return Ok(stats);
-        }
-        let next = sources
-            .iter()
-            .map(|(_, due)| *due)
-            .min()
-            .unwrap_or_else(Instant::now);
-        while Instant::now() < next {
+        drop(to_engine);
+        loop {
             health.tick();
             if stop.load(Ordering::Relaxed) {
-                break;
+                return Ok(End::Stopped);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            match batches.recv_timeout(Duration::from_millis(100)) {
+                // A stop asked while waiting: the batch is left for the
+                // next run (its source acknowledges nothing of it).
+                Ok(_) if stop.load(Ordering::Relaxed) => return Ok(End::Stopped),
+                Ok(work) => engine.take(work)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                // Every source is done: `once`, or input that ends (stdin).
+                Err(RecvTimeoutError::Disconnected) => return Ok(End::Drained),
+            }
         }
-        if stop.load(Ordering::Relaxed) {
-            tracing::info!("stopping: signal received, all committed");
-            // Within the grace period the watchdog allows.
-            drain(
-                &rt,
-                &remotes,
-                &store,
-                &metrics,
-                grace.saturating_sub(Duration::from_secs(1)),
-            );
-            return Ok(stats);
-        }
+    })?;
+    engine.stats.skipped_known += shared.skipped.load(Ordering::Relaxed);
+    engine.stats.errors += shared.errors.load(Ordering::Relaxed);
+    if end == End::Drained || opts.once {
+        engine.finish()?;
+        drain(&rt, &remotes, &store, &metrics, grace);
+    } else {
+        tracing::info!("stopping: signal received, all committed");
+        // Within the grace period the watchdog allows.
+        drain(
+            &rt,
+            &remotes,
+            &store,
+            &metrics,
+            grace.saturating_sub(Duration::from_secs(1)),
+        );
     }
+    Ok(engine.stats)
 }
 
-/// Read a batch's [`Body::Fetch`] items through their source (together:
-/// remote reads overlap); `None` for the items the workers read.
-fn fetch(
-    src: &dyn Source,
-    rt: &tokio::runtime::Runtime,
-    batch: &[Item],
-    cap: u64,
-) -> Vec<Option<Result<Vec<u8>, SourceError>>> {
-    let remote: Vec<&Item> = batch
-        .iter()
-        .filter(|i| matches!(i.body, Body::Fetch { .. }))
-        .collect();
-    let mut got = src.fetch(rt, &remote, cap).into_iter();
-    batch
-        .iter()
-        .map(|i| {
-            matches!(i.body, Body::Fetch { .. }).then(|| {
-                got.next().unwrap_or_else(|| {
-                    Err(SourceError::Remote {
-                        name: i.name.clone(),
-                        message: "not fetched".into(),
-                    })
-                })
-            })
-        })
-        .collect()
+/// Why the engine's loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// Every source finished (or listed once, in `once` mode).
+    Drained,
+    /// Asked to stop.
+    Stopped,
 }
 
 /// Give the remote sinks up to `limit` to empty their outboxes (the end of
@@ -532,13 +382,13 @@ fn drain(
 /// Logs what correlation windows dropped, at most once a minute, with
 /// what changed since the last line (the counters are metrics too).
 #[derive(Default)]
-struct DropLog {
+pub(super) struct DropLog {
     last: crate::correlate::CorrelationStats,
     at: Option<Instant>,
 }
 
 impl DropLog {
-    fn report(&mut self, now: &crate::correlate::CorrelationStats) {
+    pub(super) fn report(&mut self, now: &crate::correlate::CorrelationStats) {
         if *now == self.last
             || self
                 .at

@@ -603,6 +603,17 @@ fn decode_error(name: &str, e: &DecodeError) -> InputError {
     }
 }
 
+/// An object's rule hits through the correlations, in input order: the one
+/// step `scan`, the daemon and [`evaluate_document`] share, so the same
+/// events raise the same correlation alerts on every path.
+pub fn correlate(report: &ObjectReport, correlator: &mut Correlator) -> Vec<Alert> {
+    report
+        .hits
+        .iter()
+        .flat_map(|h| correlator.push(h))
+        .collect()
+}
+
 /// Run events (JSON text of one document: native file, array, lines or a
 /// single record) through the rules and correlations, as a scan of one
 /// object would. Returns the alerts (correlations included, with their end
@@ -627,9 +638,7 @@ pub fn evaluate_document(text: &[u8], rules: &RuleSet) -> (Vec<Alert>, Vec<Strin
         correlate::DEFAULT_LATENESS_MS,
         correlate::DEFAULT_MAX_GROUPS,
     );
-    for hit in &report.hits {
-        alerts.extend(correlator.push(hit));
-    }
+    alerts.extend(correlate(&report, &mut correlator));
     alerts.extend(correlator.finish());
     matched.extend(alerts.iter().map(|a| a.rule_id.clone()));
     matched.sort();

@@ -196,11 +196,9 @@ pub fn scan(
                 out.write_all(&lines)?;
                 lines.clear();
                 // Correlations see hits in input order: deterministic.
-                for hit in &report.hits {
-                    for a in correlator.push(hit) {
-                        jsonl::write(out, &a, opts.format)?;
-                        summary.add_match(&a.rule_title);
-                    }
+                for a in super::correlate(&report, &mut correlator) {
+                    jsonl::write(out, &a, opts.format)?;
+                    summary.add_match(&a.rule_title);
                 }
                 log_errors(&report);
                 summary.add(&report, rules);

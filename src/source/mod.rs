@@ -66,7 +66,7 @@ pub struct Poll<'a> {
 }
 
 /// A source of objects.
-pub trait Source {
+pub trait Source: Send {
     /// The `source` label of its metrics and logs: from the configuration,
     /// so bounded.
     fn label(&self) -> String;

@@ -1,0 +1,168 @@
+//! The engine's step for one batch a source handed over: its objects
+//! through the pipeline a thread's worth at a time, their hits through the
+//! correlations in order, and each group committed before the next runs.
+
+use super::drive::Work;
+use super::*;
+
+/// What the engine holds across batches.
+pub(super) struct Engine<'a> {
+    pub(super) rules: &'a RuleSet,
+    pub(super) limits: Limits,
+    pub(super) metrics: &'a Metrics,
+    pub(super) health: &'a Health,
+    pub(super) correlator: Correlator,
+    pub(super) drops: DropLog,
+    pub(super) outputs: Outputs<'a>,
+    pub(super) stats: RunStats,
+}
+
+impl Engine<'_> {
+    /// Process and commit a batch, then tell its source.
+    pub(super) fn take(&mut self, work: Work) -> Result<(), DaemonError> {
+        let Work {
+            label,
+            items,
+            fetched,
+            committed,
+        } = work;
+        let (rules, limits, metrics) = (self.rules, self.limits, self.metrics);
+        // Its objects run a thread's worth at a time, in parallel, and each
+        // such group's results are written and committed before the next
+        // group runs: the results held at once (matches, hits, events) are
+        // those of as many objects as there are threads, not of the batch.
+        let mut fetched = fetched.into_iter();
+        for group in items.chunks(rayon::current_num_threads().max(1)) {
+            let fetched: Vec<_> = fetched.by_ref().take(group.len()).collect();
+            let reports: Vec<(ObjectReport, Duration)> = group
+                .par_iter()
+                .zip(fetched)
+                .map(|(item, fetched)| {
+                    let started = Instant::now();
+                    let report = match (&item.body, fetched) {
+                        // Local files are read by the worker that parses
+                        // them (as a stream when large), not held all at
+                        // once for the batch.
+                        (Body::File(path), _) => {
+                            pipeline::process_file(&item.name, path, rules, limits)
+                        }
+                        (Body::Bytes(bytes), _) => {
+                            pipeline::process_object(&item.name, bytes, rules, limits)
+                        }
+                        (Body::Fetch { .. }, Some(Ok(bytes))) => {
+                            pipeline::process_object(&item.name, &bytes, rules, limits)
+                        }
+                        (Body::Fetch { .. }, Some(Err(e))) => {
+                            return (pipeline::read_failed(&item.name, &e), Duration::ZERO);
+                        }
+                        (Body::Fetch { .. }, None) => pipeline::read_failed(
+                            &item.name,
+                            &source::SourceError::Remote {
+                                name: item.name.clone(),
+                                message: "not fetched".into(),
+                            },
+                        ),
+                    };
+                    (report, started.elapsed())
+                })
+                .collect();
+            rayon::broadcast(|_| pipeline::release_large_buffers());
+            let mut done = Vec::with_capacity(group.len());
+            let now = now_ms() as i64;
+            for (item, (report, took)) in group.iter().zip(reports) {
+                pipeline::log_errors(&report);
+                self.stats.errors += report.error_count();
+                if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
+                    metrics.objects.with_label_values(&[&label, "failed"]).inc();
+                    metrics
+                        .input_errors
+                        .with_label_values(&[&label, ErrorKind::Read.as_str()])
+                        .inc();
+                    continue; // perhaps transient: try again later
+                }
+                metrics.object(&label, &report, took, now);
+                if report.events_omitted > 0 {
+                    tracing::warn!(
+                        source = %jsonl::clean(Some(&report.source)),
+                        "{} alerts carry a note instead of their event: the object's \
+                         alerts reached limits.max_event_bytes_per_object",
+                        report.events_omitted
+                    );
+                    metrics.events_omitted.inc_by(report.events_omitted);
+                }
+                // Matches stay compact until delivery, which makes each
+                // alert as it writes it.
+                for m in &report.alerts {
+                    let meta = &rules.rule(m.rule).meta;
+                    metrics.rule_match(&meta.id, &meta.title, meta.level.as_str());
+                }
+                for hit in &report.hits {
+                    // Hidden rules feed correlations without alerting
+                    // (visible ones were counted with the alerts).
+                    let rule = rules.rule(hit.rule);
+                    if rule.hidden {
+                        metrics.rule_match(
+                            &rule.meta.id,
+                            &rule.meta.title,
+                            rule.meta.level.as_str(),
+                        );
+                    }
+                }
+                let fired = pipeline::correlate(&report, &mut self.correlator);
+                for a in &fired {
+                    metrics.rule_match(&a.rule_id, &a.rule_title, a.level.as_str());
+                }
+                done.push(Done {
+                    id: item.id.clone(),
+                    source: report.source,
+                    matches: report.alerts,
+                    alerts: fired,
+                    deduplicated: report.matches_deduplicated,
+                    cursor: item.cursor.clone(),
+                });
+            }
+            self.stats.objects += done.len() as u64;
+            self.commit(done)?;
+            self.health.tick();
+        }
+        // The source may be gone (stopping): nothing to tell then.
+        let _ = committed.send(());
+        Ok(())
+    }
+
+    /// Write and commit processed objects with the correlation windows.
+    pub(super) fn commit(&mut self, done: Vec<Done>) -> Result<(), DaemonError> {
+        let metrics = self.metrics;
+        metrics
+            .correlation_groups
+            .set(self.correlator.groups() as i64);
+        metrics.correlation(&self.correlator.stats);
+        self.drops.report(&self.correlator.stats);
+        let windows = self.correlator.is_dirty().then(|| self.correlator.save());
+        deliver(&mut self.outputs, done, windows, &mut self.stats)
+    }
+
+    /// End of input: decide the windows still open, and commit what they
+    /// raise.
+    pub(super) fn finish(&mut self) -> Result<(), DaemonError> {
+        let closing = self.correlator.finish();
+        if closing.is_empty() {
+            return Ok(());
+        }
+        let marker = ObjectId {
+            source: "correlation".into(),
+            key: "end-of-input".into(),
+            etag: now_ms().to_string(),
+        };
+        let done = vec![Done {
+            id: marker,
+            source: String::new(),
+            matches: Vec::new(),
+            alerts: closing,
+            deduplicated: 0,
+            cursor: None,
+        }];
+        let windows = Some(self.correlator.save());
+        deliver(&mut self.outputs, done, windows, &mut self.stats)
+    }
+}
