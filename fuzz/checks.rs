@@ -432,8 +432,8 @@ pub fn notification(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(trailwatch::source::sqs::Parsed::Objects(objects)) =
-        trailwatch::source::sqs::parse_message(text)
+    if let Ok(trailwatch::source::notification::Parsed::Objects(objects)) =
+        trailwatch::source::notification::parse(text)
     {
         for o in objects {
             assert!(!o.bucket.is_empty() && !o.key.is_empty(), "{o:?}");

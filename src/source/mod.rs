@@ -10,11 +10,13 @@
 //!   and the daemon's watched directories.
 //! - [`stdin`]: JSON lines on the daemon's standard input.
 //! - [`s3`]: CloudTrail's S3 key layout, polled with a trailing window.
-//! - [`sqs`]: S3 / EventBridge / CloudTrail notifications on a queue.
+//! - [`sqs`]: S3 / EventBridge / CloudTrail notifications on a queue, in
+//!   the formats [`notification`] reads.
 //! - [`cloudwatch`]: a trail's CloudWatch Logs group, with a cursor.
 
 pub mod cloudwatch;
 pub mod files;
+pub mod notification;
 pub mod s3;
 pub mod sqs;
 pub mod stdin;
@@ -161,9 +163,20 @@ pub enum SourceError {
     },
     #[error("{name} is {size} bytes, over the cap of {cap} bytes")]
     TooLarge { name: String, size: u64, cap: u64 },
-    /// A remote service refused or failed (after the SDK's retries).
+    /// A remote read failed for a reason of our own (not fetched, a body
+    /// cut short).
     #[error("{name}: {message}")]
     Remote { name: String, message: String },
+    /// An AWS call refused or failed (after the SDK's retries): one short
+    /// line to log ([`aws_error`]), and the SDK's error, with the service's
+    /// error and the raw response, as the cause.
+    #[error("{name}: {summary}")]
+    Aws {
+        name: String,
+        summary: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The source's saved cursor could not be read.
     #[error("reading the cursor of {name}: {source}")]
     Cursor {
@@ -171,6 +184,24 @@ pub enum SourceError {
         #[source]
         source: crate::checkpoint::StoreError,
     },
+}
+
+impl SourceError {
+    /// An AWS call on `name` failed: its short line, and the error kept as
+    /// the cause.
+    pub fn aws<E>(
+        name: impl Into<String>,
+        e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> SourceError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        SourceError::Aws {
+            name: name.into(),
+            summary: aws_error(&e),
+            source: Box::new(e),
+        }
+    }
 }
 
 /// The shared AWS configuration of a source: the default credential chain
@@ -194,7 +225,7 @@ pub async fn aws_config(region: Option<&str>, endpoint_url: Option<&str>) -> aws
 /// context (the raw response, some 2,000 characters) is for debugging, not
 /// for a log line repeated at every visibility timeout of a poison message.
 pub fn aws_error<E>(
-    e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -209,12 +240,12 @@ where
                 None => format!("{code}{status}"),
             }
         }
-        (None, _) => match &e {
+        (None, _) => match e {
             SdkError::ServiceError(_) => format!(
                 "service error{} without an error code",
                 status.map(|s| format!(" ({s})")).unwrap_or_default()
             ),
-            _ => aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            _ => aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
         },
     };
     let line = crate::alert::jsonl::clean(Some(line.trim()));

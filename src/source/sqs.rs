@@ -1,10 +1,10 @@
 //! SQS notifications of new CloudTrail files.
 //!
-//! Accepted message bodies: S3 event notifications sent directly, wrapped
-//! by SNS, or as EventBridge "Object Created" events, and CloudTrail's own
-//! SNS notifications (`s3Bucket` + `s3ObjectKey` list). S3's
-//! `s3:TestEvent` and malformed messages are counted, logged and deleted
-//! (they would never become valid).
+//! Accepted message bodies ([`super::notification`]): S3 event
+//! notifications sent directly, wrapped by SNS, or as EventBridge "Object
+//! Created" events, and CloudTrail's own SNS notifications (`s3Bucket` +
+//! `s3ObjectKey` list). S3's `s3:TestEvent` and malformed messages are
+//! counted, logged and deleted (they would never become valid).
 //!
 //! At least once, then exactly once: a message is deleted only after every
 //! object it names is committed (or was already); until then, a failure
@@ -14,9 +14,9 @@
 use std::time::Instant;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::SourceError;
+use super::notification::{self, Parsed};
 use super::s3::{Fetcher, S3Object};
 use crate::checkpoint::ObjectId;
 
@@ -50,132 +50,6 @@ impl Default for SqsConfig {
             endpoint_url: None,
         }
     }
-}
-
-/// An object a notification names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Notified {
-    pub bucket: String,
-    pub key: String,
-    pub etag: Option<String>,
-    pub size: Option<i64>,
-}
-
-/// What a message body is.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
-    Objects(Vec<Notified>),
-    /// S3's `s3:TestEvent`, sent when a notification is configured.
-    TestEvent,
-}
-
-/// Decode S3 event keys: URL-encoded, `+` for space.
-fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = b
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parse one message body.
-pub fn parse_message(body: &str) -> Result<Parsed, String> {
-    let v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-    parse_value(&v, 0)
-}
-
-fn parse_value(v: &Value, depth: u8) -> Result<Parsed, String> {
-    let s = |x: &Value| x.as_str().map(str::to_owned);
-    // SNS wraps the real message as a JSON string.
-    if v["Type"] == "Notification"
-        && let Some(inner) = v["Message"].as_str()
-    {
-        if depth > 2 {
-            return Err("notifications nested too deep".into());
-        }
-        let inner: Value =
-            serde_json::from_str(inner).map_err(|e| format!("SNS Message is not JSON: {e}"))?;
-        return parse_value(&inner, depth + 1);
-    }
-    if v["Event"] == "s3:TestEvent" {
-        return Ok(Parsed::TestEvent);
-    }
-    if let Some(records) = v["Records"].as_array() {
-        let mut out = Vec::new();
-        for r in records {
-            let created = r["eventName"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("ObjectCreated"));
-            if !created {
-                continue;
-            }
-            let (Some(bucket), Some(key)) = (
-                s(&r["s3"]["bucket"]["name"]).filter(|b| !b.is_empty()),
-                s(&r["s3"]["object"]["key"]).filter(|k| !k.is_empty()),
-            ) else {
-                return Err("S3 event record without bucket name or object key".into());
-            };
-            out.push(Notified {
-                bucket,
-                key: url_decode(&key),
-                etag: s(&r["s3"]["object"]["eTag"]),
-                size: r["s3"]["object"]["size"].as_i64(),
-            });
-        }
-        return Ok(Parsed::Objects(out));
-    }
-    if v["source"] == "aws.s3" && v["detail-type"] == "Object Created" {
-        let d = &v["detail"];
-        let (Some(bucket), Some(key)) = (
-            s(&d["bucket"]["name"]).filter(|b| !b.is_empty()),
-            s(&d["object"]["key"]).filter(|k| !k.is_empty()),
-        ) else {
-            return Err("EventBridge event without bucket name or object key".into());
-        };
-        return Ok(Parsed::Objects(vec![Notified {
-            bucket,
-            key,
-            etag: s(&d["object"]["etag"]),
-            size: d["object"]["size"].as_i64(),
-        }]));
-    }
-    if let (Some(bucket), Some(keys)) = (
-        s(&v["s3Bucket"]).filter(|b| !b.is_empty()),
-        v["s3ObjectKey"].as_array(),
-    ) {
-        return Ok(Parsed::Objects(
-            keys.iter()
-                .filter_map(|k| k.as_str())
-                .filter(|k| !k.is_empty())
-                .map(|k| Notified {
-                    bucket: bucket.clone(),
-                    key: k.to_owned(),
-                    etag: None,
-                    size: None,
-                })
-                .collect(),
-        ));
-    }
-    Err("not an S3, EventBridge or CloudTrail notification".into())
 }
 
 /// A received message not yet deleted.
@@ -328,7 +202,7 @@ impl SqsSource {
         self.pending = None;
         let resp = joined
             .map_err(|e| self.err(format!("receive task failed: {e}")))?
-            .map_err(|e| self.err(super::aws_error(e)))?;
+            .map_err(|e| SourceError::aws(self.config.queue_url.clone(), e))?;
         let mut out = Vec::new();
         self.last_received = resp.messages().len();
         for m in resp.messages() {
@@ -337,7 +211,7 @@ impl SqsSource {
                 continue;
             };
             let id = m.message_id().unwrap_or("?");
-            let objects = match parse_message(body) {
+            let objects = match notification::parse(body) {
                 Ok(Parsed::Objects(objs)) => objs,
                 Ok(Parsed::TestEvent) => {
                     self.stats.test_events += 1;
@@ -395,7 +269,7 @@ impl SqsSource {
                 .await;
             match r {
                 Ok(_) => m.since = Instant::now(),
-                Err(e) => tracing::warn!("extending visibility: {}", super::aws_error(e)),
+                Err(e) => tracing::warn!("extending visibility: {}", super::aws_error(&e)),
             }
         }
     }
@@ -416,7 +290,7 @@ impl SqsSource {
                     .receipt_handle(&m.receipt)
                     .send()
                     .await
-                    .map_err(|e| self.err(super::aws_error(e)))?;
+                    .map_err(|e| SourceError::aws(self.config.queue_url.clone(), e))?;
                 self.stats.deleted += 1;
             }
         }
@@ -514,65 +388,5 @@ const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 async fn stopped(stop: &std::sync::atomic::AtomicBool) {
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn objects(body: &str) -> Vec<Notified> {
-        match parse_message(body).unwrap() {
-            Parsed::Objects(o) => o,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    const S3_EVENT: &str = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put",
-        "s3":{"bucket":{"name":"trail"},"object":{"key":"AWSLogs/1/CloudTrail/us-east-1/2026/11/20/a%3Ab+c.json.gz","size":12,"eTag":"abc"}}}]}"#;
-
-    #[test]
-    fn every_notification_shape() {
-        let direct = objects(S3_EVENT);
-        assert_eq!(
-            direct[0].key,
-            "AWSLogs/1/CloudTrail/us-east-1/2026/11/20/a:b c.json.gz"
-        );
-        assert_eq!(
-            (direct[0].bucket.as_str(), direct[0].etag.as_deref()),
-            ("trail", Some("abc"))
-        );
-
-        let sns = serde_json::json!({"Type":"Notification","MessageId":"m","Message":S3_EVENT})
-            .to_string();
-        assert_eq!(objects(&sns), direct);
-
-        let eb = r#"{"version":"0","detail-type":"Object Created","source":"aws.s3",
-            "detail":{"bucket":{"name":"trail"},"object":{"key":"k/x.json.gz","size":5,"etag":"e1"}}}"#;
-        assert_eq!(objects(eb)[0].key, "k/x.json.gz");
-
-        let ct = serde_json::json!({"Type":"Notification","Message":
-            serde_json::json!({"s3Bucket":"trail","s3ObjectKey":["k/1.json.gz","k/2.json.gz"]}).to_string()}).to_string();
-        assert_eq!(objects(&ct).len(), 2);
-
-        let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"trail"}"#;
-        assert_eq!(parse_message(test).unwrap(), Parsed::TestEvent);
-
-        let removed = S3_EVENT.replace("ObjectCreated:Put", "ObjectRemoved:Delete");
-        assert!(objects(&removed).is_empty());
-        for bad in [
-            "not json",
-            "{}",
-            r#"{"Records":[{"eventName":"ObjectCreated:Put"}]}"#,
-        ] {
-            assert!(parse_message(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn url_decoding() {
-        assert_eq!(url_decode("a%2Fb+c%"), "a/b c%");
-        assert_eq!(url_decode("%E2%82%AC"), "€");
-        assert_eq!(url_decode("%zz"), "%zz");
     }
 }
