@@ -64,9 +64,12 @@ pub enum StoreError {
     },
 }
 
+/// A panic caught by [`quietly`], with its message.
+struct Panicked(String);
+
 /// Run `f`, turning a panic into `Err(its message)` without the default
 /// hook printing it (called at start, before other threads run).
-fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
@@ -77,7 +80,7 @@ fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
-        format!("the database library failed reading it: {what}")
+        Panicked(format!("the database library failed reading it: {what}"))
     })
 }
 
@@ -156,7 +159,7 @@ impl Store {
         });
         let db = match opened {
             Ok(r) => r?,
-            Err(reason) => return Err(StoreError::Corrupt { path, reason }),
+            Err(Panicked(reason)) => return Err(StoreError::Corrupt { path, reason }),
         };
         let store = Store { db, path };
         // Create the tables so readers never meet a missing one.

@@ -304,9 +304,9 @@ impl Config {
     /// [`interpolate`]).
     pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         let text =
-            interpolate(text, |v| std::env::var(v).ok()).map_err(|message| ConfigError::Parse {
+            interpolate(text, |v| std::env::var(v).ok()).map_err(|e| ConfigError::Parse {
                 path: name.to_owned(),
-                message,
+                message: e.to_string(),
             })?;
         let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: name.to_owned(),
@@ -549,6 +549,24 @@ fn elide_values(message: &str) -> String {
     out
 }
 
+/// Why `${...}` could not be replaced (never the value itself: it may be a
+/// secret).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum InterpolateError {
+    #[error("line {line}: `${{` without a closing `}}`")]
+    Unclosed { line: usize },
+    #[error("line {line}: `${{{text}}}` is not a variable name")]
+    NotAName { line: usize, text: String },
+    #[error(
+        "line {line}: environment variable {var} is not set (write ${{{var}:-default}} for a default)"
+    )]
+    Unset { line: usize, var: String },
+    #[error(
+        "line {line}: the value of {var} holds a quote, backslash or line break, which cannot go into the configuration"
+    )]
+    UnsafeValue { line: usize, var: String },
+}
+
 /// Replace `${VAR}` (and `${VAR:-default}`) by environment values, so one
 /// file serves every deployment: a container image carries the file and the
 /// task definition sets `TRAILWATCH_QUEUE_URL` (Vector and docker compose
@@ -557,7 +575,10 @@ fn elide_values(message: &str) -> String {
 /// example never needs its variable. Values go into the TOML text as they
 /// are, so a value holding a quote, a backslash or a line break is refused:
 /// the environment can fill in a value, never add keys.
-pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn interpolate(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<String, InterpolateError> {
     let mut out = String::with_capacity(text.len());
     for (n, line) in text.split_inclusive('\n').enumerate() {
         if line.trim_start().starts_with('#') || !line.contains('$') {
@@ -574,7 +595,7 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
             } else if let Some(after) = rest.strip_prefix("${") {
                 let end = after
                     .find('}')
-                    .ok_or_else(|| format!("line {}: `${{` without a closing `}}`", n + 1))?;
+                    .ok_or(InterpolateError::Unclosed { line: n + 1 })?;
                 let inner = &after[..end];
                 let (var, default) = match inner.split_once(":-") {
                     Some((v, d)) => (v, Some(d)),
@@ -583,26 +604,26 @@ pub fn interpolate(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<S
                 let valid = var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                     && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
-                    return Err(format!(
-                        "line {}: `${{{inner}}}` is not a variable name",
-                        n + 1
-                    ));
+                    return Err(InterpolateError::NotAName {
+                        line: n + 1,
+                        text: inner.to_owned(),
+                    });
                 }
                 let value = match (env(var), default) {
                     (Some(v), _) if !v.is_empty() => v,
                     (_, Some(d)) => d.to_owned(),
                     _ => {
-                        return Err(format!(
-                            "line {}: environment variable {var} is not set (write ${{{var}:-default}} for a default)",
-                            n + 1
-                        ));
+                        return Err(InterpolateError::Unset {
+                            line: n + 1,
+                            var: var.to_owned(),
+                        });
                     }
                 };
                 if value.contains(['"', '\\', '\n', '\r']) {
-                    return Err(format!(
-                        "line {}: the value of {var} holds a quote, backslash or line break, which cannot go into the configuration",
-                        n + 1
-                    ));
+                    return Err(InterpolateError::UnsafeValue {
+                        line: n + 1,
+                        var: var.to_owned(),
+                    });
                 }
                 out.push_str(&value);
                 rest = &after[end + 1..];
@@ -671,14 +692,29 @@ mod tests {
             "# url = \"${NOPE}\"\n"
         );
         let e = interpolate("\nurl = \"${NOPE}\"", env).unwrap_err();
-        assert!(e.contains("line 2") && e.contains("NOPE is not set"), "{e}");
-        assert!(
-            interpolate("a = \"${EVIL}\"", env)
-                .unwrap_err()
-                .contains("EVIL")
+        assert_eq!(
+            e,
+            InterpolateError::Unset {
+                line: 2,
+                var: "NOPE".into()
+            }
         );
-        assert!(interpolate("a = \"${1X}\"", env).is_err());
-        assert!(interpolate("a = \"${X\"", env).is_err());
+        assert!(
+            e.to_string().contains("line 2") && e.to_string().contains("NOPE is not set"),
+            "{e}"
+        );
+        assert!(matches!(
+            interpolate("a = \"${EVIL}\"", env).unwrap_err(),
+            InterpolateError::UnsafeValue { var, .. } if var == "EVIL"
+        ));
+        assert!(matches!(
+            interpolate("a = \"${1X}\"", env),
+            Err(InterpolateError::NotAName { .. })
+        ));
+        assert!(matches!(
+            interpolate("a = \"${X\"", env),
+            Err(InterpolateError::Unclosed { line: 1 })
+        ));
     }
 
     #[test]

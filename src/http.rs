@@ -51,22 +51,20 @@ impl Health {
         self.last_tick_ms.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// A source was listed: `Ok` or why not (a bounded message, no secrets:
-    /// the SDK's error text names the operation and the service's code).
-    pub fn source(&self, name: &str, result: Result<(), String>) {
+    /// A source was listed: `problem` is `None`, or why not (a bounded
+    /// message, no secrets: the SDK's error text names the operation and
+    /// the service's code).
+    pub fn source(&self, name: &str, problem: Option<String>) {
         self.sources
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), result.err());
+            .insert(name.to_owned(), problem);
     }
 
-    fn alive(&self) -> Result<(), String> {
+    /// What is wrong with the loop, if it has stopped making progress.
+    fn stall(&self) -> Option<String> {
         let idle = now_ms().saturating_sub(self.last_tick_ms.load(Ordering::Relaxed));
-        if idle > self.stall_after_ms {
-            Err(format!("main loop stalled for {} s", idle / 1000))
-        } else {
-            Ok(())
-        }
+        (idle > self.stall_after_ms).then(|| format!("main loop stalled for {} s", idle / 1000))
     }
 }
 
@@ -135,9 +133,9 @@ async fn metrics_handler(State(app): State<App>) -> impl IntoResponse {
 }
 
 async fn healthz(State(app): State<App>) -> impl IntoResponse {
-    match app.health.alive() {
-        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    match app.health.stall() {
+        None => (StatusCode::OK, "ok\n".to_owned()),
+        Some(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }
 
@@ -145,9 +143,7 @@ async fn healthz(State(app): State<App>) -> impl IntoResponse {
 /// succeeded. The body lists each problem.
 async fn readyz(State(app): State<App>) -> impl IntoResponse {
     let mut problems = Vec::new();
-    if let Err(e) = app.health.alive() {
-        problems.push(e);
-    }
+    problems.extend(app.health.stall());
     let store = Arc::clone(&app.store);
     match tokio::task::spawn_blocking(move || store.probe()).await {
         Ok(Ok(())) => {}

@@ -11,6 +11,7 @@ mod moto;
 
 use std::time::Instant;
 
+use trailwatch::source::SourceError;
 use trailwatch::source::s3::{S3Config, S3Source, day_path};
 
 const ACCOUNTS: usize = 100;
@@ -138,6 +139,33 @@ fn an_organisation_trail_poll_fans_out_and_finds_exactly_the_window() {
         fanned_took.as_secs_f64(),
         sequential_took.as_secs_f64(),
         sequential_took.as_secs_f64() / fanned_took.as_secs_f64()
+    );
+
+    // A bucket that is not there: one short line naming it and the
+    // service's code, with the SDK's error kept as the cause.
+    let mut missing = S3Source::with_client(
+        S3Config {
+            bucket: "no-such-bucket".into(),
+            ..S3Config::default()
+        },
+        s3.clone(),
+    );
+    let e = rt.block_on(missing.list_objects()).unwrap_err();
+    assert!(matches!(e, SourceError::Aws { .. }), "{e:?}");
+    let line = e.to_string();
+    assert!(
+        line.contains("s3://no-such-bucket/") && line.contains("NoSuchBucket (404)"),
+        "{line}"
+    );
+    let cause = std::error::Error::source(&e).expect("the SDK error is kept");
+    assert!(
+        cause
+            .downcast_ref::<aws_sdk_s3::error::SdkError<
+                aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error,
+                aws_sdk_s3::config::http::HttpResponse,
+            >>()
+            .is_some_and(|e| e.raw_response().is_some()),
+        "{cause:?}"
     );
 }
 

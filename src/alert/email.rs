@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use super::jsonl::clean;
 use super::outbox::{Entry, StormConfig};
+use super::remote::DeliveryError;
 use super::{Alert, Secret};
 use crate::rules::Level;
 
@@ -273,7 +274,7 @@ impl EmailSink {
         &self,
         entries: Vec<(u64, Entry)>,
         digest: bool,
-    ) -> Vec<(Vec<u64>, Result<(), String>)> {
+    ) -> Vec<(Vec<u64>, Result<(), DeliveryError>)> {
         let groups: Vec<Vec<(u64, Entry)>> = if digest {
             super::outbox::group_by(entries, |e| self.config.recipients(&e.alert))
                 .into_values()
@@ -293,11 +294,10 @@ impl EmailSink {
                 // pool, so an abandoned exchange leaves no half-used
                 // connection behind to be reused.
                 Ok(m) => match tokio::time::timeout(limit, self.transport.send(m)).await {
-                    Ok(sent) => sent.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(_) => Err(format!(
-                        "no answer from the SMTP server within {} s",
-                        self.config.timeout_secs
-                    )),
+                    Ok(sent) => sent.map(|_| ()).map_err(DeliveryError::from),
+                    Err(_) => Err(DeliveryError::SmtpTimeout {
+                        secs: self.config.timeout_secs,
+                    }),
                 },
                 Err(e) => Err(e),
             };
@@ -309,8 +309,8 @@ impl EmailSink {
     /// Build the mail for one entry or a digest of several.
     ///
     /// (The subject of a summary says so: see [`summary_line`].)
-    pub fn message(&self, group: &[(u64, Entry)]) -> Result<Message, String> {
-        let first = &group.first().ok_or("empty group")?.1.alert;
+    pub fn message(&self, group: &[(u64, Entry)]) -> Result<Message, DeliveryError> {
+        let first = &group.first().ok_or(DeliveryError::Empty)?.1.alert;
         let (from, to, cc) = self.config.recipients(first);
         let subject = if group.len() == 1 && group[0].1.summary {
             format!(
@@ -328,25 +328,32 @@ impl EmailSink {
                 .unwrap_or_default();
             format!("[trailwatch] {} alerts, highest {top}", group.len())
         };
-        let from: Mailbox = from.parse().map_err(|e| format!("from: {e}"))?;
+        let address = |role, a: &str| {
+            a.parse::<Mailbox>()
+                .map_err(|source| DeliveryError::Address {
+                    role,
+                    address: a.to_owned(),
+                    source,
+                })
+        };
+        let from = address("from", &from)?;
         let id = message_id(group, from.email.domain());
         let mut b = Message::builder()
             .from(from)
             .subject(subject)
             .message_id(Some(id));
         for t in &to {
-            b = b.to(t.parse().map_err(|e| format!("to {t}: {e}"))?);
+            b = b.to(address("to", t)?);
         }
         for c in &cc {
-            b = b.cc(c.parse().map_err(|e| format!("cc {c}: {e}"))?);
+            b = b.cc(address("cc", c)?);
         }
         let (text, html) = if group.len() == 1 {
             (text_body(&group[0].1), html_body(&group[0].1))
         } else {
             (digest_text(group), digest_html(group))
         };
-        b.multipart(MultiPart::alternative_plain_html(text, html))
-            .map_err(|e| e.to_string())
+        Ok(b.multipart(MultiPart::alternative_plain_html(text, html))?)
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::outbox::{Entry, StormConfig};
+use super::remote::DeliveryError;
 use super::{Alert, Secret};
 use crate::rules::Level;
 
@@ -126,7 +127,7 @@ impl WebhookSink {
     /// POST the entries as one message. Any 2xx is accepted; anything else
     /// (including 4xx: a misconfigured endpoint is fixed by its owner, and
     /// the alerts must still arrive) is retried.
-    pub async fn send(&self, entries: &[(u64, Entry)]) -> Result<(), String> {
+    pub async fn send(&self, entries: &[(u64, Entry)]) -> Result<(), DeliveryError> {
         let body = body(entries);
         let resp = self
             .client
@@ -135,12 +136,12 @@ impl WebhookSink {
             .body(serde_json::to_vec(&body).expect("alerts serialize"))
             .send()
             .await
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(|e| DeliveryError::Http(e.without_url()))?;
         let status = resp.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("the webhook answered {status}"))
+            Err(DeliveryError::Status(status))
         }
     }
 }

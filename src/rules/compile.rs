@@ -435,7 +435,7 @@ fn compile_item(item: &DetectionItem, det_name: &str) -> Result<Item, CompileErr
     let shape = m.shape();
     let mut tests = Vec::with_capacity(item.values.len());
     for v in &item.values {
-        tests.push(compile_value(v, &m, shape).map_err(bad)?);
+        tests.push(compile_value(v, &m, shape).map_err(|e| bad(e.to_string()))?);
     }
     if m.exists {
         // One verdict for the field, whatever the number of values.
@@ -461,25 +461,49 @@ fn plain_text(v: &SigmaValue) -> Option<String> {
     }
 }
 
-fn compile_value(v: &SigmaValue, m: &Mods, shape: Shape) -> Result<Test, String> {
-    let text = || plain_text(v).ok_or_else(|| "null cannot be used with this modifier".to_owned());
+/// Why a value cannot be compiled under its modifiers (the rule is then
+/// refused, naming the field).
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    #[error("null cannot be used with this modifier")]
+    Null,
+    #[error("|exists needs true or false")]
+    ExistsNeedsBool,
+    #[error("a field reference cannot hold wildcards")]
+    FieldRefWildcard,
+    #[error("null is not a field name")]
+    FieldRefNull,
+    #[error("invalid regular expression: {0}")]
+    Regex(#[from] regex::Error),
+    #[error("invalid CIDR `{text}`: {source}")]
+    Cidr {
+        text: String,
+        #[source]
+        source: ipnet::AddrParseError,
+    },
+    #[error("|windash value has {0} dashes (at most 8)")]
+    TooManyDashes(usize),
+    #[error("comparison needs a number{}", .0.as_ref().map(|t| format!(", got `{t}`")).unwrap_or_default())]
+    NotANumber(Option<String>),
+}
+
+fn compile_value(v: &SigmaValue, m: &Mods, shape: Shape) -> Result<Test, ValueError> {
+    let text = || plain_text(v).ok_or(ValueError::Null);
     if m.exists {
         return match v {
             SigmaValue::Bool(b) => Ok(Test::Exists(*b)),
             SigmaValue::String(s) => match s.as_plain().as_deref() {
                 Some("true" | "yes") => Ok(Test::Exists(true)),
                 Some("false" | "no") => Ok(Test::Exists(false)),
-                _ => Err("|exists needs true or false".into()),
+                _ => Err(ValueError::ExistsNeedsBool),
             },
-            _ => Err("|exists needs true or false".into()),
+            _ => Err(ValueError::ExistsNeedsBool),
         };
     }
     if m.fieldref {
         let name = match v {
-            SigmaValue::String(s) => s
-                .as_plain()
-                .ok_or_else(|| "a field reference cannot hold wildcards".to_owned())?,
-            other => plain_text(other).ok_or_else(|| "null is not a field name".to_owned())?,
+            SigmaValue::String(s) => s.as_plain().ok_or(ValueError::FieldRefWildcard)?,
+            other => plain_text(other).ok_or(ValueError::FieldRefNull)?,
         };
         return Ok(Test::FieldRef {
             path: FieldPath::new(&name),
@@ -492,8 +516,7 @@ fn compile_value(v: &SigmaValue, m: &Mods, shape: Shape) -> Result<Test, String>
             .case_insensitive(m.re_i)
             .multi_line(m.re_m)
             .dot_matches_new_line(m.re_s)
-            .build()
-            .map_err(|e| format!("invalid regular expression: {e}"))?;
+            .build()?;
         let required = required_literal(&text()?, m.re_i, m.re_m, m.re_s)
             .map(|l| memchr::memmem::Finder::new(&l).into_owned());
         return Ok(Test::Regex(Box::new(Re { re, required })));
@@ -503,7 +526,7 @@ fn compile_value(v: &SigmaValue, m: &Mods, shape: Shape) -> Result<Test, String>
         return t
             .parse::<ipnet::IpNet>()
             .map(Test::Cidr)
-            .map_err(|e| format!("invalid CIDR `{t}`: {e}"));
+            .map_err(|source| ValueError::Cidr { text: t, source });
     }
     if let Some(op) = m.cmp {
         let n = match v {
@@ -511,10 +534,9 @@ fn compile_value(v: &SigmaValue, m: &Mods, shape: Shape) -> Result<Test, String>
             SigmaValue::Float(f) => *f,
             SigmaValue::String(s) => {
                 let t = s.as_plain().unwrap_or_else(|| s.original.clone());
-                t.parse()
-                    .map_err(|_| format!("comparison needs a number, got `{t}`"))?
+                t.parse().map_err(|_| ValueError::NotANumber(Some(t)))?
             }
-            _ => return Err("comparison needs a number".into()),
+            _ => return Err(ValueError::NotANumber(None)),
         };
         return Ok(Test::Cmp(op, n));
     }
@@ -606,11 +628,11 @@ fn base64_offsets(value: &[u8]) -> Vec<String> {
 
 /// Every variant of `text` with each `-` replaced by one of the dashes
 /// Windows command lines accept. Bounded: 5^8 variants at most.
-fn windash(text: &str) -> Result<Vec<String>, String> {
+fn windash(text: &str) -> Result<Vec<String>, ValueError> {
     const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
     let n = text.matches('-').count();
     if n > 8 {
-        return Err(format!("|windash value has {n} dashes (at most 8)"));
+        return Err(ValueError::TooManyDashes(n));
     }
     let mut out = vec![String::new()];
     for c in text.chars() {

@@ -184,6 +184,15 @@ pub struct RuleError {
     pub message: String,
 }
 
+/// Why a correlation's threshold cannot be set.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ThresholdError {
+    #[error("no correlation rule named `{0}`")]
+    NoSuchCorrelation(String),
+    #[error("`{rule}` is a {kind} correlation; only event_count and value_count have a threshold")]
+    NoThreshold { rule: String, kind: &'static str },
+}
+
 /// Failure to read the rule directories themselves.
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -543,21 +552,21 @@ impl RuleSet {
     /// Override a correlation's count threshold: it then fires at `n` or
     /// more (events, or distinct values for value_count). Found by `name`
     /// or `id`. Lets operators tune bursts without copying the pack.
-    pub fn set_threshold(&mut self, rule: &str, n: u64) -> Result<(), String> {
+    pub fn set_threshold(&mut self, rule: &str, n: u64) -> Result<(), ThresholdError> {
         let c = self
             .correlations
             .iter_mut()
             .find(|c| c.meta.name.as_deref() == Some(rule) || c.meta.id == rule)
-            .ok_or_else(|| format!("no correlation rule named `{rule}`"))?;
+            .ok_or_else(|| ThresholdError::NoSuchCorrelation(rule.to_owned()))?;
         match c.kind {
             CorrelationType::EventCount | CorrelationType::ValueCount => {
                 c.predicates = vec![(rsigma_parser::ConditionOperator::Gte, n)];
                 Ok(())
             }
-            other => Err(format!(
-                "`{rule}` is a {} correlation; only event_count and value_count have a threshold",
-                other.as_str()
-            )),
+            other => Err(ThresholdError::NoThreshold {
+                rule: rule.to_owned(),
+                kind: other.as_str(),
+            }),
         }
     }
 

@@ -129,9 +129,8 @@ impl CloudWatchSource {
                 .set_next_token(token.clone())
                 .send()
                 .await
-                .map_err(|e| SourceError::Remote {
-                    name: format!("cloudwatch:{}", self.config.log_group),
-                    message: super::aws_error(e),
+                .map_err(|e| {
+                    SourceError::aws(format!("cloudwatch:{}", self.config.log_group), e)
                 })?;
             for ev in resp.events() {
                 let (Some(id), Some(ts), Some(msg)) = (ev.event_id(), ev.timestamp(), ev.message())

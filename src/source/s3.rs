@@ -326,13 +326,6 @@ struct Lister {
 }
 
 impl Lister {
-    fn err(&self, what: &str, e: impl std::fmt::Display) -> SourceError {
-        SourceError::Remote {
-            name: format!("s3://{}/{}", self.bucket, what),
-            message: e.to_string(),
-        }
-    }
-
     /// Common prefixes one level below `prefix` (their last segment).
     async fn children(self, prefix: String) -> Result<Vec<String>, SourceError> {
         let mut out = Vec::new();
@@ -345,7 +338,8 @@ impl Lister {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.err(&prefix, super::aws_error(e)))?;
+            let page =
+                page.map_err(|e| SourceError::aws(format!("s3://{}/{}", self.bucket, prefix), e))?;
             for cp in page.common_prefixes() {
                 if let Some(p) = cp.prefix() {
                     let seg = p[prefix.len()..].trim_end_matches('/');
@@ -372,7 +366,8 @@ impl Lister {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.err(&prefix, super::aws_error(e)))?;
+            let page =
+                page.map_err(|e| SourceError::aws(format!("s3://{}/{}", self.bucket, prefix), e))?;
             for o in page.contents() {
                 let (Some(key), Some(etag)) = (o.key(), o.e_tag()) else {
                     continue;
@@ -478,7 +473,7 @@ impl Fetcher {
             .set_if_match((!o.id.etag.is_empty()).then(|| format!("\"{}\"", o.id.etag)))
             .send()
             .await
-            .map_err(|e| remote(super::aws_error(e)))?;
+            .map_err(|e| SourceError::aws(name.clone(), e))?;
         let body = resp
             .body
             .collect()
