@@ -11,6 +11,7 @@ use super::outbox::Outbox;
 use super::webhook::{WebhookConfig, WebhookError, WebhookSink};
 use crate::checkpoint::{Store, now_ms};
 use crate::metrics::Metrics;
+use crate::metrics::events::{Delivered, DeliveryFailed, InternalEvent};
 
 /// The transport of a remote sink.
 pub enum Transport {
@@ -24,6 +25,33 @@ pub struct Remote {
     pub transport: Transport,
     /// Woken when alerts are queued, so delivery starts at once.
     pub wake: Notify,
+}
+
+/// Why one delivery failed (the alerts stay queued and are tried again).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("nothing to send")]
+    Empty,
+    #[error("{role} address {address}: {source}")]
+    Address {
+        /// `from`, `to` or `cc`.
+        role: &'static str,
+        address: String,
+        #[source]
+        source: lettre::address::AddressError,
+    },
+    #[error("building the mail: {0}")]
+    Mail(#[from] lettre::error::Error),
+    #[error(transparent)]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    #[error("no answer from the SMTP server within {secs} s")]
+    SmtpTimeout { secs: u64 },
+    /// The webhook could not be reached (its URL, which may hold a token,
+    /// is left out).
+    #[error("{0}")]
+    Http(#[source] reqwest::Error),
+    #[error("the webhook answered {0}")]
+    Status(reqwest::StatusCode),
 }
 
 /// Why a remote sink could not be set up.
@@ -123,13 +151,16 @@ impl Remote {
             let n = seqs.len() as u64;
             let stored = match result {
                 Ok(()) => {
-                    metrics.alerts(sink, "sent", n);
-                    tracing::info!(sink, alerts = n, "alerts delivered");
+                    Delivered { sink, alerts: n }.emit(metrics);
                     self.outbox.delivered(db, &seqs, 1, now)
                 }
-                Err(e) => {
-                    metrics.alerts(sink, "failed", n);
-                    tracing::warn!(sink, alerts = n, "delivery failed, will retry: {e}");
+                Err(error) => {
+                    DeliveryFailed {
+                        sink,
+                        alerts: n,
+                        error: &error,
+                    }
+                    .emit(metrics);
                     self.outbox.failed(db, &seqs, now)
                 }
             };

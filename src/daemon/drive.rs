@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::Store;
 use crate::http::Health;
 use crate::metrics::Metrics;
+use crate::metrics::events::{InternalEvent, ListingFailed};
 use crate::source::{Body, Item, Poll, Source, SourceError};
 
 /// A batch of one source's objects, fetched, for the engine.
@@ -93,21 +94,20 @@ pub(super) fn drive(mut src: Box<dyn Source>, shared: &Shared<'_>, to_engine: Sy
             };
             let listed = match src.list(&poll) {
                 Ok(l) => {
-                    shared.health.source(&label, Ok(()));
+                    shared.health.source(&label, None);
                     l
                 }
                 Err(e) => {
                     // A source that cannot be listed (network, permissions)
                     // is retried at its next poll.
-                    tracing::warn!(source = %label, "listing failed: {e}");
+                    ListingFailed {
+                        source: &label,
+                        error: &e,
+                    }
+                    .emit(shared.metrics);
                     shared
                         .health
-                        .source(&label, Err(crate::alert::bound(&e.to_string())));
-                    shared
-                        .metrics
-                        .source_errors
-                        .with_label_values(&[&label])
-                        .inc();
+                        .source(&label, Some(crate::alert::bound(&e.to_string())));
                     shared.errors.fetch_add(1, Ordering::Relaxed);
                     break;
                 }

@@ -4,6 +4,7 @@
 
 use super::drive::Work;
 use super::*;
+use crate::metrics::events::{InternalEvent, ObjectProcessed, ObjectUnreadable};
 
 /// What the engine holds across batches.
 pub(super) struct Engine<'a> {
@@ -70,26 +71,22 @@ impl Engine<'_> {
             let mut done = Vec::with_capacity(group.len());
             let now = now_ms() as i64;
             for (item, (report, took)) in group.iter().zip(reports) {
-                pipeline::log_errors(&report);
                 self.stats.errors += report.error_count();
                 if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
-                    metrics.objects.with_label_values(&[&label, "failed"]).inc();
-                    metrics
-                        .input_errors
-                        .with_label_values(&[&label, ErrorKind::Read.as_str()])
-                        .inc();
+                    ObjectUnreadable {
+                        source: &label,
+                        report: &report,
+                    }
+                    .emit(metrics);
                     continue; // perhaps transient: try again later
                 }
-                metrics.object(&label, &report, took, now);
-                if report.events_omitted > 0 {
-                    tracing::warn!(
-                        source = %jsonl::clean(Some(&report.source)),
-                        "{} alerts carry a note instead of their event: the object's \
-                         alerts reached limits.max_event_bytes_per_object",
-                        report.events_omitted
-                    );
-                    metrics.events_omitted.inc_by(report.events_omitted);
+                ObjectProcessed {
+                    source: &label,
+                    report: &report,
+                    took,
+                    now_ms: now,
                 }
+                .emit(metrics);
                 // Matches stay compact until delivery, which makes each
                 // alert as it writes it.
                 for m in &report.alerts {

@@ -32,7 +32,7 @@ use thiserror::Error;
 
 use crate::alert::outbox::Outbox;
 use crate::alert::remote::{self, Remote};
-use crate::alert::{Alert, Match, jsonl};
+use crate::alert::{Alert, Match};
 use crate::checkpoint::{Commit, ObjectId, Store, StoreError, now_ms};
 use crate::config::Config;
 use crate::correlate::Correlator;
@@ -316,7 +316,11 @@ pub fn run_with(
                 Ok(_) if stop.load(Ordering::Relaxed) => return Ok(End::Stopped),
                 Ok(work) => engine.take(work)?,
                 Err(RecvTimeoutError::Timeout) => {}
-                // Every source is done: `once`, or input that ends (stdin).
+                // Every source is done: `once`, or input that ends (stdin),
+                // unless they ended because a stop was asked.
+                Err(RecvTimeoutError::Disconnected) if stop.load(Ordering::Relaxed) => {
+                    return Ok(End::Stopped);
+                }
                 Err(RecvTimeoutError::Disconnected) => return Ok(End::Drained),
             }
         }

@@ -12,6 +12,8 @@
 //! The hot path does not touch these: each object's [`ObjectReport`]
 //! carries plain counts, added here once per object.
 
+pub mod events;
+
 use std::collections::HashSet;
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::{Body, Item, Poll, Source, SourceError};
 use crate::checkpoint::ObjectId;
 use crate::config::FilesSource;
-use crate::pipeline::ErrorKind;
+use crate::metrics::events::{EntryUnreadable, InternalEvent};
 
 /// One object to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,15 +193,12 @@ impl Source for Watched {
         for input in &listed {
             if let Input::Unreadable { path, message } = input {
                 if !self.unreadable.contains(path) {
-                    tracing::warn!(
-                        source = %label,
-                        path = %crate::alert::jsonl::clean(Some(&path.display().to_string())),
-                        "skipping an entry that cannot be read: {message}"
-                    );
-                    poll.metrics
-                        .input_errors
-                        .with_label_values(&[&label, ErrorKind::Read.as_str()])
-                        .inc();
+                    EntryUnreadable {
+                        source: &label,
+                        path: &path.display().to_string(),
+                        message,
+                    }
+                    .emit(poll.metrics);
                 }
                 still.insert(path.clone());
             }
