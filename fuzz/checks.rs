@@ -426,18 +426,26 @@ pub fn sigma(data: &[u8]) {
 }
 
 /// **notification**: any text as an SQS message body (S3 events, SNS
-/// wrapping, EventBridge, CloudTrail's own SNS notices): no panic, and an
-/// object it names has a bucket and a key (S3 has no object without).
+/// wrapping, EventBridge, CloudTrail's own SNS notices): no panic, an
+/// object it names has a bucket and a key (S3 has no object without), and
+/// an EventBridge CloudTrail event's record is a whole JSON object.
 pub fn notification(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(trailwatch::source::notification::Parsed::Objects(objects)) =
-        trailwatch::source::notification::parse(text)
-    {
-        for o in objects {
-            assert!(!o.bucket.is_empty() && !o.key.is_empty(), "{o:?}");
+    use trailwatch::source::notification::{Parsed, parse};
+    match parse(text) {
+        Ok(Parsed::Objects(objects)) => {
+            for o in objects {
+                assert!(!o.bucket.is_empty() && !o.key.is_empty(), "{o:?}");
+            }
         }
+        // A record is a JSON object, whole.
+        Ok(Parsed::Event(e)) => {
+            assert!(e.record.starts_with('{') && e.record.len() <= text.len());
+            assert!(serde_json::from_str::<serde_json::Value>(&e.record).is_ok());
+        }
+        _ => {}
     }
 }
 

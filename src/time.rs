@@ -12,6 +12,12 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// [`now_ms`] signed, as event times are (`parse_event_time`): for
+/// comparing the clock with them.
+pub fn now_event_ms() -> i64 {
+    now_ms().min(i64::MAX as u64) as i64
+}
+
 /// Today, in days since 1970-01-01 (UTC).
 pub fn today() -> i64 {
     (now_ms() / 86_400_000) as i64

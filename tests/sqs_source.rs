@@ -418,3 +418,208 @@ fn a_poison_message_costs_a_short_line_each_time_then_goes_to_the_dead_letter_qu
             .contains("gone.json.gz")
     );
 }
+
+/// A CloudTrail record as EventBridge's `detail` and a log file both carry
+/// it.
+fn record(event_name: &str, user: &str, n: usize, extra: Value) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t = now - 120 + n as u64;
+    let (days, secs) = ((t / 86_400) as i64, t % 86_400);
+    // Civil date from days (Howard Hinnant's algorithm), as eventTime.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let time = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    let mut r = json!({
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "IAMUser", "userName": user, "accountId": "111111111111",
+            "arn": format!("arn:aws:iam::111111111111:user/{user}"),
+            "principalId": "AIDAEXAMPLE", "accessKeyId": "AKIAEXAMPLE"},
+        "eventTime": time,
+        "eventSource": "iam.amazonaws.com",
+        "eventName": event_name,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "203.0.113.9",
+        "userAgent": "aws-cli/2.15",
+        "eventID": format!("00000000-0000-4000-8000-{:012}", n),
+        "eventType": "AwsApiCall",
+        "recipientAccountId": "111111111111",
+        "eventCategory": "Management"
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    r
+}
+
+/// The EventBridge envelope of a CloudTrail record, as AWS documents it.
+fn eventbridge(detail_type: &str, detail: &Value) -> String {
+    json!({"version":"0","id":"6a7e8feb-b491-4cf7-a9f1-bf3703467718","detail-type":detail_type,
+        "source":"aws.iam","account":"111111111111","time":detail["eventTime"],"region":"us-east-1",
+        "resources":[],"detail":detail})
+    .to_string()
+}
+
+/// Real time through EventBridge, then the same events in the trail's log
+/// file (through an S3 notification on the same queue): each alerts once,
+/// and the burst windows count each event once. Principal `prober` has 6
+/// denials through EventBridge and the same 6 again in the file: counted
+/// twice they would reach the burst's 10. Principal `mixed` has 6 through
+/// EventBridge and 4 other ones only in the file: 10 distinct events, so
+/// the windows do join both paths and the burst fires.
+#[test]
+fn eventbridge_events_alert_once_beside_their_log_file() {
+    let moto = moto::Moto::start();
+    let (s3, sqs) = (moto.s3(), moto.sqs());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = "trail";
+    let denied = json!({"errorCode": "AccessDenied", "errorMessage": "not authorized"});
+    let mut eb: Vec<(&str, Value)> = Vec::new();
+    let mut file: Vec<Value> = Vec::new();
+    let root = record(
+        "ConsoleLogin",
+        "root",
+        0,
+        json!({"userIdentity": {"type": "Root", "arn": "arn:aws:iam::111111111111:root",
+                "accountId": "111111111111", "principalId": "111111111111"},
+               "eventSource": "signin.amazonaws.com", "eventType": "AwsConsoleSignIn",
+               "responseElements": {"ConsoleLogin": "Success"},
+               "additionalEventData": {"MFAUsed": "No"}}),
+    );
+    eb.push(("AWS Console Sign In via CloudTrail", root.clone()));
+    file.push(root);
+    for n in 1..=6 {
+        let r = record("ListUsers", "prober", n, denied.clone());
+        eb.push(("AWS API Call via CloudTrail", r.clone()));
+        file.push(r);
+    }
+    for n in 11..=16 {
+        eb.push((
+            "AWS API Call via CloudTrail",
+            record("ListRoles", "mixed", n, denied.clone()),
+        ));
+    }
+    for n in 17..=20 {
+        file.push(record("ListRoles", "mixed", n, denied.clone()));
+    }
+    let key = "AWSLogs/111111111111/CloudTrail/us-east-1/2026/12/02/111111111111_CloudTrail_us-east-1_20261202T0000Z_eb.json.gz";
+    let gz = {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(json!({ "Records": file }).to_string().as_bytes())
+            .unwrap();
+        enc.finish().unwrap()
+    };
+    let queue_url = rt.block_on(async {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(gz.into())
+            .send()
+            .await
+            .unwrap();
+        let q = sqs.create_queue().queue_name("live").send().await.unwrap();
+        let url = q.queue_url().unwrap().to_string();
+        for (i, (detail_type, r)) in eb.iter().enumerate() {
+            let raw = eventbridge(detail_type, r);
+            // Raw delivery and SNS-wrapped delivery, alternately.
+            let body = if i % 2 == 0 {
+                raw
+            } else {
+                json!({"Type":"Notification","MessageId":format!("sns-{i}"),"Message":raw})
+                    .to_string()
+            };
+            sqs.send_message()
+                .queue_url(&url)
+                .message_body(body)
+                .send()
+                .await
+                .unwrap();
+        }
+        // EventBridge delivers at least once: a repeat of the root login.
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(eventbridge("AWS Console Sign In via CloudTrail", &eb[0].1))
+            .send()
+            .await
+            .unwrap();
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(s3_event(bucket, key))
+            .send()
+            .await
+            .unwrap();
+        url
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = run(&moto, dir.path(), &queue_url);
+    assert!(!stderr.contains("malformed"), "{stderr}");
+    let got = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
+    let count = |rule: &str, user: &str| {
+        got.iter()
+            .filter(|a| {
+                a["rule_title"].as_str().unwrap_or("").contains(rule)
+                    && a["principal"].as_str().unwrap_or("").contains(user)
+            })
+            .count()
+    };
+    let root_logins = got
+        .iter()
+        .filter(|a| a["event_name"] == "ConsoleLogin" && a["correlation"].is_null())
+        .count();
+    assert!(root_logins >= 1, "the root login alerts: {got:#?}");
+    // Each event's alerts once, whichever path brought it first.
+    let per_event: BTreeSet<String> = got
+        .iter()
+        .filter(|a| a["correlation"].is_null())
+        .map(|a| format!("{}|{}", a["rule_id"], a["event_id"]))
+        .collect();
+    assert_eq!(
+        per_event.len(),
+        got.iter().filter(|a| a["correlation"].is_null()).count(),
+        "an alert twice: {got:#?}"
+    );
+    assert_eq!(count("API Call Denied", "prober"), 6, "{got:#?}");
+    assert_eq!(count("API Call Denied", "mixed"), 10, "{got:#?}");
+    assert_eq!(
+        count("Burst of Denied", "prober"),
+        0,
+        "6 events seen twice were counted twice: {got:#?}"
+    );
+    assert_eq!(
+        count("Burst of Denied", "mixed"),
+        1,
+        "6 + 4 distinct events across both paths: {got:#?}"
+    );
+    // EventBridge events name the queue and message they came from.
+    assert!(
+        got.iter()
+            .any(|a| a["source"].as_str().unwrap().starts_with(&queue_url)),
+        "{got:#?}"
+    );
+    // Every message was deleted (the repeat of an event already known too).
+    let left = rt.block_on(async {
+        sqs.receive_message()
+            .queue_url(&queue_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+    });
+    assert!(left.messages().is_empty(), "{:?}", left.messages());
+}

@@ -223,10 +223,6 @@ pub struct Correlator {
     dirty: bool,
 }
 
-fn wall_clock_ms() -> i64 {
-    crate::time::now_ms() as i64
-}
-
 impl Correlator {
     pub fn new(rules: Vec<Correlation>, lateness_ms: i64, max_groups: usize) -> Self {
         let states = rules.iter().map(|_| State::default()).collect();
@@ -236,7 +232,7 @@ impl Correlator {
             lateness_ms,
             max_groups: max_groups.max(1),
             max_future_ms: DEFAULT_MAX_FUTURE_MS,
-            clock: wall_clock_ms,
+            clock: crate::time::now_event_ms,
             tick: 0,
             stats: CorrelationStats::default(),
             hits_since_sweep: 0,

@@ -69,7 +69,7 @@ impl Engine<'_> {
                 .collect();
             rayon::broadcast(|_| pipeline::release_large_buffers());
             let mut done = Vec::with_capacity(group.len());
-            let now = now_ms() as i64;
+            let now = crate::time::now_event_ms();
             for (item, (report, took)) in group.iter().zip(reports) {
                 self.stats.errors += report.error_count();
                 if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {

@@ -71,10 +71,6 @@ pub struct CloudWatchSource {
     last_request: Option<Instant>,
 }
 
-fn now_ms() -> i64 {
-    crate::time::now_ms() as i64
-}
-
 impl CloudWatchSource {
     pub async fn new(config: CloudWatchConfig) -> CloudWatchSource {
         let shared =
@@ -109,7 +105,7 @@ impl CloudWatchSource {
     pub async fn read(&mut self, cursor_ms: Option<i64>) -> Result<Batch, SourceError> {
         let start = match cursor_ms {
             Some(c) => c - (self.config.lookback_secs as i64) * 1000,
-            None => now_ms() - (self.config.initial_lookback_secs as i64) * 1000,
+            None => crate::time::now_event_ms() - (self.config.initial_lookback_secs as i64) * 1000,
         };
         self.seen.retain(|_, ts| *ts >= start);
         let mut batch = Batch {
@@ -186,7 +182,7 @@ impl super::Source for CloudWatchSource {
         let id = crate::checkpoint::ObjectId {
             source: name.clone(),
             key: format!("{}-{}", batch.oldest_ms, batch.newest_ms),
-            etag: format!("{}-{}", batch.events, now_ms()),
+            etag: format!("{}-{}", batch.events, crate::time::now_event_ms()),
         };
         Ok(vec![super::Item {
             name: format!("{}@{}", id.source, id.key),

@@ -1,7 +1,10 @@
 //! The message bodies a queue carries, as serde types: S3 event
 //! notifications (sent directly, wrapped by SNS, or as EventBridge "Object
 //! Created" events), CloudTrail's own SNS notices (`s3Bucket` +
-//! `s3ObjectKey`), and S3's `s3:TestEvent`.
+//! `s3ObjectKey`), S3's `s3:TestEvent`, and CloudTrail events themselves
+//! as EventBridge delivers them within seconds (every `… via CloudTrail`
+//! detail-type: API calls, console sign-ins and actions, service events,
+//! Insights), raw or wrapped by SNS.
 //!
 //! Every byte of a message may be an attacker's (anyone who may publish to
 //! the topic or queue): a body is parsed once, into borrowed fields where it
@@ -32,6 +35,29 @@ pub enum Parsed {
     Objects(Vec<Notified>),
     /// S3's `s3:TestEvent`, sent when a notification is configured.
     TestEvent,
+    /// A CloudTrail event EventBridge delivered.
+    Event(CloudTrailEvent),
+}
+
+/// A CloudTrail record from an EventBridge event's `detail`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CloudTrailEvent {
+    /// The EventBridge detail-type (`AWS API Call via CloudTrail`, …).
+    pub detail_type: String,
+    /// The record's `eventID`, when it has one: the same event arrives
+    /// again in the trail's S3 file, and is known by it.
+    pub event_id: Option<String>,
+    /// The record, as JSON text exactly as it came.
+    pub record: String,
+}
+
+/// Whether an EventBridge detail-type carries a CloudTrail record: `AWS
+/// API Call via CloudTrail`, `AWS Console Sign In via CloudTrail` (and the
+/// `Signin` spelling), `AWS Console Action via CloudTrail`, `AWS Service
+/// Event via CloudTrail`, `AWS Insight via CloudTrail`, and whatever else
+/// CloudTrail sends under that suffix.
+pub fn is_cloudtrail_detail_type(detail_type: &str) -> bool {
+    detail_type.ends_with(" via CloudTrail")
 }
 
 /// Why a message body is refused (it is then counted as malformed, logged
@@ -52,6 +78,8 @@ pub enum NotificationError {
     S3RecordIncomplete,
     #[error("EventBridge event without bucket name or object key")]
     EventBridgeIncomplete,
+    #[error("EventBridge CloudTrail event whose detail is not a record (a JSON object)")]
+    EventBridgeNotARecord,
     #[error("not an S3, EventBridge or CloudTrail notification")]
     Unrecognised,
 }
@@ -127,6 +155,13 @@ struct S3Detail<'a> {
     object: Option<S3Obj<'a>>,
 }
 
+/// The one field of a CloudTrail record the queue needs.
+#[derive(Deserialize)]
+struct RecordId<'a> {
+    #[serde(rename = "eventID", borrow, default)]
+    event_id: Option<Cow<'a, str>>,
+}
+
 /// Parse one message body.
 pub fn parse(body: &str) -> Result<Parsed, NotificationError> {
     parse_at(body, "message", 0)
@@ -181,6 +216,27 @@ fn parse_at(body: &str, what: &'static str, depth: u8) -> Result<Parsed, Notific
         let o =
             named(detail.bucket, detail.object).ok_or(NotificationError::EventBridgeIncomplete)?;
         return Ok(Parsed::Objects(vec![o]));
+    }
+    if let Some(detail_type) = v.detail_type.as_deref()
+        && is_cloudtrail_detail_type(detail_type)
+    {
+        let record = v
+            .detail
+            .filter(|d| d.get().starts_with('{'))
+            .ok_or(NotificationError::EventBridgeNotARecord)?;
+        let probe: RecordId<'_> =
+            serde_json::from_str(record.get()).map_err(|source| NotificationError::Invalid {
+                what: "EventBridge detail",
+                source,
+            })?;
+        return Ok(Parsed::Event(CloudTrailEvent {
+            detail_type: detail_type.to_owned(),
+            event_id: probe
+                .event_id
+                .filter(|id| !id.is_empty())
+                .map(Cow::into_owned),
+            record: record.get().to_owned(),
+        }));
     }
     if let (Some(bucket), Some(keys)) = (v.s3_bucket.filter(|b| !b.is_empty()), v.s3_object_key) {
         return Ok(Parsed::Objects(
@@ -357,6 +413,104 @@ mod tests {
         assert_eq!(objects(&body).len(), 1);
         let deeper = serde_json::json!({"Type":"Notification","Message":body}).to_string();
         assert!(matches!(parse(&deeper), Err(NotificationError::TooDeep)));
+    }
+
+    /// An EventBridge envelope as AWS documents it ("CloudTrail events
+    /// delivered to EventBridge"), around `detail`.
+    pub(crate) fn envelope(detail_type: &str, source: &str, detail: &serde_json::Value) -> String {
+        serde_json::json!({
+            "version": "0",
+            "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+            "detail-type": detail_type,
+            "source": source,
+            "account": "111122223333",
+            "time": "2026-11-20T10:05:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail
+        })
+        .to_string()
+    }
+
+    /// Every CloudTrail detail-type, raw and wrapped by SNS: the record
+    /// comes out as it went in, with its event id.
+    #[test]
+    fn eventbridge_cloudtrail_events_of_every_detail_type() {
+        let api = serde_json::json!({"eventVersion":"1.09","userIdentity":{"type":"IAMUser","userName":"alice"},
+            "eventTime":"2026-11-20T10:04:58Z","eventSource":"iam.amazonaws.com","eventName":"CreateAccessKey",
+            "awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2",
+            "requestParameters":{"userName":"bob"},"responseElements":null,
+            "eventID":"0b1e8d3c-0000-4000-8000-000000000001","eventType":"AwsApiCall","managementEvent":true,
+            "recipientAccountId":"111122223333","eventCategory":"Management"});
+        let signin = serde_json::json!({"eventVersion":"1.09","userIdentity":{"type":"Root","arn":"arn:aws:iam::111122223333:root"},
+            "eventTime":"2026-11-20T10:04:59Z","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin",
+            "responseElements":{"ConsoleLogin":"Success"},"additionalEventData":{"MFAUsed":"No"},
+            "eventID":"0b1e8d3c-0000-4000-8000-000000000002","eventType":"AwsConsoleSignIn"});
+        let action = serde_json::json!({"eventName":"CreateNotebookInstance","eventType":"AwsConsoleAction",
+            "eventID":"0b1e8d3c-0000-4000-8000-000000000003"});
+        let service = serde_json::json!({"eventName":"SharedSnapshotVolumeCreated","eventType":"AwsServiceEvent",
+            "userIdentity":{"accountId":"123456789012","invokedBy":"ec2.amazonaws.com"},
+            "eventID":"0b1e8d3c-0000-4000-8000-000000000004"});
+        let insight = serde_json::json!({"eventVersion":"1.08","eventTime":"2026-11-20T10:00:00Z","awsRegion":"us-east-1",
+            "eventID":"0b1e8d3c-0000-4000-8000-000000000005","eventType":"AwsCloudTrailInsight",
+            "recipientAccountId":"111122223333","sharedEventID":"s","insightDetails":{"state":"Start",
+            "eventSource":"iam.amazonaws.com","eventName":"CreateAccessKey","insightType":"ApiCallRateInsight"},
+            "eventCategory":"Insight"});
+        let cases = [
+            ("AWS API Call via CloudTrail", "aws.iam", &api),
+            ("AWS Console Sign In via CloudTrail", "aws.signin", &signin),
+            ("AWS Console Signin via CloudTrail", "aws.signin", &signin),
+            (
+                "AWS Console Action via CloudTrail",
+                "aws.sagemaker",
+                &action,
+            ),
+            ("AWS Service Event via CloudTrail", "aws.ec2", &service),
+            ("AWS Insight via CloudTrail", "aws.cloudtrail", &insight),
+        ];
+        for (detail_type, source, detail) in cases {
+            let raw = envelope(detail_type, source, detail);
+            let sns = serde_json::json!({"Type":"Notification","MessageId":"m","Message":raw})
+                .to_string();
+            for body in [&raw, &sns] {
+                let Parsed::Event(e) = parse(body).unwrap() else {
+                    panic!("{detail_type}: not an event")
+                };
+                assert_eq!(e.detail_type, detail_type);
+                assert_eq!(e.event_id.as_deref(), detail["eventID"].as_str());
+                let back: serde_json::Value = serde_json::from_str(&e.record).unwrap();
+                assert_eq!(&back, detail, "{detail_type}: the record as it came");
+            }
+        }
+        // Not a record: refused, not guessed.
+        for detail in [
+            serde_json::json!("text"),
+            serde_json::json!([1]),
+            serde_json::Value::Null,
+        ] {
+            let body = envelope("AWS API Call via CloudTrail", "aws.iam", &detail);
+            assert!(
+                matches!(parse(&body), Err(NotificationError::EventBridgeNotARecord)),
+                "{body}"
+            );
+        }
+        let missing =
+            serde_json::json!({"detail-type":"AWS API Call via CloudTrail","source":"aws.iam"})
+                .to_string();
+        assert!(matches!(
+            parse(&missing),
+            Err(NotificationError::EventBridgeNotARecord)
+        ));
+        // Another EventBridge event: not ours.
+        let other = envelope(
+            "EC2 Instance State-change Notification",
+            "aws.ec2",
+            &serde_json::json!({"state":"running"}),
+        );
+        assert!(matches!(
+            parse(&other),
+            Err(NotificationError::Unrecognised)
+        ));
     }
 
     #[test]

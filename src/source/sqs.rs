@@ -1,10 +1,17 @@
-//! SQS notifications of new CloudTrail files.
+//! SQS: notifications of new CloudTrail files, and CloudTrail events
+//! themselves as EventBridge delivers them (seconds after the call, where a
+//! log file takes 5 to 15 minutes).
 //!
 //! Accepted message bodies ([`super::notification`]): S3 event
 //! notifications sent directly, wrapped by SNS, or as EventBridge "Object
-//! Created" events, and CloudTrail's own SNS notifications (`s3Bucket` +
-//! `s3ObjectKey` list). S3's `s3:TestEvent` and malformed messages are
-//! counted, logged and deleted (they would never become valid).
+//! Created" events; CloudTrail's own SNS notifications (`s3Bucket` +
+//! `s3ObjectKey` list); EventBridge CloudTrail events (every `… via
+//! CloudTrail` detail-type), raw or through SNS, whose record goes through
+//! the pipeline as it is. The same event arrives again in the trail's log
+//! file: its alerts share their dedup keys (rule and eventID) and its
+//! correlation windows count event ids once, so it alerts and counts once.
+//! S3's `s3:TestEvent` and malformed messages are counted, logged and
+//! deleted (they would never become valid).
 //!
 //! At least once, then exactly once: a message is deleted only after every
 //! object it names is committed (or was already); until then, a failure
@@ -15,9 +22,9 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::SourceError;
 use super::notification::{self, Parsed};
 use super::s3::{Fetcher, S3Object};
+use super::{Body, Item, SourceError};
 use crate::checkpoint::ObjectId;
 
 /// `[[sources.sqs]]`
@@ -52,6 +59,29 @@ impl Default for SqsConfig {
     }
 }
 
+/// The store's source for CloudTrail events that came through
+/// EventBridge, whatever the queue: an event is known by its id, so
+/// EventBridge's own repeats (it delivers at least once) and a second queue
+/// fed by the same rule are skipped as processed.
+pub const EVENTBRIDGE_SOURCE: &str = "eventbridge";
+
+/// A CloudTrail event from the queue, as the engine reads it: the record in
+/// hand, named after the queue and message.
+fn event_item(e: notification::CloudTrailEvent, queue_url: &str, message_id: &str) -> Item {
+    Item {
+        id: ObjectId {
+            source: EVENTBRIDGE_SOURCE.into(),
+            key: e
+                .event_id
+                .unwrap_or_else(|| format!("message:{message_id}")),
+            etag: String::new(),
+        },
+        name: format!("{queue_url}#{message_id}"),
+        body: Body::Bytes(e.record.into_bytes()),
+        cursor: None,
+    }
+}
+
 /// A received message not yet deleted.
 struct InFlight {
     receipt: String,
@@ -67,20 +97,29 @@ pub struct SqsStats {
     pub deleted: u64,
     pub test_events: u64,
     pub malformed: u64,
+    /// CloudTrail events EventBridge delivered.
+    pub events: u64,
 }
 
 impl SqsStats {
     /// The `outcome` label of each counter, for
     /// `trailwatch_sqs_messages_total`.
-    pub const OUTCOMES: [&'static str; 4] = ["received", "deleted", "test_event", "malformed"];
+    pub const OUTCOMES: [&'static str; 5] = [
+        "received",
+        "deleted",
+        "test_event",
+        "malformed",
+        "cloudtrail_event",
+    ];
 
     /// The counters in [`SqsStats::OUTCOMES`] order.
-    pub fn values(&self) -> [u64; 4] {
+    pub fn values(&self) -> [u64; 5] {
         [
             self.received,
             self.deleted,
             self.test_events,
             self.malformed,
+            self.events,
         ]
     }
 }
@@ -142,7 +181,7 @@ impl SqsSource {
 
     /// What the counters gained since the last call: the daemon adds it
     /// to its metrics after each receive.
-    pub fn stats_since_last(&mut self) -> [u64; 4] {
+    pub fn stats_since_last(&mut self) -> [u64; 5] {
         let now = self.stats.values();
         let before = self.exported.values();
         self.exported = self.stats.clone();
@@ -176,9 +215,9 @@ impl SqsSource {
         self.pending.is_some()
     }
 
-    /// The objects of a long poll that has returned (see
+    /// The items of a long poll that has returned (see
     /// [`SqsSource::receive`]), or `None` while it still waits.
-    pub async fn take_received(&mut self) -> Option<Result<Vec<(S3Object, String)>, SourceError>> {
+    pub async fn take_received(&mut self) -> Option<Result<Vec<Item>, SourceError>> {
         if !self.pending.as_ref().is_some_and(|p| p.is_finished()) {
             return None;
         }
@@ -186,14 +225,15 @@ impl SqsSource {
     }
 
     /// Receive one batch of messages (long poll, waiting for it); returns
-    /// the objects they name as (object, bucket). Messages naming nothing
-    /// to read are deleted at once.
-    pub async fn receive(&mut self) -> Result<Vec<(S3Object, String)>, SourceError> {
+    /// the S3 objects they name (to fetch) and the CloudTrail events they
+    /// carry (in hand). Messages naming nothing to read are deleted at the
+    /// next acknowledgement.
+    pub async fn receive(&mut self) -> Result<Vec<Item>, SourceError> {
         self.start_receive();
         self.finish_receive().await
     }
 
-    async fn finish_receive(&mut self) -> Result<Vec<(S3Object, String)>, SourceError> {
+    async fn finish_receive(&mut self) -> Result<Vec<Item>, SourceError> {
         // Cancel-safe: the handle is kept until the poll has returned.
         let joined = match self.pending.as_mut() {
             Some(p) => p.await,
@@ -213,6 +253,17 @@ impl SqsSource {
             let id = m.message_id().unwrap_or("?");
             let objects = match notification::parse(body) {
                 Ok(Parsed::Objects(objs)) => objs,
+                Ok(Parsed::Event(e)) => {
+                    self.stats.events += 1;
+                    let item = event_item(e, &self.config.queue_url, id);
+                    self.inflight.push(InFlight {
+                        receipt: receipt.to_owned(),
+                        objects: vec![item.id.clone()],
+                        since: Instant::now(),
+                    });
+                    out.push(item);
+                    continue;
+                }
                 Ok(Parsed::TestEvent) => {
                     self.stats.test_events += 1;
                     tracing::info!(queue = %self.config.queue_url, message = %id, "S3 test event received and deleted");
@@ -238,7 +289,7 @@ impl SqsSource {
                     size: o.size.unwrap_or(0),
                 };
                 ids.push(obj.id.clone());
-                out.push((obj, o.bucket));
+                out.push(obj.item(&o.bucket));
             }
             self.inflight.push(InFlight {
                 receipt: receipt.to_owned(),
@@ -348,12 +399,7 @@ impl super::Source for SqsSource {
                 .with_label_values(&[label.as_str(), outcome])
                 .inc_by(n);
         }
-        Ok(received
-            .transpose()?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(o, bucket)| o.item(&bucket))
-            .collect())
+        Ok(received.transpose()?.unwrap_or_default())
     }
 
     fn fetch(
