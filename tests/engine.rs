@@ -69,6 +69,7 @@ impl Source for Fake {
                 };
                 self.listed.push(id.clone());
                 Item {
+                    via: "files",
                     id,
                     name: format!("fake://{key}"),
                     body: Body::Bytes(bytes),

@@ -205,6 +205,36 @@ fn metrics_count_a_known_input_and_pass_promtool() {
         sample(&text, "trailwatch_build_info{version=\"0.1.0\"}"),
         Some(1.0)
     );
+    // Time to alert: one observation per written alert with an event time,
+    // one per object that raised alerts, under the path they came by.
+    let timed = written
+        .iter()
+        .filter(|a| a["event_time"].is_string())
+        .count();
+    assert!(timed > 0);
+    assert_eq!(
+        sample(
+            &text,
+            "trailwatch_event_to_alert_seconds_count{via=\"files\"}"
+        ),
+        Some(timed as f64)
+    );
+    let arrivals = sample(
+        &text,
+        "trailwatch_arrival_to_alert_seconds_count{via=\"files\"}",
+    );
+    assert!(
+        matches!(arrivals, Some(n) if (1.0..=2.0).contains(&n)),
+        "{arrivals:?}"
+    );
+    // Every path's series exists before anything comes by it.
+    assert_eq!(
+        sample(
+            &text,
+            "trailwatch_event_to_alert_seconds_count{via=\"eventbridge\"}"
+        ),
+        Some(0.0)
+    );
 
     // promtool's linter: names, units, _total suffixes, help text.
     let mut check = Command::new(tool("promtool"))

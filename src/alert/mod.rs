@@ -434,6 +434,10 @@ impl Match {
         self.field(0)
     }
 
+    pub fn event_time(&self) -> Option<&str> {
+        self.field(3)
+    }
+
     /// The full alert, for sinks that keep or render one.
     pub fn to_alert(&self, rule: &Arc<RuleMeta>, source: &str) -> Alert {
         alert_of(

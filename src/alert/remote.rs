@@ -130,6 +130,8 @@ impl Remote {
                 return Duration::from_secs(5);
             }
         };
+        let queued: std::collections::HashMap<u64, u64> =
+            due.iter().map(|(seq, e)| (*seq, e.queued_ms)).collect();
         let results = match &self.transport {
             Transport::Email(m) => m.send(due, digest).await,
             Transport::Webhook(w) => {
@@ -151,7 +153,12 @@ impl Remote {
             let n = seqs.len() as u64;
             let stored = match result {
                 Ok(()) => {
-                    Delivered { sink, alerts: n }.emit(metrics);
+                    Delivered {
+                        sink,
+                        queued_ms: seqs.iter().filter_map(|s| queued.get(s).copied()).collect(),
+                        now_ms: now,
+                    }
+                    .emit(metrics);
                     self.outbox.delivered(db, &seqs, 1, now)
                 }
                 Err(error) => {

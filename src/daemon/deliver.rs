@@ -19,6 +19,11 @@ pub(super) struct Done {
     pub(super) deduplicated: u64,
     /// A source cursor its commit advances.
     pub(super) cursor: Option<(String, Vec<u8>)>,
+    /// The path it came by ([`crate::source::VIA`]); empty for the alerts
+    /// the end of input decides.
+    pub(super) via: &'static str,
+    /// When it arrived (listed or received).
+    pub(super) arrived: Option<Instant>,
 }
 
 impl Done {
@@ -33,6 +38,16 @@ impl Done {
             Some(m) => m.to_alert(&rules.rule(m.rule).meta, &self.source),
             None => self.alerts[i - self.matches.len()].clone(),
         }
+    }
+
+    /// The event time of alert `i` (a correlation's: its last event's), in
+    /// ms.
+    fn event_ms(&self, i: usize) -> Option<i64> {
+        let text = match self.matches.get(i) {
+            Some(m) => m.event_time()?,
+            None => self.alerts[i - self.matches.len()].event_time.as_deref()?,
+        };
+        crate::time::parse_event_time(text)
     }
 
     /// The dedup key of alert `i` ([`dedup_key`], without making it).
@@ -148,8 +163,37 @@ pub(super) fn deliver(
         }
     }
     metrics.store_commits.inc();
+    observe_latency(metrics, &batch, &fresh);
     metrics.alerts(sink.name(), "sent", fresh.len() as u64);
     metrics.alerts(sink.name(), "deduplicated", total - fresh.len() as u64);
     stats.alerts_written += fresh.len() as u64;
     Ok(())
+}
+
+/// Time to alert, for the alerts just committed: from each event's time,
+/// and from its object's arrival (once per object that raised any).
+fn observe_latency(metrics: &Metrics, batch: &[Done], fresh: &[(usize, usize)]) {
+    let now = crate::time::now_event_ms();
+    let mut last = None;
+    for &(di, i) in fresh {
+        let d = &batch[di];
+        if d.via.is_empty() {
+            continue;
+        }
+        if let Some(t) = d.event_ms(i) {
+            metrics
+                .event_to_alert
+                .with_label_values(&[d.via])
+                .observe((now - t).max(0) as f64 / 1000.0);
+        }
+        if last != Some(di)
+            && let Some(arrived) = d.arrived
+        {
+            metrics
+                .arrival_to_alert
+                .with_label_values(&[d.via])
+                .observe(arrived.elapsed().as_secs_f64());
+        }
+        last = Some(di);
+    }
 }

@@ -29,6 +29,9 @@ pub(super) struct Work {
     /// For each item, its bytes when the source fetched them (`None` for
     /// items the workers read themselves).
     pub(super) fetched: Vec<Option<Result<Vec<u8>, SourceError>>>,
+    /// When its listing returned: the arrival the time-to-alert histogram
+    /// measures from.
+    pub(super) arrived: Instant,
     /// Answered once the batch is committed; dropped unanswered when the
     /// engine stops first (the source then acknowledges nothing of it).
     pub(super) committed: mpsc::Sender<()>,
@@ -112,6 +115,7 @@ pub(super) fn drive(mut src: Box<dyn Source>, shared: &Shared<'_>, to_engine: Sy
                     break;
                 }
             };
+            let arrived = Instant::now();
             let mut pending = Vec::with_capacity(listed.len());
             for item in listed {
                 // A store that cannot answer: processed again rather than
@@ -138,6 +142,7 @@ pub(super) fn drive(mut src: Box<dyn Source>, shared: &Shared<'_>, to_engine: Sy
                     label: label.clone(),
                     items,
                     fetched,
+                    arrived,
                     committed: committed.clone(),
                 };
                 if to_engine.send(work).is_err() {

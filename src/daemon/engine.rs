@@ -25,6 +25,7 @@ impl Engine<'_> {
             label,
             items,
             fetched,
+            arrived,
             committed,
         } = work;
         let (rules, limits, metrics) = (self.rules, self.limits, self.metrics);
@@ -116,6 +117,8 @@ impl Engine<'_> {
                     alerts: fired,
                     deduplicated: report.matches_deduplicated,
                     cursor: item.cursor.clone(),
+                    via: item.via,
+                    arrived: Some(arrived),
                 });
             }
             self.stats.objects += done.len() as u64;
@@ -158,6 +161,8 @@ impl Engine<'_> {
             alerts: closing,
             deduplicated: 0,
             cursor: None,
+            via: "",
+            arrived: None,
         }];
         let windows = Some(self.correlator.save());
         deliver(&mut self.outputs, done, windows, &mut self.stats)

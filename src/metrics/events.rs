@@ -111,16 +111,25 @@ impl InternalEvent for EntryUnreadable<'_> {
     }
 }
 
-/// Alerts a remote sink delivered (`trailwatch_alerts_total{outcome="sent"}`).
+/// Alerts a remote sink delivered (`trailwatch_alerts_total{outcome="sent"}`),
+/// and how long each waited since it was committed
+/// (`trailwatch_alert_delivery_seconds`).
 pub struct Delivered<'a> {
     pub sink: &'a str,
-    pub alerts: u64,
+    /// When each alert was queued (committed), in ms.
+    pub queued_ms: Vec<u64>,
+    pub now_ms: u64,
 }
 
 impl InternalEvent for Delivered<'_> {
     fn emit(self, metrics: &Metrics) {
-        tracing::info!(sink = self.sink, alerts = self.alerts, "alerts delivered");
-        metrics.alerts(self.sink, "sent", self.alerts);
+        let n = self.queued_ms.len() as u64;
+        tracing::info!(sink = self.sink, alerts = n, "alerts delivered");
+        metrics.alerts(self.sink, "sent", n);
+        let waited = metrics.alert_delivery.with_label_values(&[self.sink]);
+        for q in self.queued_ms {
+            waited.observe(self.now_ms.saturating_sub(q) as f64 / 1000.0);
+        }
     }
 }
 
@@ -235,9 +244,21 @@ mod tests {
 
         Delivered {
             sink: "email",
-            alerts: 3,
+            queued_ms: vec![1_000, 2_000, 9_500],
+            now_ms: 10_000,
         }
         .emit(&m);
+        assert_eq!(
+            value(
+                &m,
+                "trailwatch_alert_delivery_seconds_count{sink=\"email\"}"
+            ),
+            3.0
+        );
+        assert_eq!(
+            value(&m, "trailwatch_alert_delivery_seconds_sum{sink=\"email\"}"),
+            17.5
+        );
         DeliveryFailed {
             sink: "email",
             alerts: 2,

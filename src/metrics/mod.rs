@@ -65,7 +65,26 @@ pub struct Metrics {
     pub correlation_dropped: IntCounterVec,
     pub store_commits: IntCounter,
     pub events_omitted: IntCounter,
+    /// Event time → alert committed, by the path the event came (`via`).
+    pub event_to_alert: HistogramVec,
+    /// Arrival (object listed, message received) → alert committed.
+    pub arrival_to_alert: HistogramVec,
+    /// Alert committed → accepted by a remote sink (the SMTP server, the
+    /// webhook), by sink.
+    pub alert_delivery: HistogramVec,
 }
+
+/// Seconds from an event to its alert: EventBridge's seconds to the 5–15
+/// minutes of log files, and a late backlog's hours.
+const EVENT_TO_ALERT_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 14400.0,
+];
+
+/// Seconds from arrival (or commit) to the next step: the daemon's own
+/// share, sub-second when all is well, minutes when a sink is down.
+const STEP_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
 
 impl Metrics {
     /// Create and register every metric. `accounts` are the account ids
@@ -162,6 +181,24 @@ impl Metrics {
             "Now minus eventTime of each record when processed.",
             &["source"],
             LAG_BUCKETS,
+        );
+        let event_to_alert = histogram(
+            "trailwatch_event_to_alert_seconds",
+            "Time from an event (its eventTime) to its alert committed, by the path it came.",
+            &["via"],
+            EVENT_TO_ALERT_BUCKETS,
+        );
+        let arrival_to_alert = histogram(
+            "trailwatch_arrival_to_alert_seconds",
+            "Time from an object listed or a message received to its alerts committed, by the path it came.",
+            &["via"],
+            STEP_BUCKETS,
+        );
+        let alert_delivery = histogram(
+            "trailwatch_alert_delivery_seconds",
+            "Time from an alert committed to a remote sink accepting it (SMTP server, webhook).",
+            &["sink"],
+            STEP_BUCKETS,
         );
         let object_duration = histogram(
             "trailwatch_object_duration_seconds",
@@ -280,6 +317,9 @@ impl Metrics {
             correlation_dropped,
             events_omitted,
             store_commits,
+            event_to_alert,
+            arrival_to_alert,
+            alert_delivery,
         }
     }
 
@@ -416,6 +456,18 @@ impl Metrics {
     pub fn declare_sink(&self, sink: &str, outcomes: &[&str]) {
         for o in outcomes {
             self.alerts.with_label_values(&[sink, o]);
+        }
+    }
+
+    /// Make the time-to-alert histograms exist for every path, and the
+    /// delivery one for each remote sink, before the first alert.
+    pub fn declare_latency(&self, remote_sinks: &[&str]) {
+        for via in crate::source::VIA {
+            self.event_to_alert.with_label_values(&[via]);
+            self.arrival_to_alert.with_label_values(&[via]);
+        }
+        for sink in remote_sinks {
+            self.alert_delivery.with_label_values(&[sink]);
         }
     }
 

@@ -185,6 +185,7 @@ impl super::Source for CloudWatchSource {
             etag: format!("{}-{}", batch.events, crate::time::now_event_ms()),
         };
         Ok(vec![super::Item {
+            via: "cloudwatch",
             name: format!("{}@{}", id.source, id.key),
             id,
             body: super::Body::Bytes(batch.document),

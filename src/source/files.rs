@@ -213,6 +213,7 @@ impl Source for Watched {
                 let (id, mtime) = file_object(root, &path)?;
                 // Perhaps still being written: next poll.
                 (poll.once || mtime <= settled).then(|| Item {
+                    via: "files",
                     id,
                     name: path.display().to_string(),
                     body: Body::File(path),

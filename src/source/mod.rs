@@ -40,7 +40,21 @@ pub struct Item {
     pub body: Body,
     /// The source cursor that committing this item advances, if any.
     pub cursor: Option<(String, Vec<u8>)>,
+    /// The path it came by, for the time-to-alert histograms' `via` label
+    /// (one of [`VIA`]).
+    pub via: &'static str,
 }
+
+/// Every path an item comes by: the `via` label values of the time-to-alert
+/// histograms (a fixed set, whatever the configuration).
+pub const VIA: [&str; 6] = [
+    "files",
+    "stdin",
+    "s3_poll",
+    "s3_notification",
+    "eventbridge",
+    "cloudwatch",
+];
 
 /// Where an item's bytes are.
 #[derive(Debug)]

@@ -240,7 +240,7 @@ impl Source for S3Source {
             .rt
             .block_on(self.list_objects())?
             .into_iter()
-            .map(|o| o.item(&bucket))
+            .map(|o| o.item(&bucket, "s3_poll"))
             .collect())
     }
 
@@ -255,9 +255,10 @@ impl Source for S3Source {
 }
 
 impl S3Object {
-    /// As the engine reads it.
-    pub fn item(self, bucket: &str) -> Item {
+    /// As the engine reads it, come `via` polling or a notification.
+    pub fn item(self, bucket: &str, via: &'static str) -> Item {
         Item {
+            via,
             name: format!("s3://{bucket}/{}", self.id.key),
             body: Body::Fetch {
                 size: u64::try_from(self.size).unwrap_or(0),

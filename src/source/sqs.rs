@@ -69,6 +69,7 @@ pub const EVENTBRIDGE_SOURCE: &str = "eventbridge";
 /// hand, named after the queue and message.
 fn event_item(e: notification::CloudTrailEvent, queue_url: &str, message_id: &str) -> Item {
     Item {
+        via: "eventbridge",
         id: ObjectId {
             source: EVENTBRIDGE_SOURCE.into(),
             key: e
@@ -289,7 +290,7 @@ impl SqsSource {
                     size: o.size.unwrap_or(0),
                 };
                 ids.push(obj.id.clone());
-                out.push(obj.item(&o.bucket));
+                out.push(obj.item(&o.bucket, "s3_notification"));
             }
             self.inflight.push(InFlight {
                 receipt: receipt.to_owned(),

@@ -88,6 +88,7 @@ impl Source for StdinSource {
                     etag: String::new(),
                 };
                 Item {
+                    via: "stdin",
                     name: format!("{}@{}", id.source, id.key),
                     id,
                     body: Body::Bytes(document),
