@@ -80,6 +80,11 @@ pub enum NotificationError {
     EventBridgeIncomplete,
     #[error("EventBridge CloudTrail event whose detail is not a record (a JSON object)")]
     EventBridgeNotARecord,
+    /// Only AWS may send events whose source starts with `aws.`
+    /// (PutEvents refuses it): anything else calling itself CloudTrail is a
+    /// forgery.
+    #[error("EventBridge CloudTrail event not from an AWS source (`aws.*`)")]
+    EventBridgeNotFromAws,
     #[error("not an S3, EventBridge or CloudTrail notification")]
     Unrecognised,
 }
@@ -220,6 +225,9 @@ fn parse_at(body: &str, what: &'static str, depth: u8) -> Result<Parsed, Notific
     if let Some(detail_type) = v.detail_type.as_deref()
         && is_cloudtrail_detail_type(detail_type)
     {
+        if !v.source.as_deref().is_some_and(|s| s.starts_with("aws.")) {
+            return Err(NotificationError::EventBridgeNotFromAws);
+        }
         let record = v
             .detail
             .filter(|d| d.get().starts_with('{'))
@@ -491,6 +499,15 @@ mod tests {
             let body = envelope("AWS API Call via CloudTrail", "aws.iam", &detail);
             assert!(
                 matches!(parse(&body), Err(NotificationError::EventBridgeNotARecord)),
+                "{body}"
+            );
+        }
+        // A custom event calling itself CloudTrail (PutEvents refuses
+        // `aws.*` sources to anyone but AWS).
+        for source in ["my.app", "", "awsiam"] {
+            let body = envelope("AWS API Call via CloudTrail", source, &api);
+            assert!(
+                matches!(parse(&body), Err(NotificationError::EventBridgeNotFromAws)),
                 "{body}"
             );
         }

@@ -135,7 +135,7 @@ pub struct SqsSource {
     pub last_received: usize,
     /// `stats` as last exported ([`SqsSource::stats_since_last`]).
     exported: SqsStats,
-    /// A long poll running in the background ([`SqsSource::start_receive`]).
+    /// A long poll in flight ([`SqsSource::start_receive`]).
     pending: Option<tokio::task::JoinHandle<Received>>,
 }
 
@@ -194,10 +194,10 @@ impl SqsSource {
         Fetcher::new(self.s3.clone(), bucket.to_owned())
     }
 
-    /// Start a long poll in the background, unless one is running: the
-    /// daemon goes on with its other sources while the queue is quiet (a
-    /// 20 s wait used to hold every source). Needs a tokio runtime.
-    pub fn start_receive(&mut self) {
+    /// Start a long poll as a task of its own, unless one is running: a
+    /// wait cut short (a stop) leaves it running, and the next receive
+    /// takes what it brings instead of asking again. Needs a tokio runtime.
+    fn start_receive(&mut self) {
         if self.pending.is_some() {
             return;
         }
@@ -209,20 +209,6 @@ impl SqsSource {
             .wait_time_seconds(self.config.wait_time_secs.clamp(0, 20))
             .visibility_timeout(self.config.visibility_timeout_secs.max(1));
         self.pending = Some(tokio::spawn(call.send()));
-    }
-
-    /// Whether a long poll is running.
-    pub fn receiving(&self) -> bool {
-        self.pending.is_some()
-    }
-
-    /// The items of a long poll that has returned (see
-    /// [`SqsSource::receive`]), or `None` while it still waits.
-    pub async fn take_received(&mut self) -> Option<Result<Vec<Item>, SourceError>> {
-        if !self.pending.as_ref().is_some_and(|p| p.is_finished()) {
-            return None;
-        }
-        Some(self.finish_receive().await)
     }
 
     /// Receive one batch of messages (long poll, waiting for it); returns
@@ -366,33 +352,22 @@ impl super::Source for SqsSource {
     }
 
     fn poll_interval(&self) -> std::time::Duration {
-        // Long polling does the waiting, in the background: look again
-        // soon to take what it brings.
-        if self.receiving() {
-            LOOK_EVERY
-        } else {
-            std::time::Duration::ZERO
-        }
+        // Long polling does the waiting: receive again at once.
+        std::time::Duration::ZERO
     }
 
     fn list(&mut self, poll: &super::Poll<'_>) -> Result<Vec<super::Item>, SourceError> {
-        let received = if poll.once {
-            // Draining: wait for each long poll (up to 20 s); a stop signal
-            // cuts it short (nothing is received then, so nothing is lost).
-            poll.rt.block_on(async {
-                tokio::select! {
-                    r = self.receive() => Some(r),
-                    () = stopped(poll.stop) => None,
-                }
-            })
-        } else {
-            // The long poll runs in the background; the other sources go
-            // on meanwhile, and its messages are taken at the first look
-            // after it returns.
-            let _runtime = poll.rt.enter();
-            self.start_receive();
-            poll.rt.block_on(self.take_received())
-        };
+        // Wait for the long poll (up to 20 s) on this source's own thread:
+        // a message is taken the moment SQS hands it over, and the other
+        // sources go on meanwhile. A stop cuts the wait short (the poll
+        // still running is kept, and abandoned if the source is dropped:
+        // what it receives shows again after the visibility timeout).
+        let received = poll.rt.block_on(async {
+            tokio::select! {
+                r = self.receive() => Some(r),
+                () = stopped(poll.stop) => None,
+            }
+        });
         let label = super::Source::label(self);
         for (outcome, n) in SqsStats::OUTCOMES.iter().zip(self.stats_since_last()) {
             poll.metrics
@@ -426,10 +401,6 @@ impl super::Source for SqsSource {
         self.last_received > 0
     }
 }
-
-/// How often the daemon looks whether a background long poll returned:
-/// the latency it adds to a queue's messages.
-const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Resolves once the stop flag is set (checked every 100 ms).
 async fn stopped(stop: &std::sync::atomic::AtomicBool) {
