@@ -456,6 +456,14 @@ fn an_smtp_outage_across_a_kill_delivers_every_alert_exactly_once() {
             && metric("trailwatch_alerts_total{outcome=\"sent\",sink=\"email\"}") == Some(n as f64))
         .then_some(())
     });
+    // Commit → SMTP server accepted, for every alert: each waited out the
+    // outage (its queue time survives the kill).
+    assert_eq!(
+        metric("trailwatch_alert_delivery_seconds_count{sink=\"email\"}"),
+        Some(n as f64)
+    );
+    let waited = metric("trailwatch_alert_delivery_seconds_sum{sink=\"email\"}").unwrap();
+    assert!(waited >= n as f64 * 0.1, "{waited} s for {n} alerts");
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     let mails = smtp.mails();
