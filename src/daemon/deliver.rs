@@ -3,7 +3,16 @@
 //! with the objects, the correlation windows and the cursors in one
 //! transaction.
 
-use super::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::sink::Sink;
+use super::{CORRELATION_STATE, DaemonError, LAST_EVENT_TIMES, RunStats, dedup_key};
+use crate::alert::remote::Remote;
+use crate::alert::{Alert, Match};
+use crate::checkpoint::{Commit, ObjectId, Store, now_ms};
+use crate::metrics::Metrics;
+use crate::rules::RuleSet;
 
 /// One processed object, ready to be delivered.
 pub(super) struct Done {

@@ -3,8 +3,20 @@
 //! correlations in order, and each group committed before the next runs.
 
 use super::drive::Work;
-use super::*;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use super::deliver::{Done, Outputs, deliver};
+use super::{DaemonError, DropLog, RunStats};
+use crate::checkpoint::{ObjectId, now_ms};
+use crate::correlate::Correlator;
+use crate::http::Health;
+use crate::metrics::Metrics;
 use crate::metrics::events::{InternalEvent, ObjectProcessed, ObjectUnreadable};
+use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
+use crate::rules::RuleSet;
+use crate::source::{self, Body};
 
 /// What the engine holds across batches.
 pub(super) struct Engine<'a> {

@@ -27,27 +27,26 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
 use thiserror::Error;
 
+use crate::alert::Alert;
 use crate::alert::outbox::Outbox;
 use crate::alert::remote::{self, Remote};
-use crate::alert::{Alert, Match};
-use crate::checkpoint::{Commit, ObjectId, Store, StoreError, now_ms};
+use crate::checkpoint::{Store, StoreError, now_ms};
 use crate::config::Config;
 use crate::correlate::Correlator;
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
-use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
+use crate::pipeline::{self, Limits};
 use crate::rules::RuleSet;
-use crate::source::{self, Body, Source};
+use crate::source::{self, Source};
 
 mod deliver;
 mod drive;
 mod engine;
 mod sink;
 
-use deliver::{Done, Outputs, deliver};
+use deliver::Outputs;
 use drive::{HaltOnDrop, Shared, Work, drive};
 use engine::Engine;
 use sink::Sink;
