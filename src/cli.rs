@@ -564,6 +564,9 @@ fn rules_test(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
 /// by `run` and `config check`, so the check refuses what `run` refuses.
 fn daemon_rules(config: &trailwatch::config::Config) -> Result<rules::RuleSet, String> {
     let mut rules = rules::load_or_builtin(&config.rules.dirs).map_err(|e| e.to_string())?;
+    rules
+        .add_filters(&config.rules.filters)
+        .map_err(|e| format!("rules.filters: {e}"))?;
     for e in &rules.errors {
         tracing::warn!("skipped rule: {e}");
     }

@@ -189,6 +189,10 @@ pub struct RulesConfig {
     pub thresholds: std::collections::BTreeMap<String, u64>,
     /// Refuse to start when a rule fails to load.
     pub strict: bool,
+    /// Sigma filter files or directories (`filter:` documents, the Sigma
+    /// filters specification) added on top of the rules in use, the
+    /// built-in pack included: exceptions without editing rules.
+    pub filters: Vec<PathBuf>,
 }
 
 /// `[correlation]`

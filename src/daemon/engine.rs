@@ -134,6 +134,7 @@ impl Engine<'_> {
                 });
             }
             self.stats.objects += done.len() as u64;
+            metrics.filters(rules);
             self.commit(done)?;
             self.health.tick();
         }

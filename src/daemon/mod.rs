@@ -220,6 +220,7 @@ pub fn run_with(
     if let Some(w) = &config.webhook {
         remotes.push(Arc::new(Remote::webhook(w)?));
     }
+    metrics.filters(rules);
     metrics.declare_latency(&remotes.iter().map(|r| r.outbox.sink).collect::<Vec<_>>());
     for r in &remotes {
         metrics.declare_sink(

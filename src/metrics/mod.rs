@@ -69,6 +69,8 @@ pub struct Metrics {
     pub event_to_alert: HistogramVec,
     /// Arrival (object listed, message received) → alert committed.
     pub arrival_to_alert: HistogramVec,
+    /// Rule matches each Sigma filter removed, by filter id.
+    pub filtered: IntCounterVec,
     /// Alert committed → accepted by a remote sink (the SMTP server, the
     /// webhook), by sink.
     pub alert_delivery: HistogramVec,
@@ -181,6 +183,11 @@ impl Metrics {
             "Now minus eventTime of each record when processed.",
             &["source"],
             LAG_BUCKETS,
+        );
+        let filtered = counter(
+            "trailwatch_filtered_total",
+            "Rule matches removed by a Sigma filter (an exception), by filter id.",
+            &["filter"],
         );
         let event_to_alert = histogram(
             "trailwatch_event_to_alert_seconds",
@@ -320,6 +327,18 @@ impl Metrics {
             event_to_alert,
             arrival_to_alert,
             alert_delivery,
+            filtered,
+        }
+    }
+
+    /// Add what each filter removed since the last call (and make every
+    /// filter's series exist at 0). Filter ids come from the operator's
+    /// own files: a bounded set.
+    pub fn filters(&self, rules: &crate::rules::RuleSet) {
+        for f in rules.filters() {
+            self.filtered
+                .with_label_values(&[&f.id])
+                .inc_by(f.take_removed());
         }
     }
 

@@ -160,7 +160,11 @@ fn err(message: impl Into<String>, near: Option<&str>) -> CompileError {
 
 /// Compile a rule's detection section.
 pub fn compile(rule: &SigmaRule) -> Result<Matcher, CompileError> {
-    let det = &rule.detection;
+    compile_detections(&rule.detection)
+}
+
+/// Compile a detection section (a rule's, or a filter's).
+pub fn compile_detections(det: &rsigma_parser::Detections) -> Result<Matcher, CompileError> {
     if det.timeframe.is_some() {
         return Err(err(
             "`timeframe` with `count()` aggregations is the retired Sigma form; \

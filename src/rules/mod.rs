@@ -7,6 +7,7 @@
 //! not pin an event name: the cost grows with matches, not with rule count.
 
 mod compile;
+pub mod filter;
 pub mod fixtures;
 mod load;
 mod pattern;
@@ -161,6 +162,8 @@ pub struct Rule {
     pub hidden: bool,
     /// What each correlation that references this rule needs from its events.
     pub feeds: Vec<Feed>,
+    /// The filters that apply to it (indexes in the set's filters).
+    pub filters: Vec<u32>,
 }
 
 /// Fields a correlation reads from the events of one referenced rule
@@ -246,6 +249,8 @@ pub struct RuleSet {
     /// Correlation rules read but not yet resolved (references may point
     /// to rules in files read later).
     pending: Vec<(String, Option<usize>, CorrelationRule)>,
+    /// Sigma filters ([`filter`]), resolved against `rules`.
+    filters: Vec<filter::Filter>,
     /// Problems met while loading (bad rules are skipped, not fatal).
     pub errors: Vec<RuleError>,
     /// Unique per built set: keys the per-thread substring-miss cache.
@@ -296,6 +301,72 @@ impl RuleSet {
 
     /// Parse one file's text and add the rules it holds.
     fn add_source(&mut self, path: &str, text: &str) {
+        self.add_text(path, text, false);
+    }
+
+    /// Add the filters of `paths` (files or directories) on top of the
+    /// rules in use (`rules.filters`): files there hold filters only.
+    pub fn add_filters(&mut self, paths: &[PathBuf]) -> Result<(), LoadError> {
+        for f in rule_files(paths)? {
+            let text = std::fs::read_to_string(&f).map_err(|source| LoadError::File {
+                path: f.clone(),
+                source,
+            })?;
+            self.add_text(&f.display().to_string(), &text, true);
+        }
+        self.resolve_filters();
+        Ok(())
+    }
+
+    /// The filters, in load order.
+    pub fn filters(&self) -> &[filter::Filter] {
+        &self.filters
+    }
+
+    /// Point each rule at the filters that name it; a filter naming no
+    /// loaded rule is a problem (a typo would otherwise silently filter
+    /// nothing).
+    fn resolve_filters(&mut self) {
+        for r in &mut self.rules {
+            r.filters.clear();
+        }
+        for (fi, f) in self.filters.iter().enumerate() {
+            let Some(targets) = &f.targets else {
+                for r in &mut self.rules {
+                    r.filters.push(fi as u32);
+                }
+                continue;
+            };
+            for t in targets {
+                let mut found = false;
+                for r in &mut self.rules {
+                    let m = &r.meta;
+                    if m.id == *t || m.name.as_deref() == Some(t.as_str()) || m.title == *t {
+                        if !r.filters.contains(&(fi as u32)) {
+                            r.filters.push(fi as u32);
+                        }
+                        found = true;
+                    }
+                }
+                if !found {
+                    let e = RuleError {
+                        path: f.path.clone(),
+                        line: None,
+                        message: format!(
+                            "filter `{}` names rule `{t}`, which is not loaded (filters apply \
+                             to detection rules, by id, name or title)",
+                            f.title
+                        ),
+                    };
+                    if !self.errors.contains(&e) {
+                        self.errors.push(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn add_text(&mut self, path: &str, text: &str, filters_only: bool) {
         if let Some(line) = retired_aggregation(text) {
             // rsigma-parser reports this as a condition syntax error; say
             // what it is and how to write it today.
@@ -331,6 +402,26 @@ impl RuleSet {
                 message: message.clone(),
             });
         }
+        for f in &collection.filters {
+            match compile::compile_detections(&f.detection) {
+                Ok(matcher) => self.filters.push(filter::Filter::new(f, matcher, path)),
+                Err(e) => self.errors.push(RuleError {
+                    path: path.to_owned(),
+                    line: e.near.as_deref().and_then(|n| locate(text, n)),
+                    message: format!("filter `{}`: {}", f.title, e.message),
+                }),
+            }
+        }
+        if filters_only && (!collection.rules.is_empty() || !collection.correlations.is_empty()) {
+            self.errors.push(RuleError {
+                path: path.to_owned(),
+                line: None,
+                message: "holds rules, not only filters: rules.filters adds filters on top of \
+                          the rules in use; put rules in rules.dirs"
+                    .into(),
+            });
+            return;
+        }
         for c in collection.correlations {
             let line = locate(text, "correlation");
             self.pending.push((path.to_owned(), line, c));
@@ -342,6 +433,7 @@ impl RuleSet {
                     matcher,
                     hidden: false,
                     feeds: Vec::new(),
+                    filters: Vec::new(),
                 }),
                 Err(e) => self.errors.push(RuleError {
                     path: path.to_owned(),
@@ -356,6 +448,7 @@ impl RuleSet {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         self.id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.resolve_correlations();
+        self.resolve_filters();
         self.by_field = vec![rustc_hash::FxHashMap::default(); INDEXED.len()];
         self.always.clear();
         let mut substr: HashMap<String, Vec<(String, u32)>> = HashMap::new();
@@ -699,7 +792,12 @@ impl RuleSet {
             let Some((k, i)) = best else { break };
             lists[k] = &lists[k][1..];
             let rule = &self.rules[i as usize];
-            if rule.matcher.matches(r) {
+            if rule.matcher.matches(r)
+                && !rule
+                    .filters
+                    .iter()
+                    .any(|&fi| self.filters[fi as usize].removes(r))
+            {
                 f(i as usize, rule);
             }
         }
