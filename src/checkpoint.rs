@@ -87,7 +87,7 @@ fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
 /// One processed object's identity. The etag changes when the content does
 /// (S3 ETag; size and mtime for local files), so a rewritten object is read
 /// again (and its alerts deduplicated).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ObjectId {
     pub source: String,
     pub key: String,

@@ -623,3 +623,51 @@ fn eventbridge_events_alert_once_beside_their_log_file() {
     });
     assert!(left.messages().is_empty(), "{:?}", left.messages());
 }
+
+/// One message naming the same object many times (an attacker's, or a
+/// buggy relay's) costs one read: 200 copies of one S3 record, one object
+/// processed, the message deleted.
+#[test]
+fn an_object_named_many_times_in_one_message_is_read_once() {
+    let moto = moto::Moto::start();
+    let (s3, sqs) = (moto.s3(), moto.sqs());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = "trail";
+    let key = "AWSLogs/111111111111/CloudTrail/us-east-1/2026/12/02/111111111111_CloudTrail_us-east-1_20261202T0000Z_many.json.gz";
+    let record: Value = serde_json::from_str(&s3_event(bucket, key)).unwrap();
+    let many = json!({"Records": vec![record["Records"][0].clone(); 200]}).to_string();
+    let queue_url = rt.block_on(async {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(b"{\"Records\":[]}".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        let q = sqs.create_queue().queue_name("many").send().await.unwrap();
+        let url = q.queue_url().unwrap().to_string();
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(many)
+            .send()
+            .await
+            .unwrap();
+        url
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = run(&moto, dir.path(), &queue_url);
+    assert!(
+        stderr.contains("objects=1 ") && stderr.contains("already_processed=0"),
+        "{stderr}"
+    );
+    let left = rt.block_on(async {
+        sqs.receive_message()
+            .queue_url(&queue_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+    });
+    assert!(left.messages().is_empty());
+}

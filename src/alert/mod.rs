@@ -208,8 +208,10 @@ impl Context {
         self.fields.get(&self.text, i)
     }
 
+    /// The event's id; an empty one is none (it would make distinct
+    /// events one, for deduplication and correlation counting).
     pub fn event_id(&self) -> Option<&str> {
-        self.field(0)
+        self.field(0).filter(|id| !id.is_empty())
     }
 
     pub fn event_time(&self) -> Option<&str> {
@@ -430,8 +432,10 @@ impl Match {
         self.fields.get(&self.text, i)
     }
 
+    /// The event's id; an empty one is none (it would make distinct
+    /// events one, for deduplication and correlation counting).
     pub fn event_id(&self) -> Option<&str> {
-        self.field(0)
+        self.field(0).filter(|id| !id.is_empty())
     }
 
     pub fn event_time(&self) -> Option<&str> {

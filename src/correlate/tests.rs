@@ -340,3 +340,26 @@ fn temporal_needs_every_rule_or_its_expression() {
     let mut k = Correlator::new(vec![with_expr], DEFAULT_LATENESS_MS, 100);
     assert_eq!(k.push(&hit(0, 0, "g", "only-r0")).len(), 1);
 }
+
+/// An empty eventID is no id: ten distinct denials that all say `""` are
+/// ten events (they used to count as one, and their alerts as one).
+#[test]
+fn an_empty_event_id_does_not_merge_distinct_events() {
+    let rules = crate::rules::RuleSet::builtin();
+    let events: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                r#"{{"eventID":"","eventName":"Op{i}","eventTime":"2026-11-20T10:00:0{i}Z","eventSource":"iam.amazonaws.com","errorCode":"AccessDenied","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::1:user/p"}}}}"#
+            )
+        })
+        .collect();
+    let doc = format!("{{\"Records\":[{}]}}", events.join(","));
+    let (alerts, _) = crate::pipeline::evaluate_document(doc.as_bytes(), &rules);
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.rule_title.starts_with("Burst of Denied")),
+        "{:?}",
+        alerts.iter().map(|a| &a.rule_title).collect::<Vec<_>>()
+    );
+}

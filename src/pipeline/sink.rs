@@ -170,7 +170,7 @@ impl Sink for ObjectSink<'_> {
                 // (Matches that neither carry an event nor feed a
                 // correlation are left alone: checking each costs a lock.)
                 if (with_event || !rule.feeds.is_empty())
-                    && let Some(id) = r.str(Top::EventId)
+                    && let Some(id) = r.str(Top::EventId).filter(|id| !id.is_empty())
                     && !self
                         .seen
                         .lock()

@@ -218,11 +218,23 @@ impl SourceError {
     }
 }
 
+/// How long an AWS call may wait for the first byte of its answer.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The shared AWS configuration of a source: the default credential chain
 /// (env, profile, web identity, ECS task role, IMDSv2) with the source's
 /// own region and endpoint, when given.
 pub async fn aws_config(region: Option<&str>, endpoint_url: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    // A server that accepts the connection and never answers must fail the
+    // call (and so the listing, logged, counted and shown on /readyz), not
+    // hold its source forever: no bytes within a minute is an error. A long
+    // poll answers within its 20 s wait.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(READ_TIMEOUT)
+        .build();
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(r) = region {
         loader = loader.region(aws_config::Region::new(r.to_owned()));
     }

@@ -65,6 +65,18 @@ impl Default for SqsConfig {
 /// fed by the same rule are skipped as processed.
 pub const EVENTBRIDGE_SOURCE: &str = "eventbridge";
 
+/// Longest event id kept as it is in the store's key.
+const MAX_EVENT_ID_KEY: usize = 128;
+
+fn sha256_hex(text: &str) -> String {
+    use std::fmt::Write;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// A CloudTrail event from the queue, as the engine reads it: the record in
 /// hand, named after the queue and message.
 fn event_item(e: notification::CloudTrailEvent, queue_url: &str, message_id: &str) -> Item {
@@ -72,9 +84,13 @@ fn event_item(e: notification::CloudTrailEvent, queue_url: &str, message_id: &st
         via: "eventbridge",
         id: ObjectId {
             source: EVENTBRIDGE_SOURCE.into(),
-            key: e
-                .event_id
-                .unwrap_or_else(|| format!("message:{message_id}")),
+            key: match e.event_id {
+                // CloudTrail's ids are 36-character UUIDs; a longer one (a
+                // forgery) is kept as its hash, so the store's key stays small.
+                Some(id) if id.len() > MAX_EVENT_ID_KEY => format!("sha256:{}", sha256_hex(&id)),
+                Some(id) => id,
+                None => format!("message:{message_id}"),
+            },
             etag: String::new(),
         },
         name: format!("{queue_url}#{message_id}"),
@@ -231,6 +247,10 @@ impl SqsSource {
             .map_err(|e| self.err(format!("receive task failed: {e}")))?
             .map_err(|e| SourceError::aws(self.config.queue_url.clone(), e))?;
         let mut out = Vec::new();
+        // An object or event named again in the same receive (one message
+        // can repeat a key thousands of times) is read once: its message
+        // still waits for its commit.
+        let mut named = std::collections::HashSet::new();
         self.last_received = resp.messages().len();
         for m in resp.messages() {
             self.stats.received += 1;
@@ -248,7 +268,9 @@ impl SqsSource {
                         objects: vec![item.id.clone()],
                         since: Instant::now(),
                     });
-                    out.push(item);
+                    if named.insert(item.id.clone()) {
+                        out.push(item);
+                    }
                     continue;
                 }
                 Ok(Parsed::TestEvent) => {
@@ -258,6 +280,8 @@ impl SqsSource {
                 }
                 Err(why) => {
                     self.stats.malformed += 1;
+                    // Bounded: a serde error quotes the offending value whole.
+                    let why = crate::alert::bound(&why.to_string());
                     tracing::warn!(queue = %self.config.queue_url, message = %id, "skipping malformed message: {why}");
                     Vec::new()
                 }
@@ -276,7 +300,9 @@ impl SqsSource {
                     size: o.size.unwrap_or(0),
                 };
                 ids.push(obj.id.clone());
-                out.push(obj.item(&o.bucket, "s3_notification"));
+                if named.insert(obj.id.clone()) {
+                    out.push(obj.item(&o.bucket, "s3_notification"));
+                }
             }
             self.inflight.push(InFlight {
                 receipt: receipt.to_owned(),
