@@ -285,6 +285,13 @@ fn test_events_and_malformed_messages_are_metrics_and_error_series_start_at_zero
             json!({"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}).to_string(),
             "not a notification".to_string(),
             "{\"Records\": 5}".to_string(),
+            // Valid, naming nothing to read: a removal, a digest file.
+            s3_event("b", "AWSLogs/1/CloudTrail/us-east-1/2026/12/02/x.json.gz")
+                .replace("ObjectCreated:Put", "ObjectRemoved:Delete"),
+            json!({"s3Bucket":"b","s3ObjectKey":[
+                "AWSLogs/111111111111/CloudTrail-Digest/us-east-1/2026/12/02/111111111111_CloudTrail-Digest_us-east-1_trail_us-east-1_20261202T000000Z.json.gz"
+            ]})
+            .to_string(),
         ] {
             sqs.send_message()
                 .queue_url(&url)
@@ -316,12 +323,14 @@ fn test_events_and_malformed_messages_are_metrics_and_error_series_start_at_zero
         let (_, body) = http_get(&addr, "/metrics")?;
         (sample(&body, &series("test_event")) == Some(1.0)
             && sample(&body, &series("malformed")) == Some(2.0)
-            && sample(&body, &series("deleted")) == Some(3.0))
+            && sample(&body, &series("nothing_to_read")) == Some(2.0)
+            && sample(&body, &series("deleted")) == Some(5.0))
         .then_some(body)
     });
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(sample(&metrics, &series("received")), Some(3.0));
+    assert_eq!(sample(&metrics, &series("received")), Some(5.0));
+    assert_eq!(sample(&metrics, &series("cloudtrail_event")), Some(0.0));
     for kind in ["gzip", "invalid_json", "too_large", "read", "truncated"] {
         assert_eq!(
             sample(

@@ -116,27 +116,32 @@ pub struct SqsStats {
     pub malformed: u64,
     /// CloudTrail events EventBridge delivered.
     pub events: u64,
+    /// Valid notifications naming nothing to read (ObjectRemoved, an empty
+    /// `Records`, digest files only): deleted, counted, logged at debug.
+    pub nothing_to_read: u64,
 }
 
 impl SqsStats {
     /// The `outcome` label of each counter, for
     /// `trailwatch_sqs_messages_total`.
-    pub const OUTCOMES: [&'static str; 5] = [
+    pub const OUTCOMES: [&'static str; 6] = [
         "received",
         "deleted",
         "test_event",
         "malformed",
         "cloudtrail_event",
+        "nothing_to_read",
     ];
 
     /// The counters in [`SqsStats::OUTCOMES`] order.
-    pub fn values(&self) -> [u64; 5] {
+    pub fn values(&self) -> [u64; 6] {
         [
             self.received,
             self.deleted,
             self.test_events,
             self.malformed,
             self.events,
+            self.nothing_to_read,
         ]
     }
 }
@@ -198,7 +203,7 @@ impl SqsSource {
 
     /// What the counters gained since the last call: the daemon adds it
     /// to its metrics after each receive.
-    pub fn stats_since_last(&mut self) -> [u64; 5] {
+    pub fn stats_since_last(&mut self) -> [u64; 6] {
         let now = self.stats.values();
         let before = self.exported.values();
         self.exported = self.stats.clone();
@@ -258,8 +263,14 @@ impl SqsSource {
                 continue;
             };
             let id = m.message_id().unwrap_or("?");
+            // A test event or a malformed message is counted as such, not
+            // as a notification naming nothing.
+            let mut parsed_nothing = true;
             let objects = match notification::parse(body) {
-                Ok(Parsed::Objects(objs)) => objs,
+                Ok(Parsed::Objects(objs)) => {
+                    parsed_nothing = false;
+                    objs
+                }
                 Ok(Parsed::Event(e)) => {
                     self.stats.events += 1;
                     let item = event_item(e, &self.config.queue_url, id);
@@ -303,6 +314,10 @@ impl SqsSource {
                 if named.insert(obj.id.clone()) {
                     out.push(obj.item(&o.bucket, "s3_notification"));
                 }
+            }
+            if ids.is_empty() && !parsed_nothing {
+                self.stats.nothing_to_read += 1;
+                tracing::debug!(queue = %self.config.queue_url, message = %id, "notification names nothing to read (removal, digest or empty); deleted");
             }
             self.inflight.push(InFlight {
                 receipt: receipt.to_owned(),
