@@ -33,6 +33,19 @@ fn run(moto: &moto::Moto, dir: &Path, queue_url: &str) -> String {
     )
 }
 
+/// Every message was deleted: a receive finds the queue empty.
+fn assert_queue_empty(rt: &tokio::runtime::Runtime, sqs: &aws_sdk_sqs::Client, queue_url: &str) {
+    let left = rt.block_on(async {
+        sqs.receive_message()
+            .queue_url(queue_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+    });
+    assert!(left.messages().is_empty(), "{:?}", left.messages());
+}
+
 fn s3_event(bucket: &str, encoded_key: &str) -> String {
     json!({"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put",
         "s3":{"bucket":{"name":bucket},"object":{"key":encoded_key}}}]})
@@ -117,15 +130,7 @@ fn every_notification_format_once_and_messages_deleted() {
     );
 
     // Every message, malformed and test ones included, was deleted.
-    let left = rt.block_on(async {
-        sqs.receive_message()
-            .queue_url(&queue_url)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap()
-    });
-    assert!(left.messages().is_empty(), "{:?}", left.messages());
+    assert_queue_empty(&rt, &sqs, &queue_url);
 
     // Redelivery of an already processed object: deleted, no new alert.
     rt.block_on(async {
@@ -145,15 +150,7 @@ fn every_notification_format_once_and_messages_deleted() {
         alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap()).len(),
         got.len()
     );
-    let left = rt.block_on(async {
-        sqs.receive_message()
-            .queue_url(&queue_url)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap()
-    });
-    assert!(left.messages().is_empty());
+    assert_queue_empty(&rt, &sqs, &queue_url);
 }
 
 #[test]
@@ -431,28 +428,9 @@ fn a_poison_message_costs_a_short_line_each_time_then_goes_to_the_dead_letter_qu
 /// A CloudTrail record as EventBridge's `detail` and a log file both carry
 /// it.
 fn record(event_name: &str, user: &str, n: usize, extra: Value) -> Value {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let t = now - 120 + n as u64;
-    let (days, secs) = ((t / 86_400) as i64, t % 86_400);
-    // Civil date from days (Howard Hinnant's algorithm), as eventTime.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let time = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
+    // Two minutes ago, a second apart: inside the burst windows.
+    let time =
+        trailwatch::time::iso_time(trailwatch::time::now_event_ms() - 120_000 + n as i64 * 1000);
     let mut r = json!({
         "eventVersion": "1.09",
         "userIdentity": {"type": "IAMUser", "userName": user, "accountId": "111111111111",
@@ -622,15 +600,7 @@ fn eventbridge_events_alert_once_beside_their_log_file() {
         "{got:#?}"
     );
     // Every message was deleted (the repeat of an event already known too).
-    let left = rt.block_on(async {
-        sqs.receive_message()
-            .queue_url(&queue_url)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap()
-    });
-    assert!(left.messages().is_empty(), "{:?}", left.messages());
+    assert_queue_empty(&rt, &sqs, &queue_url);
 }
 
 /// One message naming the same object many times (an attacker's, or a
@@ -670,13 +640,5 @@ fn an_object_named_many_times_in_one_message_is_read_once() {
         stderr.contains("objects=1 ") && stderr.contains("already_processed=0"),
         "{stderr}"
     );
-    let left = rt.block_on(async {
-        sqs.receive_message()
-            .queue_url(&queue_url)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap()
-    });
-    assert!(left.messages().is_empty());
+    assert_queue_empty(&rt, &sqs, &queue_url);
 }

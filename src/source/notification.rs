@@ -126,6 +126,8 @@ struct S3Record<'a> {
     s3: Option<S3Entity<'a>>,
 }
 
+/// An object's bucket and entry: an S3 record's `s3`, and an EventBridge
+/// "Object Created" event's `detail`, share this shape.
 #[derive(Deserialize)]
 struct S3Entity<'a> {
     #[serde(borrow, default)]
@@ -149,15 +151,6 @@ struct S3Obj<'a> {
     size: Option<i64>,
     #[serde(rename = "eTag", alias = "etag", borrow, default)]
     etag: Option<Cow<'a, str>>,
-}
-
-/// The `detail` of an EventBridge "Object Created" event.
-#[derive(Deserialize)]
-struct S3Detail<'a> {
-    #[serde(borrow, default)]
-    bucket: Option<Named<'a>>,
-    #[serde(borrow, default)]
-    object: Option<S3Obj<'a>>,
 }
 
 /// The one field of a CloudTrail record the queue needs.
@@ -208,7 +201,7 @@ fn parse_at(body: &str, what: &'static str, depth: u8) -> Result<Parsed, Notific
         return Ok(Parsed::Objects(out));
     }
     if v.source.as_deref() == Some("aws.s3") && v.detail_type.as_deref() == Some("Object Created") {
-        let detail: S3Detail<'_> = match v.detail {
+        let detail: S3Entity<'_> = match v.detail {
             Some(d) => {
                 serde_json::from_str(d.get()).map_err(|source| NotificationError::Invalid {
                     what: "EventBridge detail",
