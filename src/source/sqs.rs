@@ -69,12 +69,9 @@ pub const EVENTBRIDGE_SOURCE: &str = "eventbridge";
 const MAX_EVENT_ID_KEY: usize = 128;
 
 fn sha256_hex(text: &str) -> String {
-    use std::fmt::Write;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    digest.as_ref().iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::alert::hex(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref(),
+    )
 }
 
 /// A CloudTrail event from the queue, as the engine reads it: the record in
@@ -263,14 +260,12 @@ impl SqsSource {
                 continue;
             };
             let id = m.message_id().unwrap_or("?");
+            let parsed = notification::parse(body);
             // A test event or a malformed message is counted as such, not
             // as a notification naming nothing.
-            let mut parsed_nothing = true;
-            let objects = match notification::parse(body) {
-                Ok(Parsed::Objects(objs)) => {
-                    parsed_nothing = false;
-                    objs
-                }
+            let names_objects = matches!(parsed, Ok(Parsed::Objects(_)));
+            let objects = match parsed {
+                Ok(Parsed::Objects(objs)) => objs,
                 Ok(Parsed::Event(e)) => {
                     self.stats.events += 1;
                     let item = event_item(e, &self.config.queue_url, id);
@@ -315,7 +310,7 @@ impl SqsSource {
                     out.push(obj.item(&o.bucket, "s3_notification"));
                 }
             }
-            if ids.is_empty() && !parsed_nothing {
+            if ids.is_empty() && names_objects {
                 self.stats.nothing_to_read += 1;
                 tracing::debug!(queue = %self.config.queue_url, message = %id, "notification names nothing to read (removal, digest or empty); deleted");
             }
