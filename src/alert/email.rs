@@ -502,10 +502,7 @@ pub fn message_id(group: &[(u64, Entry)], domain: &str) -> String {
         ctx.update(k.as_bytes());
     }
     let digest = ctx.finish();
-    let hex: String = digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = super::hex(&digest.as_ref()[..16]);
     format!("<trailwatch.{hex}.{}@{domain}>", group.len())
 }
 

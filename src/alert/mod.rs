@@ -617,6 +617,18 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Lowercase hex of `bytes` in one allocation (saved correlation ids,
+/// Message-IDs, hashed store keys).
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
+}
+
 /// Copy at most [`MAX_FIELD_BYTES`] of `s`, cut on a character boundary,
 /// with a marker saying how many bytes were dropped.
 pub fn bound(s: &str) -> String {

@@ -87,13 +87,7 @@ impl IdKey {
     /// As saved (32 hex digits).
     pub(super) fn to_hex(self) -> String {
         // Per counted id at each commit: one allocation, not one per byte.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(32);
-        for b in self.0 {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        out
+        crate::alert::hex(&self.0)
     }
 
     pub(super) fn from_hex(s: &str) -> Option<IdKey> {

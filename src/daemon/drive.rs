@@ -174,6 +174,14 @@ pub(super) fn drive(mut src: Box<dyn Source>, shared: &Shared<'_>, to_engine: Sy
     }
 }
 
+/// A [`Body::Fetch`] item its source returned no bytes for.
+pub(super) fn not_fetched(item: &Item) -> SourceError {
+    SourceError::Remote {
+        name: item.name.clone(),
+        message: "not fetched".into(),
+    }
+}
+
 /// Read a batch's [`Body::Fetch`] items through their source (together:
 /// remote reads overlap); `None` for the items the workers read.
 fn fetch(
@@ -190,14 +198,8 @@ fn fetch(
     batch
         .iter()
         .map(|i| {
-            matches!(i.body, Body::Fetch { .. }).then(|| {
-                got.next().unwrap_or_else(|| {
-                    Err(SourceError::Remote {
-                        name: i.name.clone(),
-                        message: "not fetched".into(),
-                    })
-                })
-            })
+            matches!(i.body, Body::Fetch { .. })
+                .then(|| got.next().unwrap_or_else(|| Err(not_fetched(i))))
         })
         .collect()
 }

@@ -2,7 +2,7 @@
 //! through the pipeline a thread's worth at a time, their hits through the
 //! correlations in order, and each group committed before the next runs.
 
-use super::drive::Work;
+use super::drive::{Work, not_fetched};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::metrics::events::{InternalEvent, ObjectProcessed, ObjectUnreadable};
 use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
 use crate::rules::RuleSet;
-use crate::source::{self, Body};
+use crate::source::Body;
 
 /// What the engine holds across batches.
 pub(super) struct Engine<'a> {
@@ -69,13 +69,9 @@ impl Engine<'_> {
                         (Body::Fetch { .. }, Some(Err(e))) => {
                             return (pipeline::read_failed(&item.name, &e), Duration::ZERO);
                         }
-                        (Body::Fetch { .. }, None) => pipeline::read_failed(
-                            &item.name,
-                            &source::SourceError::Remote {
-                                name: item.name.clone(),
-                                message: "not fetched".into(),
-                            },
-                        ),
+                        (Body::Fetch { .. }, None) => {
+                            pipeline::read_failed(&item.name, &not_fetched(item))
+                        }
                     };
                     (report, started.elapsed())
                 })
