@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use scenarios::{Expect, Injected, background, scenario};
+
 mod scenarios;
-use scenarios::*;
 
 /// What to generate.
 #[derive(Clone, Debug)]

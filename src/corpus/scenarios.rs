@@ -1,7 +1,9 @@
 //! What the synthetic corpus holds: background traffic, and the attack
 //! scenarios injected into it with the alerts they must raise.
 
-use super::*;
+use std::fmt::Write as _;
+
+use super::{AGENTS, Actor, ROLES, Rng, iam_user, record, role_session};
 
 /// One ordinary call; returns whether it alerts (a denied call) and its id.
 pub(super) fn background(

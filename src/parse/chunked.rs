@@ -2,14 +2,20 @@
 //! and in parallel: cuts found from the real JSON structure, each chunk's
 //! tape kept in the core's cache.
 
-use super::*;
+use memchr::memmem;
+use simd_json::Tape;
+
+use super::{
+    Failed, Kind, Layout, NeedsRecovery, Record, Sink, State, Value, check_types, fill, not_object,
+    scan, with_state,
+};
 
 /// How a CloudTrail record opens; heuristic chunk cuts look for it.
 pub(super) const RECORD_START: &[u8] = b"{\"eventVersion\"";
 
 /// The index of the `]` closing the records array, when `data` ends with
 /// `]}` (whitespace allowed) after `from`.
-pub(super) fn native_records_close(data: &[u8], from: usize) -> Option<usize> {
+fn native_records_close(data: &[u8], from: usize) -> Option<usize> {
     let mut end = data.len();
     for close in [b'}', b']'] {
         while end > from && scan::is_ws(data[end - 1]) {
@@ -28,7 +34,7 @@ pub(super) fn native_records_close(data: &[u8], from: usize) -> Option<usize> {
 pub(super) const CHUNKED_MIN_BYTES: usize = 2 << 20;
 /// Text per chunk: its tape and records stay in the core's cache while
 /// the rules read them.
-pub(super) const CHUNK_BYTES: usize = 256 << 10;
+const CHUNK_BYTES: usize = 256 << 10;
 
 /// The chunking in force: [`CHUNKED_MIN_BYTES`] and [`CHUNK_BYTES`],
 /// unless a test or fuzz target shrank them ([`set_chunking`]) so small
@@ -130,7 +136,7 @@ pub(super) fn chunk_cuts(data: &[u8]) -> Option<Vec<usize>> {
 
 /// The end of chunk `k` of `cuts`: `data[cuts[k]..chunk_end]` holds its
 /// records without the comma that separates it from the next.
-pub(super) fn chunk_end(data: &[u8], cuts: &[usize], k: usize) -> usize {
+fn chunk_end(data: &[u8], cuts: &[usize], k: usize) -> usize {
     if k + 2 < cuts.len() {
         end_before(data, cuts[k + 1])
     } else {
@@ -206,7 +212,7 @@ pub(super) fn parse_chunk(
 /// the array's brackets for the parse and are put back after, and the
 /// text that follows serves as simd-json's padding. Strings with escapes
 /// may be left unescaped in place, even when the parse fails.
-pub(super) fn parse_chunk_in_place(
+fn parse_chunk_in_place(
     st: &mut State,
     data: &mut [u8],
     a: usize,
@@ -226,7 +232,7 @@ pub(super) fn parse_chunk_in_place(
 /// Fill the tape for `text[..n]`, an array of records, and hand them to the
 /// sink numbered from `first` (`offset`: where the chunk's text starts in
 /// the document, for messages). `None` if it does not parse.
-pub(super) fn parse_records_array(
+fn parse_records_array(
     st: &mut State,
     text: &mut [u8],
     n: usize,

@@ -35,11 +35,13 @@ pub(crate) mod scan;
 mod walk;
 
 pub use chunked::set_chunking;
-use chunked::*;
+use chunked::{
+    RECORD_START, chunk_bytes, chunk_cuts, chunked_min_bytes, count_starts, end_before,
+    is_record_start, parse_chunk, parse_native_chunked,
+};
 
 use std::cell::Cell;
 
-use memchr::memmem;
 use rayon::prelude::*;
 use simd_json::{Buffers, Tape};
 use thiserror::Error;

@@ -1,3 +1,4 @@
+use super::chunked::CHUNKED_MIN_BYTES;
 use super::*;
 use std::sync::Mutex;
 

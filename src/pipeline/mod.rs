@@ -11,21 +11,16 @@
 //! the [`Summary`].
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::BuildHasher;
-use std::io::{self, Write};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::io;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::alert::{Alert, EventJson, Match, MatchBatch, bound, jsonl};
-use crate::correlate::{self, Correlator, Hit, HitContext};
+use crate::alert::{Alert, Match};
+use crate::correlate::{self, Correlator, Hit};
 use crate::decode::{self, DecodeError};
-use crate::parse::{self, Ident, Kind, Layout, ParseError, ParseErrorKind, Record, Sink, Top};
+use crate::parse::{self, Ident, Layout, ParseErrorKind, Record, Top};
 use crate::rules::RuleSet;
 use crate::source::SourceError;
 use crate::source::files::Input;

@@ -1,7 +1,24 @@
 //! `trailwatch scan`: objects in parallel, output in input order, and the
 //! summary.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::{
+    ErrorKind, InputError, Limits, ObjectReport, ObjectSink, STREAM_MIN_BYTES, process_file,
+    process_object, stream,
+};
+use crate::alert::jsonl;
+use crate::correlate::{self, Correlator};
+use crate::decode;
+use crate::rules::RuleSet;
+use crate::source::files::Input;
 
 /// Totals of a scan, printed to stderr at the end.
 #[derive(Clone, Debug, Default, Serialize)]

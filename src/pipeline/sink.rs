@@ -3,7 +3,16 @@
 //! posture changes and the errors kept, gathered from the parallel chunks
 //! and put back in order.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{InputError, KEPT_ERRORS_PER_OBJECT, Limits, ObjectReport, Posture};
+use crate::alert::{EventJson, Match, MatchBatch, bound};
+use crate::correlate::{self, Hit, HitContext};
+use crate::parse::{self, Kind, Layout, ParseError, ParseErrorKind, Record, Sink, Top};
+use crate::rules::RuleSet;
 
 /// Collects one object's matches and problems from parallel chunk tasks.
 pub(super) struct ObjectSink<'a> {

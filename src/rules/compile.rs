@@ -5,14 +5,12 @@
 //! needles lowercased, wildcard shapes classified, selectors (`1 of sel*`)
 //! expanded to the detections they name. Matching then only walks the tape.
 
-use std::collections::HashSet;
-
 use rsigma_parser::{
     ConditionExpr, Detection, DetectionItem, Modifier, Quantifier, SigmaRule, SigmaValue,
 };
 
 use super::pattern::Pattern;
-use crate::parse::{FieldPath, Kind, Record, Value};
+use crate::parse::{FieldPath, Value};
 
 /// A compiled rule body: the condition over the detections it names.
 #[derive(Debug, Clone)]

@@ -1,7 +1,11 @@
 //! Reading rule files: the metadata each rule carries, where a problem is
 //! in its file, and the rule directories (or the built-in pack).
 
-use super::*;
+use std::path::PathBuf;
+
+use rsigma_parser::{CorrelationRule, SigmaRule};
+
+use super::{Level, LoadError, RuleMeta, RuleSet};
 
 pub(super) fn meta(rule: &SigmaRule, path: &str) -> RuleMeta {
     RuleMeta {

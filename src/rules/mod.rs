@@ -12,7 +12,7 @@ pub mod fixtures;
 mod load;
 mod pattern;
 
-use load::*;
+use load::{correlation_meta, locate, locate_quoted, meta, retired_aggregation, yaml_line};
 pub use load::{load_or_builtin, rule_files};
 
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use rsigma_parser::{
     ConditionExpr, ConditionOperator, CorrelationCondition, CorrelationRule, CorrelationType,
-    Level as SigmaLevel, SigmaRule,
+    Level as SigmaLevel,
 };
 use serde::Serialize;
 use thiserror::Error;

@@ -1,7 +1,14 @@
 //! Evaluating a compiled rule against a record: the conditions, then each
 //! detection item's tests on the record's values.
 
-use super::*;
+use std::collections::HashSet;
+
+use super::{
+    CmpOp, Cond, Det, Item, Shape, Test, Value, det_paths, item_substrings, item_values, required,
+};
+use crate::parse::{Kind, Record};
+use crate::rules::Matcher;
+use crate::rules::pattern::Pattern;
 
 impl Matcher {
     /// Literals one of which any match requires in the field at `path`.

@@ -1,4 +1,5 @@
 use super::*;
+use crate::parse::Record;
 
 fn rule(detection: &str) -> Result<Matcher, CompileError> {
     let yaml = format!(
