@@ -31,10 +31,24 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9808";
 pub struct Health {
     /// When the main loop last made progress (ms since the epoch).
     last_tick_ms: AtomicU64,
-    /// No tick for this long means the loop is stuck: not alive.
+    /// No tick for this long means the loop is stuck: not alive. A source
+    /// busy in one listing or fetch for this long is reported by `/readyz`.
     stall_after_ms: u64,
-    /// Each source's last listing error, `None` once it succeeded.
-    sources: Mutex<BTreeMap<String, Option<String>>>,
+    /// Each source's state, by label.
+    sources: Mutex<BTreeMap<String, SourceHealth>>,
+}
+
+/// One source as `/readyz` sees it.
+#[derive(Default)]
+struct SourceHealth {
+    /// Its last listing's error, `None` once one succeeded.
+    problem: Option<String>,
+    /// Since when (ms since the epoch) it has been inside one listing or
+    /// fetch; `None` while it sleeps until its next poll or waits for the
+    /// engine. Every AWS call has a timeout, so a source busy far longer
+    /// than any call is stuck, and nothing else would say so: its last
+    /// listing succeeded.
+    busy_since_ms: Option<u64>,
 }
 
 impl Health {
@@ -51,20 +65,54 @@ impl Health {
         self.last_tick_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    fn with_source(&self, name: &str, f: impl FnOnce(&mut SourceHealth)) {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        f(sources.entry(name.to_owned()).or_default());
+    }
+
     /// A source was listed: `problem` is `None`, or why not (a bounded
     /// message, no secrets: the SDK's error text names the operation and
     /// the service's code).
     pub fn source(&self, name: &str, problem: Option<String>) {
-        self.sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), problem);
+        self.with_source(name, |s| s.problem = problem);
+    }
+
+    /// A source starts (`true`) or ends (`false`) one listing or fetch.
+    pub fn busy(&self, name: &str, busy: bool) {
+        let now = now_ms();
+        self.with_source(name, |s| s.busy_since_ms = busy.then_some(now));
     }
 
     /// What is wrong with the loop, if it has stopped making progress.
     fn stall(&self) -> Option<String> {
         let idle = now_ms().saturating_sub(self.last_tick_ms.load(Ordering::Relaxed));
         (idle > self.stall_after_ms).then(|| format!("main loop stalled for {} s", idle / 1000))
+    }
+
+    /// Every problem but the store's: a stalled loop, each source's last
+    /// listing error, each source stuck in one listing or fetch.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self.stall().into_iter().collect();
+        let now = now_ms();
+        for (name, s) in self
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            if let Some(e) = &s.problem {
+                problems.push(format!("source {name}: {e}"));
+            }
+            if let Some(since) = s.busy_since_ms
+                && now.saturating_sub(since) > self.stall_after_ms
+            {
+                problems.push(format!(
+                    "source {name}: one listing or fetch has taken {} s (stuck?)",
+                    now.saturating_sub(since) / 1000
+                ));
+            }
+        }
+        problems
     }
 }
 
@@ -139,27 +187,15 @@ async fn healthz(State(app): State<App>) -> impl IntoResponse {
     }
 }
 
-/// Ready: alive, the store takes a write, and every source's last listing
-/// succeeded. The body lists each problem.
+/// Ready: alive, the store takes a write, every source's last listing
+/// succeeded and none is stuck in one. The body lists each problem.
 async fn readyz(State(app): State<App>) -> impl IntoResponse {
-    let mut problems = Vec::new();
-    problems.extend(app.health.stall());
+    let mut problems = app.health.problems();
     let store = Arc::clone(&app.store);
     match tokio::task::spawn_blocking(move || store.probe()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => problems.push(format!("state store not writable: {e}")),
         Err(e) => problems.push(format!("state store probe failed: {e}")),
-    }
-    for (name, err) in app
-        .health
-        .sources
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
-        if let Some(e) = err {
-            problems.push(format!("source {name}: {e}"));
-        }
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready\n".to_owned())
@@ -212,5 +248,35 @@ pub fn check(url: &str, timeout: Duration) -> Result<String, HttpError> {
         Ok(body)
     } else {
         Err(fail(format!("status {status}: {body}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source inside one listing for longer than the stall limit is
+    /// reported, by name, until the listing ends; one sleeping until its
+    /// next poll is not, however long it sleeps.
+    #[test]
+    fn a_source_stuck_in_one_listing_is_reported_until_it_returns() {
+        let health = Health::new(Duration::from_millis(20));
+        health.source("s3:bucket", None);
+        health.source("sqs:queue", None);
+        health.busy("s3:bucket", true);
+        health.busy("sqs:queue", true);
+        health.busy("sqs:queue", false);
+        std::thread::sleep(Duration::from_millis(60));
+        health.tick();
+        let problems = health.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("source s3:bucket: one listing or fetch has taken"),
+            "{problems:?}"
+        );
+        health.busy("s3:bucket", false);
+        assert_eq!(health.problems(), Vec::<String>::new());
+        health.source("sqs:queue", Some("AccessDenied (403)".into()));
+        assert_eq!(health.problems(), ["source sqs:queue: AccessDenied (403)"]);
     }
 }

@@ -95,7 +95,11 @@ pub(super) fn drive(mut src: Box<dyn Source>, shared: &Shared<'_>, to_engine: Sy
                 stop: shared.halt,
                 metrics: shared.metrics,
             };
-            let listed = match src.list(&poll) {
+            let watched = !src.listing_waits_for_input();
+            shared.health.busy(&label, watched);
+            let listed = src.list(&poll);
+            shared.health.busy(&label, false);
+            let listed = match listed {
                 Ok(l) => {
                     shared.health.source(&label, None);
                     l
@@ -137,7 +141,9 @@ pub(super) fn drive(mut src: Box<dyn Source>, shared: &Shared<'_>, to_engine: Sy
                 let rest = pending.split_off(shared.batch.min(pending.len()));
                 let items = std::mem::replace(&mut pending, rest);
                 src.heartbeat(shared.rt);
+                shared.health.busy(&label, true);
                 let fetched = fetch(src.as_ref(), shared.rt, &items, shared.max_object_bytes);
+                shared.health.busy(&label, false);
                 let work = Work {
                     label: label.clone(),
                     items,

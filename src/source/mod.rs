@@ -130,6 +130,13 @@ pub trait Source: Send {
         false
     }
 
+    /// A listing waits for input as long as there is none (stdin), so a
+    /// long one is not a stuck one (`/readyz` reports a source inside one
+    /// listing or fetch for longer than `http.stall_secs`).
+    fn listing_waits_for_input(&self) -> bool {
+        false
+    }
+
     /// Nothing more to give, ever (stdin closed).
     fn finished(&self) -> bool {
         false

@@ -103,6 +103,10 @@ impl Source for StdinSource {
         !self.finished
     }
 
+    fn listing_waits_for_input(&self) -> bool {
+        true
+    }
+
     fn finished(&self) -> bool {
         self.finished
     }
