@@ -167,6 +167,10 @@ pub struct OutputConfig {
     /// and the mails. Building it is most of an alert's cost: with a rule
     /// matching most events, turning it off keeps throughput up.
     pub include_event: bool,
+    /// How alerts look on stdout (without `jsonl_path`): `json` (one
+    /// object per line, for pipes) or `text` (one readable line per alert,
+    /// for a person watching). `run --format` sets it.
+    pub stdout_format: crate::alert::jsonl::Format,
 }
 
 impl Default for OutputConfig {
@@ -174,6 +178,7 @@ impl Default for OutputConfig {
         OutputConfig {
             jsonl_path: None,
             include_event: true,
+            stdout_format: crate::alert::jsonl::Format::Json,
         }
     }
 }
@@ -193,6 +198,11 @@ pub struct RulesConfig {
     /// filters specification) added on top of the rules in use, the
     /// built-in pack included: exceptions without editing rules.
     pub filters: Vec<PathBuf>,
+    /// Ids or names of rules, correlation rules or filters to run in dry
+    /// run: a rule's alerts are counted and written to the JSON lines but
+    /// never mailed or sent; a filter removes nothing and counts what it
+    /// would have removed. A name nothing answers to refuses the start.
+    pub dry_run: Vec<String>,
 }
 
 /// `[correlation]`

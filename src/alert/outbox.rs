@@ -146,6 +146,8 @@ pub struct Queued {
     pub suppressed: u64,
     /// Below the sink's minimum level.
     pub filtered: u64,
+    /// Of a rule in dry run: written locally, never sent.
+    pub dry_run: u64,
 }
 
 /// The outbox of one remote sink.
@@ -194,7 +196,8 @@ impl Outbox {
     }
 
     /// Queue `alerts` inside the caller's write transaction (the one that
-    /// commits their objects), applying the level filter and suppression.
+    /// commits their objects), applying the level filter and suppression;
+    /// alerts of a rule in dry run are counted and left out.
     /// They are taken one at a time, so a batch need not hold them all.
     pub fn enqueue(
         &self,
@@ -213,6 +216,10 @@ impl Outbox {
         let mut suppress = txn.open_table(SUPPRESS)?;
         let window_ms = self.storm.suppress_secs.saturating_mul(1000);
         for a in alerts {
+            if a.rule.dry_run {
+                out.dry_run += 1;
+                continue;
+            }
             if a.level < self.min_level {
                 out.filtered += 1;
                 continue;
@@ -603,6 +610,23 @@ mod tests {
         low.level = Level::Low;
         let q = enqueue(&db, &o, &[low, alert("r2", "a")], 0);
         assert_eq!((q.queued, q.filtered), (1, 1));
+    }
+
+    /// A rule in dry run is written locally but never queued for a mail
+    /// or a webhook, however severe; it is counted as such.
+    #[test]
+    fn alerts_of_a_rule_in_dry_run_are_not_queued() {
+        let (_d, db) = db();
+        let o = outbox(StormConfig::default());
+        let mut trial = with_level("r", "a", "critical");
+        let mut meta = (*trial.rule).clone();
+        meta.dry_run = true;
+        trial.rule = std::sync::Arc::new(meta);
+        let q = enqueue(&db, &o, &[trial, alert("r2", "a")], 0);
+        assert_eq!((q.queued, q.dry_run), (1, 1));
+        let due = o.due(&db, 0, 10).unwrap().unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].1.alert.rule_id, "r2");
     }
 
     fn with_level(rule: &str, principal: &str, level: &'static str) -> Alert {

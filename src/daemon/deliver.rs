@@ -167,6 +167,7 @@ pub(super) fn deliver(
         metrics.alerts(r.outbox.sink, "queued", q.queued);
         metrics.alerts(r.outbox.sink, "suppressed", q.suppressed);
         metrics.alerts(r.outbox.sink, "filtered", q.filtered);
+        metrics.alerts(r.outbox.sink, "dry_run", q.dry_run);
         if q.queued > 0 {
             r.wake.notify_one();
         }

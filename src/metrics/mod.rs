@@ -71,6 +71,7 @@ pub struct Metrics {
     pub arrival_to_alert: HistogramVec,
     /// Rule matches each Sigma filter removed, by filter id.
     pub filtered: IntCounterVec,
+    pub filter_dry_run: IntCounterVec,
     /// Alert committed → accepted by a remote sink (the SMTP server, the
     /// webhook), by sink.
     pub alert_delivery: HistogramVec,
@@ -131,8 +132,9 @@ impl Metrics {
         );
         let objects = counter(
             "trailwatch_objects_total",
-            "Objects by outcome: processed, skipped (already processed), digest \
-             (CloudTrail digest files, not records), failed (read error; retried).",
+            "Objects by outcome: processed, already_processed (listed again, unchanged: \
+             not read, nothing lost), digest (CloudTrail digest files, not records), \
+             failed (read error; retried).",
             &["source", "outcome"],
         );
         let input_errors = counter(
@@ -187,6 +189,12 @@ impl Metrics {
         let filtered = counter(
             "trailwatch_filtered_total",
             "Rule matches removed by a Sigma filter (an exception), by filter id.",
+            &["filter"],
+        );
+        let filter_dry_run = counter(
+            "trailwatch_filter_dry_run_total",
+            "Rule matches a Sigma filter in dry run would have removed (they alerted), \
+             by filter id.",
             &["filter"],
         );
         let event_to_alert = histogram(
@@ -328,6 +336,7 @@ impl Metrics {
             arrival_to_alert,
             alert_delivery,
             filtered,
+            filter_dry_run,
         }
     }
 
@@ -336,9 +345,12 @@ impl Metrics {
     /// own files: a bounded set.
     pub fn filters(&self, rules: &crate::rules::RuleSet) {
         for f in rules.filters() {
-            self.filtered
-                .with_label_values(&[&f.id])
-                .inc_by(f.take_removed());
+            let counter = if f.dry_run {
+                &self.filter_dry_run
+            } else {
+                &self.filtered
+            };
+            counter.with_label_values(&[&f.id]).inc_by(f.take_removed());
         }
     }
 
@@ -434,7 +446,7 @@ impl Metrics {
     /// Make every series of a source exist at 0, so dashboards and
     /// `rate()` see it before its first object.
     pub fn declare_source(&self, source: &str) {
-        for outcome in ["processed", "skipped", "digest", "failed"] {
+        for outcome in ["processed", "already_processed", "digest", "failed"] {
             self.objects.with_label_values(&[source, outcome]);
         }
         self.records.with_label_values(&[source]);

@@ -42,6 +42,10 @@ pub struct Summary {
     pub stopped_early: bool,
     /// Correlation state counters (late, untimed, evicted).
     pub correlation: correlate::CorrelationStats,
+    /// Matches each Sigma filter removed (`(filter id, dry run, count)`;
+    /// a filter in dry run removed nothing: the count is what it would
+    /// have removed).
+    pub filters: Vec<(String, bool, u64)>,
 }
 
 impl Summary {
@@ -121,6 +125,13 @@ impl fmt::Display for Summary {
                 "correlation: {} late events dropped, {} dated in the future, {} without eventTime, {} counted before (same event id), {} groups and {} events evicted",
                 c.late, c.future, c.untimed, c.duplicates, c.evicted_groups, c.evicted_events
             )?;
+        }
+        for (id, dry_run, n) in &self.filters {
+            if *dry_run {
+                writeln!(f, "filter {id} (dry run): would have removed {n} matches")?;
+            } else {
+                writeln!(f, "filter {id}: removed {n} matches")?;
+            }
         }
         if self.stopped_early {
             writeln!(f, "stopped at the first error (--strict)")?;
@@ -236,6 +247,11 @@ pub fn scan(
         }
     }
     summary.correlation = correlator.stats.clone();
+    summary.filters = rules
+        .filters()
+        .iter()
+        .map(|f| (f.id.clone(), f.dry_run, f.take_removed()))
+        .collect();
     out.flush()?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)

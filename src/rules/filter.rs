@@ -24,8 +24,15 @@ pub struct Filter {
     pub path: String,
     /// The rules it names; `None`: every rule.
     pub targets: Option<Vec<String>>,
+    /// Its Sigma `name`, which `rules.dry_run` may use.
+    pub name: Option<String>,
     pub(super) matcher: Matcher,
-    /// Matches removed since [`Filter::take_removed`] last ran.
+    /// Removes nothing: counts what it would have removed (`dry_run: true`
+    /// in its document, or `rules.dry_run`), so an exception can be tried
+    /// before it silences anything.
+    pub dry_run: bool,
+    /// Matches removed (in dry run: that it would have removed) since
+    /// [`Filter::take_removed`] last ran.
     removed: AtomicU64,
 }
 
@@ -42,18 +49,21 @@ impl Filter {
                 rsigma_parser::FilterRuleTarget::Any => None,
                 rsigma_parser::FilterRuleTarget::Specific(t) => Some(t.clone()),
             },
+            name: rule.name.clone(),
             matcher,
+            dry_run: false,
             removed: AtomicU64::new(0),
         }
     }
 
-    /// Whether the filter removes this match (and count it if so).
+    /// Whether the filter removes this match (and count it if it matches,
+    /// removed or, in dry run, not).
     pub(super) fn removes(&self, r: &crate::parse::Record<'_, '_>) -> bool {
         let hit = self.matcher.matches(r);
         if hit {
             self.removed.fetch_add(1, Ordering::Relaxed);
         }
-        hit
+        hit && !self.dry_run
     }
 
     /// Matches removed since the last call (the daemon adds them to its

@@ -1,11 +1,12 @@
 //! Reading rule files: the metadata each rule carries, where a problem is
 //! in its file, and the rule directories (or the built-in pack).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use rsigma_parser::{CorrelationRule, SigmaRule};
 
-use super::{Level, LoadError, RuleMeta, RuleSet};
+use super::{Level, LoadError, MAX_RUNBOOK_BYTES, RuleMeta, RuleSet};
 
 pub(super) fn meta(rule: &SigmaRule, path: &str) -> RuleMeta {
     RuleMeta {
@@ -23,6 +24,8 @@ pub(super) fn meta(rule: &SigmaRule, path: &str) -> RuleMeta {
         falsepositives: rule.falsepositives.clone(),
         author: rule.author.clone(),
         path: path.to_owned(),
+        runbook: None,
+        dry_run: false,
     }
 }
 
@@ -45,6 +48,8 @@ pub(super) fn correlation_meta(c: &CorrelationRule, path: &str) -> RuleMeta {
         falsepositives: c.falsepositives.clone(),
         author: c.author.clone(),
         path: path.to_owned(),
+        runbook: None,
+        dry_run: false,
     }
 }
 
@@ -125,4 +130,69 @@ pub fn load_or_builtin(dirs: &[PathBuf]) -> Result<RuleSet, LoadError> {
     } else {
         RuleSet::load(dirs)
     }
+}
+
+/// trailwatch's own keys of one rule document.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Extras {
+    pub(super) runbook: Option<String>,
+    pub(super) dry_run: bool,
+}
+
+/// The `runbook` and `dry_run` keys of every document in `text` (rules,
+/// correlations, filters alike), by the document's `id`, else its `title`;
+/// or the first problem (a wrong-typed key, with its line when found).
+/// rsigma-parser keeps unknown keys of detection rules only, so the file
+/// is read once more for them (at load time, never per event).
+pub(super) fn extras(text: &str) -> Result<HashMap<String, Extras>, (Option<usize>, String)> {
+    use serde::Deserialize;
+    let mut out = HashMap::new();
+    for doc in yaml_serde::Deserializer::from_str(text) {
+        // A document that does not parse is rsigma-parser's to report;
+        // the documents after it cannot be read (the iterator repeats the
+        // error for ever: stop at the first).
+        let Ok(v) = yaml_serde::Value::deserialize(doc) else {
+            break;
+        };
+        let Some(key) = v
+            .get("id")
+            .and_then(|i| i.as_str())
+            .or_else(|| v.get("title").and_then(|t| t.as_str()))
+        else {
+            continue;
+        };
+        let mut e = Extras::default();
+        match v.get("runbook") {
+            None => {}
+            Some(r) => match r.as_str() {
+                Some(text) => {
+                    let text = text.trim();
+                    e.runbook =
+                        Some(text[..text.floor_char_boundary(MAX_RUNBOOK_BYTES)].to_owned());
+                }
+                None => {
+                    return Err((
+                        locate(text, "runbook"),
+                        "`runbook` must be text (what the responder does first)".into(),
+                    ));
+                }
+            },
+        }
+        match v.get("dry_run") {
+            None => {}
+            Some(d) => match d.as_bool() {
+                Some(b) => e.dry_run = b,
+                None => {
+                    return Err((
+                        locate(text, "dry_run"),
+                        "`dry_run` must be true or false".into(),
+                    ));
+                }
+            },
+        }
+        if e != Extras::default() {
+            out.insert(key.to_owned(), e);
+        }
+    }
+    Ok(out)
 }

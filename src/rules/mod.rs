@@ -112,7 +112,19 @@ pub struct RuleMeta {
     pub author: Option<String>,
     /// File the rule came from (`builtin:` prefix for the embedded pack).
     pub path: String,
+    /// What the responder does first (the rule's `runbook` key, at most
+    /// [`MAX_RUNBOOK_BYTES`]): shown in the mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
+    /// Counted and written to the JSON lines, never mailed or sent to a
+    /// webhook: a rule being tried on real traffic (the rule's `dry_run:
+    /// true`, or `rules.dry_run` in the configuration).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
+
+/// A runbook longer than this is cut (it is read in a mail, not a wiki).
+pub const MAX_RUNBOOK_BYTES: usize = 2048;
 
 /// One compiled correlation rule: what the rules stage builds and the
 /// [`crate::correlate`] stage runs.
@@ -148,6 +160,8 @@ impl RuleMeta {
             falsepositives: vec![],
             author: None,
             path: "test".into(),
+            runbook: None,
+            dry_run: false,
         }
     }
 }
@@ -186,6 +200,11 @@ pub struct RuleError {
     pub line: Option<usize>,
     pub message: String,
 }
+
+/// `rules.dry_run` names something not loaded.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("no rule, correlation rule or filter has the id or name `{0}`")]
+pub struct NoSuchRule(pub String);
 
 /// Why a correlation's threshold cannot be set.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -248,7 +267,7 @@ pub struct RuleSet {
     correlations: Vec<Correlation>,
     /// Correlation rules read but not yet resolved (references may point
     /// to rules in files read later).
-    pending: Vec<(String, Option<usize>, CorrelationRule)>,
+    pending: Vec<(String, Option<usize>, CorrelationRule, load::Extras)>,
     /// Sigma filters ([`filter`]), resolved against `rules`.
     filters: Vec<filter::Filter>,
     /// Problems met while loading (bad rules are skipped, not fatal).
@@ -402,9 +421,30 @@ impl RuleSet {
                 message: message.clone(),
             });
         }
+        let extras = match load::extras(text) {
+            Ok(e) => e,
+            Err((line, message)) => {
+                self.errors.push(RuleError {
+                    path: path.to_owned(),
+                    line,
+                    message,
+                });
+                return;
+            }
+        };
+        let extras_of = |id: &Option<String>, title: &str| {
+            extras
+                .get(id.as_deref().unwrap_or(title))
+                .cloned()
+                .unwrap_or_default()
+        };
         for f in &collection.filters {
             match compile::compile_detections(&f.detection) {
-                Ok(matcher) => self.filters.push(filter::Filter::new(f, matcher, path)),
+                Ok(matcher) => {
+                    let mut filter = filter::Filter::new(f, matcher, path);
+                    filter.dry_run = extras_of(&f.id, &f.title).dry_run;
+                    self.filters.push(filter);
+                }
                 Err(e) => self.errors.push(RuleError {
                     path: path.to_owned(),
                     line: e.near.as_deref().and_then(|n| locate(text, n)),
@@ -424,12 +464,20 @@ impl RuleSet {
         }
         for c in collection.correlations {
             let line = locate(text, "correlation");
-            self.pending.push((path.to_owned(), line, c));
+            let extras = extras_of(&c.id, &c.title);
+            self.pending.push((path.to_owned(), line, c, extras));
         }
         for rule in collection.rules {
             match compile::compile(&rule) {
                 Ok(matcher) => self.rules.push(Rule {
-                    meta: Arc::new(meta(&rule, path)),
+                    meta: Arc::new({
+                        let e = extras_of(&rule.id, &rule.title);
+                        RuleMeta {
+                            runbook: e.runbook,
+                            dry_run: e.dry_run,
+                            ..meta(&rule, path)
+                        }
+                    }),
                     matcher,
                     hidden: false,
                     feeds: Vec::new(),
@@ -533,7 +581,7 @@ impl RuleSet {
     /// referenced rules hidden unless a correlation asks to `generate` them.
     fn resolve_correlations(&mut self) {
         let mut generate = vec![false; self.rules.len()];
-        for (path, line, c) in std::mem::take(&mut self.pending) {
+        for (path, line, c, extras) in std::mem::take(&mut self.pending) {
             let fail = |message: String| RuleError {
                 path: path.clone(),
                 line,
@@ -625,7 +673,11 @@ impl RuleSet {
                 generate[ri as usize] |= c.generate;
             }
             self.correlations.push(Correlation {
-                meta: Arc::new(correlation_meta(&c, &path)),
+                meta: Arc::new(RuleMeta {
+                    runbook: extras.runbook,
+                    dry_run: extras.dry_run,
+                    ..correlation_meta(&c, &path)
+                }),
                 kind: c.correlation_type,
                 rules: refs,
                 group_names: c.group_by.clone(),
@@ -660,6 +712,38 @@ impl RuleSet {
                 rule: rule.to_owned(),
                 kind: other.as_str(),
             }),
+        }
+    }
+
+    /// Put the rule, correlation rule or filter with this id or name in dry
+    /// run: a rule's alerts are counted and written to the JSON lines but
+    /// never mailed or sent; a filter removes nothing and counts what it
+    /// would have removed.
+    pub fn set_dry_run(&mut self, name: &str) -> Result<(), NoSuchRule> {
+        let is = |m: &RuleMeta| m.id == name || m.name.as_deref() == Some(name);
+        let mut found = false;
+        for r in &mut self.rules {
+            if is(&r.meta) {
+                Arc::make_mut(&mut r.meta).dry_run = true;
+                found = true;
+            }
+        }
+        for c in &mut self.correlations {
+            if is(&c.meta) {
+                Arc::make_mut(&mut c.meta).dry_run = true;
+                found = true;
+            }
+        }
+        for f in &mut self.filters {
+            if f.id == name || f.name.as_deref() == Some(name) {
+                f.dry_run = true;
+                found = true;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(NoSuchRule(name.to_owned()))
         }
     }
 

@@ -148,3 +148,113 @@ fn filters_from_configuration_apply_on_top_of_the_builtin_pack() {
         set.errors
     );
 }
+
+/// Dry run: a rule marked `dry_run: true` in its file, or named in
+/// `rules.dry_run`, still matches (it is counted and written) but its
+/// alerts say so; a filter in dry run removes nothing and counts what it
+/// would have removed, in its own metric; a name nothing answers to is an
+/// error, not a silent no-op; a wrong-typed key names its line.
+#[test]
+fn dry_run_rules_still_match_and_dry_run_filters_remove_nothing() {
+    let rule = |id: &str, extra: &str| {
+        format!(
+            "title: Keys {id}\nid: {id}\nname: keys_{id}\n{extra}logsource: {{product: aws, service: cloudtrail}}\n\
+             detection:\n  sel:\n    eventName: CreateAccessKey\n  condition: sel\n"
+        )
+    };
+    let filter = "title: Terraform may\nid: f-tf\nname: terraform_may\ndry_run: true\n\
+                  logsource: {product: aws, service: cloudtrail}\n\
+                  filter:\n  rules:\n    - r-one\n  selection:\n    userIdentity.userName: terraform\n  condition: selection\n";
+    let mut set = RuleSet::from_texts([
+        (
+            "one.yml",
+            rule(
+                "r-one",
+                "runbook: |\n  Revoke the key.\n  Ask the owner.\ndry_run: true\n",
+            )
+            .as_str(),
+        ),
+        ("two.yml", rule("r-two", "").as_str()),
+        ("f.yml", filter),
+    ]);
+    assert!(set.errors.is_empty(), "{:?}", set.errors);
+    let one = &set.rules()[0].meta;
+    assert!(one.dry_run);
+    assert_eq!(
+        one.runbook.as_deref(),
+        Some("Revoke the key.\nAsk the owner.")
+    );
+    assert!(!set.rules()[1].meta.dry_run);
+    assert!(set.filters()[0].dry_run);
+    let event = r#"{"eventName":"CreateAccessKey","eventID":"e1","userIdentity":{"type":"IAMUser","userName":"terraform"}}"#;
+    let (alerts, ids) = crate::pipeline::evaluate_document(event.as_bytes(), &set);
+    assert_eq!(ids, ["r-one", "r-two"], "a dry-run filter removes nothing");
+    assert!(alerts[0].rule.dry_run && !alerts[1].rule.dry_run);
+    let json = serde_json::to_value(&alerts[0]).unwrap();
+    assert_eq!(json["rule"]["dry_run"], true);
+    let m = crate::metrics::Metrics::new(&[]);
+    m.filters(&set);
+    let text = m.render();
+    assert!(
+        text.contains("trailwatch_filter_dry_run_total{filter=\"f-tf\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("trailwatch_filtered_total{filter=\"f-tf\"} 1"),
+        "{text}"
+    );
+
+    // By name from the configuration, for rules, correlations and filters.
+    set.set_dry_run("keys_r-two").unwrap();
+    assert!(set.rules()[1].meta.dry_run);
+    let mut builtin = RuleSet::builtin();
+    builtin.set_dry_run("access_denied_burst").unwrap();
+    assert!(
+        builtin
+            .correlations()
+            .iter()
+            .any(|c| c.meta.name.as_deref() == Some("access_denied_burst") && c.meta.dry_run)
+    );
+    assert_eq!(
+        set.set_dry_run("no-such-rule").unwrap_err().to_string(),
+        "no rule, correlation rule or filter has the id or name `no-such-rule`"
+    );
+
+    // A file whose YAML breaks after a first document loads what it can,
+    // and reading the keys stops at the break (the YAML reader repeats a
+    // parse error for ever if asked for the next document).
+    let broken = format!("{}---\ntitle: [unclosed\n", rule("r-ok", "dry_run: true\n"));
+    let set = RuleSet::from_texts([("broken.yml", broken.as_str())]);
+    assert!(!set.errors.is_empty());
+
+    // A wrong-typed key is a problem of its file, at its line.
+    let set = RuleSet::from_texts([("bad.yml", rule("r-bad", "dry_run: sometimes\n").as_str())]);
+    assert!(
+        set.errors.iter().any(|e| e.path == "bad.yml"
+            && e.line == Some(4)
+            && e.message == "`dry_run` must be true or false"),
+        "{:?}",
+        set.errors
+    );
+}
+
+/// Every built-in rule and correlation carries a runbook (the mail's
+/// "what to do first"), and none is in dry run.
+#[test]
+fn every_builtin_rule_has_a_runbook() {
+    let set = RuleSet::builtin();
+    assert!(set.errors.is_empty(), "{:?}", set.errors);
+    let metas = set
+        .rules()
+        .iter()
+        .map(|r| &r.meta)
+        .chain(set.correlations().iter().map(|c| &c.meta));
+    let mut n = 0;
+    for m in metas {
+        n += 1;
+        let r = m.runbook.as_deref().unwrap_or_default();
+        assert!(r.len() > 40, "{} ({}) has no runbook", m.title, m.path);
+        assert!(!m.dry_run, "{} is in dry run", m.title);
+    }
+    assert!(n >= 35, "{n}");
+}
