@@ -805,3 +805,57 @@ fn summaries_at_window_close_and_message_ids_from_the_alerts() {
     let new_id = &after["deny-x"];
     assert!(!distinct.contains(new_id.as_str()));
 }
+
+/// A rule in dry run (`rules.dry_run`) is written to the JSON lines, marked,
+/// and never mailed; every other alert is mailed once, with the account's
+/// name beside its id, the call's result and the default subject naming
+/// who did what.
+#[test]
+fn a_rule_in_dry_run_is_written_not_mailed_and_mails_name_the_account() {
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path());
+    let port = free_port();
+    let smtp = Smtpd::start(port, &dir.path().join("mail"), &[]);
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "{}account_names = {{ \"123456789012\" = \"production\" }}\n[email.storm]\nsuppress_secs = 0\n",
+            plain(port)
+        ),
+        "[rules]\ndry_run = [\"root_console_login_without_mfa\"]\n",
+    );
+    run_once(&cfg, &[], &[]);
+    let alerts = written(dir.path());
+    let (trial, live): (Vec<&Value>, Vec<&Value>) =
+        alerts.iter().partition(|a| a["rule"]["dry_run"] == true);
+    assert!(!trial.is_empty(), "the dry-run rule still matched");
+    assert!(
+        trial
+            .iter()
+            .all(|a| a["rule"]["name"] == "root_console_login_without_mfa")
+    );
+    assert!(!live.is_empty());
+    let mails = smtp.mails();
+    let mailed: BTreeSet<_> = mails
+        .iter()
+        .map(|m| mail_identity(m["text"].as_str().unwrap()))
+        .collect();
+    let want: BTreeSet<_> = live.iter().map(|a| identity(a)).collect();
+    assert_eq!(mailed, want, "every live alert mailed, no dry-run one");
+    assert_eq!(mails.len(), live.len());
+    let single = mails
+        .iter()
+        .find(|m| m["text"].as_str().unwrap().contains("Event id: "))
+        .expect("a single-event alert's mail");
+    let text = single["text"].as_str().unwrap();
+    assert!(
+        text.contains("Account: production (123456789012)"),
+        "{text}"
+    );
+    assert!(text.contains("Result: "), "{text}");
+    let subject = header(single, "subject")[0];
+    assert!(
+        subject.ends_with("(production (123456789012))"),
+        "{subject}"
+    );
+}

@@ -82,7 +82,10 @@ pub struct EmailConfig {
     #[serde(default = "default_min_level")]
     pub min_level: String,
     /// Subject of a single-alert mail. Placeholders: {level} {title}
-    /// {rule_id} {account} {region} {event_name} {principal} {count}.
+    /// {rule_id} {account} {region} {event_name} {principal} {who} (the
+    /// principal's ARN without its prefix: `user/alice`, `root`,
+    /// `assumed-role/Deploy/session`) {count}. The default names who did
+    /// what, so a list of subjects reads as a list of incidents.
     /// Event values are stripped of control characters and cut.
     #[serde(default = "default_subject")]
     pub subject: String,
@@ -92,6 +95,11 @@ pub struct EmailConfig {
     pub timeout_secs: u64,
     #[serde(default)]
     pub storm: StormConfig,
+    /// Names shown beside account ids in the subject and the facts, e.g.
+    /// `account_names = { "123456789012" = "production" }`: an analyst
+    /// reads "production (123456789012)", not twelve digits.
+    #[serde(default)]
+    pub account_names: std::collections::BTreeMap<String, String>,
 }
 
 /// Extra recipients (and perhaps another sender) for alerts of some levels
@@ -116,7 +124,7 @@ fn default_min_level() -> String {
     "low".into()
 }
 fn default_subject() -> String {
-    "[trailwatch] {level}: {title} ({account})".into()
+    "[trailwatch] {level}: {title}: {who} {event_name} ({account})".into()
 }
 fn default_timeout() -> u64 {
     30
@@ -310,6 +318,28 @@ impl EmailSink {
     ///
     /// (The subject of a summary says so: see [`summary_line`].)
     pub fn message(&self, group: &[(u64, Entry)]) -> Result<Message, DeliveryError> {
+        let named: Vec<(u64, Entry)>;
+        let group = if self.config.account_names.is_empty() {
+            group
+        } else {
+            named = group
+                .iter()
+                .map(|(seq, e)| {
+                    let mut e = e.clone();
+                    if let Some(name) = e
+                        .alert
+                        .account
+                        .as_ref()
+                        .and_then(|a| self.config.account_names.get(a))
+                    {
+                        let id = e.alert.account.take().unwrap_or_default();
+                        e.alert.account = Some(format!("{name} ({id})"));
+                    }
+                    (*seq, e)
+                })
+                .collect();
+            &named
+        };
         let first = &group.first().ok_or(DeliveryError::Empty)?.1.alert;
         let (from, to, cc) = self.config.recipients(first);
         let subject = if group.len() == 1 && group[0].1.summary {
@@ -360,7 +390,9 @@ impl EmailSink {
 /// Render the subject template, with event values made header-safe.
 pub fn subject(template: &str, a: &Alert) -> String {
     let count = a.count.map(|c| c.to_string()).unwrap_or_default();
-    let fields: [(&str, &str); 8] = [
+    let who = a.principal.as_deref().map_or("-", short_principal);
+    let fields: [(&str, &str); 9] = [
+        ("{who}", who),
         ("{level}", a.level.as_str()),
         ("{title}", &a.rule_title),
         ("{rule_id}", &a.rule_id),
@@ -370,11 +402,39 @@ pub fn subject(template: &str, a: &Alert) -> String {
         ("{principal}", a.principal.as_deref().unwrap_or("-")),
         ("{count}", &count),
     ];
-    let mut s = template.to_owned();
-    for (k, v) in fields {
-        s = s.replace(k, &header_safe(v, 120));
+    // One pass over the template: a value is never read as a placeholder
+    // (a user agent of `{title}` stays that text).
+    let mut s = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        s.push_str(&rest[..open]);
+        rest = &rest[open..];
+        match fields.iter().find(|(k, _)| rest.starts_with(k)) {
+            Some((k, v)) => {
+                s.push_str(&header_safe(v, 120));
+                rest = &rest[k.len()..];
+            }
+            None => {
+                s.push('{');
+                rest = &rest[1..];
+            }
+        }
     }
+    s.push_str(rest);
     header_safe(&s, 250)
+}
+
+/// An ARN's resource part (`user/alice` of `arn:aws:iam::1:user/alice`),
+/// which says who in a subject line; anything else as it is.
+pub fn short_principal(p: &str) -> &str {
+    match p.strip_prefix("arn:") {
+        Some(rest) => rest
+            .splitn(5, ':')
+            .nth(4)
+            .filter(|r| !r.is_empty())
+            .unwrap_or(p),
+        None => p,
+    }
 }
 
 /// No control characters (CR/LF, tabs, escapes, Unicode line separators),
@@ -437,10 +497,16 @@ pub fn console_link(a: &Alert) -> Option<String> {
 /// line (`Rule id: ...`) in the text part or reorder what is shown.
 fn facts(a: &Alert) -> Vec<(&'static str, String)> {
     let o = |v: &Option<String>| clean(v.as_deref());
+    let event = a.event.as_ref().map(|e| e.to_value());
     let mut f = vec![
         ("Rule", clean(Some(&a.rule_title))),
         ("Level", a.level.to_string()),
         ("Principal", o(&a.principal)),
+    ];
+    if let Some(e) = &event {
+        f.extend(event_facts(e));
+    }
+    f.extend([
         ("Account", o(&a.account)),
         ("Region", o(&a.region)),
         ("Source IP", o(&a.source_ip)),
@@ -449,7 +515,7 @@ fn facts(a: &Alert) -> Vec<(&'static str, String)> {
         ("Event name", o(&a.event_name)),
         ("Event source", o(&a.event_source)),
         ("Event id", o(&a.event_id)),
-    ];
+    ]);
     if let (Some(kind), Some(n)) = (a.correlation, a.count) {
         f.push(("Correlation", format!("{kind}, {n} events")));
         if let Some(g) = &a.group {
@@ -473,6 +539,88 @@ fn facts(a: &Alert) -> Vec<(&'static str, String)> {
         format!("{} (record {})", clean(Some(&a.source)), a.record),
     ));
     f
+}
+
+/// Request parameters worth a line in the mail: what was acted on (the
+/// user, role, group, policy, trail, detector, key), in this order. The
+/// rest stays in the event below.
+const KEY_PARAMETERS: [&str; 16] = [
+    "userName",
+    "roleName",
+    "groupName",
+    "policyArn",
+    "policyName",
+    "name",
+    "trailName",
+    "detectorId",
+    "accessKeyId",
+    "serialNumber",
+    "instanceProfileName",
+    "roleArn",
+    "roleSessionName",
+    "samlProviderArn",
+    "openIDConnectProviderArn",
+    "bucketName",
+];
+
+/// What the responder needs from the event itself, without opening it:
+/// whether the call succeeded (`errorCode`/`errorMessage`), the access key
+/// the caller used (what to revoke), a key the call created, and the key
+/// request parameters. Values are the attacker's text: cleaned like every
+/// fact, and each cut to [`MAX_FACT_CHARS`].
+fn event_facts(e: &serde_json::Value) -> Vec<(&'static str, String)> {
+    let text = |v: &serde_json::Value| -> Option<String> {
+        let s = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => return None,
+        };
+        Some(cut(&clean(Some(&s)), MAX_FACT_CHARS))
+    };
+    let mut f = Vec::new();
+    if let Some(k) = e.pointer("/userIdentity/accessKeyId").and_then(text) {
+        f.push(("Access key used", k));
+    }
+    let code = e.get("errorCode").and_then(text);
+    let message = e.get("errorMessage").and_then(text);
+    let result = match (code, message) {
+        (Some(c), Some(m)) => format!("failed: {c}: {m}"),
+        (Some(c), None) => format!("failed: {c}"),
+        (None, Some(m)) => format!("failed: {m}"),
+        (None, None) => match e.pointer("/responseElements/ConsoleLogin").and_then(text) {
+            Some(outcome) => outcome,
+            None => "succeeded (no errorCode)".into(),
+        },
+    };
+    f.push(("Result", result));
+    if let Some(k) = e
+        .pointer("/responseElements/accessKey/accessKeyId")
+        .and_then(text)
+    {
+        f.push(("Key created", k));
+    }
+    if let Some(params) = e.get("requestParameters").and_then(|p| p.as_object()) {
+        let shown: Vec<String> = KEY_PARAMETERS
+            .iter()
+            .filter_map(|k| Some(format!("{k}={}", params.get(*k).and_then(text)?)))
+            .collect();
+        if !shown.is_empty() {
+            f.push(("Parameters", shown.join(", ")));
+        }
+    }
+    f
+}
+
+/// An event value shown as a fact is cut to this many characters.
+const MAX_FACT_CHARS: usize = 200;
+
+/// At most `max` characters of `s`, marked when cut.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 /// The Message-ID of a mail: a digest of the identities of the alerts it
@@ -532,7 +680,10 @@ pub fn text_body(e: &Entry) -> String {
         let _ = writeln!(s, "{}\n", d.trim());
     }
     for (k, v) in facts(a) {
-        let _ = writeln!(s, "{k:>13}: {v}");
+        let _ = writeln!(s, "{k:>15}: {v}");
+    }
+    if let Some(r) = &a.rule.runbook {
+        let _ = writeln!(s, "\nRunbook:\n{}", r.trim());
     }
     if e.summary {
         let _ = writeln!(s, "\n{}", summary_line(e));
@@ -592,6 +743,9 @@ pub fn html_body(e: &Entry) -> String {
         );
     }
     s.push_str("</table>");
+    if let Some(r) = &a.rule.runbook {
+        let _ = write!(s, "<h3>Runbook</h3><pre>{}</pre>", h(r.trim()));
+    }
     if e.summary {
         let _ = write!(s, "<p><b>{}</b></p>", html_escape(&summary_line(e)));
     } else if e.suppressed_before > 0 {
@@ -643,7 +797,7 @@ fn digest_text(group: &[(u64, Entry)]) -> String {
             s.push_str(&text_body(e));
         } else {
             for (k, v) in facts(&e.alert) {
-                let _ = writeln!(s, "{k:>13}: {v}");
+                let _ = writeln!(s, "{k:>15}: {v}");
             }
         }
     }

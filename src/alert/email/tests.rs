@@ -152,6 +152,7 @@ fn example_config() -> EmailConfig {
         subject: default_subject(),
         timeout_secs: 5,
         storm: StormConfig::default(),
+        account_names: Default::default(),
     }
 }
 
@@ -173,4 +174,70 @@ fn plaintext_only_to_loopback_and_only_when_allowed() {
         ..local
     };
     assert!(not_allowed.validate().is_err());
+}
+
+/// The facts a responder acts on come from the event: whether the call
+/// succeeded, the key used and the key created (what to revoke), what was
+/// acted on; the runbook follows; the default subject says who did what.
+/// Event text in them is cleaned and cut, and a value that looks like a
+/// placeholder is not expanded in the subject.
+#[test]
+fn facts_say_what_happened_and_the_subject_who_did_it() {
+    let mut meta = RuleMeta::example("r");
+    meta.runbook = Some("Deactivate the new key.\nAsk the user.".into());
+    let mut a = Alert::example(Arc::new(meta));
+    a.principal = Some("arn:aws:iam::123456789012:user/mallory".into());
+    a.event_name = Some("CreateAccessKey".into());
+    a.account = Some("123456789012".into());
+    let event = serde_json::json!({
+        "eventName": "CreateAccessKey",
+        "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIAEXAMPLEUSED00001"},
+        "errorCode": "AccessDenied",
+        "errorMessage": format!("not authorized\nBcc: x@example.com {}", "y".repeat(500)),
+        "requestParameters": {"userName": "alice", "ignored": "zzz"},
+        "responseElements": {"accessKey": {"accessKeyId": "AKIAEXAMPLENEW000002"}}
+    });
+    a.event = Some(crate::alert::EventJson::from_json(event.to_string()));
+    let (_, e) = entry(a.clone());
+    let text = text_body(&e);
+    let line = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim_start().strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_owned()
+    };
+    assert_eq!(line("Access key used"), "AKIAEXAMPLEUSED00001");
+    assert_eq!(line("Key created"), "AKIAEXAMPLENEW000002");
+    assert_eq!(line("Parameters"), "userName=alice");
+    let result = line("Result");
+    assert!(
+        result.starts_with("failed: AccessDenied: not authorized"),
+        "{result}"
+    );
+    assert!(
+        result.chars().count() < 260 && result.ends_with('…'),
+        "{result}"
+    );
+    assert!(!text.contains("\nBcc:"));
+    assert!(text.contains("Runbook:\nDeactivate the new key.\nAsk the user."));
+    assert!(
+        html_body(&e).contains("<h3>Runbook</h3><pre>Deactivate the new key.\nAsk the user.</pre>")
+    );
+    assert_eq!(
+        subject(&default_subject(), &a),
+        "[trailwatch] high: R: user/mallory CreateAccessKey (123456789012)"
+    );
+    a.principal = Some("{title}{level}".into());
+    assert_eq!(subject("{who} {title}", &a), "{title}{level} R");
+    assert_eq!(short_principal("arn:aws:iam::123456789012:root"), "root");
+    assert_eq!(
+        short_principal("arn:aws:sts::1:assumed-role/Deploy/s1"),
+        "assumed-role/Deploy/s1"
+    );
+
+    // A successful call says so; a console sign-in says how it went.
+    let ok = serde_json::json!({"eventName": "ConsoleLogin", "responseElements": {"ConsoleLogin": "Failure"}});
+    let mut b = a.clone();
+    b.event = Some(crate::alert::EventJson::from_json(ok.to_string()));
+    assert!(text_body(&entry(b).1).contains("Result: Failure"));
 }
