@@ -155,6 +155,8 @@ pub struct HealthcheckArgs {
 const RUN_EXAMPLES: &str = "\
 Examples:
   trailwatch run --demo          # write example attack files into ./cloudtrail, then watch it
+  trailwatch run --format text   # readable alert lines on stdout instead of JSON
+  trailwatch run --listen 127.0.0.1:9900   # metrics and health on another port
   trailwatch run --config /etc/trailwatch/trailwatch.toml
   trailwatch run --once          # process what is there now, then exit";
 
@@ -179,6 +181,17 @@ pub struct RunArgs {
     /// of the configured sources), until it closes.
     #[arg(long)]
     pub stdin: bool,
+
+    /// How alerts printed on stdout look (without `output.jsonl_path`):
+    /// one JSON object per line, or one readable line per alert.
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+
+    /// Serve /metrics, /healthz and /readyz here instead of the
+    /// configuration's `http.listen` (e.g. 127.0.0.1:9900 when 9808 is
+    /// taken; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 /// `trailwatch config ...`
@@ -235,6 +248,17 @@ pub struct ScanArgs {
     /// Sigma rule directory or file; repeatable. Replaces the built-in pack.
     #[arg(long = "rules", value_name = "DIR")]
     pub rules: Vec<PathBuf>,
+
+    /// Sigma filter file or directory (exceptions: `filter:` documents)
+    /// applied on top of the rules; repeatable.
+    #[arg(long = "filters", value_name = "PATH")]
+    pub filters: Vec<PathBuf>,
+
+    /// Put a rule, correlation or filter (id or name) in dry run: its
+    /// alerts are marked `"dry_run": true` (a filter removes nothing and
+    /// counts what it would have); repeatable.
+    #[arg(long = "dry-run", value_name = "ID")]
+    pub dry_run: Vec<String>,
 
     /// Write alerts here instead of stdout.
     #[arg(long, short, value_name = "FILE")]
@@ -374,9 +398,19 @@ fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
+    if let Err(e) = rules.add_filters(&args.filters) {
+        eprintln!("error: --filters: {e}");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
     for (name, n) in &args.threshold {
         if let Err(e) = rules.set_threshold(name, *n) {
             eprintln!("error: --threshold {name}={n}: {e}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    }
+    for name in &args.dry_run {
+        if let Err(e) = rules.set_dry_run(name) {
+            eprintln!("error: --dry-run {name}: {e}");
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     }
@@ -584,6 +618,11 @@ fn daemon_rules(config: &trailwatch::config::Config) -> Result<rules::RuleSet, S
             .set_threshold(name, *n)
             .map_err(|e| format!("rules.thresholds.{name}: {e}"))?;
     }
+    for name in &config.rules.dry_run {
+        rules
+            .set_dry_run(name)
+            .map_err(|e| format!("rules.dry_run: {e}"))?;
+    }
     Ok(rules)
 }
 
@@ -613,6 +652,12 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => trailwatch::config::Config::default(),
     };
     let mut config = config;
+    if let Some(f) = args.format {
+        config.output.stdout_format = f.into();
+    }
+    if let Some(addr) = &args.listen {
+        config.http.listen = addr.clone();
+    }
     if args.stdin {
         config.sources = trailwatch::config::SourcesConfig {
             stdin: true,
@@ -631,6 +676,19 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: --demo needs a watched directory ([[sources.files]])");
             return Ok(ExitCode::from(EXIT_USAGE));
         };
+        // The store remembers every alert it raised: a second demo in the
+        // same place raises them again, deduplicated, and prints nothing.
+        let state = &config.state.dir;
+        if std::fs::read_dir(state).is_ok_and(|mut d| d.next().is_some()) {
+            eprintln!(
+                "demo: {} already holds the state of an earlier run, which has seen these \
+                 alerts: they will not print again. To start over: stop trailwatch, \
+                 `rm -rf {} {}`, run `trailwatch run --demo` again.",
+                state.display(),
+                state.display(),
+                dir.display()
+            );
+        }
         let written = crate::demo::write_demo(dir)
             .map_err(|e| anyhow::anyhow!("writing demo files into {}: {e}", dir.display()))?;
         tracing::info!(

@@ -675,3 +675,102 @@ fn a_hostile_file_name_cannot_forge_a_log_line() {
         }
     }
 }
+
+/// `scan --dry-run` and `--filters`: the dry-run rule's alerts still come
+/// out, marked in JSON and in text; a filter in dry run removes nothing and
+/// the summary says what it would have removed; an enforced one removes.
+/// In text, time and level open every line in fixed columns, bursts too.
+#[test]
+fn dry_run_and_filters_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let filter = |dry: bool| {
+        format!(
+            "title: Lab root\nid: f-lab\nname: lab_root\ndry_run: {dry}\nlogsource: {{product: aws, service: cloudtrail}}\n\
+             filter:\n  rules: [root_usage]\n  selection:\n    recipientAccountId: '123456789012'\n  condition: selection\n"
+        )
+    };
+    let fixtures = fixtures().join("cloudtrail");
+    let run = |args: &[&str]| {
+        let out = trailwatch()
+            .arg("scan")
+            .args(args)
+            .arg(&fixtures)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let count = |json: &str, name: &str| {
+        alerts(json.as_bytes())
+            .iter()
+            .filter(|a| a["rule"]["name"] == name)
+            .count()
+    };
+    let (plain, _) = run(&[]);
+    let root_usage = count(&plain, "root_usage");
+    assert!(root_usage > 0);
+
+    let (json, _) = run(&["--dry-run", "root_console_login_without_mfa"]);
+    let marked: Vec<Value> = alerts(json.as_bytes())
+        .into_iter()
+        .filter(|a| a["rule"]["dry_run"] == true)
+        .collect();
+    assert!(!marked.is_empty());
+    assert!(
+        marked
+            .iter()
+            .all(|a| a["rule"]["name"] == "root_console_login_without_mfa")
+    );
+    let (text, _) = run(&[
+        "--format",
+        "text",
+        "--dry-run",
+        "root_console_login_without_mfa",
+    ]);
+    assert!(
+        text.contains("critical      [dry run] Root User Console Login Without MFA"),
+        "{text}"
+    );
+    for line in text.lines() {
+        // `2026-11-20T10:01:15Z ` then the level padded to 13.
+        assert_eq!(&line[20..21], " ", "{line}");
+        assert_eq!(&line[34..35], " ", "{line}");
+        assert!(!line.starts_with('['), "{line}");
+    }
+
+    let f = dir.path().join("lab.yml");
+    std::fs::write(&f, filter(true)).unwrap();
+    let (json, summary) = run(&["--filters", f.to_str().unwrap()]);
+    assert_eq!(
+        count(&json, "root_usage"),
+        root_usage,
+        "dry run removes nothing"
+    );
+    assert!(
+        summary.contains(&format!(
+            "filter f-lab (dry run): would have removed {root_usage} matches"
+        )),
+        "{summary}"
+    );
+    std::fs::write(&f, filter(false)).unwrap();
+    let (json, summary) = run(&["--filters", f.to_str().unwrap()]);
+    assert_eq!(count(&json, "root_usage"), 0);
+    assert!(
+        summary.contains(&format!("filter f-lab: removed {root_usage} matches")),
+        "{summary}"
+    );
+    let out = trailwatch()
+        .args(["scan", "--dry-run", "no_such_rule"])
+        .arg(&fixtures)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_rule"));
+}

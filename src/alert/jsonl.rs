@@ -12,8 +12,10 @@ use super::{Alert, Match};
 use crate::rules::RuleMeta;
 
 /// Output formats of alerts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
+    #[default]
     /// One JSON object per line.
     Json,
     /// One readable line per alert.
@@ -28,6 +30,10 @@ pub fn write(w: &mut dyn Write, alert: &Alert, format: Format) -> io::Result<()>
             w.write_all(b"\n")
         }
         Format::Text => {
+            // Time and level first on every line, in fixed columns, so a
+            // column of alerts reads down; what kind of alert it is (a
+            // burst, a dry run) comes after them, before the title.
+            let mut marks = String::new();
             if let (Some(kind), Some(count)) = (alert.correlation, alert.count) {
                 let group: Vec<String> = alert
                     .group
@@ -35,13 +41,16 @@ pub fn write(w: &mut dyn Write, alert: &Alert, format: Format) -> io::Result<()>
                     .flatten()
                     .map(|(k, v)| format!("{k}={}", field(Some(v))))
                     .collect();
-                write!(w, "[{kind} x{count} {}] ", group.join(" "))?;
+                marks.push_str(&format!("[{kind} x{count} {}] ", group.join(" ")));
+            }
+            if alert.rule.dry_run {
+                marks.push_str("[dry run] ");
             }
             writeln!(
                 w,
-                "{time} {level:<13} {title} | principal={principal} account={account} region={region} ip={ip} event={event} id={id} source={source}#{record}",
+                "{time:<20} {level:<13} {marks}{title} | principal={principal} account={account} region={region} ip={ip} event={event} id={id} source={source}#{record}",
                 time = field(alert.event_time.as_deref()),
-                level = alert.level,
+                level = alert.level.as_str(),
                 title = clean(Some(&alert.rule_title)),
                 principal = field(alert.principal.as_deref()),
                 account = field(alert.account.as_deref()),

@@ -129,7 +129,7 @@ pub(super) fn drive(mut src: Box<dyn Source>, shared: &Shared<'_>, to_engine: Sy
                     shared
                         .metrics
                         .objects
-                        .with_label_values(&[&label, "skipped"])
+                        .with_label_values(&[&label, "already_processed"])
                         .inc();
                 } else {
                     pending.push(item);

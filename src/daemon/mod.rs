@@ -153,6 +153,7 @@ pub fn run_with(
     // changing.
     let mut sink = Sink::open(
         config.output.jsonl_path.as_deref(),
+        config.output.stdout_format,
         &store,
         Arc::clone(&opts.signals.reopen),
     )?;

@@ -14,7 +14,7 @@ use crate::checkpoint::Store;
 
 /// Where alerts are written.
 pub(super) enum Sink {
-    Stdout,
+    Stdout(jsonl::Format),
     /// A JSON-lines file, cut back at start to the length this store
     /// committed, if this store wrote it.
     File {
@@ -43,11 +43,12 @@ fn identity_key(path: &str) -> String {
 impl Sink {
     pub(super) fn open(
         path: Option<&Path>,
+        stdout_format: jsonl::Format,
         store: &Store,
         reopen: Arc<AtomicBool>,
     ) -> Result<Sink, DaemonError> {
         let Some(path) = path else {
-            return Ok(Sink::Stdout);
+            return Ok(Sink::Stdout(stdout_format));
         };
         let name = path.display().to_string();
         let err = |source| DaemonError::Sink {
@@ -182,7 +183,7 @@ impl Sink {
     /// The `sink` label of its metrics.
     pub(super) fn name(&self) -> &'static str {
         match self {
-            Sink::Stdout => "stdout",
+            Sink::Stdout(_) => "stdout",
             Sink::File { .. } => "jsonl",
         }
     }
@@ -194,14 +195,14 @@ impl Sink {
         alerts: impl Iterator<Item = Alert>,
     ) -> Result<Option<(String, u64)>, DaemonError> {
         match self {
-            Sink::Stdout => {
+            Sink::Stdout(format) => {
                 let err = |source| DaemonError::Sink {
                     path: "stdout".into(),
                     source,
                 };
                 let mut out = io::BufWriter::new(io::stdout().lock());
                 for a in alerts {
-                    jsonl::write(&mut out, &a, jsonl::Format::Json).map_err(err)?;
+                    jsonl::write(&mut out, &a, *format).map_err(err)?;
                 }
                 out.flush().map_err(err)?;
                 Ok(None)
