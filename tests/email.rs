@@ -85,8 +85,17 @@ fn header<'a>(mail: &'a Value, name: &str) -> Vec<&'a str> {
 }
 
 /// A daemon config in `dir`: the `in` directory, alerts to a file, an
-/// email block (`email` is its body, after `[email]`).
+/// email block (`email` is its body, after `[email]`). Incidents are off
+/// (`incident_secs = 0`: one mail per alert, which these tests count)
+/// unless `email` sets them.
 fn config(dir: &Path, email: &str, extra: &str) -> PathBuf {
+    let email = if email.contains("incident_secs") {
+        email.to_owned()
+    } else if email.contains("[email.storm]\n") {
+        email.replace("[email.storm]\n", "[email.storm]\nincident_secs = 0\n")
+    } else {
+        format!("{email}\n[email.storm]\nincident_secs = 0\n")
+    };
     let cfg = dir.join("trailwatch.toml");
     std::fs::write(
         &cfg,
@@ -858,4 +867,119 @@ fn a_rule_in_dry_run_is_written_not_mailed_and_mails_name_the_account() {
         subject.ends_with("(production (123456789012))"),
         "{subject}"
     );
+}
+
+/// CreateUser → CreateAccessKey → AttachUserPolicy(AdministratorAccess) →
+/// DeleteTrail by one principal, in one CloudTrail file, is one mail: its
+/// subject names the principal and the path, its body the timeline in order
+/// and the most severe alert's facts; another principal's alert in the same
+/// file is its own mail. The next alert of the incident, in a later file,
+/// is an update in the same thread (`References` the incident).
+#[test]
+fn one_principal_across_rules_is_one_incident_mail_then_an_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let mallory = "arn:aws:iam::123456789012:user/mallory";
+    let at = |rule: &str, id: &str, t: &str| {
+        let mut e = event_as(matching_event(rule), id, mallory, None);
+        e["eventTime"] = json!(t);
+        e["recipientAccountId"] = json!("123456789012");
+        e["userIdentity"]["accountId"] = json!("123456789012");
+        e["userIdentity"]["type"] = json!("IAMUser");
+        e["userIdentity"]["userName"] = json!("mallory");
+        e
+    };
+    let story = vec![
+        at(
+            "users/iam_user_created",
+            "e0000000-0000-4000-8000-00000000aa01",
+            "2026-12-01T10:00:01Z",
+        ),
+        at(
+            "keys/access_key_created_for_other_user",
+            "e0000000-0000-4000-8000-00000000aa02",
+            "2026-12-01T10:00:02Z",
+        ),
+        at(
+            "policy/admin_policy_attached",
+            "e0000000-0000-4000-8000-00000000aa03",
+            "2026-12-01T10:00:03Z",
+        ),
+        at(
+            "tamper/cloudtrail_tampering",
+            "e0000000-0000-4000-8000-00000000aa04",
+            "2026-12-01T10:00:04Z",
+        ),
+    ];
+    let mut bob = event_as(
+        matching_event("users/iam_user_created"),
+        "e0000000-0000-4000-8000-00000000bb01",
+        "arn:aws:iam::123456789012:user/bob",
+        None,
+    );
+    bob["recipientAccountId"] = json!("123456789012");
+    let mut records = story.clone();
+    records.push(bob);
+    write_records(dir.path(), "a.json", &records);
+    let port = free_port();
+    let smtp = Smtpd::start(port, &dir.path().join("mail"), &[]);
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "{}[email.storm]\nsuppress_secs = 0\nincident_secs = 3600\n",
+            plain(port)
+        ),
+        "",
+    );
+    run_once(&cfg, &[], &[]);
+    let alerts = written(dir.path());
+    let by_mallory = alerts.iter().filter(|a| a["principal"] == mallory).count();
+    assert!(by_mallory >= 4, "{by_mallory} alerts by mallory");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2, "one mail for mallory's story, one for bob");
+    let story_mail = mails
+        .iter()
+        .find(|m| header(m, "subject")[0].contains("user/mallory"))
+        .expect("mallory's incident mail");
+    let names: Vec<String> = story
+        .iter()
+        .map(|e| e["eventName"].as_str().unwrap().to_owned())
+        .collect();
+    let subject = header(story_mail, "subject")[0];
+    assert!(
+        subject.contains(&format!(
+            "incident, {by_mallory} alerts: user/mallory {} → {} → {}",
+            names[0], names[1], names[2]
+        )),
+        "{subject}"
+    );
+    let text = story_mail["text"].as_str().unwrap();
+    let timeline = &text[text.find("\nIncident ").expect("a timeline")..];
+    let order: Vec<usize> = names
+        .iter()
+        .map(|e| {
+            timeline
+                .find(&format!(" {e} "))
+                .unwrap_or_else(|| panic!("{e} not in the timeline:\n{text}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "in order:\n{text}");
+    let thread = header(story_mail, "references");
+    assert_eq!(thread.len(), 1);
+    assert!(thread[0].starts_with("<trailwatch.incident."), "{thread:?}");
+
+    // Later: one more step by mallory is an update in the same thread.
+    let more = at(
+        "mfa/mfa_device_deactivated",
+        "e0000000-0000-4000-8000-00000000aa05",
+        "2026-12-01T10:09:00Z",
+    );
+    write_records(dir.path(), "b.json", &[more]);
+    run_once(&cfg, &[], &[]);
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 3);
+    let update = mails
+        .iter()
+        .filter(|m| header(m, "references") == thread)
+        .count();
+    assert_eq!(update, 2, "the update threads under the incident");
 }

@@ -348,6 +348,21 @@ impl EmailSink {
                 group[0].1.suppressed_before,
                 subject(&self.config.subject, first)
             )
+        } else if group.len() == 1
+            && let Some(inc) = &group[0].1.incident
+        {
+            // One incident: who, and what they did in order.
+            header_safe(
+                &format!(
+                    "[trailwatch] {}: incident, {} alerts: {} {} ({})",
+                    first.level,
+                    inc.len(),
+                    first.principal.as_deref().map_or("-", short_principal),
+                    inc.path(4),
+                    first.account.as_deref().unwrap_or("-"),
+                ),
+                250,
+            )
         } else if group.len() == 1 {
             subject(&self.config.subject, first)
         } else {
@@ -367,11 +382,17 @@ impl EmailSink {
                 })
         };
         let from = address("from", &from)?;
-        let id = message_id(group, from.email.domain());
+        let domain = from.email.domain().to_owned();
+        let id = message_id(group, &domain);
         let mut b = Message::builder()
             .from(from)
             .subject(subject)
             .message_id(Some(id));
+        // The messages of one incident are one thread in any mail client.
+        if let Some(inc) = group.iter().find_map(|(_, e)| e.incident.as_ref()) {
+            let root = format!("<trailwatch.incident.{}@{}>", inc.id, domain);
+            b = b.in_reply_to(root.clone()).references(root);
+        }
         for t in &to {
             b = b.to(address("to", t)?);
         }
@@ -660,6 +681,17 @@ fn event_json(a: &Alert) -> Option<String> {
         .and_then(|e| serde_json::to_string_pretty(&e.to_value()).ok())
 }
 
+/// The line over an incident's timeline.
+fn incident_heading(inc: &super::incident::IncidentView) -> String {
+    format!(
+        "Incident {}: {} alerts by this principal since {} (each mail of it carries the \
+         timeline so far; this one is headed by its most severe alert):",
+        inc.id,
+        inc.len(),
+        crate::time::iso_time(inc.opened_ms as i64)
+    )
+}
+
 /// What a suppression summary says: how many alerts were held back, since
 /// when, and that the one shown is the last.
 pub fn summary_line(e: &Entry) -> String {
@@ -681,6 +713,22 @@ pub fn text_body(e: &Entry) -> String {
     }
     for (k, v) in facts(a) {
         let _ = writeln!(s, "{k:>15}: {v}");
+    }
+    if let Some(inc) = &e.incident {
+        let _ = writeln!(s, "\n{}", incident_heading(inc));
+        for step in &inc.steps {
+            let _ = writeln!(
+                s,
+                "  {:<20} {:<13} {:<24} {}",
+                clean(Some(&step.event_time)),
+                step.level.as_str(),
+                clean(Some(&step.event_name)),
+                clean(Some(&step.rule_title))
+            );
+        }
+        if inc.more > 0 {
+            let _ = writeln!(s, "  … and {} more", inc.more);
+        }
     }
     if let Some(r) = &a.rule.runbook {
         let _ = writeln!(s, "\nRunbook:\n{}", r.trim());
@@ -743,6 +791,27 @@ pub fn html_body(e: &Entry) -> String {
         );
     }
     s.push_str("</table>");
+    if let Some(inc) = &e.incident {
+        let _ = write!(
+            s,
+            "<h3>{}</h3><table cellpadding=\"3\">",
+            h(&incident_heading(inc))
+        );
+        for step in &inc.steps {
+            let _ = write!(
+                s,
+                "<tr><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                h(&step.event_time),
+                h(step.level.as_str()),
+                h(&step.event_name),
+                h(&step.rule_title)
+            );
+        }
+        s.push_str("</table>");
+        if inc.more > 0 {
+            let _ = write!(s, "<p>… and {} more</p>", inc.more);
+        }
+    }
     if let Some(r) = &a.rule.runbook {
         let _ = write!(s, "<h3>Runbook</h3><pre>{}</pre>", h(r.trim()));
     }

@@ -7,8 +7,10 @@
 //! needs (JSON escaping in [`jsonl`], control characters in the text form).
 
 pub mod email;
+pub mod incident;
 pub mod jsonl;
 pub mod outbox;
+pub mod pagerduty;
 pub mod remote;
 pub mod webhook;
 

@@ -22,16 +22,23 @@
 //! - **hourly cap**: at most `max_per_hour` messages in any hour; the rest
 //!   stay queued and go out as the hour rolls on, never dropped.
 //!
+//! - **incidents**: with `incident_secs` > 0, alerts of one principal in
+//!   one account within that long of each other are one incident
+//!   ([`super::incident`]): an alert whose incident's message is still
+//!   queued is folded into it, and every message of an incident carries its
+//!   timeline.
+//!
 //! Order: the most severe first (the queue is keyed by level, then by
 //! arrival), and a critical alert is never held, by the cap or a digest
 //! interval (it still counts against the cap).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::Alert;
+use super::incident::{self, Incident, IncidentView};
 use crate::rules::Level;
 
 /// (sink, [`Key`]) → [`Entry`] as JSON.
@@ -42,6 +49,8 @@ const SUPPRESS_V1: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::
 const SUPPRESS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("suppress_v2");
 /// sink → [`SinkState`] as JSON.
 const SINK_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox_state");
+/// (sink, incident key) → [`Incident`] as JSON.
+const INCIDENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("incidents");
 
 /// Storm control of one sink (`[email.storm]`, `[webhook.storm]`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -59,6 +68,11 @@ pub struct StormConfig {
     pub retry_initial_secs: u64,
     /// Longest retry delay.
     pub retry_max_secs: u64,
+    /// Alerts of one principal (in one account) within this many seconds of
+    /// each other are one incident: folded into its queued message when
+    /// there is one, and each message carries the incident's timeline. 0
+    /// sends every alert on its own.
+    pub incident_secs: u64,
 }
 
 impl Default for StormConfig {
@@ -69,6 +83,7 @@ impl Default for StormConfig {
             max_per_hour: 60,
             retry_initial_secs: 5,
             retry_max_secs: 900,
+            incident_secs: 3600,
         }
     }
 }
@@ -90,7 +105,27 @@ pub struct Entry {
     pub summary: bool,
     #[serde(default)]
     pub summary_since_ms: u64,
+    /// The incident it belongs to, when it has more than this alert: the
+    /// timeline its message shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentView>,
+    /// Alerts of the incident folded into this message (at most
+    /// [`MAX_FOLDED`]), whole: a webhook receives every alert.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<Alert>,
+    /// Where `alert` belongs among `folded` in arrival order (`folded` is
+    /// in arrival order without it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub head_at: usize,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Alerts one message may fold in; an incident growing further starts
+/// another message (its timeline still whole).
+pub const MAX_FOLDED: usize = 20;
 
 impl Entry {
     /// `alert`, queued at `now_ms` and due at once: not yet tried, no
@@ -104,6 +139,9 @@ impl Entry {
             suppressed_before: 0,
             summary: false,
             summary_since_ms: 0,
+            incident: None,
+            folded: Vec::new(),
+            head_at: 0,
         }
     }
 }
@@ -137,6 +175,9 @@ struct SinkState {
     sent_ms: Vec<u64>,
     /// When the last digest went out.
     last_digest_ms: u64,
+    /// When incidents over were last forgotten.
+    #[serde(default)]
+    incidents_pruned_ms: u64,
 }
 
 /// What queuing a batch did, for metrics.
@@ -148,6 +189,9 @@ pub struct Queued {
     pub filtered: u64,
     /// Of a rule in dry run: written locally, never sent.
     pub dry_run: u64,
+    /// Folded into their incident's queued message instead of one of
+    /// their own.
+    pub merged: u64,
 }
 
 /// The outbox of one remote sink.
@@ -183,6 +227,7 @@ impl Outbox {
             }
             txn.open_table(SUPPRESS)?;
             txn.open_table(SINK_STATE)?;
+            txn.open_table(INCIDENTS)?;
         }
         txn.delete_table(SUPPRESS_V1)?;
         txn.commit()?;
@@ -214,7 +259,12 @@ impl Outbox {
         let mut state = self.state(&states)?;
         let mut outbox = txn.open_table(OUTBOX)?;
         let mut suppress = txn.open_table(SUPPRESS)?;
+        let mut incidents = txn.open_table(INCIDENTS)?;
         let window_ms = self.storm.suppress_secs.saturating_mul(1000);
+        let incident_ms = self.storm.incident_secs.saturating_mul(1000);
+        // The incidents this batch touches, read once and written once at
+        // the end (`None`: none live yet, the next alert opens one).
+        let mut touched: HashMap<String, Option<Incident>> = HashMap::new();
         for a in alerts {
             if a.rule.dry_run {
                 out.dry_run += 1;
@@ -224,6 +274,20 @@ impl Outbox {
                 out.filtered += 1;
                 continue;
             }
+            let ikey = incident::key(&a).filter(|k| {
+                incident_ms > 0
+                    && (touched.contains_key(k)
+                        || touched.len() < incident::MAX_INCIDENTS_PER_BATCH)
+            });
+            if let Some(k) = &ikey
+                && !touched.contains_key(k)
+            {
+                let live = incidents
+                    .get((self.sink, k.as_str()))?
+                    .and_then(|v| serde_json::from_slice::<Incident>(v.value()).ok())
+                    .filter(|i| now_ms.saturating_sub(i.last_ms) <= incident_ms);
+                touched.insert(k.clone(), live);
+            }
             let mut suppressed_before = 0;
             if window_ms > 0 {
                 let k = suppression_key(&a);
@@ -232,6 +296,21 @@ impl Outbox {
                     .and_then(|v| serde_json::from_slice(v.value()).ok());
                 match prev {
                     Some(mut w) if w.until > now_ms => {
+                        // Held back, but still a step of its incident: the
+                        // incident's queued message (if any) shows it.
+                        if let Some(Some(inc)) = ikey.as_ref().and_then(|k| touched.get_mut(k)) {
+                            inc.push(&a, now_ms);
+                            if let Some(p) = inc.pending {
+                                let old = outbox
+                                    .get((self.sink, p))?
+                                    .and_then(|v| serde_json::from_slice::<Entry>(v.value()).ok());
+                                if let Some(mut old) = old {
+                                    old.incident = Some(inc.view.clone());
+                                    let bytes = serde_json::to_vec(&old).expect("alerts serialize");
+                                    outbox.insert((self.sink, p), bytes.as_slice())?;
+                                }
+                            }
+                        }
                         w.count += 1;
                         if w.count == 1 {
                             w.since_ms = now_ms;
@@ -256,15 +335,86 @@ impl Outbox {
                 let bytes = serde_json::to_vec(&w).expect("plain data");
                 suppress.insert((self.sink, k.as_str()), bytes.as_slice())?;
             }
-            let level = a.level;
-            let entry = Entry {
+            let mut entry = Entry {
                 suppressed_before,
                 ..Entry::new(a, now_ms)
             };
+            let mut merged = false;
+            let mut pending = None;
+            if let Some(k) = &ikey
+                && let Some(slot) = touched.get_mut(k)
+            {
+                match slot {
+                    Some(inc) => inc.push(&entry.alert, now_ms),
+                    None => *slot = Some(Incident::open(k, &entry.alert, now_ms)),
+                }
+                let inc = slot.as_mut().expect("opened above");
+                // Its incident's message still waits: one message for
+                // both, headed by the more severe alert (the newer on a
+                // tie).
+                if let Some(p) = inc.pending {
+                    let old = outbox
+                        .get((self.sink, p))?
+                        .and_then(|v| serde_json::from_slice::<Entry>(v.value()).ok())
+                        .filter(|o| o.folded.len() < MAX_FOLDED);
+                    if let Some(old) = old {
+                        outbox.remove((self.sink, p))?;
+                        merged = true;
+                        // `folded` stays in arrival order, the headline's
+                        // place in it kept in `head_at`.
+                        let mut folded = old.folded;
+                        if old.alert.level > entry.alert.level {
+                            folded.push(std::mem::replace(&mut entry.alert, old.alert));
+                            entry.suppressed_before = old.suppressed_before;
+                            entry.head_at = old.head_at;
+                        } else {
+                            folded.insert(old.head_at.min(folded.len()), old.alert);
+                            entry.head_at = folded.len();
+                        }
+                        entry.folded = folded;
+                        entry.queued_ms = old.queued_ms;
+                    }
+                }
+                if inc.view.len() > 1 {
+                    entry.incident = Some(inc.view.clone());
+                }
+                pending = Some(inc);
+            }
+            let k = key(entry.alert.level, state.next_seq);
             let bytes = serde_json::to_vec(&entry).expect("alerts serialize");
-            outbox.insert((self.sink, key(level, state.next_seq)), bytes.as_slice())?;
+            outbox.insert((self.sink, k), bytes.as_slice())?;
             state.next_seq += 1;
-            out.queued += 1;
+            if let Some(inc) = pending {
+                inc.pending = Some(k);
+            }
+            if merged {
+                out.merged += 1;
+            } else {
+                out.queued += 1;
+            }
+        }
+        for (k, inc) in touched {
+            if let Some(inc) = inc {
+                let bytes = serde_json::to_vec(&inc).expect("plain data");
+                incidents.insert((self.sink, k.as_str()), bytes.as_slice())?;
+            }
+        }
+        // Incidents over are forgotten, at most once a minute.
+        if incident_ms > 0 && now_ms.saturating_sub(state.incidents_pruned_ms) >= 60_000 {
+            let over: Vec<String> = incidents
+                .range((self.sink, "")..)?
+                .filter_map(Result::ok)
+                .take_while(|(k, _)| k.value().0 == self.sink)
+                .filter(|(_, v)| {
+                    serde_json::from_slice::<Incident>(v.value())
+                        .is_ok_and(|i| now_ms.saturating_sub(i.last_ms) > incident_ms)
+                })
+                .map(|(k, _)| k.value().1.to_owned())
+                .collect();
+            for k in over {
+                incidents.remove((self.sink, k.as_str()))?;
+            }
+            state.incidents_pruned_ms = now_ms;
         }
         let bytes = serde_json::to_vec(&state).expect("plain data");
         states.insert(self.sink, bytes.as_slice())?;
@@ -539,6 +689,139 @@ mod tests {
             storm,
             min_level: Level::Informational,
         }
+    }
+
+    fn step(rule: &str, event: &str, level: &'static str, principal: &str) -> Alert {
+        let mut a = with_level(rule, principal, level);
+        a.event_name = Some(event.into());
+        a.account = Some("111111111111".into());
+        a
+    }
+
+    /// CreateUser → CreateAccessKey → AttachUserPolicy → DeleteTrail by one
+    /// principal in one batch is one message: headed by the most severe
+    /// alert (the newer on a tie), every other alert folded in whole, the
+    /// timeline in order. Another principal is another incident. Once the
+    /// message is sent, the next alert of the incident is an update with
+    /// the whole timeline; a held-back alert joins the timeline of the
+    /// queued message; a quiet incident is over; `incident_secs = 0` sends
+    /// each alert on its own.
+    #[test]
+    fn one_principal_across_rules_is_one_incident_message() {
+        let (_d, db) = db();
+        let o = outbox(StormConfig {
+            suppress_secs: 600,
+            ..StormConfig::default()
+        });
+        let m = "arn:aws:iam::111111111111:user/mallory";
+        let story = [
+            step("users", "CreateUser", "low", m),
+            step("keys", "CreateAccessKey", "informational", m),
+            step("admin", "AttachUserPolicy", "high", m),
+            step(
+                "other",
+                "GetCallerIdentity",
+                "low",
+                "arn:aws:iam::111111111111:user/bob",
+            ),
+            step("trail", "DeleteTrail", "high", m),
+        ];
+        let q = enqueue(&db, &o, &story, 1_000);
+        assert_eq!((q.queued, q.merged), (2, 3));
+        let due = o.due(&db, 1_000, 10).unwrap().unwrap();
+        assert_eq!(due.len(), 2);
+        let (seq, mallory) = due
+            .iter()
+            .find(|(_, e)| e.alert.principal.as_deref() == Some(m))
+            .unwrap();
+        assert_eq!(mallory.alert.event_name.as_deref(), Some("DeleteTrail"));
+        let folded: Vec<&str> = mallory
+            .folded
+            .iter()
+            .map(|a| a.event_name.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            folded,
+            ["CreateUser", "CreateAccessKey", "AttachUserPolicy"]
+        );
+        let inc = mallory.incident.as_ref().expect("a timeline");
+        assert_eq!(
+            inc.path(10),
+            "CreateUser → CreateAccessKey → AttachUserPolicy → DeleteTrail"
+        );
+        let bob = due.iter().find(|(s, _)| s != seq).unwrap();
+        assert!(bob.1.incident.is_none() && bob.1.folded.is_empty());
+        o.delivered(&db, &[*seq, bob.0], 2, 2_000).unwrap();
+
+        // Sent: the next alert is an update, with the whole story so far.
+        let q = enqueue(
+            &db,
+            &o,
+            &[step("mfa", "DeactivateMFADevice", "high", m)],
+            5_000,
+        );
+        assert_eq!((q.queued, q.merged), (1, 0));
+        // A repeat held back by suppression still joins the timeline.
+        let q = enqueue(
+            &db,
+            &o,
+            &[step("mfa", "DeactivateMFADevice", "high", m)],
+            6_000,
+        );
+        assert_eq!(q.suppressed, 1);
+        let due = o.due(&db, 6_000, 10).unwrap().unwrap();
+        assert_eq!(due.len(), 1);
+        let inc = due[0].1.incident.as_ref().unwrap();
+        assert_eq!(inc.len(), 6);
+        assert_eq!(inc.id, mallory.incident.as_ref().unwrap().id, "one thread");
+        o.delivered(&db, &[due[0].0], 1, 7_000).unwrap();
+
+        // Quiet for an hour: over; the next alert opens a new incident.
+        let later = 6_000 + 3_600_000 + 1;
+        enqueue(&db, &o, &[step("users", "CreateUser", "low", m)], later);
+        let due = o.due(&db, later, 10).unwrap().unwrap();
+        assert!(due[0].1.incident.is_none(), "a new incident of one alert");
+
+        // Off: every alert on its own.
+        let (_d2, db2) = super::tests::db();
+        let off = outbox(StormConfig {
+            incident_secs: 0,
+            ..StormConfig::default()
+        });
+        let q = enqueue(&db2, &off, &story, 1_000);
+        assert_eq!((q.queued, q.merged), (5, 0));
+    }
+
+    /// A message folds in at most MAX_FOLDED alerts; the incident goes on
+    /// in a new message, its timeline whole and bounded.
+    #[test]
+    fn an_incident_message_folds_a_bounded_number_of_alerts() {
+        let (_d, db) = db();
+        let o = outbox(StormConfig {
+            suppress_secs: 0,
+            ..StormConfig::default()
+        });
+        let m = "arn:aws:iam::111111111111:user/mallory";
+        let many: Vec<Alert> = (0..200)
+            .map(|i| step(&format!("r{i}"), &format!("Call{i}"), "low", m))
+            .collect();
+        let q = enqueue(&db, &o, &many, 1_000);
+        assert_eq!(q.queued + q.merged, 200);
+        assert_eq!(q.queued, 200 / (MAX_FOLDED as u64 + 1) + 1);
+        let due = o.due(&db, 1_000, 100).unwrap().unwrap();
+        assert!(due.iter().all(|(_, e)| e.folded.len() <= MAX_FOLDED));
+        let total: usize = due.iter().map(|(_, e)| 1 + e.folded.len()).sum();
+        assert_eq!(total, 200, "every alert in some message, whole");
+        let last = due
+            .iter()
+            .map(|(_, e)| e.incident.as_ref().unwrap().len())
+            .max();
+        assert_eq!(last, Some(200));
+        assert!(
+            due.iter()
+                .all(|(_, e)| e.incident.as_ref().unwrap().steps.len()
+                    <= crate::alert::incident::MAX_STEPS)
+        );
     }
 
     #[test]

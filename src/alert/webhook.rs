@@ -181,7 +181,18 @@ fn line(a: &Alert, suppressed: u64) -> String {
 pub fn body(entries: &[(u64, Entry)]) -> serde_json::Value {
     let text: Vec<String> = entries
         .iter()
-        .map(|(_, e)| line(&e.alert, e.suppressed_before))
+        .map(|(_, e)| {
+            let mut l = line(&e.alert, e.suppressed_before);
+            if let Some(inc) = &e.incident {
+                l.push_str(&format!(
+                    " (incident `{}`: {} alerts: {})",
+                    inc.id,
+                    inc.len(),
+                    slack_escape(&super::jsonl::clean(Some(&inc.path(6)))).replace('`', "'")
+                ));
+            }
+            l
+        })
         .collect();
     serde_json::json!({
         "text": text.join("\n"),
@@ -189,7 +200,10 @@ pub fn body(entries: &[(u64, Entry)]) -> serde_json::Value {
             "alerts": entries.iter().map(|(seq, e)| serde_json::json!({
                 "seq": seq,
                 "suppressed_before": e.suppressed_before,
+                "incident": e.incident,
                 "alert": e.alert,
+                "folded": e.folded,
+                "head_at": e.head_at,
             })).collect::<Vec<_>>(),
         },
     })

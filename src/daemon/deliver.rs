@@ -168,6 +168,7 @@ pub(super) fn deliver(
         metrics.alerts(r.outbox.sink, "suppressed", q.suppressed);
         metrics.alerts(r.outbox.sink, "filtered", q.filtered);
         metrics.alerts(r.outbox.sink, "dry_run", q.dry_run);
+        metrics.alerts(r.outbox.sink, "merged", q.merged);
         if q.queued > 0 {
             r.wake.notify_one();
         }
