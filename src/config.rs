@@ -55,6 +55,8 @@ pub struct Config {
     pub email: Option<crate::alert::email::EmailConfig>,
     /// Alert webhook, Slack-compatible (off unless configured).
     pub webhook: Option<crate::alert::webhook::WebhookConfig>,
+    /// PagerDuty Events API v2 (off unless configured).
+    pub pagerduty: Option<crate::alert::pagerduty::PagerDutyConfig>,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             email: None,
             webhook: None,
+            pagerduty: None,
         }
     }
 }
@@ -415,6 +418,12 @@ impl Config {
         }
         if let Some(w) = &self.webhook {
             w.validate().map_err(|e| ConfigError::Parse {
+                path: name.to_owned(),
+                message: e.to_string(),
+            })?;
+        }
+        if let Some(p) = &self.pagerduty {
+            p.validate().map_err(|e| ConfigError::Parse {
                 path: name.to_owned(),
                 message: e.to_string(),
             })?;

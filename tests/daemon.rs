@@ -237,14 +237,20 @@ fn config_check_and_the_example_file() {
 fn the_examples_commented_source_blocks_are_valid() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/trailwatch.example.toml");
     let text = std::fs::read_to_string(example).unwrap();
-    // Uncomment each `# [[sources.X]]`, `# [email...]` and `# [webhook]`
-    // block and its `# key = value` lines.
+    // Uncomment each `# [[sources.X]]`, `# [email...]`, `# [webhook]` and
+    // `# [pagerduty]` block and its `# key = value` lines.
     let mut out = String::new();
     let mut in_block = false;
     for line in text.lines() {
-        if ["# [[sources.", "# [email", "# [[email", "# [webhook"]
-            .iter()
-            .any(|p| line.starts_with(p))
+        if [
+            "# [[sources.",
+            "# [email",
+            "# [[email",
+            "# [webhook",
+            "# [pagerduty",
+        ]
+        .iter()
+        .any(|p| line.starts_with(p))
         {
             in_block = true;
         } else if line.trim().is_empty() {
@@ -272,6 +278,9 @@ fn the_examples_commented_source_blocks_are_valid() {
     assert_eq!(c.sources.s3[0].organization_id.as_deref(), Some("o-abc123"));
     assert_eq!(c.sources.sqs[0].visibility_timeout_secs, 300);
     assert_eq!(c.sources.cloudwatch[0].max_requests_per_sec, 2);
+    let pd = c.pagerduty.as_ref().expect("the pagerduty block");
+    assert_eq!(pd.min_level, "high");
+    assert_eq!(pd.url, trailwatch::alert::pagerduty::EVENTS_URL);
     let email = c.email.expect("the email block");
     assert_eq!(email.routes[0].levels, ["critical"]);
     assert_eq!(email.storm.suppress_secs, 3600);

@@ -1,4 +1,4 @@
-//! Remote sinks (email, webhook): each an [`Outbox`] plus a transport, and
+//! Remote sinks (email, webhook, PagerDuty): each an [`Outbox`] plus a transport, and
 //! the delivery loop that drains the outbox on the daemon's runtime.
 
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use super::email::{EmailConfig, EmailError, EmailSink};
 use super::outbox::Outbox;
+use super::pagerduty::{PagerDutyConfig, PagerDutyError, PagerDutySink};
 use super::webhook::{WebhookConfig, WebhookError, WebhookSink};
 use crate::checkpoint::{Store, now_ms};
 use crate::metrics::Metrics;
@@ -17,6 +18,7 @@ use crate::metrics::events::{Delivered, DeliveryFailed, InternalEvent};
 pub enum Transport {
     Email(Box<EmailSink>),
     Webhook(WebhookSink),
+    PagerDuty(PagerDutySink),
 }
 
 /// A remote sink: where alerts go, and their outbox.
@@ -50,7 +52,7 @@ pub enum DeliveryError {
     /// is left out).
     #[error("{0}")]
     Http(#[source] reqwest::Error),
-    #[error("the webhook answered {0}")]
+    #[error("the endpoint answered {0}")]
     Status(reqwest::StatusCode),
 }
 
@@ -61,6 +63,8 @@ pub enum RemoteError {
     Email(#[from] EmailError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    #[error(transparent)]
+    PagerDuty(#[from] PagerDutyError),
 }
 
 impl Remote {
@@ -84,6 +88,18 @@ impl Remote {
                 min_level: config.min_level(),
             },
             transport: Transport::Webhook(WebhookSink::new(config)?),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn pagerduty(config: &PagerDutyConfig) -> Result<Remote, RemoteError> {
+        Ok(Remote {
+            outbox: Outbox {
+                sink: "pagerduty",
+                storm: config.storm.clone(),
+                min_level: config.min_level(),
+            },
+            transport: Transport::PagerDuty(PagerDutySink::new(config)?),
             wake: Notify::new(),
         })
     }
@@ -144,6 +160,15 @@ impl Remote {
                 for g in groups {
                     let seqs = g.iter().map(|(s, _)| *s).collect();
                     out.push((seqs, w.send(&g).await));
+                }
+                out
+            }
+            // One event per alert: a page is about one thing.
+            Transport::PagerDuty(p) => {
+                let mut out = Vec::new();
+                for e in due {
+                    let seqs = vec![e.0];
+                    out.push((seqs, p.send(&[e]).await));
                 }
                 out
             }

@@ -221,6 +221,9 @@ pub fn run_with(
     if let Some(w) = &config.webhook {
         remotes.push(Arc::new(Remote::webhook(w)?));
     }
+    if let Some(p) = &config.pagerduty {
+        remotes.push(Arc::new(Remote::pagerduty(p)?));
+    }
     metrics.filters(rules);
     metrics.declare_latency(&remotes.iter().map(|r| r.outbox.sink).collect::<Vec<_>>());
     for r in &remotes {
