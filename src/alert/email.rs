@@ -549,6 +549,13 @@ fn facts(a: &Alert) -> Vec<(&'static str, String)> {
         if let Some(t) = &a.first_event_time {
             f.push(("First event", clean(Some(t))));
         }
+        if let Some(calls) = &a.calls {
+            let calls: Vec<String> = calls
+                .iter()
+                .map(|(name, n)| format!("{} ×{n}", clean(Some(name))))
+                .collect();
+            f.push(("Calls", calls.join(", ")));
+        }
         if let Some(ids) = &a.event_ids {
             let ids: Vec<String> = ids.iter().map(|i| clean(Some(i))).collect();
             f.push(("Event ids", ids.join(", ")));

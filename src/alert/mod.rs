@@ -81,6 +81,11 @@ pub struct Alert {
     /// Correlation alerts only: eventTime of the first contributing event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_event_time: Option<String>,
+    /// Correlation alerts only: the API calls in the window, by event name,
+    /// most frequent first (at most [`crate::correlate::MAX_CALLS`] names;
+    /// the rest summed under `…`): what the burst was trying to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Vec<(String, u64)>>,
     /// The event itself, bounded by [`MAX_EVENT_BYTES`]; when asked for
     /// (`with_events`): it costs more than the rest of the alert together.
     /// Correlation alerts carry none (their windows keep each event's
@@ -136,6 +141,7 @@ impl Alert {
             count: None,
             event_ids: None,
             first_event_time: None,
+            calls: None,
             event: None,
             rule: Arc::clone(rule),
         }
@@ -218,6 +224,10 @@ impl Context {
 
     pub fn event_time(&self) -> Option<&str> {
         self.field(3)
+    }
+
+    pub fn event_name(&self) -> Option<&str> {
+        self.field(1)
     }
 
     /// The fields in order (see [`Context::from_fields`]).

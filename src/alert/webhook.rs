@@ -171,6 +171,14 @@ fn line(a: &Alert, suppressed: u64) -> String {
     if let Some(n) = a.count {
         s.push_str(&format!(" ({n} events)"));
     }
+    if let Some(calls) = &a.calls {
+        let top: Vec<String> = calls
+            .iter()
+            .take(3)
+            .map(|(name, n)| format!("{} ×{n}", o(&Some(name.clone())).replace('`', "'")))
+            .collect();
+        s.push_str(&format!(" calls: {}", top.join(", ")));
+    }
     if suppressed > 0 {
         s.push_str(&format!(" (+{suppressed} suppressed before)"));
     }

@@ -55,6 +55,9 @@ pub const DEFAULT_LATENESS_MS: i64 = 15 * 60 * 1000;
 pub const DEFAULT_MAX_GROUPS: usize = 100_000;
 /// Event ids kept per correlation alert: enough to investigate, bounded.
 pub const MAX_EVENT_IDS: usize = 100;
+
+/// Distinct API calls a correlation alert names (the rest are summed).
+pub const MAX_CALLS: usize = 10;
 /// Events kept per group: a threshold above this cannot be reached.
 const MAX_EVENTS_PER_GROUP: usize = 10_000;
 
@@ -559,7 +562,33 @@ fn correlation_alert(c: &Correlation, key: &GroupKey, window: &[Ev]) -> Alert {
     a.first_event_time = window
         .first()
         .and_then(|e| e.ctx.event_time().map(str::to_owned));
+    a.calls = Some(calls(window));
     a
+}
+
+/// The window's event names by count, most frequent first (then by name),
+/// at most [`MAX_CALLS`] of them and `…` for the rest: a burst of
+/// AccessDenied reads as "GetSecretValue ×40, ListUsers ×3", which says
+/// what the caller was after.
+fn calls(window: &[Ev]) -> Vec<(String, u64)> {
+    let mut by_name: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in window {
+        *by_name
+            .entry(e.ctx.event_name().unwrap_or("-"))
+            .or_default() += 1;
+    }
+    let mut v: Vec<(&str, u64)> = by_name.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let rest: u64 = v.iter().skip(MAX_CALLS).map(|(_, n)| n).sum();
+    let mut out: Vec<(String, u64)> = v
+        .into_iter()
+        .take(MAX_CALLS)
+        .map(|(name, n)| (bound(name), n))
+        .collect();
+    if rest > 0 {
+        out.push(("…".into(), rest));
+    }
+    out
 }
 
 #[cfg(test)]

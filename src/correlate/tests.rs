@@ -363,3 +363,40 @@ fn an_empty_event_id_does_not_merge_distinct_events() {
         alerts.iter().map(|a| &a.rule_title).collect::<Vec<_>>()
     );
 }
+
+/// A burst alert names the API calls its window held, most frequent
+/// first, at most MAX_CALLS names and the rest summed: what the caller was
+/// trying to do, without opening each event.
+#[test]
+fn a_burst_names_the_calls_it_counted() {
+    let mut rules = crate::rules::RuleSet::builtin();
+    rules.set_threshold("access_denied_burst", 15).unwrap();
+    let mut records = Vec::new();
+    // 3 + 2 + 10 distinct names: 12 names for 15 events.
+    let names: Vec<String> = (0..15)
+        .map(|i| match i {
+            0..3 => "GetSecretValue".to_string(),
+            3..5 => "ListUsers".to_string(),
+            n => format!("Describe{n}"),
+        })
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        records.push(format!(
+            r#"{{"eventVersion":"1.09","eventTime":"2026-12-01T10:00:{i:02}Z","eventSource":"iam.amazonaws.com","eventName":"{name}","eventID":"e{i}","errorCode":"AccessDenied","sourceIPAddress":"203.0.113.9","recipientAccountId":"123456789012","userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/probe"}}}}"#
+        ));
+    }
+    let doc = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+    let (alerts, _) = crate::pipeline::evaluate_document(doc.as_bytes(), &rules);
+    let burst = alerts
+        .iter()
+        .find(|a| a.rule_name.as_deref() == Some("access_denied_burst"))
+        .expect("a burst");
+    let calls = burst.calls.as_ref().unwrap();
+    assert_eq!(calls[0], ("GetSecretValue".to_string(), 3));
+    assert_eq!(calls[1], ("ListUsers".to_string(), 2));
+    assert_eq!(calls.len(), MAX_CALLS + 1);
+    assert_eq!(calls[MAX_CALLS], ("…".to_string(), 2), "{calls:?}");
+    let total: u64 = calls.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 15);
+    assert_eq!(burst.count, Some(15));
+}
