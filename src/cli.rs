@@ -333,11 +333,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let s = trailwatch::corpus::generate(&opts, &args.out)?;
             println!(
-                "{} files, {} records, {:.1} MB of JSON ({:.1} MB gzip), {} expected alerts in {}",
+                // MiB, the unit `--size` is read in (powers of 1024), so the
+                // figure printed is the figure asked for.
+                "{} files, {} records, {:.1} MiB of JSON ({:.1} MiB gzip), {} expected alerts in {}",
                 s.files.len(),
                 s.records,
-                s.json_bytes as f64 / 1e6,
-                s.gzip_bytes as f64 / 1e6,
+                s.json_bytes as f64 / 1048576.0,
+                s.gzip_bytes as f64 / 1048576.0,
                 s.expected_alerts,
                 args.out.join("expected.jsonl").display()
             );
