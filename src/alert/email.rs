@@ -349,12 +349,12 @@ impl EmailSink {
                 subject(&self.config.subject, first)
             )
         } else if group.len() == 1
-            && let Some(inc) = &group[0].1.incident
+            && let Some(inc) = group[0].1.incident.as_ref().filter(|i| i.len() > 1)
         {
             // One incident: who, and what they did in order.
             header_safe(
                 &format!(
-                    "[trailwatch] {}: incident, {} alerts: {} {} ({})",
+                    "[trailwatch] {}: incident, {} alerts by {}: {} ({})",
                     first.level,
                     inc.len(),
                     first.principal.as_deref().map_or("-", short_principal),
@@ -464,18 +464,35 @@ pub fn header_safe(s: &str, max: usize) -> String {
     let cleaned: String = s
         .chars()
         .map(|c| {
-            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            if c.is_control() || invisible(c) {
                 ' '
             } else {
                 c
             }
         })
         .collect();
+    // `=?charset?b?…?=` in a header is an RFC 2047 encoded word: a client
+    // would decode the attacker's text into anything. Break the opener.
+    let cleaned = cleaned.replace("=?", "= ?");
     if cleaned.chars().count() <= max {
         cleaned
     } else {
         cleaned.chars().take(max).collect::<String>() + "…"
     }
+}
+
+/// Characters that change how a line reads without being seen: line and
+/// paragraph separators, bidi overrides and isolates, zero-width ones.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2028}'
+            | '\u{2029}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 /// Escape text for HTML element content and quoted attributes.
@@ -628,16 +645,33 @@ fn event_facts(e: &serde_json::Value) -> Vec<(&'static str, String)> {
     {
         f.push(("Key created", k));
     }
-    if let Some(params) = e.get("requestParameters").and_then(|p| p.as_object()) {
-        let shown: Vec<String> = KEY_PARAMETERS
-            .iter()
-            .filter_map(|k| Some(format!("{k}={}", params.get(*k).and_then(text)?)))
-            .collect();
-        if !shown.is_empty() {
-            f.push(("Parameters", shown.join(", ")));
-        }
+    let params = key_parameters(e);
+    if !params.is_empty() {
+        f.push(("Parameters", params));
     }
     f
+}
+
+/// The key request parameters of an event (`userName=alice, policyArn=…`),
+/// cleaned and each cut: what the call acted on. Empty when none.
+pub fn key_parameters(e: &serde_json::Value) -> String {
+    let Some(params) = e.get("requestParameters").and_then(|p| p.as_object()) else {
+        return String::new();
+    };
+    let text = |v: &serde_json::Value| -> Option<String> {
+        let s = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => return None,
+        };
+        Some(cut(&clean(Some(&s)), MAX_FACT_CHARS))
+    };
+    KEY_PARAMETERS
+        .iter()
+        .filter_map(|k| Some(format!("{k}={}", params.get(*k).and_then(text)?)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An event value shown as a fact is cut to this many characters.
@@ -690,13 +724,41 @@ fn event_json(a: &Alert) -> Option<String> {
 
 /// The line over an incident's timeline.
 fn incident_heading(inc: &super::incident::IncidentView) -> String {
+    let kept = if inc.more > 0 {
+        format!(
+            " ({} shown: the most severe kept when it grew too long)",
+            inc.steps.len()
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "Incident {}: {} alerts by this principal since {} (each mail of it carries the \
-         timeline so far; this one is headed by its most severe alert):",
+        "Incident {}: {} alerts by this principal since {}{kept} (each mail of it carries \
+         the timeline so far; this one is headed by its most severe alert):",
         inc.id,
         inc.len(),
-        crate::time::iso_time(inc.opened_ms as i64)
+        clean(Some(inc.first_event_time())),
     )
+}
+
+/// One folded alert in a line: when, how severe, which rule, what call,
+/// on what, with what result (the facts a responder acts on).
+pub fn folded_line(a: &Alert) -> String {
+    let mut line = format!(
+        "{} {} {}: {}",
+        clean(a.event_time.as_deref()),
+        a.level,
+        clean(Some(&a.rule_title)),
+        clean(a.event_name.as_deref()),
+    );
+    if let Some(e) = a.event.as_ref().map(|e| e.to_value()) {
+        for (k, v) in event_facts(&e) {
+            if k != "Access key used" {
+                let _ = write!(line, "; {k}: {v}");
+            }
+        }
+    }
+    line
 }
 
 /// What a suppression summary says: how many alerts were held back, since
@@ -721,7 +783,18 @@ pub fn text_body(e: &Entry) -> String {
     for (k, v) in facts(a) {
         let _ = writeln!(s, "{k:>15}: {v}");
     }
-    if let Some(inc) = &e.incident {
+    if !e.folded.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nAlso in this message ({} more alerts of this incident, each in the JSON \
+             lines in full):",
+            e.folded.len()
+        );
+        for f in &e.folded {
+            let _ = writeln!(s, "  {}", folded_line(f));
+        }
+    }
+    if let Some(inc) = e.incident.as_ref().filter(|i| i.len() > 1) {
         let _ = writeln!(s, "\n{}", incident_heading(inc));
         for step in &inc.steps {
             let _ = writeln!(
@@ -798,7 +871,18 @@ pub fn html_body(e: &Entry) -> String {
         );
     }
     s.push_str("</table>");
-    if let Some(inc) = &e.incident {
+    if !e.folded.is_empty() {
+        let _ = write!(
+            s,
+            "<h3>Also in this message ({} more alerts of this incident)</h3><ul>",
+            e.folded.len()
+        );
+        for f in &e.folded {
+            let _ = write!(s, "<li><code>{}</code></li>", h(&folded_line(f)));
+        }
+        s.push_str("</ul>");
+    }
+    if let Some(inc) = e.incident.as_ref().filter(|i| i.len() > 1) {
         let _ = write!(
             s,
             "<h3>{}</h3><table cellpadding=\"3\">",

@@ -75,21 +75,34 @@ impl IncidentView {
         self.len() == 0
     }
 
-    /// The event names in order (at most `max`, then `…`): a subject line.
+    /// The distinct event names, the most severe first (in order of
+    /// arrival among equals), at most `max`, then `…`: a subject line that
+    /// leads with what matters, not with the noise that came first.
     pub fn path(&self, max: usize) -> String {
-        let mut names: Vec<&str> = Vec::new();
-        for s in &self.steps {
-            if names.last() != Some(&s.event_name.as_str()) {
-                names.push(&s.event_name);
+        let mut names: Vec<(Level, usize, &str)> = Vec::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            match names.iter_mut().find(|(_, _, n)| *n == s.event_name) {
+                Some(seen) => seen.0 = seen.0.max(s.level),
+                None => names.push((s.level, i, &s.event_name)),
             }
         }
-        let more = names.len() > max || self.more > 0;
-        names.truncate(max);
-        let mut p = names.join(" → ");
+        names.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let more = names.len() > max;
+        let mut p = names
+            .iter()
+            .take(max)
+            .map(|(_, _, n)| *n)
+            .collect::<Vec<_>>()
+            .join(", ");
         if more {
-            p.push_str(" → …");
+            p.push_str(", …");
         }
         p
+    }
+
+    /// The first step's event time (what "since" means to a reader).
+    pub fn first_event_time(&self) -> &str {
+        self.steps.first().map_or("-", |s| s.event_time.as_str())
     }
 }
 
@@ -124,14 +137,25 @@ impl Incident {
         }
     }
 
-    /// Add `a` as the next step.
+    /// Add `a` as the next step. A full timeline drops its least severe
+    /// step (the oldest of those) to make room, or this one if it is less
+    /// severe still: fifty denied calls first cannot push the backdoor key
+    /// and the DeleteTrail that follow out of the story.
     pub fn push(&mut self, a: &Alert, now_ms: u64) {
-        if self.view.steps.len() < MAX_STEPS {
-            self.view.steps.push(Step::of(a));
-        } else {
-            self.view.more += 1;
-        }
         self.last_ms = now_ms;
+        let steps = &mut self.view.steps;
+        if steps.len() < MAX_STEPS {
+            steps.push(Step::of(a));
+            return;
+        }
+        self.view.more += 1;
+        let weakest = (0..steps.len()).min_by_key(|&i| (steps[i].level, i));
+        if let Some(i) = weakest
+            && steps[i].level <= a.level
+        {
+            steps.remove(i);
+            steps.push(Step::of(a));
+        }
     }
 }
 
@@ -169,14 +193,34 @@ mod tests {
         }
         assert_eq!(
             i.view.path(3),
-            "CreateUser → CreateAccessKey → AttachUserPolicy → …"
+            "CreateAccessKey, AttachUserPolicy, DeleteTrail, …"
         );
         for _ in 0..100 {
-            i.push(&alert("DeleteTrail", Level::High), 2);
+            i.push(&alert("ListUsers", Level::Low), 2);
         }
         assert_eq!(i.view.steps.len(), MAX_STEPS);
         assert_eq!(i.view.len(), 104);
         assert_eq!(i.last_ms, 2);
+        // Noise first, then the attack: the severe steps stay.
+        let mut n = Incident::open("k", &alert("List0", Level::Low), 0);
+        for k in 1..60 {
+            n.push(&alert(&format!("List{k}"), Level::Low), 1);
+        }
+        for e in ["CreateAccessKey", "AttachUserPolicy", "DeleteTrail"] {
+            n.push(&alert(e, Level::High), 2);
+        }
+        let kept: Vec<&str> = n.view.steps.iter().map(|s| s.event_name.as_str()).collect();
+        assert_eq!(kept.len(), MAX_STEPS);
+        assert_eq!(
+            &kept[MAX_STEPS - 3..],
+            ["CreateAccessKey", "AttachUserPolicy", "DeleteTrail"]
+        );
+        assert!(
+            n.view
+                .path(2)
+                .starts_with("CreateAccessKey, AttachUserPolicy")
+        );
+        assert_eq!(n.view.len(), 63);
         // The id is the incident's, not the alert's: stable as it grows.
         let again = Incident::open("k", &alert("Other", Level::Low), 0);
         assert_eq!(again.view.id, i.view.id);

@@ -375,9 +375,10 @@ impl Outbox {
                         entry.queued_ms = old.queued_ms;
                     }
                 }
-                if inc.view.len() > 1 {
-                    entry.incident = Some(inc.view.clone());
-                }
+                // From its first alert on: the first message already has
+                // the incident's thread and PagerDuty key, so the story
+                // is one thread and one page from the start.
+                entry.incident = Some(inc.view.clone());
                 pending = Some(inc);
             }
             let k = key(entry.alert.level, state.next_seq);
@@ -624,8 +625,10 @@ impl Outbox {
 }
 
 /// What makes two alerts "the same" for suppression: the rule, the group
-/// (the correlation's, else who did it where), the event name and the
-/// level. A different action by the same principal is news.
+/// (the correlation's, else who did it where), the event name, what it was
+/// done to (the key request parameters: a key for `svc-ci`, then one for
+/// `admin`, are two alerts) and the level. A different action by the same
+/// principal, or the same action on another target, is news.
 fn suppression_key(a: &Alert) -> String {
     let group = match &a.group {
         Some(g) => serde_json::to_string(g).unwrap_or_default(),
@@ -635,8 +638,13 @@ fn suppression_key(a: &Alert) -> String {
             a.account.as_deref().unwrap_or("")
         ),
     };
+    let target = a
+        .event
+        .as_ref()
+        .map(|e| super::email::key_parameters(&e.to_value()))
+        .unwrap_or_default();
     format!(
-        "{}\u{0}{group}\u{0}{}\u{0}{}",
+        "{}\u{0}{group}\u{0}{}\u{0}{target}\u{0}{}",
         a.rule_id,
         a.event_name.as_deref().unwrap_or(""),
         a.level
@@ -745,12 +753,24 @@ mod tests {
             ["CreateUser", "CreateAccessKey", "AttachUserPolicy"]
         );
         let inc = mallory.incident.as_ref().expect("a timeline");
+        let timeline: Vec<&str> = inc.steps.iter().map(|s| s.event_name.as_str()).collect();
+        assert_eq!(
+            timeline,
+            [
+                "CreateUser",
+                "CreateAccessKey",
+                "AttachUserPolicy",
+                "DeleteTrail"
+            ]
+        );
+        // The subject's path leads with the most severe.
         assert_eq!(
             inc.path(10),
-            "CreateUser → CreateAccessKey → AttachUserPolicy → DeleteTrail"
+            "AttachUserPolicy, DeleteTrail, CreateUser, CreateAccessKey"
         );
         let bob = due.iter().find(|(s, _)| s != seq).unwrap();
-        assert!(bob.1.incident.is_none() && bob.1.folded.is_empty());
+        assert_eq!(bob.1.incident.as_ref().map(|i| i.len()), Some(1));
+        assert!(bob.1.folded.is_empty());
         o.delivered(&db, &[*seq, bob.0], 2, 2_000).unwrap();
 
         // Sent: the next alert is an update, with the whole story so far.
@@ -780,7 +800,9 @@ mod tests {
         let later = 6_000 + 3_600_000 + 1;
         enqueue(&db, &o, &[step("users", "CreateUser", "low", m)], later);
         let due = o.due(&db, later, 10).unwrap().unwrap();
-        assert!(due[0].1.incident.is_none(), "a new incident of one alert");
+        let fresh = due[0].1.incident.as_ref().unwrap();
+        assert_eq!(fresh.len(), 1, "a new incident of one alert");
+        assert_ne!(fresh.id, inc.id);
 
         // Off: every alert on its own.
         let (_d2, db2) = super::tests::db();
@@ -790,6 +812,31 @@ mod tests {
         });
         let q = enqueue(&db2, &off, &story, 1_000);
         assert_eq!((q.queued, q.merged), (5, 0));
+    }
+
+    /// The same action by the same principal on another target is news:
+    /// a key for `svc-ci`, then one for `admin`, are both sent, not the
+    /// second held back for an hour as a repeat of the first.
+    #[test]
+    fn the_same_call_on_another_target_is_not_suppressed() {
+        let (_d, db) = db();
+        let o = outbox(StormConfig {
+            incident_secs: 0,
+            ..StormConfig::default()
+        });
+        let key_for = |user: &str| {
+            let mut a = step("keys", "CreateAccessKey", "medium", "arn:aws:iam::1:user/m");
+            let e = serde_json::json!({ "requestParameters": { "userName": user } });
+            a.event = Some(crate::alert::EventJson::from_json(e.to_string()));
+            a
+        };
+        let q = enqueue(
+            &db,
+            &o,
+            &[key_for("svc-ci"), key_for("svc-ci"), key_for("admin")],
+            0,
+        );
+        assert_eq!((q.queued, q.suppressed), (2, 1));
     }
 
     /// A message folds in at most MAX_FOLDED alerts; the incident goes on

@@ -149,12 +149,64 @@ impl PagerDutySink {
                 .send()
                 .await
                 .map_err(|e| DeliveryError::Http(e.without_url()))?;
-            if !resp.status().is_success() {
-                return Err(DeliveryError::Status(resp.status()));
+            let status = resp.status();
+            if !status.is_success() {
+                // PagerDuty says why (an invalid field, a rate limit): log
+                // its answer, cleaned and cut, the routing key masked.
+                let why = resp.text().await.unwrap_or_default();
+                let why = super::jsonl::clean(Some(&why)).replace(self.routing_key.expose(), "***");
+                tracing::warn!(
+                    status = status.as_u16(),
+                    answer = %why.chars().take(300).collect::<String>(),
+                    "pagerduty refused an event"
+                );
+                return Err(DeliveryError::Status(status));
             }
         }
         Ok(())
     }
+}
+
+/// PagerDuty refuses events over 512 KB; the details are kept well under.
+pub const MAX_DETAILS_BYTES: usize = 256 << 10;
+
+/// What rides in `custom_details`: the alert without its event and rule
+/// documentation (the JSON lines and the mail have those), the incident's
+/// timeline and the folded alerts as one line each; cut to a stub when an
+/// event's author has inflated it past [`MAX_DETAILS_BYTES`] (every control
+/// character is six bytes of JSON), so no event can make a page
+/// undeliverable.
+fn details(e: &Entry) -> serde_json::Value {
+    let mut alert = serde_json::to_value(&e.alert).unwrap_or_default();
+    if let Some(o) = alert.as_object_mut() {
+        o.remove("event");
+        o.remove("rule");
+    }
+    let full = serde_json::json!({
+        "alert": alert,
+        "incident": e.incident,
+        "folded": e.folded.iter().map(|f| serde_json::json!({
+            "rule_id": f.rule_id,
+            "rule_title": f.rule_title,
+            "level": f.level,
+            "event_id": f.event_id,
+            "event_name": f.event_name,
+            "event_time": f.event_time,
+            "principal": f.principal,
+            "line": super::email::folded_line(f),
+        })).collect::<Vec<_>>(),
+        "suppressed_before": e.suppressed_before,
+        "runbook": e.alert.rule.runbook,
+    });
+    if serde_json::to_vec(&full).map_or(usize::MAX, |v| v.len()) <= MAX_DETAILS_BYTES {
+        return full;
+    }
+    serde_json::json!({
+        "rule_id": e.alert.rule_id,
+        "event_id": e.alert.event_id.as_deref().map(|s| header_safe(s, 100)),
+        "folded": e.folded.len(),
+        "note": "details cut to keep the event under PagerDuty's size limit: see the mail or the JSON lines",
+    })
 }
 
 /// PagerDuty's severity for a level: critical pages as critical, high as
@@ -212,20 +264,22 @@ pub fn event(e: &Entry, routing_key: &str) -> serde_json::Value {
         .and_then(crate::time::parse_event_time)
         .map(crate::time::iso_time);
     let link = console_link(a);
+    let nonempty = |v: Option<&str>, default: &str| -> String {
+        let v = header_safe(v.unwrap_or(default), 200);
+        if v.trim().is_empty() {
+            default.to_owned()
+        } else {
+            v
+        }
+    };
     let mut payload = serde_json::json!({
         "summary": header_safe(&summary, 1000),
-        "source": header_safe(a.account.as_deref().unwrap_or("aws"), 200),
+        "source": nonempty(a.account.as_deref(), "aws"),
         "severity": severity(a.level),
-        "component": header_safe(a.event_source.as_deref().unwrap_or("cloudtrail"), 200),
-        "group": header_safe(a.region.as_deref().unwrap_or("-"), 100),
+        "component": nonempty(a.event_source.as_deref(), "cloudtrail"),
+        "group": nonempty(a.region.as_deref(), "-"),
         "class": a.rule_name.as_deref().unwrap_or(&a.rule_id),
-        "custom_details": {
-            "alert": a,
-            "incident": e.incident,
-            "folded": e.folded,
-            "suppressed_before": e.suppressed_before,
-            "runbook": a.rule.runbook,
-        },
+        "custom_details": details(e),
     });
     if let Some(t) = timestamp {
         payload["timestamp"] = serde_json::Value::String(t);
@@ -288,5 +342,41 @@ mod tests {
         assert!(event(&odd, "k")["payload"].get("timestamp").is_none());
         assert_eq!(severity(Level::High), "error");
         assert_eq!(severity(Level::Low), "info");
+    }
+
+    /// The worst an event's author can do to a page's size: every field
+    /// and the event full of control characters (six bytes of JSON each),
+    /// twenty such alerts folded in. The event stays under PagerDuty's
+    /// 512 KB and keeps its required fields; an empty account still names
+    /// a source.
+    #[test]
+    fn no_event_can_make_a_page_too_large() {
+        let junk = "\u{1}".repeat(20_000);
+        let mut a = Alert::example(Arc::new(RuleMeta::example("r")));
+        for f in [
+            &mut a.event_name,
+            &mut a.region,
+            &mut a.source_ip,
+            &mut a.user_agent,
+            &mut a.principal,
+            &mut a.event_id,
+        ] {
+            *f = Some(crate::alert::bound(&junk));
+        }
+        a.account = Some(String::new());
+        let event =
+            serde_json::json!({ "errorMessage": junk, "requestParameters": { "userName": junk } });
+        a.event = Some(crate::alert::EventJson::from_json(event.to_string()));
+        let mut e = Entry::new(a.clone(), 0);
+        e.folded = vec![a; crate::alert::outbox::MAX_FOLDED];
+        let body = serde_json::to_vec(&event_of(&e)).unwrap();
+        assert!(body.len() < 512 << 10, "{} bytes", body.len());
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["payload"]["source"], "aws");
+        assert!(v["payload"]["summary"].as_str().unwrap().chars().count() <= 1001);
+    }
+
+    fn event_of(e: &Entry) -> serde_json::Value {
+        event(e, "k")
     }
 }

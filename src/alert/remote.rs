@@ -27,7 +27,17 @@ pub struct Remote {
     pub transport: Transport,
     /// Woken when alerts are queued, so delivery starts at once.
     pub wake: Notify,
+    /// When the next bookkeeping pass is due (ms): closing suppression
+    /// windows and counting the queue each read every window or entry, so
+    /// with tens of thousands queued they ran between every two messages
+    /// and delivery slowed as the queue grew. Now at most once per
+    /// [`BOOKKEEPING_MS`].
+    bookkeeping_due_ms: std::sync::atomic::AtomicU64,
 }
+
+/// How often a delivery loop closes suppression windows and counts its
+/// queue.
+const BOOKKEEPING_MS: u64 = 2_000;
 
 /// Why one delivery failed (the alerts stay queued and are tried again).
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +87,7 @@ impl Remote {
             },
             transport: Transport::Email(Box::new(EmailSink::new(config.clone())?)),
             wake: Notify::new(),
+            bookkeeping_due_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -89,6 +100,7 @@ impl Remote {
             },
             transport: Transport::Webhook(WebhookSink::new(config)?),
             wake: Notify::new(),
+            bookkeeping_due_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -101,6 +113,7 @@ impl Remote {
             },
             transport: Transport::PagerDuty(PagerDutySink::new(config)?),
             wake: Notify::new(),
+            bookkeeping_due_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -137,7 +150,19 @@ impl Remote {
         let digest = self.outbox.storm.digest_secs > 0;
         let db = store.database();
         let now = now_ms();
-        self.close_windows(store, metrics, now);
+        let bookkeeping = now
+            >= self
+                .bookkeeping_due_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+        if bookkeeping {
+            self.bookkeeping_due_ms
+                .store(now + BOOKKEEPING_MS, std::sync::atomic::Ordering::Relaxed);
+            self.close_windows(store, metrics, now);
+            metrics
+                .outbox_depth
+                .with_label_values(&[sink])
+                .set(self.depth(store) as i64);
+        }
         let due = match self.outbox.due(db, now, if digest { 200 } else { 1 }) {
             Ok(Ok(due)) => due,
             Ok(Err(wait_ms)) => return Duration::from_millis(wait_ms),
@@ -201,10 +226,6 @@ impl Remote {
                 tracing::error!(sink, "outbox update failed: {e}");
             }
         }
-        metrics
-            .outbox_depth
-            .with_label_values(&[sink])
-            .set(self.depth(store) as i64);
         Duration::ZERO
     }
 }

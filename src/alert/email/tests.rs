@@ -229,6 +229,12 @@ fn facts_say_what_happened_and_the_subject_who_did_it() {
     );
     a.principal = Some("{title}{level}".into());
     assert_eq!(subject("{who} {title}", &a), "{title}{level} R");
+    // An RFC 2047 encoded word would be decoded by the client into the
+    // attacker's text; bidi and zero-width characters reorder or hide it.
+    a.principal = Some("=?utf-8?b?cm91dGluZQ==?= x\u{202e}yz\u{200b}".into());
+    let s = subject("{who}", &a);
+    assert!(!s.contains("=?"), "{s}");
+    assert!(!s.contains(['\u{202e}', '\u{200b}']), "{s}");
     assert_eq!(short_principal("arn:aws:iam::123456789012:root"), "root");
     assert_eq!(
         short_principal("arn:aws:sts::1:assumed-role/Deploy/s1"),
