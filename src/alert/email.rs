@@ -193,6 +193,24 @@ impl EmailConfig {
         if self.storm.max_per_hour == 0 {
             return Err(bad("storm.max_per_hour", "must be at least 1"));
         }
+        // A misspelt placeholder would reach every subject as written.
+        let mut rest = self.subject.as_str();
+        while let Some(open) = rest.find('{') {
+            rest = &rest[open..];
+            match SUBJECT_PLACEHOLDERS.iter().find(|p| rest.starts_with(**p)) {
+                Some(p) => rest = &rest[p.len()..],
+                None => {
+                    let token: String = rest.chars().take_while(|c| *c != '}').take(30).collect();
+                    return Err(bad(
+                        "subject",
+                        &format!(
+                            "unknown placeholder {token}}}: use {}",
+                            SUBJECT_PLACEHOLDERS.join(" ")
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -407,6 +425,19 @@ impl EmailSink {
         Ok(b.multipart(MultiPart::alternative_plain_html(text, html))?)
     }
 }
+
+/// The placeholders a subject template may use.
+pub const SUBJECT_PLACEHOLDERS: [&str; 9] = [
+    "{level}",
+    "{title}",
+    "{rule_id}",
+    "{account}",
+    "{region}",
+    "{event_name}",
+    "{principal}",
+    "{who}",
+    "{count}",
+];
 
 /// Render the subject template, with event values made header-safe.
 pub fn subject(template: &str, a: &Alert) -> String {

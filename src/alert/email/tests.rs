@@ -156,6 +156,20 @@ fn example_config() -> EmailConfig {
     }
 }
 
+/// A misspelt or unknown placeholder is refused when the configuration is
+/// read, not sent in every subject as written.
+#[test]
+fn unknown_subject_placeholders_are_refused() {
+    let mut c = example_config();
+    c.subject = "[tw] {level} {who} {event_name}".into();
+    assert!(c.validate().is_ok());
+    for bad in ["{unknown}", "{{level}}", "{titel}", "{"] {
+        c.subject = format!("[tw] {bad}");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("unknown placeholder"), "{bad}: {e}");
+    }
+}
+
 #[test]
 fn plaintext_only_to_loopback_and_only_when_allowed() {
     let base = EmailConfig {
