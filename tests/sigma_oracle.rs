@@ -77,23 +77,7 @@ fn all_sigmahq_cloudtrail_rules_load() {
 fn same_verdicts_as_rsigma_on_every_real_event() {
     let engine = oracle();
     let rules = RuleSet::load(&[sigma_dir()]).unwrap();
-    let mut events: Vec<Value> = Vec::new();
-    for e in walkdir::WalkDir::new(shared_data().join("cloudtrail/logs")) {
-        let e = e.unwrap();
-        if e.file_type().is_file() {
-            events.extend(records_of(e.path()));
-        }
-    }
-    let labeled = std::fs::read_to_string(
-        shared_data().join("cloudtrail/labeled/panther-analysis_rule-tests.jsonl"),
-    )
-    .unwrap();
-    for line in labeled.lines() {
-        let case: Value = serde_json::from_str(line).unwrap();
-        if case["event"].is_object() {
-            events.push(case["event"].clone());
-        }
-    }
+    let events = shared_events();
     assert!(events.len() > 900, "{} events", events.len());
     let mut matched = 0;
     let mut disagreements = Vec::new();

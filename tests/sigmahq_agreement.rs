@@ -84,21 +84,7 @@ fn builtin_rules_against_their_sigmahq_counterparts() {
                 .map(|m| m.id.clone())
                 .collect()
         };
-    let mut events: Vec<Value> = Vec::new();
-    for e in walkdir::WalkDir::new(shared_data().join("cloudtrail/logs")) {
-        let e = e.unwrap();
-        if e.file_type().is_file() {
-            events.extend(records_of(e.path()));
-        }
-    }
-    let labeled = std::fs::read_to_string(
-        shared_data().join("cloudtrail/labeled/panther-analysis_rule-tests.jsonl"),
-    )
-    .unwrap();
-    for line in labeled.lines() {
-        let case: Value = serde_json::from_str(line).unwrap();
-        events.push(case["event"].clone());
-    }
+    let events = shared_events();
     assert!(events.len() > 900, "{} events", events.len());
     let mut table: BTreeMap<&str, [u32; 3]> = BTreeMap::new();
     let mut differ: Vec<String> = Vec::new();

@@ -645,15 +645,7 @@ const KEY_PARAMETERS: [&str; 16] = [
 /// request parameters. Values are the attacker's text: cleaned like every
 /// fact, and each cut to [`MAX_FACT_CHARS`].
 fn event_facts(e: &serde_json::Value) -> Vec<(&'static str, String)> {
-    let text = |v: &serde_json::Value| -> Option<String> {
-        let s = match v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            _ => return None,
-        };
-        Some(cut(&clean(Some(&s)), MAX_FACT_CHARS))
-    };
+    let text = fact_text;
     let mut f = Vec::new();
     if let Some(k) = e.pointer("/userIdentity/accessKeyId").and_then(text) {
         f.push(("Access key used", k));
@@ -689,20 +681,23 @@ pub fn key_parameters(e: &serde_json::Value) -> String {
     let Some(params) = e.get("requestParameters").and_then(|p| p.as_object()) else {
         return String::new();
     };
-    let text = |v: &serde_json::Value| -> Option<String> {
-        let s = match v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            _ => return None,
-        };
-        Some(cut(&clean(Some(&s)), MAX_FACT_CHARS))
-    };
     KEY_PARAMETERS
         .iter()
-        .filter_map(|k| Some(format!("{k}={}", params.get(*k).and_then(text)?)))
+        .filter_map(|k| Some(format!("{k}={}", params.get(*k).and_then(fact_text)?)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A scalar event value as a fact: cleaned and cut; `None` for objects,
+/// arrays and null (not a fact a line can show).
+fn fact_text(v: &serde_json::Value) -> Option<String> {
+    let s = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    Some(cut(&clean(Some(&s)), MAX_FACT_CHARS))
 }
 
 /// An event value shown as a fact is cut to this many characters.

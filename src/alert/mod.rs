@@ -617,6 +617,28 @@ impl Secret {
     }
 }
 
+/// An HTTP endpoint's URL, checked: `https://`, or `http://` only to a
+/// loopback host. The message never echoes the URL (it may be a secret).
+pub(crate) fn endpoint(url: &str) -> Result<reqwest::Url, String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("is not valid ({e})"))?;
+    let loopback = u.host_str().is_some_and(is_loopback_host);
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if loopback => Ok(u),
+        _ => Err("must be https:// (http:// only to a loopback host)".into()),
+    }
+}
+
+/// The HTTP client of a remote sink: its timeout, and no redirects (a
+/// redirect would send alerts, and perhaps a token, somewhere else).
+pub(crate) fn http_client(timeout_secs: u64) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout_secs))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.without_url().to_string())
+}
+
 /// A host name or address that stays on this machine (`localhost`,
 /// 127.0.0.0/8, `::1`, bracketed or not): where plain-text SMTP and
 /// `http://` webhooks are allowed.

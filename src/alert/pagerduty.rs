@@ -14,7 +14,6 @@
 //! environment or a file, and appears in no log or error.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -93,16 +92,7 @@ impl PagerDutyConfig {
 }
 
 fn check_url(url: &str) -> Result<reqwest::Url, PagerDutyError> {
-    let u =
-        reqwest::Url::parse(url).map_err(|e| PagerDutyError(format!("url is not valid ({e})")))?;
-    let loopback = u.host_str().is_some_and(super::is_loopback_host);
-    match u.scheme() {
-        "https" => Ok(u),
-        "http" if loopback => Ok(u),
-        _ => Err(PagerDutyError(
-            "url must be https:// (http:// only to a loopback host)".into(),
-        )),
-    }
+    super::endpoint(url).map_err(|m| PagerDutyError(format!("url {m}")))
 }
 
 /// A ready PagerDuty sink.
@@ -121,11 +111,7 @@ impl PagerDutySink {
         )
         .map_err(PagerDutyError)?
         .ok_or_else(|| PagerDutyError("no routing key".into()))?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| PagerDutyError(e.without_url().to_string()))?;
+        let client = super::http_client(config.timeout_secs).map_err(PagerDutyError)?;
         Ok(PagerDutySink {
             client,
             url: check_url(&config.url)?,

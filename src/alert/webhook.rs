@@ -8,7 +8,6 @@
 //! requires, so an event cannot forge links or `<!channel>` mentions.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -86,16 +85,7 @@ impl WebhookConfig {
 
 /// Check a webhook URL without echoing it (it may be a secret).
 fn check_url(url: &str) -> Result<reqwest::Url, WebhookError> {
-    let u = reqwest::Url::parse(url)
-        .map_err(|e| WebhookError(format!("the URL is not valid ({e})")))?;
-    let loopback = u.host_str().is_some_and(super::is_loopback_host);
-    match u.scheme() {
-        "https" => Ok(u),
-        "http" if loopback => Ok(u),
-        _ => Err(WebhookError(
-            "the URL must be https:// (http:// only to a loopback host)".into(),
-        )),
-    }
+    super::endpoint(url).map_err(|m| WebhookError(format!("the URL {m}")))
 }
 
 /// A ready-to-post webhook.
@@ -116,11 +106,7 @@ impl WebhookSink {
                 .to_owned(),
         };
         let url = check_url(url.trim())?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| WebhookError(e.without_url().to_string()))?;
+        let client = super::http_client(config.timeout_secs).map_err(WebhookError)?;
         Ok(WebhookSink { client, url })
     }
 

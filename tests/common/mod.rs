@@ -55,6 +55,29 @@ pub fn gunzip(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Every real CloudTrail event in `../shared`: the records of every log
+/// file, then each labeled case's event (objects only).
+pub fn shared_events() -> Vec<serde_json::Value> {
+    let mut events = Vec::new();
+    for e in walkdir::WalkDir::new(shared_data().join("cloudtrail/logs")) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            events.extend(records_of(e.path()));
+        }
+    }
+    let labeled = std::fs::read_to_string(
+        shared_data().join("cloudtrail/labeled/panther-analysis_rule-tests.jsonl"),
+    )
+    .unwrap();
+    for line in labeled.lines() {
+        let case: serde_json::Value = serde_json::from_str(line).unwrap();
+        if case["event"].is_object() {
+            events.push(case["event"].clone());
+        }
+    }
+    events
+}
+
 /// Records of a CloudTrail file (gzip or not), read with serde_json: an
 /// implementation independent of the one under test.
 pub fn records_of(path: &Path) -> Vec<serde_json::Value> {
