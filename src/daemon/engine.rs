@@ -152,7 +152,7 @@ impl Engine<'_> {
     }
 
     /// End of input: decide the windows still open, and commit what they
-    /// raise.
+    /// raise, through the same step as every batch.
     pub(super) fn finish(&mut self) -> Result<(), DaemonError> {
         let closing = self.correlator.finish();
         if closing.is_empty() {
@@ -173,7 +173,8 @@ impl Engine<'_> {
             via: "",
             arrived: None,
         }];
-        let windows = Some(self.correlator.save());
-        deliver(&mut self.outputs, done, windows, &mut self.stats)
+        // `Correlator::finish` marks the windows dirty, so `commit` saves
+        // them (all closed now) with the alerts they raised.
+        self.commit(done)
     }
 }
