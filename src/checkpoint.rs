@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use thiserror::Error;
 
 const OBJECTS: TableDefinition<&str, u64> = TableDefinition::new("objects");
@@ -126,7 +126,7 @@ pub struct Store {
 /// page cache serves what does not fit. 32 MiB holds every interior page of
 /// a store with millions of keys (64 MiB cost 30 MB more at the peak of a
 /// flood of a million alerts, and was no faster).
-pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+pub(crate) const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 impl Store {
     /// Open (or create) `state.redb` in `dir`, with a page cache of at
@@ -189,7 +189,7 @@ impl Store {
     }
 
     /// Was this exact object (same etag) processed?
-    pub fn is_processed(&self, id: &ObjectId) -> Result<bool, StoreError> {
+    pub(crate) fn is_processed(&self, id: &ObjectId) -> Result<bool, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(OBJECTS).map_err(|e| self.err(e))?;
         Ok(t.get(id.db_key().as_str())
@@ -198,7 +198,7 @@ impl Store {
     }
 
     /// Was an alert with this dedup key emitted (and not yet expired)?
-    pub fn alert_seen(&self, key: &str, now_ms: u64) -> Result<bool, StoreError> {
+    pub(crate) fn alert_seen(&self, key: &str, now_ms: u64) -> Result<bool, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(ALERTS).map_err(|e| self.err(e))?;
         Ok(t.get(key)
@@ -207,7 +207,7 @@ impl Store {
     }
 
     /// The committed length of a file sink (0 if never committed).
-    pub fn sink_len(&self, sink: &str) -> Result<u64, StoreError> {
+    pub(crate) fn sink_len(&self, sink: &str) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(SINKS).map_err(|e| self.err(e))?;
         Ok(t.get(sink)
@@ -215,21 +215,23 @@ impl Store {
             .map_or(0, |v| v.value()))
     }
 
+    #[cfg(test)]
     /// Record an object as processed, with its alerts' dedup keys and the
     /// sink's new length, atomically (one fsync'd transaction).
-    pub fn commit(&self, c: &Commit<'_>) -> Result<(), StoreError> {
+    pub(crate) fn commit(&self, c: &Commit<'_>) -> Result<(), StoreError> {
         self.commit_all(std::slice::from_ref(c))
     }
 
+    #[cfg(test)]
     /// Several objects in one transaction: one fsync for a whole batch.
-    pub fn commit_all(&self, commits: &[Commit<'_>]) -> Result<(), StoreError> {
+    pub(crate) fn commit_all(&self, commits: &[Commit<'_>]) -> Result<(), StoreError> {
         self.commit_batch(commits, &[], |_| Ok(()))
     }
 
     /// Several objects, named state blobs (`meta`) and whatever `also`
     /// writes (the alert outbox) in one transaction, so all of it always
     /// matches the objects committed with it.
-    pub fn commit_batch(
+    pub(crate) fn commit_batch(
         &self,
         commits: &[Commit<'_>],
         meta: &[(&str, &[u8])],
@@ -266,7 +268,7 @@ impl Store {
 
     /// The database, for stages keeping their own tables in it (the
     /// outbox).
-    pub fn database(&self) -> &Database {
+    pub(crate) fn database(&self) -> &Database {
         &self.db
     }
 
@@ -300,7 +302,7 @@ impl Store {
 
     /// Readiness: commit a tiny write (a full disk or a read-only volume
     /// fails here before it fails a batch).
-    pub fn probe(&self) -> Result<(), StoreError> {
+    pub(crate) fn probe(&self) -> Result<(), StoreError> {
         let now = now_ms();
         self.write(|txn| {
             txn.open_table(META)?
@@ -334,7 +336,8 @@ impl Store {
             .map(|v| v.value().to_vec()))
     }
 
-    pub fn set_cursor(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+    #[cfg(test)]
+    pub(crate) fn set_cursor(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         self.write(|txn| {
             txn.open_table(CURSORS)?.insert(name, value)?;
             Ok(())
@@ -343,7 +346,7 @@ impl Store {
 
     /// Forget objects processed before `objects_before_ms` and alert keys
     /// expired at `now_ms`. Returns how many entries were removed.
-    pub fn prune(&self, objects_before_ms: u64, now_ms: u64) -> Result<u64, StoreError> {
+    pub(crate) fn prune(&self, objects_before_ms: u64, now_ms: u64) -> Result<u64, StoreError> {
         let mut removed = 0u64;
         self.write(|txn| {
             txn.open_table(OBJECTS)?.retain(|_, at| {
@@ -361,11 +364,12 @@ impl Store {
         Ok(removed)
     }
 
+    #[cfg(test)]
     /// Number of processed objects remembered.
-    pub fn object_count(&self) -> Result<u64, StoreError> {
+    pub(crate) fn object_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(OBJECTS).map_err(|e| self.err(e))?;
-        t.len().map_err(|e| self.err(e))
+        redb::ReadableTableMetadata::len(&t).map_err(|e| self.err(e))
     }
 }
 

@@ -88,7 +88,8 @@ pub enum Command {
     Config(ConfigCommand),
     /// Generate a deterministic synthetic CloudTrail corpus with known
     /// attacks (and `expected.jsonl`, the alerts they must raise), for
-    /// benchmarks and tests.
+    /// benchmarks and tests. Built with `--features corpus` only.
+    #[cfg(feature = "corpus")]
     Gen(GenArgs),
     /// Measure throughput on a corpus: decode + parse with no rules (the
     /// limit) against the full pipeline, on one thread and on all.
@@ -99,6 +100,7 @@ pub enum Command {
 }
 
 /// Options of `trailwatch gen`.
+#[cfg(feature = "corpus")]
 #[derive(Debug, clap::Args)]
 pub struct GenArgs {
     /// Directory to write into (CloudTrail's key layout under AWSLogs/).
@@ -119,6 +121,7 @@ pub struct GenArgs {
 }
 
 /// "2GB", "200MB", "64KB" or plain bytes.
+#[cfg(feature = "corpus")]
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_uppercase();
     let (num, mult) = if let Some(n) = t.strip_suffix("GB") {
@@ -319,6 +322,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(RulesCommand::Check { dirs }) => rules_check(&dirs),
         Command::Rules(RulesCommand::Test { dirs }) => rules_test(&dirs),
         Command::Run(args) => run_daemon(args),
+        #[cfg(feature = "corpus")]
         Command::Gen(args) => {
             if args.min_file == 0 || args.max_file < args.min_file {
                 eprintln!("error: --min-file must be at least 1 byte and at most --max-file");

@@ -575,7 +575,7 @@ fn elide_values(message: &str) -> String {
 /// Why `${...}` could not be replaced (never the value itself: it may be a
 /// secret).
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum InterpolateError {
+pub(crate) enum InterpolateError {
     #[error("line {line}: `${{` without a closing `}}`")]
     Unclosed { line: usize },
     #[error("line {line}: `${{{text}}}` is not a variable name")]
@@ -598,7 +598,7 @@ pub enum InterpolateError {
 /// example never needs its variable. Values go into the TOML text as they
 /// are, so a value holding a quote, a backslash or a line break is refused:
 /// the environment can fill in a value, never add keys.
-pub fn interpolate(
+pub(crate) fn interpolate(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolateError> {

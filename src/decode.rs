@@ -80,7 +80,7 @@ pub fn plausible_size(compressed: usize) -> usize {
 
 /// The size a gzip object announces in its trailer (ISIZE: the last
 /// member's size mod 2^32): a hint, never trusted as a bound.
-pub fn gzip_size_hint(input: &[u8]) -> u64 {
+pub(crate) fn gzip_size_hint(input: &[u8]) -> u64 {
     input.len().checked_sub(4).map_or(0, |at| {
         u64::from(u32::from_le_bytes(input[at..].try_into().expect("4 bytes")))
     })

@@ -25,7 +25,7 @@ use crate::checkpoint::{Store, now_ms};
 use crate::metrics::Metrics;
 
 /// The default listen address (and the one `healthcheck` calls).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9808";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9808";
 
 /// What `/healthz` and `/readyz` report, updated by the daemon loop.
 pub struct Health {
@@ -61,7 +61,7 @@ impl Health {
     }
 
     /// The loop is making progress.
-    pub fn tick(&self) {
+    pub(crate) fn tick(&self) {
         self.last_tick_ms.store(now_ms(), Ordering::Relaxed);
     }
 
@@ -78,7 +78,7 @@ impl Health {
     }
 
     /// A source starts (`true`) or ends (`false`) one listing or fetch.
-    pub fn busy(&self, name: &str, busy: bool) {
+    pub(crate) fn busy(&self, name: &str, busy: bool) {
         let now = now_ms();
         self.with_source(name, |s| s.busy_since_ms = busy.then_some(now));
     }

@@ -38,17 +38,25 @@
 //!   names a kind.
 //! - [`time`]: the clock and calendar arithmetic (eventTime, ISO times,
 //!   the S3 layout's dates), shared by every stage.
-//! - [`corpus`]: a tool, not a stage: the synthetic corpus generator
-//!   (`trailwatch gen`, the benches and tests read its output).
+//! - `corpus` (only with the `corpus` feature): a development tool, not a
+//!   stage: the synthetic corpus generator behind `trailwatch gen`, which
+//!   the benches and tests read. A production build carries none of it.
 //!
 //! The binary (`src/main.rs`) owns the command line (clap, `anyhow`,
 //! printing), signal handling, the throughput bench (`trailwatch bench`)
 //! and the demo files; the library returns typed errors and never exits
 //! the process.
 
+// The library's public surface is what the binary, tests and benches use;
+// the rest is `pub(crate)` so the compiler reports dead code. Doc comments
+// on public items still link the private ones they rely on: read these docs
+// with `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod alert;
 pub mod checkpoint;
 pub mod config;
+#[cfg(feature = "corpus")]
 pub mod corpus;
 pub mod correlate;
 pub mod daemon;

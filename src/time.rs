@@ -24,14 +24,14 @@ pub fn today() -> i64 {
 }
 
 /// Days since the epoch of a `YYYY-MM-DD` date.
-pub fn parse_date(s: &str) -> Option<i64> {
+pub(crate) fn parse_date(s: &str) -> Option<i64> {
     parse_event_time(&format!("{s}T00:00:00Z")).map(|ms| ms.div_euclid(86_400_000))
 }
 
 /// Parse CloudTrail's `eventTime` (`2024-08-01T13:33:28Z`, with optional
 /// fraction and offset) or the `YYYY-MM-DD HH:MM:SS[.f]` form some exports
 /// use, to milliseconds since the epoch. `None` when unreadable.
-pub fn parse_event_time(s: &str) -> Option<i64> {
+pub(crate) fn parse_event_time(s: &str) -> Option<i64> {
     // Called for every record (the ingest-lag metric): no allocation, no
     // UTF-8 re-validation, trimming only when there is something to trim.
     let mut b = s.as_bytes();
@@ -117,7 +117,7 @@ pub fn iso_time(ms: i64) -> String {
 
 /// (year, month, day) of a day since 1970-01-01, proleptic Gregorian
 /// (Howard Hinnant's algorithm; [`days_from_civil`] is its inverse).
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

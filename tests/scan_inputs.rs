@@ -521,6 +521,7 @@ fn alerts_carry_the_rules_sigma_metadata() {
 /// parsing resumes there. Every record is read once, with its text intact,
 /// gzip or not.
 #[test]
+#[cfg(feature = "corpus")] // its input comes from the corpus generator
 fn chunks_that_fail_in_place_resume_from_the_original_text() {
     let text = trailwatch::corpus::nested_look_alikes(4000);
     let rules = trailwatch::rules::RuleSet::from_texts([(

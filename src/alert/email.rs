@@ -142,7 +142,7 @@ pub enum EmailError {
 
 impl EmailConfig {
     /// Check what can be checked without connecting.
-    pub fn validate(&self) -> Result<(), EmailError> {
+    pub(crate) fn validate(&self) -> Result<(), EmailError> {
         let bad = |field, message: &str| EmailError::Config {
             field,
             message: message.into(),
@@ -240,7 +240,7 @@ impl EmailConfig {
 }
 
 /// A connected-on-demand SMTP sender.
-pub struct EmailSink {
+pub(crate) struct EmailSink {
     config: EmailConfig,
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
@@ -427,7 +427,7 @@ impl EmailSink {
 }
 
 /// The placeholders a subject template may use.
-pub const SUBJECT_PLACEHOLDERS: [&str; 9] = [
+pub(crate) const SUBJECT_PLACEHOLDERS: [&str; 9] = [
     "{level}",
     "{title}",
     "{rule_id}",
@@ -478,7 +478,7 @@ pub fn subject(template: &str, a: &Alert) -> String {
 
 /// An ARN's resource part (`user/alice` of `arn:aws:iam::1:user/alice`),
 /// which says who in a subject line; anything else as it is.
-pub fn short_principal(p: &str) -> &str {
+pub(crate) fn short_principal(p: &str) -> &str {
     match p.strip_prefix("arn:") {
         Some(rest) => rest
             .splitn(5, ':')
@@ -491,7 +491,7 @@ pub fn short_principal(p: &str) -> &str {
 
 /// No control characters (CR/LF, tabs, escapes, Unicode line separators),
 /// at most `max` characters.
-pub fn header_safe(s: &str, max: usize) -> String {
+pub(crate) fn header_safe(s: &str, max: usize) -> String {
     let cleaned: String = s
         .chars()
         .map(|c| {
@@ -527,7 +527,7 @@ fn invisible(c: char) -> bool {
 }
 
 /// Escape text for HTML element content and quoted attributes.
-pub fn html_escape(s: &str) -> String {
+pub(crate) fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -544,7 +544,7 @@ pub fn html_escape(s: &str) -> String {
 
 /// The CloudTrail console link to the event, only from values of the
 /// right shape (an attacker's "region" cannot make it point elsewhere).
-pub fn console_link(a: &Alert) -> Option<String> {
+pub(crate) fn console_link(a: &Alert) -> Option<String> {
     let region = a.region.as_deref()?;
     let id = a.event_id.as_deref()?;
     let region_ok = region.len() <= 20
@@ -677,7 +677,7 @@ fn event_facts(e: &serde_json::Value) -> Vec<(&'static str, String)> {
 
 /// The key request parameters of an event (`userName=alice, policyArn=…`),
 /// cleaned and each cut: what the call acted on. Empty when none.
-pub fn key_parameters(e: &serde_json::Value) -> String {
+pub(crate) fn key_parameters(e: &serde_json::Value) -> String {
     let Some(params) = e.get("requestParameters").and_then(|p| p.as_object()) else {
         return String::new();
     };
@@ -716,7 +716,7 @@ fn cut(s: &str, max: usize) -> String {
 /// so a resend of the same mail (after a crash) keeps it, and any other
 /// mail, from any store or instance, has another: mail systems thread and
 /// deduplicate by it.
-pub fn message_id(group: &[(u64, Entry)], domain: &str) -> String {
+pub(crate) fn message_id(group: &[(u64, Entry)], domain: &str) -> String {
     let mut keys: Vec<String> = group
         .iter()
         .map(|(_, e)| {
@@ -769,7 +769,7 @@ fn incident_heading(inc: &super::incident::IncidentView) -> String {
 
 /// One folded alert in a line: when, how severe, which rule, what call,
 /// on what, with what result (the facts a responder acts on).
-pub fn folded_line(a: &Alert) -> String {
+pub(crate) fn folded_line(a: &Alert) -> String {
     let mut line = format!(
         "{} {} {}: {}",
         clean(a.event_time.as_deref()),
@@ -789,7 +789,7 @@ pub fn folded_line(a: &Alert) -> String {
 
 /// What a suppression summary says: how many alerts were held back, since
 /// when, and that the one shown is the last.
-pub fn summary_line(e: &Entry) -> String {
+pub(crate) fn summary_line(e: &Entry) -> String {
     format!(
         "Summary: {} alerts like this one (same rule, principal, action and level) were held \
          back by storm control (suppress_secs) since {}; the last of them is shown.",
@@ -799,7 +799,7 @@ pub fn summary_line(e: &Entry) -> String {
 }
 
 /// Plain-text body of a single-alert mail.
-pub fn text_body(e: &Entry) -> String {
+pub(crate) fn text_body(e: &Entry) -> String {
     let a = &e.alert;
     let mut s = String::new();
     let _ = writeln!(s, "{} ({})\n", clean(Some(&a.rule_title)), a.level);
@@ -874,7 +874,7 @@ pub fn text_body(e: &Entry) -> String {
 }
 
 /// HTML body of a single-alert mail: every value escaped.
-pub fn html_body(e: &Entry) -> String {
+pub(crate) fn html_body(e: &Entry) -> String {
     let a = &e.alert;
     let h = html_escape;
     let mut s = String::from("<!DOCTYPE html><html><body style=\"font-family:sans-serif\">");

@@ -56,7 +56,7 @@ impl EventJson {
     }
 
     /// As a tree (to render it; transient).
-    pub fn to_value(&self) -> serde_json::Value {
+    pub(crate) fn to_value(&self) -> serde_json::Value {
         serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
     }
 }
@@ -90,7 +90,7 @@ impl<'de> Deserialize<'de> for EventJson {
 /// Deepest nesting kept in an alert's event. serde_json (the outbox's own
 /// reader, and most consumers') refuses documents nested past 128 levels;
 /// CloudTrail's deepest real events are around ten.
-pub const MAX_EVENT_DEPTH: usize = 32;
+pub(crate) const MAX_EVENT_DEPTH: usize = 32;
 
 /// Replace what lies deeper than `depth` levels by a note.
 fn cap_depth(v: &mut serde_json::Value, depth: usize) {
@@ -210,7 +210,7 @@ fn bounded_record(root: crate::parse::Value<'_, '_>) -> serde_json::Value {
 /// Keep an event whole if its JSON fits [`MAX_EVENT_BYTES`] and
 /// [`MAX_EVENT_DEPTH`]; otherwise replace its deepest parts, then its
 /// largest members, by a note until it fits.
-pub fn bound_event(mut event: serde_json::Value) -> serde_json::Value {
+pub(crate) fn bound_event(mut event: serde_json::Value) -> serde_json::Value {
     cap_depth(&mut event, MAX_EVENT_DEPTH);
     let size = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len());
     let mut total = size(&event);

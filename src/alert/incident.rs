@@ -23,12 +23,12 @@ use super::Alert;
 use crate::rules::Level;
 
 /// Steps of an incident kept for its timeline; later ones are counted.
-pub const MAX_STEPS: usize = 50;
+pub(crate) const MAX_STEPS: usize = 50;
 
 /// Incidents one batch may open or extend; alerts of further principals in
 /// the same batch are sent on their own (a flood of distinct principals
 /// cannot make a batch hold unbounded state).
-pub const MAX_INCIDENTS_PER_BATCH: usize = 10_000;
+pub(crate) const MAX_INCIDENTS_PER_BATCH: usize = 10_000;
 
 /// One alert in an incident's timeline: what a reader scans down.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -108,7 +108,7 @@ impl IncidentView {
 
 /// One incident as the store keeps it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Incident {
+pub(crate) struct Incident {
     pub view: IncidentView,
     /// When its last alert was queued (ms): quiet for `incident_secs`
     /// after this, it is over.

@@ -70,7 +70,7 @@ pub fn write(w: &mut dyn Write, alert: &Alert, format: Format) -> io::Result<()>
 /// the rule's description, references and false positives again for every
 /// line was most of `scan`'s output cost.
 #[derive(Debug, Clone)]
-pub struct RuleJson {
+pub(crate) struct RuleJson {
     /// The rule itself, for the text format (which builds the alert).
     meta: std::sync::Arc<RuleMeta>,
     /// `{"rule_id":…,"rule_name":…,"rule_title":…,"level":…`
@@ -111,7 +111,7 @@ fn j<T: serde::Serialize + ?Sized>(v: &T) -> String {
 /// object's name as a JSON string, `source` as it is. The caller's buffer
 /// is written out as it fills: with a noisy rule, per-field writes through
 /// a writer and its formatting machinery were a tenth of `scan`'s time.
-pub fn write_match(
+pub(crate) fn write_match(
     out: &mut Vec<u8>,
     m: &Match,
     rule: &RuleJson,
@@ -208,7 +208,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 /// (U+2028/2029, line breaks to many editors and web viewers), the bidi
 /// controls that reorder what is displayed (U+202A-202E, U+2066-2069,
 /// U+200E/200F, U+061C) and invisible characters (zero-width, BOM).
-pub fn clean(s: Option<&str>) -> String {
+pub(crate) fn clean(s: Option<&str>) -> String {
     let Some(s) = s else { return "-".into() };
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

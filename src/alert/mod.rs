@@ -11,7 +11,7 @@ pub mod incident;
 pub mod jsonl;
 pub mod outbox;
 pub mod pagerduty;
-pub mod remote;
+pub(crate) mod remote;
 pub mod webhook;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -22,17 +22,19 @@ use std::sync::Arc;
 use crate::rules::{Level, RuleMeta};
 
 mod event;
-pub use event::{EventJson, MAX_EVENT_DEPTH, bound_event};
+pub use event::EventJson;
+#[cfg(test)]
+use event::bound_event;
 
 /// Longest event-derived field kept in an alert, in bytes. A user agent or
 /// ARN is far shorter; anything longer is an attack on the reader or the
 /// sink, and is cut with a marker that says how much was dropped.
-pub const MAX_FIELD_BYTES: usize = 1024;
+pub(crate) const MAX_FIELD_BYTES: usize = 1024;
 
 /// Largest event kept whole in an alert (compact JSON). Above it, the big
 /// members are replaced by a note, so a 100 MB record cannot become a
 /// 100 MB email or outbox entry.
-pub const MAX_EVENT_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_EVENT_BYTES: usize = 16 * 1024;
 
 /// One rule match on one event. It round-trips through JSON: the outbox
 /// stores alerts this way until a remote sink accepts them.
@@ -118,7 +120,7 @@ impl Alert {
 
     /// An alert of `rule` on record `record` of `source` with every event
     /// field empty: the base [`Match::to_alert`] and correlations fill in.
-    pub fn of_rule(rule: &Arc<RuleMeta>, source: String, record: usize) -> Alert {
+    pub(crate) fn of_rule(rule: &Arc<RuleMeta>, source: String, record: usize) -> Alert {
         Alert {
             rule_id: rule.id.clone(),
             rule_name: rule.name.clone(),
@@ -149,7 +151,7 @@ impl Alert {
 }
 
 /// The event fields an alert carries, in the order [`Match`] packs them.
-pub const FIELDS: usize = 9;
+pub(crate) const FIELDS: usize = 9;
 
 /// A rule match as the hot path records it: the rule's index, the record's
 /// index and the alert's event fields, packed end to end in a text shared
@@ -189,7 +191,11 @@ pub struct Context {
 impl Context {
     /// From event fields in [`Match`]'s order: event id, name, source,
     /// time, account, region, principal, source IP, user agent.
-    pub fn from_fields(values: [Option<&str>; FIELDS], source: Arc<str>, record: usize) -> Context {
+    pub(crate) fn from_fields(
+        values: [Option<&str>; FIELDS],
+        source: Arc<str>,
+        record: usize,
+    ) -> Context {
         let mut text = String::new();
         let mut ends = [0u32; FIELDS];
         let mut present = 0u16;
@@ -236,7 +242,7 @@ impl Context {
     }
 
     /// An alert of `rule` with these fields (no event).
-    pub fn to_alert(&self, rule: &Arc<RuleMeta>) -> Alert {
+    pub(crate) fn to_alert(&self, rule: &Arc<RuleMeta>) -> Alert {
         alert_of(
             &self.text,
             &self.fields,
@@ -316,12 +322,13 @@ struct Pending {
 /// into one growing text: one allocation per batch instead of one per
 /// match (138k matches cost ~3% of the pipeline that way).
 #[derive(Default)]
-pub struct MatchBatch {
+pub(crate) struct MatchBatch {
     text: String,
     pending: Vec<Pending>,
 }
 
 impl MatchBatch {
+    #[cfg(test)]
     /// Record a match of rule number `rule` on `r`, record `record` of its
     /// object, with `event` attached.
     pub fn push(&mut self, rule: u32, r: &Record<'_, '_>, record: usize, event: Option<EventJson>) {
@@ -331,7 +338,7 @@ impl MatchBatch {
     /// [`MatchBatch::push`], saying whether the rule is hidden (its match
     /// only feeds correlations: [`MatchBatch::finish_split`] keeps it
     /// apart from the alerts).
-    pub fn push_as(
+    pub(crate) fn push_as(
         &mut self,
         rule: u32,
         r: &Record<'_, '_>,
@@ -355,13 +362,15 @@ impl MatchBatch {
         self.pending.len()
     }
 
+    #[cfg(test)]
     /// The last match pushed, as a correlation window keeps it.
-    pub fn last_context(&self, source: &Arc<str>) -> Option<Context> {
+    pub(crate) fn last_context(&self, source: &Arc<str>) -> Option<Context> {
         let p = self.pending.last()?;
         let values: [Option<&str>; FIELDS] = std::array::from_fn(|i| p.fields.get(&self.text, i));
         Some(Context::from_fields(values, Arc::clone(source), p.record))
     }
 
+    #[cfg(test)]
     /// Forget the last match pushed (a hidden rule's, kept only as a
     /// correlation hit).
     pub fn pop(&mut self) {
@@ -374,6 +383,7 @@ impl MatchBatch {
         self.pending.is_empty()
     }
 
+    #[cfg(test)]
     /// The matches, sharing the text.
     pub fn finish(self) -> Vec<Match> {
         self.finish_split().0
@@ -382,7 +392,7 @@ impl MatchBatch {
     /// The matches that alert, and every match in the order pushed
     /// (hidden ones included, for the correlation hits that point at
     /// them), all sharing one text, sized to fit.
-    pub fn finish_split(mut self) -> (Vec<Match>, Vec<Match>) {
+    pub(crate) fn finish_split(mut self) -> (Vec<Match>, Vec<Match>) {
         self.text.shrink_to_fit();
         let text = Arc::new(self.text);
         let all: Vec<Match> = self
@@ -455,7 +465,7 @@ impl Match {
     }
 
     /// The full alert, for sinks that keep or render one.
-    pub fn to_alert(&self, rule: &Arc<RuleMeta>, source: &str) -> Alert {
+    pub(crate) fn to_alert(&self, rule: &Arc<RuleMeta>, source: &str) -> Alert {
         alert_of(
             &self.text,
             &self.fields,
@@ -578,7 +588,7 @@ impl Alert {
 /// file. Its `Debug` shows nothing, so it cannot leak through a logged
 /// config or error.
 #[derive(Clone)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -612,7 +622,7 @@ impl Secret {
         Ok(None)
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -642,7 +652,7 @@ pub(crate) fn http_client(timeout_secs: u64) -> Result<reqwest::Client, String> 
 /// A host name or address that stays on this machine (`localhost`,
 /// 127.0.0.0/8, `::1`, bracketed or not): where plain-text SMTP and
 /// `http://` webhooks are allowed.
-pub fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     host == "localhost"
         || host
             .trim_start_matches('[')
@@ -653,7 +663,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 
 /// Lowercase hex of `bytes` in one allocation (saved correlation ids,
 /// Message-IDs, hashed store keys).
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for &b in bytes {

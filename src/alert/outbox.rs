@@ -125,7 +125,7 @@ fn is_zero(n: &usize) -> bool {
 
 /// Alerts one message may fold in; an incident growing further starts
 /// another message (its timeline still whole).
-pub const MAX_FOLDED: usize = 20;
+pub(crate) const MAX_FOLDED: usize = 20;
 
 impl Entry {
     /// `alert`, queued at `now_ms` and due at once: not yet tried, no
@@ -182,7 +182,7 @@ struct SinkState {
 
 /// What queuing a batch did, for metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Queued {
+pub(crate) struct Queued {
     pub queued: u64,
     pub suppressed: u64,
     /// Below the sink's minimum level.
@@ -196,7 +196,7 @@ pub struct Queued {
 
 /// The outbox of one remote sink.
 #[derive(Clone, Debug)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     /// The sink's name (`email`, `webhook`): its metrics label and key.
     pub sink: &'static str,
     pub storm: StormConfig,
@@ -426,7 +426,7 @@ impl Outbox {
     /// back becomes a summary in the outbox (the last alert and the count),
     /// and is forgotten; so is every other ended window. Returns the
     /// summaries queued.
-    pub fn close_windows(&self, db: &Database, now_ms: u64) -> DbResult<u64> {
+    pub(crate) fn close_windows(&self, db: &Database, now_ms: u64) -> DbResult<u64> {
         // A cheap look first: most rounds find nothing and write nothing.
         let any = {
             let txn = db.begin_read()?;
@@ -506,7 +506,7 @@ impl Outbox {
     /// entries, whose retry time has come. With `Err(wait_ms)` nothing is
     /// due and the next chance is that far away (bounded by 1 s so new
     /// alerts are picked up quickly).
-    pub fn due(
+    pub(crate) fn due(
         &self,
         db: &Database,
         now_ms: u64,
@@ -652,7 +652,7 @@ fn suppression_key(a: &Alert) -> String {
 }
 
 /// Group entries by a key (recipients), keeping order within each group.
-pub fn group_by<K: Ord>(
+pub(crate) fn group_by<K: Ord>(
     entries: Vec<(u64, Entry)>,
     key: impl Fn(&Entry) -> K,
 ) -> BTreeMap<K, Vec<(u64, Entry)>> {

@@ -65,7 +65,7 @@ fn default_timeout() -> u64 {
 pub struct PagerDutyError(String);
 
 impl PagerDutyConfig {
-    pub fn validate(&self) -> Result<(), PagerDutyError> {
+    pub(crate) fn validate(&self) -> Result<(), PagerDutyError> {
         if self.routing_key_env.is_some() == self.routing_key_file.is_some() {
             return Err(PagerDutyError(
                 "give exactly one of routing_key_env, routing_key_file".into(),
@@ -96,7 +96,7 @@ fn check_url(url: &str) -> Result<reqwest::Url, PagerDutyError> {
 }
 
 /// A ready PagerDuty sink.
-pub struct PagerDutySink {
+pub(crate) struct PagerDutySink {
     client: reqwest::Client,
     url: reqwest::Url,
     routing_key: Secret,
@@ -154,7 +154,7 @@ impl PagerDutySink {
 }
 
 /// PagerDuty refuses events over 512 KB; the details are kept well under.
-pub const MAX_DETAILS_BYTES: usize = 256 << 10;
+pub(crate) const MAX_DETAILS_BYTES: usize = 256 << 10;
 
 /// What rides in `custom_details`: the alert without its event and rule
 /// documentation (the JSON lines and the mail have those), the incident's

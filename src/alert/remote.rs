@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::metrics::events::{Delivered, DeliveryFailed, InternalEvent};
 
 /// The transport of a remote sink.
-pub enum Transport {
+pub(crate) enum Transport {
     Email(Box<EmailSink>),
     Webhook(WebhookSink),
     PagerDuty(PagerDutySink),
@@ -41,7 +41,7 @@ const BOOKKEEPING_MS: u64 = 2_000;
 
 /// Why one delivery failed (the alerts stay queued and are tried again).
 #[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
+pub(crate) enum DeliveryError {
     #[error("nothing to send")]
     Empty,
     #[error("{role} address {address}: {source}")]
@@ -127,7 +127,7 @@ impl Remote {
 
     /// Queue a summary for each suppression window that ended having held
     /// alerts back (each round, and before a drain looks at the depth).
-    pub fn close_windows(&self, store: &Store, metrics: &Metrics, now: u64) {
+    pub(crate) fn close_windows(&self, store: &Store, metrics: &Metrics, now: u64) {
         let sink = self.outbox.sink;
         match self.outbox.close_windows(store.database(), now) {
             Ok(0) => {}
@@ -232,7 +232,7 @@ impl Remote {
 
 /// Deliver from `remote`'s outbox forever (the task is dropped with the
 /// runtime at exit; whatever is not yet sent stays in the outbox).
-pub async fn deliver_forever(remote: Arc<Remote>, store: Arc<Store>, metrics: Arc<Metrics>) {
+pub(crate) async fn deliver_forever(remote: Arc<Remote>, store: Arc<Store>, metrics: Arc<Metrics>) {
     metrics
         .outbox_depth
         .with_label_values(&[remote.outbox.sink])

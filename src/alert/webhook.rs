@@ -52,7 +52,7 @@ fn default_timeout() -> u64 {
 pub struct WebhookError(String);
 
 impl WebhookConfig {
-    pub fn validate(&self) -> Result<(), WebhookError> {
+    pub(crate) fn validate(&self) -> Result<(), WebhookError> {
         let given = [
             self.url_env.is_some(),
             self.url_file.is_some(),
@@ -89,7 +89,7 @@ fn check_url(url: &str) -> Result<reqwest::Url, WebhookError> {
 }
 
 /// A ready-to-post webhook.
-pub struct WebhookSink {
+pub(crate) struct WebhookSink {
     client: reqwest::Client,
     url: reqwest::Url,
 }
@@ -133,7 +133,7 @@ impl WebhookSink {
 }
 
 /// Escape text for Slack's mrkdwn.
-pub fn slack_escape(s: &str) -> String {
+pub(crate) fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

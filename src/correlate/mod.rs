@@ -43,7 +43,6 @@ use crate::alert::{Alert, Context, bound};
 pub use crate::rules::Correlation;
 pub use keys::GroupKey;
 use keys::{IdKey, Seen};
-pub use snapshot::SnapshotError;
 
 mod keys;
 mod snapshot;
@@ -54,10 +53,10 @@ pub const DEFAULT_LATENESS_MS: i64 = 15 * 60 * 1000;
 /// Default cap on groups per correlation rule.
 pub const DEFAULT_MAX_GROUPS: usize = 100_000;
 /// Event ids kept per correlation alert: enough to investigate, bounded.
-pub const MAX_EVENT_IDS: usize = 100;
+pub(crate) const MAX_EVENT_IDS: usize = 100;
 
 /// Distinct API calls a correlation alert names (the rest are summed).
-pub const MAX_CALLS: usize = 10;
+pub(crate) const MAX_CALLS: usize = 10;
 /// Events kept per group: a threshold above this cannot be reached.
 const MAX_EVENTS_PER_GROUP: usize = 10_000;
 
@@ -206,7 +205,7 @@ const IDLE_HITS: u64 = 50_000;
 
 /// Default bound on how far past the clock an event may be dated and still
 /// count: clocks disagree by seconds; 15 minutes is generous.
-pub const DEFAULT_MAX_FUTURE_MS: i64 = 15 * 60 * 1000;
+pub(crate) const DEFAULT_MAX_FUTURE_MS: i64 = 15 * 60 * 1000;
 
 /// Runs every correlation rule of a rule set over hits, in input order.
 pub struct Correlator {
@@ -244,19 +243,20 @@ impl Correlator {
     }
 
     /// Events dated more than `ms` past the clock are dropped (counted).
-    pub fn with_max_future(mut self, ms: i64) -> Self {
+    pub(crate) fn with_max_future(mut self, ms: i64) -> Self {
         self.max_future_ms = ms.max(0);
         self
     }
 
+    #[cfg(test)]
     /// Use `clock` (milliseconds since the epoch) instead of the system's.
-    pub fn with_clock(mut self, clock: fn() -> i64) -> Self {
+    pub(crate) fn with_clock(mut self, clock: fn() -> i64) -> Self {
         self.clock = clock;
         self
     }
 
     /// Whether the state changed since the last save.
-    pub fn is_dirty(&self) -> bool {
+    pub(crate) fn is_dirty(&self) -> bool {
         self.dirty
     }
 

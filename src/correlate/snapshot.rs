@@ -100,7 +100,7 @@ struct SavedEvRef<'a>(
 
 /// Why saved windows were not restored (the daemon then starts with none).
 #[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
+pub(crate) enum SnapshotError {
     #[error(
         "saved format {0} is not {SNAPSHOT_VERSION} (windows open at the last stop before an upgrade start afresh)"
     )]
@@ -178,7 +178,7 @@ impl Correlator {
     /// Load windows saved by [`Correlator::save`] into an empty correlator.
     /// Windows of correlations no longer loaded (or whose referenced rules
     /// changed) are dropped. Returns the number of groups restored.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<usize, SnapshotError> {
+    pub(crate) fn restore(&mut self, bytes: &[u8]) -> Result<usize, SnapshotError> {
         #[derive(serde::Deserialize)]
         struct Version {
             version: u32,

@@ -1,4 +1,5 @@
 //! The correlation stage's unit tests.
+use super::snapshot::SnapshotError;
 use super::*;
 use crate::rules::RuleMeta;
 

@@ -17,13 +17,13 @@ use crate::pipeline::{self, ErrorKind, ObjectReport};
 use crate::source::SourceError;
 
 /// Something to log and count at once.
-pub trait InternalEvent {
+pub(crate) trait InternalEvent {
     fn emit(self, metrics: &Metrics);
 }
 
 /// A source could not be listed (network, permissions); it is tried again
 /// at its next poll. Counted in `trailwatch_source_errors_total`.
-pub struct ListingFailed<'a> {
+pub(crate) struct ListingFailed<'a> {
     pub source: &'a str,
     pub error: &'a SourceError,
 }
@@ -42,7 +42,7 @@ impl InternalEvent for ListingFailed<'_> {
 /// first twenty logged ([`pipeline::log_errors`]), every one counted
 /// in `trailwatch_input_errors_total` by kind), and the alerts that carry a
 /// note instead of their event (`trailwatch_alert_events_omitted_total`).
-pub struct ObjectProcessed<'a> {
+pub(crate) struct ObjectProcessed<'a> {
     pub source: &'a str,
     pub report: &'a ObjectReport,
     pub took: Duration,
@@ -69,7 +69,7 @@ impl InternalEvent for ObjectProcessed<'_> {
 /// An object could not be read (perhaps transiently): not committed, so
 /// it is read again later. Counted as a `failed` object and a `read` input
 /// error.
-pub struct ObjectUnreadable<'a> {
+pub(crate) struct ObjectUnreadable<'a> {
     pub source: &'a str,
     pub report: &'a ObjectReport,
 }
@@ -90,7 +90,7 @@ impl InternalEvent for ObjectUnreadable<'_> {
 
 /// A directory entry that cannot be read (a symlink loop, a dangling link,
 /// no permission): skipped, logged and counted once when it appears.
-pub struct EntryUnreadable<'a> {
+pub(crate) struct EntryUnreadable<'a> {
     pub source: &'a str,
     pub path: &'a str,
     pub message: &'a str,
@@ -114,7 +114,7 @@ impl InternalEvent for EntryUnreadable<'_> {
 /// Alerts a remote sink delivered (`trailwatch_alerts_total{outcome="sent"}`),
 /// and how long each waited since it was committed
 /// (`trailwatch_alert_delivery_seconds`).
-pub struct Delivered<'a> {
+pub(crate) struct Delivered<'a> {
     pub sink: &'a str,
     /// When each alert was queued (committed), in ms.
     pub queued_ms: Vec<u64>,
@@ -135,7 +135,7 @@ impl InternalEvent for Delivered<'_> {
 
 /// A delivery failed; the alerts stay queued and are tried again
 /// (`trailwatch_alerts_total{outcome="failed"}`).
-pub struct DeliveryFailed<'a> {
+pub(crate) struct DeliveryFailed<'a> {
     pub sink: &'a str,
     pub alerts: u64,
     pub error: &'a DeliveryError,

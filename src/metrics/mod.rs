@@ -37,7 +37,7 @@ const DURATION_BUCKETS: &[f64] = &[
 ];
 
 /// Label value for accounts not listed in `[metrics] accounts`.
-pub const UNLISTED_ACCOUNT: &str = "unlisted";
+pub(crate) const UNLISTED_ACCOUNT: &str = "unlisted";
 
 /// The registry and every metric the daemon exports.
 pub struct Metrics {
@@ -424,7 +424,7 @@ impl Metrics {
         }
     }
 
-    pub fn rule_match(&self, rule_id: &str, title: &str, level: &str) {
+    pub(crate) fn rule_match(&self, rule_id: &str, title: &str, level: &str) {
         let mut title = title;
         if title.len() > 80 {
             let mut end = 80;
@@ -445,7 +445,7 @@ impl Metrics {
 
     /// Make every series of a source exist at 0, so dashboards and
     /// `rate()` see it before its first object.
-    pub fn declare_source(&self, source: &str) {
+    pub(crate) fn declare_source(&self, source: &str) {
         for outcome in ["processed", "already_processed", "digest", "failed"] {
             self.objects.with_label_values(&[source, outcome]);
         }
@@ -461,7 +461,7 @@ impl Metrics {
     }
 
     /// The newest event time of each source, to save with a commit.
-    pub fn last_event_times(&self) -> Vec<(String, f64)> {
+    pub(crate) fn last_event_times(&self) -> Vec<(String, f64)> {
         use prometheus::core::Collector;
         self.last_event_time
             .collect()
@@ -477,14 +477,14 @@ impl Metrics {
     /// At start: a source's newest event time as the store saved it (no
     /// later than `now`), so "no new events" can fire for a trail that
     /// stopped before this process started.
-    pub fn restore_last_event_time(&self, source: &str, saved: f64, now: f64) {
+    pub(crate) fn restore_last_event_time(&self, source: &str, saved: f64, now: f64) {
         self.last_event_time
             .with_label_values(&[source])
             .set(saved.min(now));
     }
 
     /// Make the alert series of a sink exist at 0.
-    pub fn declare_sink(&self, sink: &str, outcomes: &[&str]) {
+    pub(crate) fn declare_sink(&self, sink: &str, outcomes: &[&str]) {
         for o in outcomes {
             self.alerts.with_label_values(&[sink, o]);
         }
@@ -492,7 +492,7 @@ impl Metrics {
 
     /// Make the time-to-alert histograms exist for every path, and the
     /// delivery one for each remote sink, before the first alert.
-    pub fn declare_latency(&self, remote_sinks: &[&str]) {
+    pub(crate) fn declare_latency(&self, remote_sinks: &[&str]) {
         for via in crate::source::VIA {
             self.event_to_alert.with_label_values(&[via]);
             self.arrival_to_alert.with_label_values(&[via]);
@@ -503,7 +503,7 @@ impl Metrics {
     }
 
     /// Make every posture series of the listed accounts exist at 0.
-    pub fn declare_posture(&self) {
+    pub(crate) fn declare_posture(&self) {
         let mut accounts: Vec<&str> = self.accounts.iter().map(String::as_str).collect();
         accounts.push(UNLISTED_ACCOUNT);
         for kind in Posture::ALL {
@@ -514,7 +514,7 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -46,7 +46,8 @@ use rayon::prelude::*;
 use simd_json::{Buffers, Tape};
 use thiserror::Error;
 
-pub use record::{FieldPath, Ident, Kind, Record, Top, Value, WrongType, take_duplicate_keys};
+pub(crate) use record::{FieldPath, take_duplicate_keys};
+pub use record::{Ident, Kind, Record, Top, Value, WrongType};
 
 /// Records handed to the sink per call on the fast path: large enough to
 /// amortise a rayon task, small enough to balance a 50 MB file across cores.

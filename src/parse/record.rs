@@ -18,7 +18,7 @@ thread_local! {
 
 /// Whether a lookup on this thread met a duplicate key since the last call
 /// (and clear it): the pipeline asks once per record, after its rules ran.
-pub fn take_duplicate_keys() -> bool {
+pub(crate) fn take_duplicate_keys() -> bool {
     DUPLICATE_SEEN.with(|d| d.replace(false))
 }
 
@@ -105,7 +105,7 @@ impl<'t, 'i> Value<'t, 'i> {
         }
     }
 
-    pub fn as_i64(&self) -> Option<i64> {
+    pub(crate) fn as_i64(&self) -> Option<i64> {
         match self.0[0] {
             Node::Static(StaticNode::I64(n)) => Some(n),
             Node::Static(StaticNode::U64(n)) => i64::try_from(n).ok(),
@@ -160,7 +160,7 @@ impl<'t, 'i> Value<'t, 'i> {
     }
 
     /// Serialize back to JSON text (for alert bodies; not on the hot path).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(self) -> serde_json::Value {
         match self.kind() {
             Kind::Null => serde_json::Value::Null,
             Kind::Bool => serde_json::Value::Bool(self.as_bool().unwrap_or(false)),
@@ -243,7 +243,7 @@ macro_rules! top_fields {
         pub enum Top { $($variant),* }
 
         impl Top {
-            pub const ALL: &'static [Top] = &[$(Top::$variant),*];
+            pub(crate) const ALL: &'static [Top] = &[$(Top::$variant),*];
 
             pub fn name(self) -> &'static str {
                 match self { $(Top::$variant => $name),* }
@@ -286,7 +286,7 @@ impl Top {
     /// of string comparisons: a guess from the length and one or two bytes
     /// leaves a single candidate, confirmed by one comparison.
     #[inline]
-    pub fn from_name(name: &str) -> Option<Top> {
+    pub(crate) fn from_name(name: &str) -> Option<Top> {
         let b = name.as_bytes();
         let at = |i: usize| b.get(i).copied().unwrap_or(0);
         let guess = match (b.len(), at(0)) {
@@ -377,7 +377,7 @@ impl Ident {
     /// As [`Top::from_name`]: a guess from the length and first byte, then
     /// one comparison.
     #[inline]
-    pub fn from_name(name: &str) -> Option<Ident> {
+    pub(crate) fn from_name(name: &str) -> Option<Ident> {
         let b = name.as_bytes();
         let guess = match (b.len(), b.first().copied().unwrap_or(0)) {
             (3, b'a') => Ident::Arn,
@@ -396,7 +396,7 @@ impl Ident {
 /// A dotted field path, split and with its first key resolved against the
 /// indexed top-level fields once, when a rule is compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldPath {
+pub(crate) struct FieldPath {
     keys: Vec<Box<str>>,
     top: Option<Top>,
     /// `userIdentity.<indexed member>...`: that member.
@@ -520,7 +520,7 @@ impl<'t, 'i> Record<'t, 'i> {
 
     /// Whether the record repeats a key at its top level or in
     /// `userIdentity` (the last one counts; see [`Record::new`]).
-    pub fn duplicate_keys(&self) -> bool {
+    pub(crate) fn duplicate_keys(&self) -> bool {
         self.duplicate_keys
     }
 
@@ -574,7 +574,7 @@ impl<'t, 'i> Record<'t, 'i> {
     /// the way are flattened (any element may hold the rest of the path), and
     /// an array at the end yields its elements. Stops early when `f` returns
     /// true, and returns whether it did.
-    pub fn any_at<P: AsRef<str>>(
+    pub(crate) fn any_at<P: AsRef<str>>(
         &self,
         path: &[P],
         f: &mut impl FnMut(Value<'t, 'i>) -> bool,
@@ -595,10 +595,11 @@ impl<'t, 'i> Record<'t, 'i> {
         }
     }
 
+    #[cfg(test)]
     /// Every value at a path written as text: `userIdentity.type`, or
     /// `resources[].ARN` where `[]` marks an array (arrays are flattened
     /// either way). For tools and tests; rules use pre-split paths.
-    pub fn values_at(&self, path: &str) -> Vec<Value<'t, 'i>> {
+    pub(crate) fn values_at(&self, path: &str) -> Vec<Value<'t, 'i>> {
         let keys: Vec<&str> = path.split('.').map(|k| k.trim_end_matches("[]")).collect();
         let mut out = Vec::new();
         self.any_at(&keys, &mut |v| {
@@ -610,7 +611,11 @@ impl<'t, 'i> Record<'t, 'i> {
 
     /// [`Record::any_at`] for a pre-resolved path.
     #[inline]
-    pub fn any_path(&self, path: &FieldPath, f: &mut impl FnMut(Value<'t, 'i>) -> bool) -> bool {
+    pub(crate) fn any_path(
+        &self,
+        path: &FieldPath,
+        f: &mut impl FnMut(Value<'t, 'i>) -> bool,
+    ) -> bool {
         if let Some(member) = path.ident
             && let Ok(v) = self.ident(member)
         {

@@ -279,6 +279,7 @@ fn json_lines_errors_have_line_records() {
 /// their strings where they lie; recovery must read the original text:
 /// every id (each with an escape) comes out whole, numbered right.
 #[test]
+#[cfg(feature = "corpus")] // its input comes from the corpus generator
 fn recovery_after_an_in_place_parse_reads_the_original_text() {
     let text = crate::corpus::nested_look_alikes(4000);
     assert!(text.len() > CHUNKED_MIN_BYTES);

@@ -46,7 +46,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind: the metric series declared for each source at start.
-    pub const ALL: [ErrorKind; 8] = [
+    pub(crate) const ALL: [ErrorKind; 8] = [
         ErrorKind::Read,
         ErrorKind::TooLarge,
         ErrorKind::Gzip,
@@ -152,7 +152,7 @@ pub enum Posture {
 }
 
 impl Posture {
-    pub const ALL: [Posture; 4] = [
+    pub(crate) const ALL: [Posture; 4] = [
         Posture::RootLogin,
         Posture::ConsoleLoginWithoutMfa,
         Posture::AccessKeyCreated,
@@ -205,7 +205,7 @@ impl Posture {
 }
 
 impl ObjectReport {
-    pub fn is_digest(&self) -> bool {
+    pub(crate) fn is_digest(&self) -> bool {
         self.layout == Some(Layout::Digest)
     }
     /// Every problem of the object, kept or only counted.
@@ -214,7 +214,7 @@ impl ObjectReport {
     }
 
     /// Problems by kind, kept and counted alike.
-    pub fn error_counts(&self) -> BTreeMap<ErrorKind, u64> {
+    pub(crate) fn error_counts(&self) -> BTreeMap<ErrorKind, u64> {
         let mut counts = self.errors_not_kept.clone();
         for e in &self.errors {
             *counts.entry(e.kind).or_default() += 1;
@@ -248,7 +248,7 @@ pub struct Limits {
 
 /// Default [`Limits::max_event_bytes_per_object`]: 16 MiB, some ten
 /// thousand typical events.
-pub const DEFAULT_MAX_EVENT_BYTES_PER_OBJECT: usize = 16 << 20;
+pub(crate) const DEFAULT_MAX_EVENT_BYTES_PER_OBJECT: usize = 16 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -273,7 +273,7 @@ thread_local! {
 const KEEP_BUF_BYTES: usize = 256 << 20;
 
 /// The daemon's [`Limits::keep_decode_bytes`].
-pub const DAEMON_KEEP_DECODE_BYTES: usize = 16 << 20;
+pub(crate) const DAEMON_KEEP_DECODE_BYTES: usize = 16 << 20;
 
 /// True for CloudTrail digest files by their name, which CloudTrail gives
 /// them as `{account}_CloudTrail-Digest_{region}_{trail}_{region}_{YYYYMMDDTHHMMSSZ}.json.gz`
@@ -321,7 +321,7 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
 /// The report of an object that could not be read: one error, of kind
 /// `TooLarge` or `Read` (perhaps transient: the daemon tries it again at
 /// the next poll).
-pub fn read_failed(name: &str, e: &SourceError) -> ObjectReport {
+pub(crate) fn read_failed(name: &str, e: &SourceError) -> ObjectReport {
     ObjectReport {
         source: name.to_owned(),
         errors: vec![InputError {
@@ -338,7 +338,7 @@ pub fn read_failed(name: &str, e: &SourceError) -> ObjectReport {
 
 /// [`process_object`] for a local file, read as it is parsed when it is
 /// larger than [`STREAM_MIN_BYTES`] (so two 1 GB files never sit in memory).
-pub fn process_file(
+pub(crate) fn process_file(
     name: &str,
     path: &std::path::Path,
     rules: &RuleSet,
@@ -450,7 +450,7 @@ fn process(name: &str, stored: Stored<'_>, rules: &RuleSet, limits: Limits) -> O
 /// the buffers of big objects do not add to the memory delivery needs
 /// (`scan` keeps them: reusing them is worth a fifth of its speed on
 /// files of tens of MB).
-pub fn release_large_buffers() {
+pub(crate) fn release_large_buffers() {
     DECODE_BUF.with(|c| {
         let buf = c.take();
         if buf.capacity() <= DAEMON_KEEP_DECODE_BYTES {
@@ -644,5 +644,6 @@ pub fn evaluate_document(text: &[u8], rules: &RuleSet) -> (Vec<Alert>, Vec<Strin
 mod scan;
 mod sink;
 
-pub use scan::{ScanOptions, Summary, log_errors, scan};
+pub(crate) use scan::log_errors;
+pub use scan::{ScanOptions, Summary, scan};
 use sink::ObjectSink;

@@ -54,7 +54,7 @@ impl Summary {
     }
 
     /// Decoded megabytes (10^6) per second.
-    pub fn mb_per_sec(&self) -> f64 {
+    pub(crate) fn mb_per_sec(&self) -> f64 {
         if self.seconds > 0.0 {
             self.bytes_decoded as f64 / 1e6 / self.seconds
         } else {
@@ -320,7 +320,7 @@ fn process_stdin(name: &str, rules: &RuleSet, limits: Limits) -> ObjectReport {
 
 /// The object's first problems, one line each, then one line for the rest
 /// (all of them are counted in metrics and the summary).
-pub fn log_errors(report: &ObjectReport) {
+pub(crate) fn log_errors(report: &ObjectReport) {
     for e in report.errors.iter().take(LOGGED_ERRORS_PER_OBJECT) {
         // Object names can be attacker-chosen (S3 keys): escape controls.
         tracing::warn!(source = %jsonl::clean(Some(&e.source)), kind = e.kind.as_str(), "{}", e.message);

@@ -143,7 +143,7 @@ enum CmpOp {
 
 /// Why a detection cannot be compiled (the loader adds the file and line).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompileError {
+pub(crate) struct CompileError {
     pub message: String,
     /// Text to look for in the rule file to point at the line.
     pub near: Option<String>,
@@ -157,12 +157,12 @@ fn err(message: impl Into<String>, near: Option<&str>) -> CompileError {
 }
 
 /// Compile a rule's detection section.
-pub fn compile(rule: &SigmaRule) -> Result<Matcher, CompileError> {
+pub(crate) fn compile(rule: &SigmaRule) -> Result<Matcher, CompileError> {
     compile_detections(&rule.detection)
 }
 
 /// Compile a detection section (a rule's, or a filter's).
-pub fn compile_detections(det: &rsigma_parser::Detections) -> Result<Matcher, CompileError> {
+pub(crate) fn compile_detections(det: &rsigma_parser::Detections) -> Result<Matcher, CompileError> {
     if det.timeframe.is_some() {
         return Err(err(
             "`timeframe` with `count()` aggregations is the retired Sigma form; \

@@ -68,7 +68,7 @@ impl Filter {
 
     /// Matches removed since the last call (the daemon adds them to its
     /// metric after each batch; `scan` sums them for its summary).
-    pub fn take_removed(&self) -> u64 {
+    pub(crate) fn take_removed(&self) -> u64 {
         self.removed.swap(0, Ordering::Relaxed)
     }
 }

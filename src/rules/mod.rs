@@ -51,7 +51,7 @@ pub enum Level {
 
 impl Level {
     /// Every level, lowest first.
-    pub const ALL: [Level; 5] = [
+    pub(crate) const ALL: [Level; 5] = [
         Level::Informational,
         Level::Low,
         Level::Medium,
@@ -124,7 +124,7 @@ pub struct RuleMeta {
 }
 
 /// A runbook longer than this is cut (it is read in a mail, not a wiki).
-pub const MAX_RUNBOOK_BYTES: usize = 2048;
+pub(crate) const MAX_RUNBOOK_BYTES: usize = 2048;
 
 /// One compiled correlation rule: what the rules stage builds and the
 /// [`crate::correlate`] stage runs.

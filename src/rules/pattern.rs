@@ -95,7 +95,7 @@ impl Pattern {
     /// ignoring ASCII case: the input of the substring prefilter. `None`
     /// when there is none, or when it is not ASCII (the prefilter folds
     /// ASCII only, so a non-ASCII needle could make it miss).
-    pub fn prefilter_literal(&self) -> Option<String> {
+    pub(crate) fn prefilter_literal(&self) -> Option<String> {
         let lit = match &self.kind {
             PatKind::Any => return None,
             PatKind::Exact(n) | PatKind::Prefix(n) | PatKind::Suffix(n) => n.clone(),

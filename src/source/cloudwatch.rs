@@ -54,7 +54,7 @@ impl Default for CloudWatchConfig {
 }
 
 /// Events read by one poll, as one JSON-lines document.
-pub struct Batch {
+pub(crate) struct Batch {
     /// One CloudTrail record per line.
     pub document: Vec<u8>,
     pub events: usize,
@@ -63,7 +63,7 @@ pub struct Batch {
     pub oldest_ms: i64,
 }
 
-pub struct CloudWatchSource {
+pub(crate) struct CloudWatchSource {
     pub config: CloudWatchConfig,
     client: aws_sdk_cloudwatchlogs::Client,
     /// Event id → timestamp, for the lookback window.
@@ -84,7 +84,7 @@ impl CloudWatchSource {
     }
 
     /// The store key of this source's cursor.
-    pub fn cursor_name(&self) -> String {
+    pub(crate) fn cursor_name(&self) -> String {
         format!("cloudwatch:{}", self.config.log_group)
     }
 

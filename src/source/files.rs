@@ -134,7 +134,7 @@ fn walk(dir: &Path, out: &mut Vec<Input>) {
 }
 
 /// A directory the daemon watches (`[[sources.files]]`).
-pub struct Watched {
+pub(crate) struct Watched {
     config: FilesSource,
     /// Entries that could not be read at the last poll (each logged once).
     unreadable: HashSet<PathBuf>,

@@ -47,7 +47,7 @@ pub struct Item {
 
 /// Every path an item comes by: the `via` label values of the time-to-alert
 /// histograms (a fixed set, whatever the configuration).
-pub const VIA: [&str; 6] = [
+pub(crate) const VIA: [&str; 6] = [
     "files",
     "stdin",
     "s3_poll",
@@ -144,7 +144,7 @@ pub trait Source: Send {
 }
 
 /// Every configured source, in configuration order by kind.
-pub fn from_config(
+pub(crate) fn from_config(
     config: &crate::config::Config,
     rt: &tokio::runtime::Runtime,
 ) -> Vec<Box<dyn Source>> {
@@ -226,12 +226,15 @@ impl SourceError {
 }
 
 /// How long an AWS call may wait for the first byte of its answer.
-pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+pub(crate) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The shared AWS configuration of a source: the default credential chain
 /// (env, profile, web identity, ECS task role, IMDSv2) with the source's
 /// own region and endpoint, when given.
-pub async fn aws_config(region: Option<&str>, endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+pub(crate) async fn aws_config(
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+) -> aws_config::SdkConfig {
     // A server that accepts the connection and never answers must fail the
     // call (and so the listing, logged, counted and shown on /readyz), not
     // hold its source forever: no bytes within a minute is an error. A long
@@ -257,7 +260,7 @@ pub async fn aws_config(region: Option<&str>, endpoint_url: Option<&str>) -> aws
 /// connection) its cause chain, cut at 300 characters. The SDK's full
 /// context (the raw response, some 2,000 characters) is for debugging, not
 /// for a log line repeated at every visibility timeout of a poison message.
-pub fn aws_error<E>(
+pub(crate) fn aws_error<E>(
     e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> String
 where

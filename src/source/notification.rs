@@ -18,7 +18,7 @@ use thiserror::Error;
 
 /// How many SNS wrappings are followed (one is usual; SNS → SNS → S3 is
 /// already odd).
-pub const MAX_DEPTH: u8 = 3;
+pub(crate) const MAX_DEPTH: u8 = 3;
 
 /// An object a notification names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub struct CloudTrailEvent {
 /// `Signin` spelling), `AWS Console Action via CloudTrail`, `AWS Service
 /// Event via CloudTrail`, `AWS Insight via CloudTrail`, and whatever else
 /// CloudTrail sends under that suffix.
-pub fn is_cloudtrail_detail_type(detail_type: &str) -> bool {
+pub(crate) fn is_cloudtrail_detail_type(detail_type: &str) -> bool {
     detail_type.ends_with(" via CloudTrail")
 }
 

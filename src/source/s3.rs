@@ -55,7 +55,7 @@ pub struct S3Config {
 
 /// Default [`S3Config::list_concurrency`]: far below S3's request rate per
 /// prefix (5,500 a second), enough to hide its latency.
-pub const DEFAULT_LIST_CONCURRENCY: usize = 32;
+pub(crate) const DEFAULT_LIST_CONCURRENCY: usize = 32;
 
 impl Default for S3Config {
     fn default() -> Self {
@@ -93,7 +93,7 @@ pub struct S3Source {
 }
 
 /// Days since the epoch of `YYYY-MM-DD`.
-pub fn parse_day(s: &str) -> Option<i64> {
+pub(crate) fn parse_day(s: &str) -> Option<i64> {
     crate::time::parse_date(s)
 }
 
@@ -214,15 +214,6 @@ impl S3Source {
         out.sort_by(|a, b| a.id.key.cmp(&b.id.key));
         Ok(out)
     }
-
-    /// An owned handle to read objects concurrently (spawned tasks need
-    /// `'static`; the SDK client is an `Arc` inside, cheap to clone).
-    pub fn fetcher(&self) -> Fetcher {
-        Fetcher {
-            client: self.client.clone(),
-            bucket: self.config.bucket.clone(),
-        }
-    }
 }
 
 impl Source for S3Source {
@@ -272,7 +263,7 @@ impl S3Object {
 /// Read S3 items (identity `s3:BUCKET`, as S3 polling and notifications
 /// name them) with `client`, all at once (a batch is `objects_in_flight`
 /// long), in order.
-pub fn fetch_items(
+pub(crate) fn fetch_items(
     client: &Client,
     rt: &tokio::runtime::Runtime,
     items: &[&Item],
@@ -439,7 +430,7 @@ where
 
 /// Reads objects of one bucket.
 #[derive(Clone)]
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     client: Client,
     bucket: String,
 }
@@ -452,7 +443,7 @@ impl Fetcher {
     /// Read one object whole, refusing one over `cap` bytes. `If-Match` on
     /// the listed ETag: a replaced object is read under its new ETag at the
     /// next poll, never mixed up with the old one.
-    pub async fn fetch(self, o: S3Object, cap: u64) -> Result<Vec<u8>, SourceError> {
+    pub(crate) async fn fetch(self, o: S3Object, cap: u64) -> Result<Vec<u8>, SourceError> {
         let name = format!("s3://{}/{}", self.bucket, o.id.key);
         if o.size as u64 > cap {
             return Err(SourceError::TooLarge {

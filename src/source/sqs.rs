@@ -23,7 +23,7 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use super::notification::{self, Parsed};
-use super::s3::{Fetcher, S3Object};
+use super::s3::S3Object;
 use super::{Body, Item, SourceError};
 use crate::checkpoint::ObjectId;
 
@@ -63,7 +63,7 @@ impl Default for SqsConfig {
 /// EventBridge, whatever the queue: an event is known by its id, so
 /// EventBridge's own repeats (it delivers at least once) and a second queue
 /// fed by the same rule are skipped as processed.
-pub const EVENTBRIDGE_SOURCE: &str = "eventbridge";
+pub(crate) const EVENTBRIDGE_SOURCE: &str = "eventbridge";
 
 /// Longest event id kept as it is in the store's key.
 const MAX_EVENT_ID_KEY: usize = 128;
@@ -106,7 +106,7 @@ struct InFlight {
 
 /// Counters of message handling.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SqsStats {
+pub(crate) struct SqsStats {
     pub received: u64,
     pub deleted: u64,
     pub test_events: u64,
@@ -121,7 +121,7 @@ pub struct SqsStats {
 impl SqsStats {
     /// The `outcome` label of each counter, for
     /// `trailwatch_sqs_messages_total`.
-    pub const OUTCOMES: [&'static str; 6] = [
+    pub(crate) const OUTCOMES: [&'static str; 6] = [
         "received",
         "deleted",
         "test_event",
@@ -143,7 +143,7 @@ impl SqsStats {
     }
 }
 
-pub struct SqsSource {
+pub(crate) struct SqsSource {
     pub config: SqsConfig,
     sqs: aws_sdk_sqs::Client,
     s3: aws_sdk_s3::Client,
@@ -200,16 +200,11 @@ impl SqsSource {
 
     /// What the counters gained since the last call: the daemon adds it
     /// to its metrics after each receive.
-    pub fn stats_since_last(&mut self) -> [u64; 6] {
+    pub(crate) fn stats_since_last(&mut self) -> [u64; 6] {
         let now = self.stats.values();
         let before = self.exported.values();
         self.exported = self.stats.clone();
         std::array::from_fn(|i| now[i] - before[i])
-    }
-
-    /// A reader for objects of `bucket`.
-    pub fn fetcher(&self, bucket: &str) -> Fetcher {
-        Fetcher::new(self.s3.clone(), bucket.to_owned())
     }
 
     /// Start a long poll as a task of its own, unless one is running: a
@@ -325,7 +320,7 @@ impl SqsSource {
 
     /// Keep messages still being worked on hidden: extend their visibility
     /// once half of it has passed.
-    pub async fn extend_visibility(&mut self) {
+    pub(crate) async fn extend_visibility(&mut self) {
         let half =
             std::time::Duration::from_secs((self.config.visibility_timeout_secs.max(2) / 2) as u64);
         for m in self
@@ -350,7 +345,7 @@ impl SqsSource {
 
     /// Delete the messages whose objects are all `done`; the others come
     /// back after their visibility timeout.
-    pub async fn delete_committed(
+    pub(crate) async fn delete_committed(
         &mut self,
         done: &dyn Fn(&ObjectId) -> bool,
     ) -> Result<(), SourceError> {

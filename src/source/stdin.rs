@@ -12,7 +12,7 @@ use crate::checkpoint::{ObjectId, now_ms};
 /// A batch is at most this much text (the lines waiting, up to it).
 const BATCH_BYTES: usize = 4 << 20;
 
-pub struct StdinSource {
+pub(crate) struct StdinSource {
     lines: Receiver<Vec<u8>>,
     finished: bool,
     batches: u64,

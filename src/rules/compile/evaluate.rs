@@ -12,7 +12,7 @@ use crate::rules::pattern::Pattern;
 
 impl Matcher {
     /// Literals one of which any match requires in the field at `path`.
-    pub fn required_substrings(&self, path: &str) -> Option<Vec<String>> {
+    pub(crate) fn required_substrings(&self, path: &str) -> Option<Vec<String>> {
         required(&self.cond, &self.dets, &|it| item_substrings(it, path))
     }
 
