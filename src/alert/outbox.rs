@@ -34,7 +34,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::Alert;
@@ -178,6 +178,26 @@ struct SinkState {
     /// When incidents over were last forgotten.
     #[serde(default)]
     incidents_pruned_ms: u64,
+    /// Entries in this sink's outbox, kept with every change (and counted
+    /// again at start): the depth gauge and a drain read it every few
+    /// seconds, and counting a flood's entries each time read every one.
+    #[serde(default)]
+    queued: u64,
+    /// No suppression window of this sink ends before this time (`None`:
+    /// not known, look): most rounds then know without reading the
+    /// windows that none has ended.
+    #[serde(default)]
+    windows_end_ms: Option<u64>,
+}
+
+/// The sink's bookkeeping as stored (default when none is).
+fn read_state(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    sink: &str,
+) -> DbResult<SinkState> {
+    Ok(t.get(sink)?
+        .and_then(|v| serde_json::from_slice(v.value()).ok())
+        .unwrap_or_default())
 }
 
 /// What queuing a batch did, for metrics.
@@ -225,8 +245,28 @@ impl Outbox {
                 outbox.remove((sink.as_str(), seq))?;
                 outbox.insert((sink.as_str(), key(level, seq)), bytes.as_slice())?;
             }
+            // Each sink's depth, counted once here and kept from then on.
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            for row in outbox.iter()? {
+                let (k, _) = row?;
+                *counts.entry(k.value().0.to_owned()).or_default() += 1;
+            }
+            let mut states = txn.open_table(SINK_STATE)?;
+            let mut sinks: Vec<String> = states
+                .iter()?
+                .filter_map(Result::ok)
+                .map(|(k, _)| k.value().to_owned())
+                .collect();
+            sinks.extend(counts.keys().cloned());
+            sinks.sort_unstable();
+            sinks.dedup();
+            for sink in sinks {
+                let mut state = read_state(&states, &sink)?;
+                state.queued = counts.get(&sink).copied().unwrap_or(0);
+                let bytes = serde_json::to_vec(&state).expect("plain data");
+                states.insert(sink.as_str(), bytes.as_slice())?;
+            }
             txn.open_table(SUPPRESS)?;
-            txn.open_table(SINK_STATE)?;
             txn.open_table(INCIDENTS)?;
         }
         txn.delete_table(SUPPRESS_V1)?;
@@ -235,9 +275,7 @@ impl Outbox {
     }
 
     fn state(&self, t: &impl ReadableTable<&'static str, &'static [u8]>) -> DbResult<SinkState> {
-        Ok(t.get(self.sink)?
-            .and_then(|v| serde_json::from_slice(v.value()).ok())
-            .unwrap_or_default())
+        read_state(t, self.sink)
     }
 
     /// Queue `alerts` inside the caller's write transaction (the one that
@@ -332,6 +370,7 @@ impl Outbox {
                     since_ms: 0,
                     last: None,
                 };
+                state.windows_end_ms = state.windows_end_ms.map(|end| end.min(w.until));
                 let bytes = serde_json::to_vec(&w).expect("plain data");
                 suppress.insert((self.sink, k.as_str()), bytes.as_slice())?;
             }
@@ -392,6 +431,7 @@ impl Outbox {
                 out.merged += 1;
             } else {
                 out.queued += 1;
+                state.queued += 1;
             }
         }
         for (k, inc) in touched {
@@ -427,11 +467,15 @@ impl Outbox {
     /// and is forgotten; so is every other ended window. Returns the
     /// summaries queued.
     pub(crate) fn close_windows(&self, db: &Database, now_ms: u64) -> DbResult<u64> {
-        // A cheap look first: most rounds find nothing and write nothing.
+        // A cheap look first: most rounds find nothing and write nothing,
+        // and know it from the earliest end without reading the windows.
         let any = {
             let txn = db.begin_read()?;
-            let t = txn.open_table(SUPPRESS)?;
-            !self.ended(&t, now_ms)?.is_empty()
+            let state = self.state(&txn.open_table(SINK_STATE)?)?;
+            match state.windows_end_ms {
+                Some(end) => end <= now_ms,
+                None => true,
+            }
         };
         if !any {
             return Ok(0);
@@ -442,10 +486,11 @@ impl Outbox {
         let mut queued = 0;
         {
             let mut suppress = txn.open_table(SUPPRESS)?;
-            let ended = self.ended(&suppress, now_ms)?;
+            let (ended, next_end) = self.ended(&suppress, now_ms)?;
             let mut outbox = txn.open_table(OUTBOX)?;
             let mut states = txn.open_table(SINK_STATE)?;
             let mut state = self.state(&states)?;
+            state.windows_end_ms = Some(next_end);
             for (k, w) in ended {
                 suppress.remove((self.sink, k.as_str()))?;
                 let Some(last) = w.last.filter(|_| w.count > 0) else {
@@ -461,6 +506,7 @@ impl Outbox {
                 let bytes = serde_json::to_vec(&entry).expect("alerts serialize");
                 outbox.insert((self.sink, key(level, state.next_seq)), bytes.as_slice())?;
                 state.next_seq += 1;
+                state.queued += 1;
                 queued += 1;
             }
             let bytes = serde_json::to_vec(&state).expect("plain data");
@@ -470,35 +516,35 @@ impl Outbox {
         Ok(queued)
     }
 
-    /// This sink's suppression windows that ended by `now_ms`.
+    /// This sink's suppression windows that ended by `now_ms`, and the
+    /// earliest end of the others (`u64::MAX` when none is left).
     fn ended(
         &self,
         t: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
         now_ms: u64,
-    ) -> DbResult<Vec<(String, Window)>> {
+    ) -> DbResult<(Vec<(String, Window)>, u64)> {
         let mut out = Vec::new();
+        let mut next_end = u64::MAX;
         for row in t.range((self.sink, "")..)? {
             let (k, v) = row?;
             if k.value().0 != self.sink {
                 break;
             }
-            if let Ok(w) = serde_json::from_slice::<Window>(v.value())
-                && w.until <= now_ms
-            {
-                out.push((k.value().1.to_owned(), w));
+            if let Ok(w) = serde_json::from_slice::<Window>(v.value()) {
+                if w.until <= now_ms {
+                    out.push((k.value().1.to_owned(), w));
+                } else {
+                    next_end = next_end.min(w.until);
+                }
             }
         }
-        Ok(out)
+        Ok((out, next_end))
     }
 
     /// Alerts waiting, for the depth gauge.
     pub fn depth(&self, db: &Database) -> DbResult<u64> {
         let txn = db.begin_read()?;
-        let t = txn.open_table(OUTBOX)?;
-        if t.len()? == 0 {
-            return Ok(0);
-        }
-        Ok(t.range((self.sink, 0)..=(self.sink, u64::MAX))?.count() as u64)
+        Ok(self.state(&txn.open_table(SINK_STATE)?)?.queued)
     }
 
     /// What may be sent now, oldest first: nothing while the hourly cap is
@@ -576,11 +622,13 @@ impl Outbox {
         let txn = db.begin_write()?;
         {
             let mut t = txn.open_table(OUTBOX)?;
+            let mut removed = 0;
             for s in seqs {
-                t.remove((self.sink, *s))?;
+                removed += u64::from(t.remove((self.sink, *s))?.is_some());
             }
             let mut states = txn.open_table(SINK_STATE)?;
             let mut state = self.state(&states)?;
+            state.queued = state.queued.saturating_sub(removed);
             let hour_ago = now_ms.saturating_sub(3_600_000);
             state.sent_ms.retain(|t| *t > hour_ago);
             state
@@ -1007,6 +1055,67 @@ mod tests {
     /// A window that held alerts back ends in a summary of its own, sent
     /// without waiting for another such alert; different actions by the
     /// same principal are not held back as repeats.
+    /// Entries of `o`'s sink as a scan finds them.
+    fn counted(db: &Database, o: &Outbox) -> u64 {
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(OUTBOX).unwrap();
+        t.range((o.sink, 0)..=(o.sink, u64::MAX)).unwrap().count() as u64
+    }
+
+    /// The depth is a count kept with each change, not a scan: it must
+    /// agree with one through queuing, folding, suppression, summaries,
+    /// delivery (a seq delivered twice counted once) and a restart whose
+    /// stored count is wrong.
+    #[test]
+    fn the_kept_depth_agrees_with_a_count_through_every_change() {
+        let (_d, db) = db();
+        let o = outbox(StormConfig {
+            suppress_secs: 60,
+            ..Default::default()
+        });
+        let check = |what: &str| assert_eq!(o.depth(&db).unwrap(), counted(&db, &o), "{what}");
+        let mut batch = Vec::new();
+        for p in ["a", "b", "c"] {
+            let p = &format!("arn:aws:iam::111111111111:user/{p}");
+            batch.push(step("r1", "CreateUser", "high", p));
+            batch.push(step("r2", "CreateAccessKey", "medium", p));
+            batch.push(step("r2", "CreateAccessKey", "medium", p));
+        }
+        let q = enqueue(&db, &o, &batch, 1_000);
+        assert!(q.merged > 0 && q.suppressed > 0, "{q:?}");
+        check("after a batch that folds and suppresses");
+        let other = outbox(StormConfig::default());
+        let other = Outbox {
+            sink: "webhook",
+            ..other
+        };
+        enqueue(&db, &other, &[alert("r", "z")], 1_000);
+        check("another sink's entry is not this sink's");
+        assert_eq!(o.close_windows(&db, 61_000).unwrap(), 3);
+        check("after summaries");
+        let due = o.due(&db, 61_000, 2).unwrap().unwrap();
+        let seqs: Vec<u64> = due.iter().map(|(s, _)| *s).collect();
+        o.delivered(&db, &seqs, 1, 61_000).unwrap();
+        o.delivered(&db, &seqs, 1, 61_001).unwrap();
+        check("after a delivery reported twice");
+        // A stored count gone wrong (an older version kept none) is
+        // counted again at start.
+        {
+            let txn = db.begin_write().unwrap();
+            {
+                let mut states = txn.open_table(SINK_STATE).unwrap();
+                let mut st = read_state(&states, "email").unwrap();
+                st.queued = 999;
+                let bytes = serde_json::to_vec(&st).unwrap();
+                states.insert("email", bytes.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        Outbox::init(&db).unwrap();
+        check("after a restart");
+        assert!(o.depth(&db).unwrap() > 0);
+    }
+
     #[test]
     fn a_closed_window_is_summarised_and_other_actions_are_news() {
         let (_d, db) = db();
