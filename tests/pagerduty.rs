@@ -2,7 +2,8 @@
 //! Events API v2 (answering 500 to the first requests) gets one `trigger`
 //! per message, in PagerDuty's shape, for every alert at or above the
 //! sink's level, through the failures; one principal's story is one
-//! PagerDuty incident (one `dedup_key`); the routing key is never logged.
+//! PagerDuty incident (one `dedup_key`), resolved once over when asked;
+//! the routing key is never logged.
 
 mod common;
 #[path = "common/receiver.rs"]
@@ -108,4 +109,103 @@ fn every_alert_pages_once_in_the_events_v2_shape() {
         .find(|(p, _)| p.contains(":root"))
         .expect("root's alerts paged");
     assert_eq!(root.1.len(), 1, "{keys_by_principal:?}");
+}
+
+/// With `resolve = true`, every incident is resolved once it has been
+/// quiet for `incident_secs`: one `resolve` per incident key, after every
+/// trigger of that key (the first trigger fails and is retried: the
+/// resolve still comes after it); alerts outside incidents are never
+/// resolved. A long-running daemon, stopped with SIGTERM.
+#[test]
+fn incidents_over_are_resolved_after_their_triggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let into = dir.path().join("in");
+    std::fs::create_dir_all(&into).unwrap();
+    let name = "123456789012_CloudTrail_eu-west-1_20261120T1005Z_example.json";
+    std::fs::copy(fixtures().join("cloudtrail").join(name), into.join(name)).unwrap();
+    let (port, accepted, _) = receiver(1);
+    let cfg = dir.path().join("trailwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = {:?}\n[[sources.files]]\npath = {:?}\n\
+             [output]\njsonl_path = {:?}\n[shutdown]\ngrace_secs = 10\n\
+             [pagerduty]\nrouting_key_env = \"TW_PD_KEY\"\nurl = \"http://127.0.0.1:{port}/v2/enqueue\"\n\
+             min_level = \"low\"\nresolve = true\n\
+             [pagerduty.storm]\nsuppress_secs = 0\nincident_secs = 2\nretry_initial_secs = 1\nretry_max_secs = 1\n",
+            dir.path().join("state"),
+            into,
+            dir.path().join("alerts.jsonl"),
+        ),
+    )
+    .unwrap();
+    let daemon = std::process::Command::new(env!("CARGO_BIN_EXE_trailwatch"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("TW_PD_KEY", "R0UT1NGKEYSECRET")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let incident_keys = |bodies: &[serde_json::Value]| -> BTreeSet<String> {
+        bodies
+            .iter()
+            .filter(|b| b["event_action"] == "trigger")
+            .filter_map(|b| b["dedup_key"].as_str())
+            .filter(|k| k.starts_with("trailwatch-incident-"))
+            .map(str::to_owned)
+            .collect()
+    };
+    wait_for("a resolve for every incident", 60, || {
+        let bodies = accepted.lock().unwrap();
+        let incidents = incident_keys(&bodies);
+        let resolved: BTreeSet<String> = bodies
+            .iter()
+            .filter(|b| b["event_action"] == "resolve")
+            .filter_map(|b| b["dedup_key"].as_str().map(str::to_owned))
+            .collect();
+        (!incidents.is_empty() && incidents == resolved).then_some(())
+    });
+    // A few more rounds: nothing is resolved twice.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = daemon.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("resolves queued"), "{log}");
+    assert!(!log.contains("R0UT1NGKEYSECRET"), "{log}");
+
+    let bodies = accepted.lock().unwrap();
+    for key in incident_keys(&bodies) {
+        let at: Vec<(usize, &str)> = bodies
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b["dedup_key"] == key.as_str())
+            .map(|(i, b)| (i, b["event_action"].as_str().unwrap()))
+            .collect();
+        let resolves: Vec<usize> = at
+            .iter()
+            .filter(|(_, a)| *a == "resolve")
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(resolves.len(), 1, "{key}: {at:?}");
+        let last_trigger = at
+            .iter()
+            .filter(|(_, a)| *a == "trigger")
+            .map(|(i, _)| *i)
+            .max();
+        assert!(last_trigger < Some(resolves[0]), "{key}: {at:?}");
+        let r = &bodies[resolves[0]];
+        assert_eq!(r["routing_key"], "R0UT1NGKEYSECRET");
+        assert!(r.get("payload").is_none(), "{r}");
+    }
+    for b in bodies.iter().filter(|b| b["event_action"] == "resolve") {
+        let key = b["dedup_key"].as_str().unwrap();
+        assert!(key.starts_with("trailwatch-incident-"), "{key}");
+    }
 }

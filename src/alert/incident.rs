@@ -116,6 +116,11 @@ pub(crate) struct Incident {
     /// The outbox key of its message still waiting, if any: the next alert
     /// folds into it instead of making another message.
     pub pending: Option<u64>,
+    /// Its most severe alert so far (the newest on a tie), without the
+    /// event: what the message saying it is over refers to. Kept only for
+    /// sinks that send one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<Alert>,
 }
 
 impl Incident {
@@ -134,6 +139,19 @@ impl Incident {
             },
             last_ms: now_ms,
             pending: None,
+            head: None,
+        }
+    }
+
+    /// Keep `a` as the headline if it is at least as severe as the one
+    /// kept (its event left out: the store holds one headline per
+    /// incident, not one event).
+    pub fn note_head(&mut self, a: &Alert) {
+        if self.head.as_ref().is_none_or(|h| a.level >= h.level) {
+            self.head = Some(Alert {
+                event: None,
+                ..a.clone()
+            });
         }
     }
 

@@ -117,6 +117,11 @@ pub struct Entry {
     /// in arrival order without it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub head_at: usize,
+    /// Not an alert: its incident is over (quiet for `incident_secs`),
+    /// and a sink that resolves (PagerDuty with `resolve = true`) says so.
+    /// `alert` is then the incident's most severe alert, for reference.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolve: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -142,6 +147,7 @@ impl Entry {
             incident: None,
             folded: Vec::new(),
             head_at: 0,
+            resolve: false,
         }
     }
 }
@@ -175,9 +181,10 @@ struct SinkState {
     sent_ms: Vec<u64>,
     /// When the last digest went out.
     last_digest_ms: u64,
-    /// When incidents over were last forgotten.
+    /// No incident of this sink is over before this time (`None`: not
+    /// known, look), like `windows_end_ms` for suppression windows.
     #[serde(default)]
-    incidents_pruned_ms: u64,
+    incidents_end_ms: Option<u64>,
     /// Entries in this sink's outbox, kept with every change (and counted
     /// again at start): the depth gauge and a drain read it every few
     /// seconds, and counting a flood's entries each time read every one.
@@ -222,6 +229,9 @@ pub(crate) struct Outbox {
     pub storm: StormConfig,
     /// Alerts below this level are not for this sink.
     pub min_level: Level,
+    /// Whether an incident that is over gets a message saying so (a
+    /// PagerDuty `resolve`): only sinks that can close what they opened.
+    pub resolve: bool,
 }
 
 type DbResult<T> = Result<T, redb::Error>;
@@ -320,10 +330,19 @@ impl Outbox {
             if let Some(k) = &ikey
                 && !touched.contains_key(k)
             {
-                let live = incidents
+                let stored = incidents
                     .get((self.sink, k.as_str()))?
-                    .and_then(|v| serde_json::from_slice::<Incident>(v.value()).ok())
-                    .filter(|i| now_ms.saturating_sub(i.last_ms) <= incident_ms);
+                    .and_then(|v| serde_json::from_slice::<Incident>(v.value()).ok());
+                let live = match stored {
+                    Some(i) if now_ms.saturating_sub(i.last_ms) <= incident_ms => Some(i),
+                    // Over, but not yet closed by a delivery round: closed
+                    // here, before the new incident takes its place.
+                    Some(over) => {
+                        self.queue_resolve(&mut outbox, &mut state, over, now_ms)?;
+                        None
+                    }
+                    None => None,
+                };
                 touched.insert(k.clone(), live);
             }
             let mut suppressed_before = 0;
@@ -418,6 +437,9 @@ impl Outbox {
                 // the incident's thread and PagerDuty key, so the story
                 // is one thread and one page from the start.
                 entry.incident = Some(inc.view.clone());
+                if self.resolve {
+                    inc.note_head(&entry.alert);
+                }
                 pending = Some(inc);
             }
             let k = key(entry.alert.level, state.next_seq);
@@ -436,30 +458,108 @@ impl Outbox {
         }
         for (k, inc) in touched {
             if let Some(inc) = inc {
+                state.incidents_end_ms = state
+                    .incidents_end_ms
+                    .map(|end| end.min(inc.last_ms.saturating_add(incident_ms)));
                 let bytes = serde_json::to_vec(&inc).expect("plain data");
                 incidents.insert((self.sink, k.as_str()), bytes.as_slice())?;
             }
         }
-        // Incidents over are forgotten, at most once a minute.
-        if incident_ms > 0 && now_ms.saturating_sub(state.incidents_pruned_ms) >= 60_000 {
-            let over: Vec<String> = incidents
-                .range((self.sink, "")..)?
-                .filter_map(Result::ok)
-                .take_while(|(k, _)| k.value().0 == self.sink)
-                .filter(|(_, v)| {
-                    serde_json::from_slice::<Incident>(v.value())
-                        .is_ok_and(|i| now_ms.saturating_sub(i.last_ms) > incident_ms)
-                })
-                .map(|(k, _)| k.value().1.to_owned())
-                .collect();
-            for k in over {
-                incidents.remove((self.sink, k.as_str()))?;
-            }
-            state.incidents_pruned_ms = now_ms;
-        }
         let bytes = serde_json::to_vec(&state).expect("plain data");
         states.insert(self.sink, bytes.as_slice())?;
         Ok(out)
+    }
+
+    /// Queue the message that says `over` is over, when this sink resolves
+    /// and the incident has a headline to refer to.
+    fn queue_resolve(
+        &self,
+        outbox: &mut redb::Table<(&'static str, u64), &'static [u8]>,
+        state: &mut SinkState,
+        over: Incident,
+        now_ms: u64,
+    ) -> DbResult<bool> {
+        let Some(head) = over.head.filter(|_| self.resolve) else {
+            return Ok(false);
+        };
+        let entry = Entry {
+            resolve: true,
+            incident: Some(over.view),
+            ..Entry::new(head, now_ms)
+        };
+        let bytes = serde_json::to_vec(&entry).expect("alerts serialize");
+        // The lowest priority: after every alert queued before it.
+        outbox.insert(
+            (self.sink, key(Level::Informational, state.next_seq)),
+            bytes.as_slice(),
+        )?;
+        state.next_seq += 1;
+        state.queued += 1;
+        Ok(true)
+    }
+
+    /// Forget the incidents that are over (quiet for `incident_secs`), and
+    /// for a sink that resolves, queue a message saying each is over.
+    /// One whose message has not gone out yet waits for it (checked again
+    /// a minute later), so a resolve never overtakes its trigger. Most
+    /// rounds know from the earliest end that nothing is over and read
+    /// nothing more. Returns the resolves queued.
+    pub(crate) fn close_incidents(&self, db: &Database, now_ms: u64) -> DbResult<u64> {
+        let incident_ms = self.storm.incident_secs.saturating_mul(1000);
+        let due = {
+            let txn = db.begin_read()?;
+            let state = self.state(&txn.open_table(SINK_STATE)?)?;
+            state.incidents_end_ms.is_none_or(|end| end <= now_ms)
+        };
+        if !due {
+            return Ok(0);
+        }
+        let txn = db.begin_write()?;
+        let mut resolved = 0;
+        {
+            let mut incidents = txn.open_table(INCIDENTS)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut states = txn.open_table(SINK_STATE)?;
+            let mut state = self.state(&states)?;
+            let mut next_end = u64::MAX;
+            let mut over = Vec::new();
+            for row in incidents.range((self.sink, "")..)? {
+                let (k, v) = row?;
+                if k.value().0 != self.sink {
+                    break;
+                }
+                let inc = serde_json::from_slice::<Incident>(v.value()).ok();
+                let end = inc
+                    .as_ref()
+                    .map_or(0, |i| i.last_ms.saturating_add(incident_ms));
+                if end <= now_ms {
+                    over.push((k.value().1.to_owned(), inc));
+                } else {
+                    next_end = next_end.min(end);
+                }
+            }
+            for (k, inc) in over {
+                if let Some(inc) = inc {
+                    let waiting = match inc.pending {
+                        Some(p) => outbox.get((self.sink, p))?.is_some(),
+                        None => false,
+                    };
+                    if self.resolve && inc.head.is_some() && waiting {
+                        next_end = next_end.min(now_ms + 60_000);
+                        continue;
+                    }
+                    if self.queue_resolve(&mut outbox, &mut state, inc, now_ms)? {
+                        resolved += 1;
+                    }
+                }
+                incidents.remove((self.sink, k.as_str()))?;
+            }
+            state.incidents_end_ms = Some(next_end);
+            let bytes = serde_json::to_vec(&state).expect("plain data");
+            states.insert(self.sink, bytes.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(resolved)
     }
 
     /// Close the suppression windows that ended: each that held alerts
@@ -744,6 +844,7 @@ mod tests {
             sink: "email",
             storm,
             min_level: Level::Informational,
+            resolve: false,
         }
     }
 
@@ -1055,6 +1156,111 @@ mod tests {
     /// A window that held alerts back ends in a summary of its own, sent
     /// without waiting for another such alert; different actions by the
     /// same principal are not held back as repeats.
+    /// An incident over (quiet for `incident_secs`) is forgotten, and a
+    /// sink that resolves queues one resolve for it, on the incident's id,
+    /// never before the incident's message has gone out; a sink that does
+    /// not resolve only forgets it. The principal's next alert opens a new
+    /// incident.
+    #[test]
+    fn an_incident_over_is_resolved_after_its_message_went_out() {
+        let (_d, db) = db();
+        let storm = StormConfig {
+            suppress_secs: 0,
+            incident_secs: 60,
+            ..Default::default()
+        };
+        let pd = Outbox {
+            sink: "pagerduty",
+            resolve: true,
+            ..outbox(storm.clone())
+        };
+        let mail = outbox(storm);
+        let m = "arn:aws:iam::111111111111:user/mallory";
+        let story = [
+            step("users", "CreateUser", "low", m),
+            step("admin", "AttachUserPolicy", "high", m),
+        ];
+        for o in [&pd, &mail] {
+            assert_eq!(enqueue(&db, o, &story, 1_000).merged, 1);
+        }
+        // Not over yet: nothing read, nothing queued.
+        assert_eq!(pd.close_incidents(&db, 30_000).unwrap(), 0);
+        // Over, but its message still waits (the cap, a failing sink):
+        // the resolve waits for it.
+        assert_eq!(pd.close_incidents(&db, 62_000).unwrap(), 0);
+        let trigger = pd.due(&db, 62_000, 10).unwrap().unwrap();
+        assert_eq!(trigger.len(), 1);
+        assert!(!trigger[0].1.resolve);
+        let id = trigger[0].1.incident.as_ref().unwrap().id.clone();
+        pd.delivered(&db, &[trigger[0].0], 1, 62_000).unwrap();
+        // Checked again a minute later: now resolved, once.
+        assert_eq!(pd.close_incidents(&db, 62_001).unwrap(), 0);
+        assert_eq!(pd.close_incidents(&db, 122_000).unwrap(), 1);
+        assert_eq!(pd.close_incidents(&db, 999_000).unwrap(), 0);
+        let due = pd.due(&db, 122_000, 10).unwrap().unwrap();
+        assert_eq!(due.len(), 1);
+        let resolve = &due[0].1;
+        assert!(resolve.resolve);
+        assert_eq!(resolve.incident.as_ref().unwrap().id, id);
+        assert_eq!(
+            resolve.alert.event_name.as_deref(),
+            Some("AttachUserPolicy")
+        );
+        assert!(resolve.alert.event.is_none());
+        // The sink that does not resolve forgets the incident, queues
+        // nothing new.
+        let before = mail.depth(&db).unwrap();
+        assert_eq!(mail.close_incidents(&db, 122_000).unwrap(), 0);
+        assert_eq!(mail.depth(&db).unwrap(), before);
+        // The next alert is a new incident.
+        enqueue(
+            &db,
+            &pd,
+            &[step("keys", "CreateAccessKey", "high", m)],
+            130_000,
+        );
+        let next = pd.due(&db, 130_000, 10).unwrap().unwrap();
+        let fresh = next.iter().find(|(_, e)| !e.resolve).unwrap();
+        assert_ne!(fresh.1.incident.as_ref().unwrap().id, id);
+    }
+
+    /// No delivery round closed an incident before the principal's next
+    /// alert (the daemon was down for hours): the alert closes it, and the
+    /// resolve is queued before the new incident opens.
+    #[test]
+    fn an_incident_found_over_by_the_next_alert_is_resolved() {
+        let (_d, db) = db();
+        let pd = Outbox {
+            sink: "pagerduty",
+            resolve: true,
+            ..outbox(StormConfig {
+                suppress_secs: 0,
+                incident_secs: 60,
+                ..Default::default()
+            })
+        };
+        let m = "arn:aws:iam::111111111111:user/mallory";
+        enqueue(&db, &pd, &[step("users", "CreateUser", "high", m)], 1_000);
+        let first = pd.due(&db, 1_000, 10).unwrap().unwrap();
+        pd.delivered(&db, &[first[0].0], 1, 1_000).unwrap();
+        enqueue(
+            &db,
+            &pd,
+            &[step("keys", "CreateAccessKey", "high", m)],
+            500_000,
+        );
+        let due = pd.due(&db, 500_000, 10).unwrap().unwrap();
+        assert_eq!(due.len(), 2);
+        let ids: Vec<(bool, String)> = due
+            .iter()
+            .map(|(_, e)| (e.resolve, e.incident.as_ref().unwrap().id.clone()))
+            .collect();
+        assert!(!ids[0].0, "the new alert first: {ids:?}");
+        assert!(ids[1].0, "{ids:?}");
+        assert_eq!(ids[1].1, first[0].1.incident.as_ref().unwrap().id);
+        assert_ne!(ids[0].1, ids[1].1);
+    }
+
     /// Entries of `o`'s sink as a scan finds them.
     fn counted(db: &Database, o: &Outbox) -> u64 {
         let txn = db.begin_read().unwrap();

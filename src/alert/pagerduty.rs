@@ -1,6 +1,7 @@
 //! The PagerDuty sink: alerts as PagerDuty Events API v2 `trigger` events,
 //! through the same durable outbox (retries, storm control, incidents) as
-//! mail and the webhook.
+//! mail and the webhook; with `resolve = true`, a `resolve` for each
+//! incident once it is over.
 //!
 //! Each message is one event whose `dedup_key` is the alert's identity:
 //! its incident's id when it belongs to one (so every update of an
@@ -47,6 +48,13 @@ pub struct PagerDutyConfig {
     pub timeout_secs: u64,
     #[serde(default)]
     pub storm: StormConfig,
+    /// Send a `resolve` for an incident once it is over: quiet for
+    /// `storm.incident_secs` (an hour by default) after its last alert.
+    /// Off by default: a quiet attacker is not a handled incident, and a
+    /// team may want to close pages by hand. Alerts outside incidents are
+    /// never resolved.
+    #[serde(default)]
+    pub resolve: bool,
 }
 
 fn default_url() -> String {
@@ -227,6 +235,13 @@ pub fn dedup_key(e: &Entry) -> String {
 /// (PagerDuty shows it as the incident's title); the full alert rides in
 /// `custom_details` as JSON data, never as markup.
 pub fn event(e: &Entry, routing_key: &str) -> serde_json::Value {
+    if e.resolve {
+        return serde_json::json!({
+            "routing_key": routing_key,
+            "event_action": "resolve",
+            "dedup_key": dedup_key(e),
+        });
+    }
     let a = &e.alert;
     let who = a.principal.as_deref().map_or("-", short_principal);
     let summary = match &e.incident {
@@ -291,6 +306,27 @@ mod tests {
     use crate::alert::Alert;
     use crate::rules::RuleMeta;
     use std::sync::Arc;
+
+    /// A resolve is only the routing key, the action and the incident's
+    /// dedup key: the same key its triggers carried.
+    #[test]
+    fn a_resolve_names_the_incident_its_triggers_opened() {
+        let a = Alert::example(Arc::new(RuleMeta::example("r")));
+        let mut trigger = Entry::new(a.clone(), 1);
+        trigger.incident = Some(crate::alert::incident::Incident::open("k", &a, 1).view);
+        let resolve = Entry {
+            resolve: true,
+            incident: trigger.incident.clone(),
+            ..Entry::new(a, 2)
+        };
+        let t = event(&trigger, "KEY");
+        let r = event(&resolve, "KEY");
+        assert_eq!(t["event_action"], "trigger");
+        assert_eq!(r["event_action"], "resolve");
+        assert_eq!(r["dedup_key"], t["dedup_key"]);
+        assert_eq!(r["routing_key"], "KEY");
+        assert!(r.get("payload").is_none(), "{r}");
+    }
 
     /// The trigger carries what PagerDuty requires, in its vocabulary, and
     /// nothing the event's author could use to break out of a field.

@@ -84,6 +84,7 @@ impl Remote {
                 sink: "email",
                 storm: config.storm.clone(),
                 min_level: config.min_level(),
+                resolve: false,
             },
             transport: Transport::Email(Box::new(EmailSink::new(config.clone())?)),
             wake: Notify::new(),
@@ -97,6 +98,7 @@ impl Remote {
                 sink: "webhook",
                 storm: config.storm.clone(),
                 min_level: config.min_level(),
+                resolve: false,
             },
             transport: Transport::Webhook(WebhookSink::new(config)?),
             wake: Notify::new(),
@@ -110,6 +112,7 @@ impl Remote {
                 sink: "pagerduty",
                 storm: config.storm.clone(),
                 min_level: config.min_level(),
+                resolve: config.resolve,
             },
             transport: Transport::PagerDuty(PagerDutySink::new(config)?),
             wake: Notify::new(),
@@ -143,6 +146,20 @@ impl Remote {
         }
     }
 
+    /// Forget the incidents that are over, queuing a resolve for each where
+    /// the sink sends them.
+    pub(crate) fn close_incidents(&self, store: &Store, metrics: &Metrics, now: u64) {
+        let sink = self.outbox.sink;
+        match self.outbox.close_incidents(store.database(), now) {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics.alerts(sink, "resolved", n);
+                tracing::info!(sink, incidents = n, "incidents over: resolves queued");
+            }
+            Err(e) => tracing::error!(sink, "closing incidents: {e}"),
+        }
+    }
+
     /// One round: send what is due. Returns how long to wait before the
     /// next round.
     async fn round(&self, store: &Store, metrics: &Metrics) -> Duration {
@@ -158,6 +175,7 @@ impl Remote {
             self.bookkeeping_due_ms
                 .store(now + BOOKKEEPING_MS, std::sync::atomic::Ordering::Relaxed);
             self.close_windows(store, metrics, now);
+            self.close_incidents(store, metrics, now);
             metrics
                 .outbox_depth
                 .with_label_values(&[sink])

@@ -372,6 +372,8 @@ fn drain(
         // Ended suppression windows owe a summary: queued first, so the
         // depth counts it.
         r.close_windows(store, metrics, crate::checkpoint::now_ms());
+        // So are incidents over, a resolve where the sink sends one.
+        r.close_incidents(store, metrics, crate::checkpoint::now_ms());
         r.wake.notify_one();
     }
     let _guard = rt.enter();
