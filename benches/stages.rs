@@ -120,6 +120,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("pipeline: process_object", |b| {
         b.iter(|| pipeline::process_object("bench", &gz, &rules, Limits::default()).records)
     });
+    // `trailwatch verify`'s work per log file: inflate every member and
+    // SHA-256 the content (the hash a digest lists), streaming.
+    let expected = trailwatch::integrity::sha256_hex(&json.buf[..len]);
+    g.bench_function("verify: inflate + SHA-256 (check_log)", |b| {
+        b.iter(|| trailwatch::integrity::check_log(&gz, &expected))
+    });
     g.finish();
 }
 

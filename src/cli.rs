@@ -94,6 +94,11 @@ pub enum Command {
     /// Measure throughput on a corpus: decode + parse with no rules (the
     /// limit) against the full pipeline, on one thread and on all.
     Bench(crate::bench::BenchArgs),
+    /// Prove that no CloudTrail log file was deleted or altered: walk the
+    /// signed digest chains under a bucket, hash every log they list, name
+    /// every log they do not (CloudTrail log-file integrity validation).
+    #[command(after_help = crate::verify::VERIFY_EXAMPLES)]
+    Verify(crate::verify::VerifyArgs),
     /// Ask a running daemon whether it is healthy (exit 0) or not (exit 1):
     /// the container health check. Plain HTTP GET, no shell or curl needed.
     Healthcheck(HealthcheckArgs),
@@ -322,6 +327,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(RulesCommand::Check { dirs }) => rules_check(&dirs),
         Command::Rules(RulesCommand::Test { dirs }) => rules_test(&dirs),
         Command::Run(args) => run_daemon(args),
+        Command::Verify(args) => crate::verify::run(args),
         #[cfg(feature = "corpus")]
         Command::Gen(args) => {
             if args.min_file == 0 || args.max_file < args.min_file {

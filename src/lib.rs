@@ -29,6 +29,9 @@
 //!   driver with ordered output and a summary.
 //! - [`metrics`] and [`http`]: the Prometheus registry, and the listener
 //!   serving `/metrics`, `/healthz` and `/readyz`.
+//! - [`integrity`]: CloudTrail log-file integrity validation (signed,
+//!   chained hourly digests and the log hashes they list) behind
+//!   `trailwatch verify`.
 //! - [`checkpoint`]: durable progress (processed objects, cursors, alert
 //!   dedup keys, correlation windows) in one redb file.
 //! - [`daemon`]: `trailwatch run`: each source on a thread of its own
@@ -62,6 +65,7 @@ pub mod correlate;
 pub mod daemon;
 pub mod decode;
 pub mod http;
+pub mod integrity;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;

@@ -31,7 +31,7 @@ pub(crate) fn parse_date(s: &str) -> Option<i64> {
 /// Parse CloudTrail's `eventTime` (`2024-08-01T13:33:28Z`, with optional
 /// fraction and offset) or the `YYYY-MM-DD HH:MM:SS[.f]` form some exports
 /// use, to milliseconds since the epoch. `None` when unreadable.
-pub(crate) fn parse_event_time(s: &str) -> Option<i64> {
+pub fn parse_event_time(s: &str) -> Option<i64> {
     // Called for every record (the ingest-lag metric): no allocation, no
     // UTF-8 re-validation, trimming only when there is something to trim.
     let mut b = s.as_bytes();

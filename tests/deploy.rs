@@ -262,6 +262,11 @@ fn calls_in_sources() -> BTreeSet<&'static str> {
 
 /// IAM actions of the AWS SDK calls made in these files of `src/source`.
 fn calls_in(files: &[&str]) -> BTreeSet<&'static str> {
+    calls_in_dir("src/source", files)
+}
+
+/// IAM actions of the AWS SDK calls made in these files of `dir`.
+fn calls_in_dir(dir: &str, files: &[&str]) -> BTreeSet<&'static str> {
     let calls = [
         (".get_object()", "s3:GetObject"),
         (".list_objects_v2()", "s3:ListBucket"),
@@ -275,8 +280,9 @@ fn calls_in(files: &[&str]) -> BTreeSet<&'static str> {
         (".get_queue_attributes()", "sqs:GetQueueAttributes"),
         (".filter_log_events()", "logs:FilterLogEvents"),
         (".get_log_events()", "logs:GetLogEvents"),
+        (".list_public_keys()", "cloudtrail:ListPublicKeys"),
     ];
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/source");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let code: String = files
         .iter()
         .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok())
@@ -629,4 +635,27 @@ fn dockerfile_builds_an_unprivileged_image_with_an_exec_health_check() {
     for label in ["title", "version", "licenses"] {
         assert!(text.contains(&format!("org.opencontainers.image.{label}=")));
     }
+}
+
+/// `trailwatch verify`'s policy grants exactly the calls it makes: read
+/// and list the bucket, and CloudTrail's ListPublicKeys. Nothing that
+/// writes: a verifier must not be able to alter what it verifies.
+#[test]
+fn the_verify_policy_grants_only_what_verify_calls() {
+    let policy = json("iam/verify-policy.json");
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(actions)
+        .collect();
+    let needed: BTreeSet<String> = calls_in_dir(
+        "src/integrity",
+        &["mod.rs", "keys.rs", "verify.rs", "chain.rs"],
+    )
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(granted, needed);
+    assert!(needed.contains("cloudtrail:ListPublicKeys"), "{needed:?}");
 }

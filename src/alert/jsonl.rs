@@ -208,7 +208,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 /// (U+2028/2029, line breaks to many editors and web viewers), the bidi
 /// controls that reorder what is displayed (U+202A-202E, U+2066-2069,
 /// U+200E/200F, U+061C) and invisible characters (zero-width, BOM).
-pub(crate) fn clean(s: Option<&str>) -> String {
+pub fn clean(s: Option<&str>) -> String {
     let Some(s) = s else { return "-".into() };
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

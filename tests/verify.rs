@@ -1,0 +1,541 @@
+//! `trailwatch verify` against a real S3-compatible server (moto on
+//! loopback): a trail's bucket in CloudTrail's layout, six hours of signed,
+//! chained digests and the log files they list, written by the test with
+//! its own key pair. An intact chain verifies (exit 0); each tampering an
+//! attacker holding the bucket can do is detected and named (exit 1): a
+//! log modified, deleted, appended to or added; a digest deleted, two in a
+//! row deleted, forged; the wrong key. The keys come from a directory of
+//! `FINGERPRINT.der` files, or from a loopback stand-in for CloudTrail's
+//! `ListPublicKeys` (moto has none).
+
+mod common;
+#[path = "common/moto.rs"]
+mod moto;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+use aws_sdk_s3::primitives::ByteStream;
+
+const ACCOUNT: &str = "111122223333";
+const REGION: &str = "us-east-1";
+const FINGERPRINT: &str = "0123456789abcdef0123456789abcdef";
+const HOURS: u32 = 6;
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref())
+}
+
+fn sign(kp: &KeyPair, msg: &[u8]) -> String {
+    let mut sig = vec![0; kp.public_modulus_len()];
+    kp.sign(
+        &RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        msg,
+        &mut sig,
+    )
+    .unwrap();
+    hex(&sig)
+}
+
+fn digest_key(hour: u32) -> String {
+    format!(
+        "AWSLogs/{ACCOUNT}/CloudTrail-Digest/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail-Digest_{REGION}_trail_{REGION}_20261120T{hour:02}0131Z.json.gz"
+    )
+}
+
+fn log_key(hour: u32, n: u32) -> String {
+    format!(
+        "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail_{REGION}_20261120T{:02}30Z_log{n}.json.gz",
+        hour - 1
+    )
+}
+
+fn log_content(hour: u32, n: u32) -> Vec<u8> {
+    format!(
+        r#"{{"Records":[{{"eventVersion":"1.08","eventTime":"2026-11-20T{:02}:2{n}:00Z","eventName":"GetCallerIdentity","eventID":"h{hour}n{n}"}}]}}"#,
+        hour - 1
+    )
+    .into_bytes()
+}
+
+/// An object to write: key, body, metadata.
+type Put = (String, Vec<u8>, Vec<(&'static str, String)>);
+
+/// The trail as CloudTrail would have delivered it: `HOURS` digests, each
+/// listing two log files, chained and signed with `kp`.
+fn trail(bucket: &str, kp: &KeyPair) -> Vec<Put> {
+    let mut puts = Vec::new();
+    let mut prev: Option<(String, Vec<u8>, String)> = None;
+    for hour in 1..=HOURS {
+        let mut logs = Vec::new();
+        for n in 0..2 {
+            let content = log_content(hour, n);
+            logs.push(serde_json::json!({
+                "s3Bucket": bucket,
+                "s3Object": log_key(hour, n),
+                "hashValue": sha256(&content),
+                "hashAlgorithm": "SHA-256",
+            }));
+            puts.push((log_key(hour, n), gz(&content), Vec::new()));
+        }
+        let mut d = serde_json::json!({
+            "awsAccountId": ACCOUNT,
+            "digestStartTime": format!("2026-11-20T{:02}:01:31Z", hour - 1),
+            "digestEndTime": format!("2026-11-20T{hour:02}:01:31Z"),
+            "digestS3Bucket": bucket,
+            "digestS3Object": digest_key(hour),
+            "digestPublicKeyFingerprint": FINGERPRINT,
+            "digestSignatureAlgorithm": "SHA256withRSA",
+            "logFiles": logs,
+        });
+        let prev_sig = match &prev {
+            Some((k, inflated, sig)) => {
+                d["previousDigestS3Bucket"] = bucket.into();
+                d["previousDigestS3Object"] = k.clone().into();
+                d["previousDigestHashValue"] = sha256(inflated).into();
+                d["previousDigestHashAlgorithm"] = "SHA-256".into();
+                d["previousDigestSignature"] = sig.clone().into();
+                sig.clone()
+            }
+            None => {
+                d["previousDigestSignature"] = serde_json::Value::Null;
+                "null".to_owned()
+            }
+        };
+        let inflated = serde_json::to_vec(&d).unwrap();
+        let to_sign = format!(
+            "2026-11-20T{hour:02}:01:31Z\n{bucket}/{}\n{}\n{prev_sig}",
+            digest_key(hour),
+            sha256(&inflated)
+        );
+        let sig = sign(kp, to_sign.as_bytes());
+        puts.push((
+            digest_key(hour),
+            gz(&inflated),
+            vec![
+                ("signature", sig.clone()),
+                ("signature-algorithm", "SHA256withRSA".to_owned()),
+            ],
+        ));
+        prev = Some((digest_key(hour), inflated, sig));
+    }
+    puts
+}
+
+fn upload(moto: &moto::Moto, bucket: &str, puts: &[Put]) {
+    let s3 = moto.s3();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        for (key, body, meta) in puts {
+            let mut put = s3
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(ByteStream::from(body.clone()));
+            for (k, v) in meta {
+                put = put.metadata(*k, v);
+            }
+            put.send().await.unwrap();
+        }
+    });
+}
+
+fn delete(moto: &moto::Moto, bucket: &str, key: &str) {
+    let s3 = moto.s3();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        s3.delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+fn write_key(dir: &Path, kp: &KeyPair) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{FINGERPRINT}.der")),
+        kp.public_key().as_ref(),
+    )
+    .unwrap();
+}
+
+/// `trailwatch verify s3://bucket` over the trail's hours; (exit code,
+/// stdout).
+fn verify(
+    moto: &moto::Moto,
+    bucket: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (i32, String) {
+    let out = common::trailwatch()
+        .args([
+            "verify",
+            &format!("s3://{bucket}"),
+            "--endpoint-url",
+            &moto.endpoint,
+        ])
+        .args([
+            "--start",
+            "2026-11-20T00:00:00Z",
+            "--end",
+            "2026-11-20T07:00:00Z",
+        ])
+        .args(extra)
+        .envs(moto.env())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{stdout}\n--- stderr:\n{stderr}"),
+    )
+}
+
+/// The problem lines (tab-separated: kind, object, verdict).
+fn problems(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.contains('\t') && !l.ends_with("\tvalid") && !l.contains("starts here"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_tampering_is_named_and_an_intact_trail_verifies() {
+    let moto = moto::Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kp = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    let keys = dir.path().join("keys");
+    write_key(&keys, &kp);
+    let keys_arg = ["--public-keys", keys.to_str().unwrap()];
+    let setup = |bucket: &str| upload(&moto, bucket, &trail(bucket, &kp));
+
+    // Intact: every digest and log valid, exit 0.
+    setup("intact");
+    let (code, out) = verify(
+        &moto,
+        "intact",
+        &[&keys_arg[..], &["--verbose"]].concat(),
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(problems(&out).is_empty(), "{out}");
+    assert_eq!(
+        out.matches("\tvalid").count(),
+        (HOURS * 3) as usize,
+        "{out}"
+    );
+    assert!(out.contains("6/6 digest files valid"), "{out}");
+    assert!(out.contains("12/12 log files valid"), "{out}");
+
+    // Each attack on its own bucket: (bucket, what is done, the lines
+    // that must name it).
+    let s3 = moto.s3();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let put = |bucket: &str, key: &str, body: Vec<u8>, meta: &[(&str, String)]| {
+        rt.block_on(async {
+            let mut p = s3
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(ByteStream::from(body));
+            for (k, v) in meta {
+                p = p.metadata(*k, v);
+            }
+            p.send().await.unwrap();
+        });
+    };
+
+    setup("modified");
+    put("modified", &log_key(3, 1), gz(br#"{"Records":[]}"#), &[]);
+    let (code, out) = verify(&moto, "modified", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        problems(&out),
+        vec![format!(
+            "Log file\ts3://modified/{}\tINVALID: hash value doesn't match (modified)",
+            log_key(3, 1)
+        )],
+        "{out}"
+    );
+
+    setup("deleted-log");
+    delete(&moto, "deleted-log", &log_key(2, 0));
+    let (code, out) = verify(&moto, "deleted-log", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        problems(&out),
+        vec![format!(
+            "Log file\ts3://deleted-log/{}\tINVALID: not found (deleted)",
+            log_key(2, 0)
+        )],
+        "{out}"
+    );
+
+    setup("appended");
+    let mut body = gz(&log_content(4, 0));
+    body.extend(gz(
+        br#"{"Records":[{"eventName":"ConsoleLogin","eventID":"forged"}]}"#,
+    ));
+    put("appended", &log_key(4, 0), body, &[]);
+    let (code, out) = verify(&moto, "appended", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        problems(&out),
+        vec![format!(
+            "Log file\ts3://appended/{}\tINVALID: data appended after the first gzip member",
+            log_key(4, 0)
+        )],
+        "{out}"
+    );
+
+    setup("added");
+    let forged = format!(
+        "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail_{REGION}_20261120T0240Z_forged.json.gz"
+    );
+    put(
+        "added",
+        &forged,
+        gz(br#"{"Records":[{"eventName":"CreateUser"}]}"#),
+        &[],
+    );
+    let (code, out) = verify(&moto, "added", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        problems(&out),
+        vec![format!(
+            "Log file\ts3://added/{forged}\tINVALID: listed by no digest (added after delivery)"
+        )],
+        "{out}"
+    );
+
+    setup("deleted-digest");
+    delete(&moto, "deleted-digest", &digest_key(4));
+    let (code, out) = verify(&moto, "deleted-digest", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    let p = problems(&out);
+    assert!(
+        p.contains(&format!(
+            "Digest file\ts3://deleted-digest/{}\tINVALID: not found (deleted)",
+            digest_key(4)
+        )),
+        "{out}"
+    );
+    // Its logs are no longer listed by a verified digest: named as such.
+    for n in 0..2 {
+        assert!(
+            p.contains(&format!(
+                "Log file\ts3://deleted-digest/{}\tNOT VERIFIED: no verified digest covers its hour",
+                log_key(4, n)
+            )),
+            "{out}"
+        );
+    }
+    assert!(
+        !p.iter().any(|l| l.contains("Digest chain")),
+        "one deletion is no gap: {out}"
+    );
+
+    setup("two-deleted");
+    delete(&moto, "two-deleted", &digest_key(3));
+    delete(&moto, "two-deleted", &digest_key(4));
+    let (code, out) = verify(&moto, "two-deleted", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    let p = problems(&out);
+    assert!(
+        p.iter()
+            .any(|l| l.contains(&digest_key(4)) && l.contains("not found (deleted)")),
+        "{out}"
+    );
+    assert!(
+        p.iter().any(|l| l.starts_with("Digest chain")
+            && l.contains(&digest_key(2))
+            && l.contains(&digest_key(4))
+            && l.contains("about 1 more digest(s) deleted")),
+        "the second deletion in a row is named by the gap it leaves: {out}"
+    );
+
+    setup("forged");
+    let other = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    let forged_trail = trail("forged", &other);
+    let (k, body, meta) = forged_trail
+        .iter()
+        .find(|(k, _, _)| *k == digest_key(5))
+        .unwrap();
+    put("forged", k, body.clone(), meta);
+    let (code, out) = verify(&moto, "forged", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    let p = problems(&out);
+    assert!(
+        p.contains(&format!(
+            "Digest file\ts3://forged/{}\tINVALID: signature verification failed",
+            digest_key(5)
+        )),
+        "{out}"
+    );
+    // Its logs are no longer vouched for.
+    assert!(
+        p.iter()
+            .any(|l| l.contains(&log_key(5, 0)) && l.contains("NOT VERIFIED")),
+        "{out}"
+    );
+
+    // The wrong key under the right fingerprint: nothing verifies.
+    let wrong = dir.path().join("wrong");
+    write_key(&wrong, &other);
+    let (code, out) = verify(
+        &moto,
+        "intact",
+        &["--public-keys", wrong.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out.matches("INVALID: signature verification failed")
+            .count(),
+        HOURS as usize,
+        "{out}"
+    );
+}
+
+/// A loopback stand-in for CloudTrail's ListPublicKeys (JSON protocol):
+/// answers every request with `keys`; returns its port and the request
+/// count.
+fn list_public_keys(
+    keys: Vec<(String, Vec<u8>)>,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use base64::Engine;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = std::sync::Arc::clone(&seen);
+    let body = serde_json::json!({
+        "PublicKeyList": keys.iter().map(|(f, der)| serde_json::json!({
+            "Fingerprint": f,
+            "Value": base64::engine::general_purpose::STANDARD.encode(der),
+            "ValidityStartTime": 1.7e9,
+            "ValidityEndTime": 1.9e9,
+        })).collect::<Vec<_>>()
+    })
+    .to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut len, mut target) = (0usize, String::new());
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if let Some(v) = lower.strip_prefix("x-amz-target:") {
+                    target = v.trim().to_owned();
+                }
+            }
+            let mut req = vec![0; len];
+            let _ = reader.read_exact(&mut req);
+            seen2.lock().unwrap().push(target);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn keys_come_from_list_public_keys_when_no_directory_is_given() {
+    let moto = moto::Moto::start();
+    let kp = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    upload(&moto, "listed", &trail("listed", &kp));
+    let (port, seen) = list_public_keys(vec![(
+        FINGERPRINT.to_owned(),
+        kp.public_key().as_ref().to_vec(),
+    )]);
+    let env = [(
+        "AWS_ENDPOINT_URL_CLOUDTRAIL",
+        format!("http://127.0.0.1:{port}"),
+    )];
+    let (code, out) = verify(&moto, "listed", &[], &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("6/6 digest files valid"), "{out}");
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty(), "ListPublicKeys was not called");
+    assert!(
+        seen.iter().all(|t| t.ends_with(".listpublickeys")),
+        "{seen:?}"
+    );
+
+    // A key CloudTrail does not list is no key: every digest is refused.
+    let (port, _) = list_public_keys(Vec::new());
+    let env = [(
+        "AWS_ENDPOINT_URL_CLOUDTRAIL",
+        format!("http://127.0.0.1:{port}"),
+    )];
+    let (code, out) = verify(&moto, "listed", &[], &env);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        out.matches("INVALID: no public key with fingerprint")
+            .count(),
+        HOURS as usize,
+        "{out}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_an_empty_bucket_is_not_verified() {
+    let moto = moto::Moto::start();
+    upload(&moto, "empty", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let kp = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    write_key(dir.path(), &kp);
+    let keys = ["--public-keys", dir.path().to_str().unwrap()];
+    let (code, out) = verify(&moto, "empty", &keys, &[]);
+    assert_eq!(code, 3, "no digests is no proof: {out}");
+    assert!(out.contains("No digest chains found"), "{out}");
+    for bad in [
+        vec!["verify", "bucket-without-scheme"],
+        vec!["verify", "s3://b", "--start", "yesterday"],
+        vec![
+            "verify",
+            "s3://b",
+            "--start",
+            "2026-11-20",
+            "--end",
+            "2026-11-19",
+        ],
+    ] {
+        let out = common::trailwatch().args(&bad).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
