@@ -165,10 +165,21 @@ pub(super) fn extras(text: &str) -> Result<HashMap<String, Extras>, (Option<usiz
         match v.get("runbook") {
             None => {}
             Some(r) => match r.as_str() {
-                Some(text) => {
-                    let text = text.trim();
-                    e.runbook =
-                        Some(text[..text.floor_char_boundary(MAX_RUNBOOK_BYTES)].to_owned());
+                Some(runbook) => {
+                    let runbook = runbook.trim();
+                    // Refused, not cut: a runbook cut mid-step would tell
+                    // the responder half of what to do.
+                    if runbook.len() > MAX_RUNBOOK_BYTES {
+                        return Err((
+                            locate(text, "runbook"),
+                            format!(
+                                "`runbook` is {} bytes, at most {MAX_RUNBOOK_BYTES}: keep what \
+                                 the responder does first, and link to the full runbook",
+                                runbook.len()
+                            ),
+                        ));
+                    }
+                    e.runbook = Some(runbook.to_owned());
                 }
                 None => {
                     return Err((

@@ -123,7 +123,8 @@ pub struct RuleMeta {
     pub dry_run: bool,
 }
 
-/// A runbook longer than this is cut (it is read in a mail, not a wiki).
+/// A runbook longer than this is refused (it is read in a mail, not a
+/// wiki).
 pub(crate) const MAX_RUNBOOK_BYTES: usize = 2048;
 
 /// One compiled correlation rule: what the rules stage builds and the

@@ -227,6 +227,18 @@ fn dry_run_rules_still_match_and_dry_run_filters_remove_nothing() {
     let set = RuleSet::from_texts([("broken.yml", broken.as_str())]);
     assert!(!set.errors.is_empty());
 
+    // A runbook too long to read in a mail is refused, at its line, not
+    // cut mid-step.
+    let long = format!("runbook: {}\n", "step. ".repeat(400));
+    let set = RuleSet::from_texts([("long.yml", rule("r-long", &long).as_str())]);
+    assert!(
+        set.errors.iter().any(|e| e.path == "long.yml"
+            && e.line == Some(4)
+            && e.message.starts_with("`runbook` is 2399 bytes, at most 2048")),
+        "{:?}",
+        set.errors
+    );
+
     // A wrong-typed key is a problem of its file, at its line.
     let set = RuleSet::from_texts([("bad.yml", rule("r-bad", "dry_run: sometimes\n").as_str())]);
     assert!(
