@@ -20,7 +20,8 @@ Examples:
 Exit status: 0 everything in the range verifies; 1 tampering found (a log
 modified, deleted, appended to or not listed; a digest deleted, altered or
 invalid; hours no digest covers); 2 usage error; 3 verification incomplete
-(the bucket or keys unreadable, logs that could not be read, no digests).";
+(the bucket or keys unreadable, a listing failed, logs that could not be read
+or verified, no digests).";
 
 /// Options of `trailwatch verify`.
 #[derive(Debug, clap::Args)]
@@ -39,11 +40,12 @@ pub struct VerifyArgs {
     /// ListPublicKeys: for offline and air-gapped use.
     #[arg(long, value_name = "DIR")]
     pub public_keys: Option<PathBuf>,
-    /// Digests ending at or after this time (`2026-11-20T10:00:00Z` or
-    /// `2026-11-20`). Default: 24 hours before --end.
+    /// Verify log files delivered from this time (`2026-11-20T10:00:00Z`
+    /// or `2026-11-20`), and the digests covering them. Default: 24 hours
+    /// before --end.
     #[arg(long, value_name = "TIME")]
     pub start: Option<String>,
-    /// Digests ending at or before this time. Default: now.
+    /// ... up to this time. Default: now.
     #[arg(long, value_name = "TIME")]
     pub end: Option<String>,
     /// Only this account's chains (organisation trails hold many).
@@ -120,6 +122,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         region: args.region.clone(),
         concurrency: args.concurrency,
         max_log_bytes: args.max_log_bytes,
+        now_ms: trailwatch::time::now_ms() as i64,
     };
     let json = matches!(args.format, crate::cli::FormatArg::Json);
     let verbose = args.verbose;
@@ -135,7 +138,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 finding: Finding::Valid { .. },
                 ..
             } | Event::Log {
-                status: LogStatus::Valid,
+                status: LogStatus::Valid | LogStatus::Pending,
                 ..
             }
         );
@@ -162,9 +165,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_summary(&opts, &summary, took);
     }
-    let code = if summary.tampered() || summary.uncovered > 0 {
+    let code = if summary.tampered() {
         EXIT_MATCHED
-    } else if summary.chains == 0 || summary.logs_unchecked > 0 {
+    } else if summary.incomplete() {
         EXIT_INPUT_ERRORS
     } else {
         EXIT_OK
@@ -225,6 +228,10 @@ fn text_line(e: &Event) -> String {
                     "INVALID: data appended after the first gzip member".to_owned()
                 }
                 LogStatus::Unreadable => "INVALID: not gzip or damaged (modified)".to_owned(),
+                LogStatus::Bomb => format!(
+                    "INVALID: inflates past {} GiB (not a CloudTrail log file)",
+                    trailwatch::integrity::MAX_LOG_INFLATED >> 30
+                ),
                 LogStatus::Deleted => "INVALID: not found (deleted)".to_owned(),
                 LogStatus::NotListed => {
                     "INVALID: listed by no digest (added after delivery)".to_owned()
@@ -232,6 +239,7 @@ fn text_line(e: &Event) -> String {
                 LogStatus::Unverified => {
                     "NOT VERIFIED: no verified digest covers its hour".to_owned()
                 }
+                LogStatus::Pending => "pending: its digest is not written yet".to_owned(),
                 LogStatus::TooLarge(n) => format!("NOT CHECKED: {n} bytes, over --max-log-bytes"),
                 LogStatus::Error(m) => format!("NOT CHECKED: {}", clean(m)),
             };
@@ -240,17 +248,31 @@ fn text_line(e: &Event) -> String {
         Event::Uncovered {
             chain,
             last_key,
+            next_key,
             hours,
         } => {
             if last_key.is_empty() {
-                format!("Digest chain\t{}\tNO DIGESTS in the range", clean(chain))
-            } else {
                 format!(
-                    "Digest chain\t{}\tNOT COVERED: no digest in the last {hours} hours of the range after {} (the newest digests deleted, or logging stopped)",
+                    "Digest chain\t{}\tNO DIGESTS in the range, and log files there (validation off, or every digest deleted)",
+                    clean(chain)
+                )
+            } else if next_key.is_empty() {
+                format!(
+                    "Digest chain\t{}\tNOT COVERED: no digest for about {hours} hour(s) after {} (the newest digests deleted, or logging stopped)",
                     clean(chain),
                     clean(last_key)
                 )
+            } else {
+                format!(
+                    "Digest chain\t{}\tNOT COVERED: about {hours} hour(s) between {} and the chain starting again at {} (logging or validation stopped, or digests deleted)",
+                    clean(chain),
+                    clean(last_key),
+                    clean(next_key)
+                )
             }
+        }
+        Event::Error { what, message } => {
+            format!("Listing\t{}\tNOT CHECKED: {}", clean(what), clean(message))
         }
     }
 }
@@ -290,9 +312,11 @@ fn json_line(e: &Event) -> String {
                 LogStatus::Modified => ("modified", serde_json::Value::Null),
                 LogStatus::Appended => ("appended", serde_json::Value::Null),
                 LogStatus::Unreadable => ("unreadable", serde_json::Value::Null),
+                LogStatus::Bomb => ("bomb", serde_json::Value::Null),
                 LogStatus::Deleted => ("deleted", serde_json::Value::Null),
                 LogStatus::NotListed => ("not_listed", serde_json::Value::Null),
                 LogStatus::Unverified => ("not_verified", serde_json::Value::Null),
+                LogStatus::Pending => ("pending", serde_json::Value::Null),
                 LogStatus::TooLarge(n) => ("not_checked", serde_json::json!({"bytes": n})),
                 LogStatus::Error(m) => ("not_checked", m.clone().into()),
             };
@@ -301,9 +325,15 @@ fn json_line(e: &Event) -> String {
         Event::Uncovered {
             chain,
             last_key,
+            next_key,
             hours,
         } => serde_json::json!({
-            "object": "chain", "chain": chain, "status": "not_covered", "last_key": last_key, "hours": hours
+            "object": "chain", "bucket": null, "key": chain,
+            "status": if last_key.is_empty() { "no_digests" } else { "not_covered" },
+            "detail": {"last_key": last_key, "next_key": next_key, "hours": hours},
+        }),
+        Event::Error { what, message } => serde_json::json!({
+            "object": "listing", "bucket": null, "key": what, "status": "not_checked", "detail": message,
         }),
     };
     v.to_string()
@@ -318,6 +348,8 @@ fn summary_json(s: &Summary) -> serde_json::Value {
         "logs_invalid": s.logs_bad,
         "logs_not_checked": s.logs_unchecked,
         "chains_not_covered": s.uncovered,
+        "logs_pending": s.logs_pending,
+        "errors": s.errors,
         "bytes_hashed": s.bytes_hashed,
     })
 }
@@ -325,7 +357,7 @@ fn summary_json(s: &Summary) -> serde_json::Value {
 fn print_summary(opts: &VerifyOptions, s: &Summary, took: f64) {
     println!();
     println!(
-        "Results for digests ending {} to {}, {} chain(s):",
+        "Results for log files delivered {} to {}, {} chain(s):",
         trailwatch::time::iso_time(opts.start_ms),
         trailwatch::time::iso_time(opts.end_ms),
         s.chains
@@ -362,10 +394,22 @@ fn print_summary(opts: &VerifyOptions, s: &Summary, took: f64) {
         }
     );
     if s.uncovered > 0 {
-        println!("{} chain(s) with hours no digest covers", s.uncovered);
+        println!("{} span(s) of hours no digest covers", s.uncovered);
+    }
+    if s.logs_pending > 0 {
+        println!(
+            "{} log file(s) delivered after the newest digest: not digested yet, verify again in an hour",
+            s.logs_pending
+        );
+    }
+    if s.errors > 0 {
+        println!(
+            "{} listing(s) failed: what they hold is NOT CHECKED",
+            s.errors
+        );
     }
     println!(
-        "{:.1} MiB of log files hashed in {took:.1} s",
+        "{:.1} MiB of log content hashed in {took:.1} s",
         s.bytes_hashed as f64 / f64::from(1 << 20)
     );
 }

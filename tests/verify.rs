@@ -52,14 +52,27 @@ fn sign(kp: &KeyPair, msg: &[u8]) -> String {
 }
 
 fn digest_key(hour: u32) -> String {
+    digest_key_of("trail", REGION, hour)
+}
+
+fn digest_key_of(name: &str, region: &str, hour: u32) -> String {
     format!(
-        "AWSLogs/{ACCOUNT}/CloudTrail-Digest/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail-Digest_{REGION}_trail_{REGION}_20261120T{hour:02}0131Z.json.gz"
+        "AWSLogs/{ACCOUNT}/CloudTrail-Digest/{region}/2026/11/20/{ACCOUNT}_CloudTrail-Digest_{region}_{name}_{region}_20261120T{hour:02}0131Z.json.gz"
     )
 }
 
 fn log_key(hour: u32, n: u32) -> String {
+    log_key_of("trail", REGION, hour, n)
+}
+
+fn log_key_of(name: &str, region: &str, hour: u32, n: u32) -> String {
+    let tag = if name == "trail" {
+        String::new()
+    } else {
+        name.to_owned()
+    };
     format!(
-        "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail_{REGION}_20261120T{:02}30Z_log{n}.json.gz",
+        "AWSLogs/{ACCOUNT}/CloudTrail/{region}/2026/11/20/{ACCOUNT}_CloudTrail_{region}_20261120T{:02}30Z_{tag}log{n}.json.gz",
         hour - 1
     )
 }
@@ -78,26 +91,47 @@ type Put = (String, Vec<u8>, Vec<(&'static str, String)>);
 /// The trail as CloudTrail would have delivered it: `HOURS` digests, each
 /// listing two log files, chained and signed with `kp`.
 fn trail(bucket: &str, kp: &KeyPair) -> Vec<Put> {
+    trail_named(bucket, kp, "trail", REGION)
+}
+
+/// [`trail`] for the trail `name` in `region`.
+fn trail_named(bucket: &str, kp: &KeyPair, name: &str, region: &str) -> Vec<Put> {
+    trail_with(bucket, kp, name, region, None)
+}
+
+/// [`trail_named`], its chain starting again (no previous digest) at
+/// `restart` (logging stopped and started).
+fn trail_with(
+    bucket: &str,
+    kp: &KeyPair,
+    name: &str,
+    region: &str,
+    restart: Option<u32>,
+) -> Vec<Put> {
     let mut puts = Vec::new();
     let mut prev: Option<(String, Vec<u8>, String)> = None;
     for hour in 1..=HOURS {
+        if Some(hour) == restart {
+            prev = None;
+        }
         let mut logs = Vec::new();
         for n in 0..2 {
             let content = log_content(hour, n);
             logs.push(serde_json::json!({
                 "s3Bucket": bucket,
-                "s3Object": log_key(hour, n),
+                "s3Object": log_key_of(name, region, hour, n),
                 "hashValue": sha256(&content),
                 "hashAlgorithm": "SHA-256",
             }));
-            puts.push((log_key(hour, n), gz(&content), Vec::new()));
+            puts.push((log_key_of(name, region, hour, n), gz(&content), Vec::new()));
         }
+        let key = digest_key_of(name, region, hour);
         let mut d = serde_json::json!({
             "awsAccountId": ACCOUNT,
             "digestStartTime": format!("2026-11-20T{:02}:01:31Z", hour - 1),
             "digestEndTime": format!("2026-11-20T{hour:02}:01:31Z"),
             "digestS3Bucket": bucket,
-            "digestS3Object": digest_key(hour),
+            "digestS3Object": key,
             "digestPublicKeyFingerprint": FINGERPRINT,
             "digestSignatureAlgorithm": "SHA256withRSA",
             "logFiles": logs,
@@ -118,20 +152,19 @@ fn trail(bucket: &str, kp: &KeyPair) -> Vec<Put> {
         };
         let inflated = serde_json::to_vec(&d).unwrap();
         let to_sign = format!(
-            "2026-11-20T{hour:02}:01:31Z\n{bucket}/{}\n{}\n{prev_sig}",
-            digest_key(hour),
+            "2026-11-20T{hour:02}:01:31Z\n{bucket}/{key}\n{}\n{prev_sig}",
             sha256(&inflated)
         );
         let sig = sign(kp, to_sign.as_bytes());
         puts.push((
-            digest_key(hour),
+            key.clone(),
             gz(&inflated),
             vec![
                 ("signature", sig.clone()),
                 ("signature-algorithm", "SHA256withRSA".to_owned()),
             ],
         ));
-        prev = Some((digest_key(hour), inflated, sig));
+        prev = Some((key, inflated, sig));
     }
     puts
 }
@@ -195,7 +228,7 @@ fn verify(
             "--start",
             "2026-11-20T00:00:00Z",
             "--end",
-            "2026-11-20T07:00:00Z",
+            "2026-11-20T06:00:00Z",
         ])
         .args(extra)
         .envs(moto.env())
@@ -395,6 +428,162 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
     assert!(
         p.iter()
             .any(|l| l.contains(&log_key(5, 0)) && l.contains("NOT VERIFIED")),
+        "{out}"
+    );
+
+    // The newest digest deleted (with --end in the past, so it is not
+    // merely late): its hours are not covered, its logs not verifiable.
+    setup("newest-deleted");
+    delete(&moto, "newest-deleted", &digest_key(6));
+    put(
+        "newest-deleted",
+        &log_key(6, 0),
+        gz(br#"{"Records":[]}"#),
+        &[],
+    );
+    let (code, out) = verify(&moto, "newest-deleted", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    let p = problems(&out);
+    assert!(
+        p.iter().any(|l| l.starts_with("Digest chain")
+            && l.contains("NOT COVERED: no digest for about 1 hour(s) after")
+            && l.contains(&digest_key(5))),
+        "{out}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains(&log_key(6, 0)) && l.contains("NOT VERIFIED")),
+        "{out}"
+    );
+
+    // Two trails into one bucket, account and region: each its own chain.
+    // Trail A's newest digest deleted is not covered for by trail B's.
+    upload(
+        &moto,
+        "two-trails",
+        &trail_named("two-trails", &kp, "a", REGION),
+    );
+    let mut b = trail_named("two-trails", &kp, "b", REGION);
+    b.retain(|(k, _, _)| !k.contains("CreateBucket"));
+    {
+        let s3 = moto.s3();
+        rt.block_on(async {
+            for (key, body, meta) in &b {
+                let mut p = s3
+                    .put_object()
+                    .bucket("two-trails")
+                    .key(key)
+                    .body(ByteStream::from(body.clone()));
+                for (k, v) in meta {
+                    p = p.metadata(*k, v);
+                }
+                p.send().await.unwrap();
+            }
+        });
+    }
+    let (code, out) = verify(&moto, "two-trails", &keys_arg, &[]);
+    assert_eq!(code, 0, "two intact trails verify: {out}");
+    assert!(out.contains("12/12 digest files valid"), "{out}");
+    delete(&moto, "two-trails", &digest_key_of("a", REGION, 6));
+    let (code, out) = verify(&moto, "two-trails", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    let p = problems(&out);
+    assert!(
+        p.iter()
+            .any(|l| l.contains("NOT COVERED") && l.contains(&digest_key_of("a", REGION, 5))),
+        "{out}"
+    );
+    // Its logs are unverifiable, not "added": they were delivered.
+    for n in 0..2 {
+        let line = p
+            .iter()
+            .find(|l| l.contains(&log_key_of("a", REGION, 6, n)))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(line.contains("NOT VERIFIED"), "{line}");
+    }
+
+    // A region with log files and no digest at all (its digests deleted,
+    // or validation off there) is not left out.
+    setup("region-gone");
+    put(
+        "region-gone",
+        &log_key_of("trail", "us-west-2", 3, 0),
+        gz(&log_content(3, 0)),
+        &[],
+    );
+    let (code, out) = verify(&moto, "region-gone", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    let p = problems(&out);
+    assert!(
+        p.iter()
+            .any(|l| l.contains("CloudTrail-Digest/us-west-2/") && l.contains("NO DIGESTS")),
+        "{out}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains(&log_key_of("trail", "us-west-2", 3, 0))
+                && l.contains("NOT VERIFIED")),
+        "{out}"
+    );
+
+    // A key with a control character next to the tampering: the listing
+    // still reads (URL-encoded), the tampering is still named, the key is
+    // printed escaped.
+    setup("control-char");
+    put(
+        "control-char",
+        &format!("AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/x\u{1}\u{1b}[2Jy.json.gz"),
+        gz(br#"{"Records":[]}"#),
+        &[],
+    );
+    put(
+        "control-char",
+        &log_key(2, 1),
+        gz(br#"{"Records":[]}"#),
+        &[],
+    );
+    let (code, out) = verify(&moto, "control-char", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    let p = problems(&out);
+    assert!(
+        p.iter()
+            .any(|l| l.contains(&log_key(2, 1)) && l.contains("modified")),
+        "{out}"
+    );
+    // A name CloudTrail never writes (no delivery time): named, escaped,
+    // judged by its day (not wholly covered here: not verifiable).
+    assert!(
+        p.iter()
+            .any(|l| l.contains("/x\\u{1}\\u{1b}[2Jy.json.gz\tNOT VERIFIED")),
+        "{out}"
+    );
+    assert!(
+        !out.contains('\u{1b}'),
+        "a raw escape reached the terminal: {out}"
+    );
+
+    // A chain that starts again at hour 4 (logging stopped), and the last
+    // digest before the stop deleted with its logs: the hours between the
+    // segments are named.
+    upload(
+        &moto,
+        "restart",
+        &trail_with("restart", &kp, "trail", REGION, Some(4)),
+    );
+    let (code, out) = verify(&moto, "restart", &keys_arg, &[]);
+    assert_eq!(code, 0, "a restart alone is no tampering: {out}");
+    delete(&moto, "restart", &digest_key(3));
+    for n in 0..2 {
+        delete(&moto, "restart", &log_key(3, n));
+    }
+    let (code, out) = verify(&moto, "restart", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        problems(&out)
+            .iter()
+            .any(|l| l.contains("NOT COVERED: about 1 hour(s) between")
+                && l.contains(&digest_key(2))
+                && l.contains(&digest_key(4))),
         "{out}"
     );
 

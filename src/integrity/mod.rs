@@ -174,13 +174,21 @@ pub enum LogCheck {
     Valid,
     /// Its content hashes to something else.
     Modified,
-    /// Its first gzip member is what CloudTrail delivered; more data was
-    /// appended after it (records a reader of every member would take as
-    /// CloudTrail's, and a validator reading one member would never see).
+    /// Its first gzip member is exactly what CloudTrail delivered (the
+    /// member whole, its checksum right); more data was appended after it
+    /// (records a reader of every member would take as CloudTrail's, and a
+    /// validator reading one member would never see).
     Appended,
-    /// Not gzip (or damaged): what it holds cannot be what was delivered.
+    /// Not gzip, or damaged: what it holds cannot be what was delivered.
     Unreadable,
+    /// It inflates past [`MAX_LOG_INFLATED`]: a bomb, not a log file.
+    Bomb,
 }
+
+/// Largest uncompressed log hashed. CloudTrail's files are tens of
+/// megabytes; past this a file is a bomb, refused after the time it took
+/// to inflate this much (seconds), not the hour a terabyte would take.
+pub const MAX_LOG_INFLATED: u64 = 4 << 30;
 
 /// Hash `gz` (every member) and compare with `expected` (hex SHA-256 of the
 /// uncompressed content, as the digest lists it).
@@ -188,24 +196,25 @@ pub fn check_log(gz: &[u8], expected: &str) -> LogCheck {
     let mut whole = LogHasher::whole();
     whole.update(gz);
     let whole = whole.finish();
-    if matches(whole.as_deref(), expected) {
+    if matches(whole.hash.as_deref(), expected) {
         return LogCheck::Valid;
     }
     let mut first = LogHasher::first_member();
     first.update(gz);
-    classify(whole.as_deref(), first.finish().as_deref(), expected)
+    classify(&whole, &first.finish(), expected)
 }
 
-/// What a log is, from the hash of all its members (`None`: not gzip, or
-/// cut) and of its first member alone, which is read only when the first
-/// did not match: data appended after what CloudTrail delivered is told
-/// apart from an edit, and the common case inflates once.
-pub fn classify(whole: Option<&str>, first: Option<&str>, expected: &str) -> LogCheck {
-    if matches(whole, expected) {
+/// What a log is, from the hash of all its members and of its first member
+/// alone (read only when the first did not match: the common case inflates
+/// once).
+pub fn classify(whole: &Hashed, first: &Hashed, expected: &str) -> LogCheck {
+    if matches(whole.hash.as_deref(), expected) {
         LogCheck::Valid
-    } else if matches(first, expected) {
+    } else if whole.bomb {
+        LogCheck::Bomb
+    } else if matches(first.hash.as_deref(), expected) {
         LogCheck::Appended
-    } else if whole.is_none() {
+    } else if whole.hash.is_none() {
         LogCheck::Unreadable
     } else {
         LogCheck::Modified
@@ -216,19 +225,33 @@ fn matches(hash: Option<&str>, expected: &str) -> bool {
     hash.is_some_and(|h| h.eq_ignore_ascii_case(expected.trim()))
 }
 
+/// What hashing a log gave.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hashed {
+    /// Hex SHA-256 of the content; `None` when it is not gzip, is cut or
+    /// damaged (a wrong checksum), or is a bomb.
+    pub hash: Option<String>,
+    /// Uncompressed bytes hashed.
+    pub bytes: u64,
+    /// It inflated past [`MAX_LOG_INFLATED`].
+    pub bomb: bool,
+}
+
 /// SHA-256 of a gzip'd log's content, a chunk at a time as the object
 /// arrives: neither the compressed nor the uncompressed content is held,
-/// so a log of any size (a bomb included) costs the decoder's state and
-/// one chunk.
+/// so a log of any size costs the decoder's state and one chunk, and a
+/// bomb stops at [`MAX_LOG_INFLATED`].
 pub struct LogHasher {
     decoder: Decoder,
     failed: bool,
+    /// The first member is complete (what follows is not its).
+    done: bool,
 }
 
 enum Decoder {
     /// Every member: what a reader of the whole file takes as CloudTrail's.
     Whole(flate2::write::MultiGzDecoder<Sha256Writer>),
-    /// The first member only; what follows it is ignored.
+    /// The first member only.
     First(flate2::write::GzDecoder<Sha256Writer>),
 }
 
@@ -237,6 +260,7 @@ impl LogHasher {
         LogHasher {
             decoder: Decoder::Whole(flate2::write::MultiGzDecoder::new(Sha256Writer::new())),
             failed: false,
+            done: false,
         }
     }
 
@@ -244,12 +268,13 @@ impl LogHasher {
         LogHasher {
             decoder: Decoder::First(flate2::write::GzDecoder::new(Sha256Writer::new())),
             failed: false,
+            done: false,
         }
     }
 
     pub fn update(&mut self, chunk: &[u8]) {
         use std::io::Write;
-        if self.failed {
+        if self.failed || self.done {
             return;
         }
         match &mut self.decoder {
@@ -258,53 +283,77 @@ impl LogHasher {
                 let mut rest = chunk;
                 while !rest.is_empty() {
                     match d.write(rest) {
-                        // The member is complete: what follows is not its.
-                        Ok(0) | Err(_) => {
-                            self.failed = true;
+                        Ok(0) => {
+                            self.done = true;
                             break;
                         }
                         Ok(n) => rest = &rest[n..],
+                        Err(_) => {
+                            self.failed = true;
+                            break;
+                        }
                     }
                 }
             }
         }
     }
 
-    /// The hex SHA-256 of the content. For every member: `None` when the
-    /// data is not gzip or is cut. For the first member: what it yielded.
-    pub fn finish(self) -> Option<String> {
-        match self.decoder {
+    pub fn finish(self) -> Hashed {
+        let (writer, ok) = match self.decoder {
             Decoder::Whole(mut d) => {
-                if self.failed || d.try_finish().is_err() {
-                    return None;
-                }
-                Some(d.get_ref().hex())
+                let ok = !self.failed && d.try_finish().is_ok();
+                (d.get_ref().clone_state(), ok)
             }
             Decoder::First(mut d) => {
-                let _ = d.try_finish();
-                Some(d.get_ref().hex())
+                // A checksum or a trailer that is wrong is damage, not
+                // an append.
+                let ok = !self.failed && d.try_finish().is_ok();
+                (d.get_ref().clone_state(), ok)
             }
+        };
+        Hashed {
+            hash: (ok && !writer.1).then_some(writer.0),
+            bytes: writer.2,
+            bomb: writer.1,
         }
     }
 }
 
-/// A `Write` that hashes what it is given.
-pub struct Sha256Writer(aws_lc_rs::digest::Context);
+/// A `Write` that hashes what it is given, refusing past
+/// [`MAX_LOG_INFLATED`].
+pub struct Sha256Writer {
+    ctx: aws_lc_rs::digest::Context,
+    bytes: u64,
+    bomb: bool,
+}
 
 impl Sha256Writer {
     fn new() -> Sha256Writer {
-        Sha256Writer(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+        Sha256Writer {
+            ctx: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+            bytes: 0,
+            bomb: false,
+        }
     }
 
-    /// The hash so far, in hex.
-    fn hex(&self) -> String {
-        crate::alert::hex(self.0.clone().finish().as_ref())
+    /// (hex hash so far, bomb, bytes).
+    fn clone_state(&self) -> (String, bool, u64) {
+        (
+            crate::alert::hex(self.ctx.clone().finish().as_ref()),
+            self.bomb,
+            self.bytes,
+        )
     }
 }
 
 impl std::io::Write for Sha256Writer {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
+        if self.bytes + buf.len() as u64 > MAX_LOG_INFLATED {
+            self.bomb = true;
+            return Err(std::io::Error::other("inflates past the cap"));
+        }
+        self.bytes += buf.len() as u64;
+        self.ctx.update(buf);
         Ok(buf.len())
     }
 

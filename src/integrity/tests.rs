@@ -190,18 +190,31 @@ fn a_log_is_hashed_whole_and_appended_data_is_named() {
         };
         let whole = stream(&appended, LogHasher::whole());
         let first = stream(&appended, LogHasher::first_member());
-        assert_eq!(
-            classify(whole.as_deref(), first.as_deref(), &expected),
-            LogCheck::Appended
-        );
-        assert_eq!(
-            stream(&g, LogHasher::whole()).as_deref(),
-            Some(expected.as_str())
-        );
+        assert_eq!(classify(&whole, &first, &expected), LogCheck::Appended);
+        let whole = stream(&g, LogHasher::whole());
+        assert_eq!(whole.hash.as_deref(), Some(expected.as_str()));
+        assert_eq!(whole.bytes, content.len() as u64);
     }
+    // A damaged checksum is damage, not an append: the first member's
+    // content matches, its trailer does not.
+    let mut bad_crc = g.clone();
+    let at = bad_crc.len() - 8;
+    bad_crc[at] ^= 0xff;
+    assert_eq!(check_log(&bad_crc, &expected), LogCheck::Unreadable);
+    // Past the inflated cap the hashing stops: a bomb, refused.
+    use std::io::Write;
+    let mut w = Sha256Writer::new();
+    w.bytes = MAX_LOG_INFLATED - 10;
+    assert!(w.write(&[0; 20]).is_err());
+    assert!(w.bomb);
+    let bomb = Hashed {
+        hash: None,
+        bytes: MAX_LOG_INFLATED,
+        bomb: true,
+    };
     assert_eq!(
-        check_log(&g[..g.len() / 2], &expected),
-        LogCheck::Unreadable
+        classify(&bomb, &Hashed::default(), &expected),
+        LogCheck::Bomb
     );
 }
 

@@ -6,15 +6,22 @@
 //! key or place), deleted (named by the next digest, gone), altered (not
 //! what the next digest recorded), or missing without a name (a gap in the
 //! chain's hours); a log valid, modified, with data appended after its
-//! first gzip member, unreadable or deleted; a log no digest lists (added
-//! to the bucket after the fact); and the hours at the end of the range no
-//! digest covers yet (the last digests deleted, or logging stopped).
+//! first gzip member, unreadable, a bomb, or deleted; a log no digest
+//! lists in hours verified digests cover (added to the bucket after the
+//! fact), or in hours none covers (not verifiable); and the hours of the
+//! range no digest covers (the newest digests deleted, a whole region's or
+//! account's digests deleted, logging stopped).
+//!
+//! Each account and region holds one chain per trail (the digest's name
+//! carries the trail): two trails delivering to one bucket are walked
+//! apart, so one's digests never cover for the other's deleted ones.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::types::EncodingType;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -33,7 +40,8 @@ pub struct VerifyOptions {
     pub endpoint_url: Option<String>,
     /// `FINGERPRINT.der` files instead of `ListPublicKeys`.
     pub public_keys: Option<PathBuf>,
-    /// Digests ending in this range (ms since the epoch).
+    /// Log files delivered in this range (ms since the epoch), and the
+    /// digests that cover it.
     pub start_ms: i64,
     pub end_ms: i64,
     /// Only this account's and this region's chains.
@@ -44,9 +52,11 @@ pub struct VerifyOptions {
     /// Largest log file read (compressed bytes); a larger one is reported,
     /// not read.
     pub max_log_bytes: u64,
+    /// The time now (ms): what the newest digest can be expected to cover.
+    pub now_ms: i64,
 }
 
-/// Why verification could not run (as opposed to what it found).
+/// Why verification could not start (as opposed to what it found).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("s3://{bucket}/{prefix}: {message}")]
@@ -69,13 +79,19 @@ pub enum Event {
         key: String,
         status: LogStatus,
     },
-    /// A chain whose newest digest ends long before the range does: the
-    /// hours after it are not covered by any digest.
+    /// Hours of the range no digest of `chain` covers: after `last_key`
+    /// (the newest digests deleted, or logging stopped), between two
+    /// segments of a chain (`last_key` then `next_key`), or at all (no
+    /// digest in the range while log files are there).
     Uncovered {
         chain: String,
         last_key: String,
+        next_key: String,
         hours: i64,
     },
+    /// Part of the walk could not be done (a listing failed): what it
+    /// would have checked is unverified.
+    Error { what: String, message: String },
 }
 
 /// What became of one log file.
@@ -85,14 +101,18 @@ pub enum LogStatus {
     Modified,
     Appended,
     Unreadable,
+    /// Inflates past [`super::MAX_LOG_INFLATED`].
+    Bomb,
     /// Listed by a verified digest, not in the bucket.
     Deleted,
-    /// In the bucket within a verified digest's hours, listed by none.
+    /// In the bucket within hours verified digests cover, listed by none.
     NotListed,
-    /// In the bucket in an hour whose digest is deleted or invalid: what
-    /// it holds can be neither confirmed nor refuted (the digest's own
-    /// line is the tampering).
+    /// In the bucket in hours no verified digest covers (its digest
+    /// deleted or invalid, or none written): neither confirmed nor refuted.
     Unverified,
+    /// Delivered after the newest digest of a trail still running: its
+    /// digest is not written yet.
+    Pending,
     TooLarge(u64),
     /// It could not be read (not a verdict on its content).
     Error(String),
@@ -106,11 +126,13 @@ impl Event {
             Event::Log { status, .. } => !matches!(
                 status,
                 LogStatus::Valid
+                    | LogStatus::Pending
                     | LogStatus::Error(_)
                     | LogStatus::TooLarge(_)
                     | LogStatus::Unverified
             ),
-            Event::Uncovered { .. } => false,
+            Event::Uncovered { .. } => true,
+            Event::Error { .. } => false,
         }
     }
 }
@@ -123,10 +145,14 @@ pub struct Summary {
     pub digests_bad: u64,
     pub logs_valid: u64,
     pub logs_bad: u64,
-    /// Logs that could not be read (errors, over the size cap).
+    /// Logs that could not be read or verified.
     pub logs_unchecked: u64,
+    /// Logs after the newest digest of a live trail: not digested yet.
+    pub logs_pending: u64,
+    /// Uncompressed bytes hashed.
     pub bytes_hashed: u64,
     pub uncovered: u64,
+    pub errors: u64,
 }
 
 impl Summary {
@@ -139,32 +165,45 @@ impl Summary {
             },
             Event::Log { status, .. } => match status {
                 LogStatus::Valid => self.logs_valid += 1,
+                LogStatus::Pending => self.logs_pending += 1,
                 LogStatus::Error(_) | LogStatus::TooLarge(_) | LogStatus::Unverified => {
                     self.logs_unchecked += 1
                 }
                 _ => self.logs_bad += 1,
             },
             Event::Uncovered { .. } => self.uncovered += 1,
+            Event::Error { .. } => self.errors += 1,
         }
     }
 
-    /// Whether anything was found tampered with.
+    /// Whether anything was found tampered with (or left uncovered).
     pub fn tampered(&self) -> bool {
-        self.digests_bad + self.logs_bad > 0
+        self.digests_bad + self.logs_bad + self.uncovered > 0
+    }
+
+    /// Whether some of the range could not be verified.
+    pub fn incomplete(&self) -> bool {
+        self.chains == 0 || self.logs_unchecked + self.errors > 0
     }
 }
 
-/// One chain's place: `…/AWSLogs/[ORG/]ACCOUNT/` and its region.
+/// One account and region: `…/AWSLogs/[ORG/]ACCOUNT/` and the region.
 #[derive(Clone, Debug)]
-struct Chain {
+struct Place {
     /// Up to and including `ACCOUNT/`.
     base: String,
     region: String,
 }
 
+/// A digest delivered this much after the hour it covers is still on time;
+/// past it (and for `--end` this far before now), the hour is uncovered.
+const LATE_MS: i64 = 75 * 60_000;
+const HOUR_MS: i64 = 3_600_000;
+
 /// Verify everything the options select, calling `on_event` for each
-/// result as it is known. Errors are for a walk that could not run (the
-/// bucket unreadable, no keys); what it finds is in the events.
+/// result as it is known. An error is a walk that could not start (the
+/// bucket unreadable, no keys); what it finds, failures on the way
+/// included, is in the events.
 pub async fn verify(
     opts: &VerifyOptions,
     on_event: &mut dyn FnMut(&Event),
@@ -180,24 +219,23 @@ pub async fn verify(
         summary.add(&e);
         on_event(&e);
     };
-    let chains = discover(&s3, opts).await?;
-    summary.chains = chains.len() as u64;
+    let places = discover(&s3, opts).await?;
     let dir_keys = match &opts.public_keys {
-        Some(dir) => Some(PublicKeys::from_dir(dir)?),
+        Some(dir) => Some(Arc::new(PublicKeys::from_dir(dir)?)),
         None => None,
     };
     let mut region_keys: HashMap<String, Arc<PublicKeys>> = HashMap::new();
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    for chain in chains {
+    for place in places {
         let keys = match &dir_keys {
-            Some(k) => Arc::new(k.clone()),
-            None => match region_keys.get(&chain.region) {
+            Some(k) => Arc::clone(k),
+            None => match region_keys.get(&place.region) {
                 Some(k) => Arc::clone(k),
                 None => {
                     let ct = aws_sdk_cloudtrail::Client::from_conf(
                         aws_sdk_cloudtrail::config::Builder::from(&shared)
                             .region(aws_sdk_cloudtrail::config::Region::new(
-                                chain.region.clone(),
+                                place.region.clone(),
                             ))
                             .build(),
                     );
@@ -209,17 +247,74 @@ pub async fn verify(
                         )
                         .await?,
                     );
-                    region_keys.insert(chain.region.clone(), Arc::clone(&k));
+                    region_keys.insert(place.region.clone(), Arc::clone(&k));
                     k
                 }
             },
         };
-        let found = fetch_digests(&s3, opts, &chain, &keys, &limit).await?;
-        let newest = found.iter().max_by_key(|f| f.end_ms).cloned();
-        // The logs each verified digest lists, and the hours they cover.
-        let mut listed: Vec<(String, String, String)> = Vec::new();
-        let mut windows: Vec<(i64, i64)> = Vec::new();
-        for f in &found {
+        let mut events = Vec::new();
+        let (n, bytes) =
+            verify_place(&s3, opts, &place, &keys, &limit, &mut |e| events.push(e)).await;
+        summary.chains += n;
+        summary.bytes_hashed += bytes;
+        for e in events {
+            emit(e, &mut summary);
+        }
+    }
+    Ok(summary)
+}
+
+/// One trail's digests in one place, walked.
+struct Trail {
+    found: Vec<Found>,
+    /// Hours its verified digests cover, merged where they touch.
+    covered: Vec<(i64, i64)>,
+}
+
+/// Verify one account and region: its trails' chains, their logs, the
+/// logs none lists. Returns the number of chains and the bytes hashed.
+async fn verify_place(
+    s3: &Client,
+    opts: &VerifyOptions,
+    place: &Place,
+    keys: &Arc<PublicKeys>,
+    limit: &Arc<Semaphore>,
+    emit: &mut dyn FnMut(Event),
+) -> (u64, u64) {
+    let chain_name = |trail: &str| {
+        format!(
+            "s3://{}/{}CloudTrail-Digest/{}/ ({})",
+            opts.bucket,
+            place.base,
+            place.region,
+            if trail.is_empty() { "-" } else { trail }
+        )
+    };
+    let live = opts.end_ms + LATE_MS > opts.now_ms;
+    let fetch_end = opts.end_ms + LATE_MS;
+    let found = match fetch_digests(s3, opts, place, keys, limit, fetch_end).await {
+        Ok(f) => f,
+        Err((what, message)) => {
+            emit(Event::Error { what, message });
+            return (0, 0);
+        }
+    };
+    // One chain per trail (and home region), from the digest's name.
+    let mut trails: BTreeMap<String, Trail> = BTreeMap::new();
+    for f in found {
+        trails
+            .entry(trail_of(&f.key))
+            .or_insert_with(|| Trail {
+                found: Vec::new(),
+                covered: Vec::new(),
+            })
+            .found
+            .push(f);
+    }
+    let mut listed: Vec<(String, String, String)> = Vec::new();
+    for (name, trail) in &mut trails {
+        let mut windows = Vec::new();
+        for f in &trail.found {
             if let Ok(c) = &f.checked {
                 for l in &c.digest.log_files {
                     listed.push((
@@ -236,80 +331,224 @@ pub async fn verify(
                 }
             }
         }
-        for finding in super::chain::walk(found, opts.start_ms) {
-            emit(
-                Event::Digest {
-                    bucket: opts.bucket.clone(),
-                    finding,
-                },
-                &mut summary,
-            );
-        }
-        match newest {
-            Some(n) if opts.end_ms - n.end_ms > 2 * 3_600_000 => emit(
-                Event::Uncovered {
-                    chain: format!(
-                        "s3://{}/{}CloudTrail-Digest/{}/",
-                        opts.bucket, chain.base, chain.region
-                    ),
-                    last_key: n.key,
-                    hours: (opts.end_ms - n.end_ms) / 3_600_000,
-                },
-                &mut summary,
-            ),
-            None => emit(
-                Event::Uncovered {
-                    chain: format!(
-                        "s3://{}/{}CloudTrail-Digest/{}/",
-                        opts.bucket, chain.base, chain.region
-                    ),
-                    last_key: String::new(),
-                    hours: (opts.end_ms - opts.start_ms) / 3_600_000,
-                },
-                &mut summary,
-            ),
-            Some(_) => {}
-        }
-        // Every listed log, hashed.
-        let listed_keys: HashSet<(String, String)> = listed
-            .iter()
-            .map(|(b, k, _)| (b.clone(), k.clone()))
-            .collect();
-        let mut tasks = JoinSet::new();
-        for (bucket, key, hash) in listed {
-            let (s3, limit, cap) = (s3.clone(), Arc::clone(&limit), opts.max_log_bytes);
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await.expect("never closed");
-                let (status, bytes) = check_one_log(&s3, &bucket, &key, &hash, cap).await;
-                (
-                    Event::Log {
-                        bucket,
-                        key,
-                        status,
-                    },
-                    bytes,
-                )
+        trail.covered = merge(windows);
+        for finding in super::chain::walk(trail.found.clone(), opts.start_ms) {
+            emit(Event::Digest {
+                bucket: opts.bucket.clone(),
+                finding,
             });
         }
-        while let Some(done) = tasks.join_next().await {
-            let (event, bytes) = done.expect("a log check panicked");
-            summary.bytes_hashed += bytes;
-            emit(event, &mut summary);
+        // Hours of the range the chain leaves uncovered: between segments
+        // (a chain that starts again: logging or validation was stopped)
+        // and after its newest digest.
+        let mut by_end: Vec<&Found> = trail.found.iter().collect();
+        by_end.sort_by_key(|f| f.end_ms);
+        for pair in by_end.windows(2) {
+            let (older, newer) = (pair[0], pair[1]);
+            let start = match &newer.checked {
+                Ok(c) if c.digest.previous_digest_s3_object.is_none() => {
+                    crate::time::parse_event_time(&c.digest.digest_start_time)
+                }
+                _ => None,
+            };
+            // A chain's windows abut to the second: a restart that leaves
+            // more than a few minutes between them left hours unlogged.
+            if let Some(start) = start
+                && start - older.end_ms > EDGE_MS
+            {
+                emit(Event::Uncovered {
+                    chain: chain_name(name),
+                    last_key: older.key.clone(),
+                    next_key: newer.key.clone(),
+                    hours: ((start - older.end_ms) as f64 / HOUR_MS as f64)
+                        .round()
+                        .max(1.0) as i64,
+                });
+            }
         }
-        // Logs in the bucket, within a verified digest's hours, that no
-        // digest lists: put there after the fact.
-        for (key, status) in unlisted_logs(&s3, opts, &chain, &windows, &listed_keys).await? {
-            emit(
+        let expected = if live {
+            opts.now_ms - 2 * HOUR_MS
+        } else {
+            opts.end_ms
+        };
+        if let Some(newest) = by_end.last()
+            && newest.end_ms < expected
+        {
+            emit(Event::Uncovered {
+                chain: chain_name(name),
+                last_key: newest.key.clone(),
+                next_key: String::new(),
+                hours: ((expected - newest.end_ms) as f64 / HOUR_MS as f64).ceil() as i64,
+            });
+        }
+    }
+    // Every listed log, hashed.
+    let listed_keys: HashSet<(String, String)> = listed
+        .iter()
+        .map(|(b, k, _)| (b.clone(), k.clone()))
+        .collect();
+    let mut tasks = JoinSet::new();
+    for (bucket, key, hash) in listed {
+        let (s3, limit, cap) = (s3.clone(), Arc::clone(limit), opts.max_log_bytes);
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("never closed");
+            let (status, bytes) = check_one_log(&s3, &bucket, &key, &hash, cap).await;
+            (
                 Event::Log {
-                    bucket: opts.bucket.clone(),
+                    bucket,
                     key,
                     status,
                 },
-                &mut summary,
-            );
+                bytes,
+            )
+        });
+    }
+    let mut hashed = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (event, bytes) = done.expect("a log check panicked");
+        hashed += bytes;
+        emit(event);
+    }
+    // The logs no verified digest lists.
+    match judge_unlisted(s3, opts, place, &trails, &listed_keys, live).await {
+        Ok(judged) => {
+            if trails.is_empty() && !judged.is_empty() {
+                // Log files and not one digest: validation is off for this
+                // account and region, or its digests were deleted.
+                emit(Event::Uncovered {
+                    chain: chain_name(""),
+                    last_key: String::new(),
+                    next_key: String::new(),
+                    hours: (opts.end_ms - opts.start_ms).div_euclid(HOUR_MS).max(1),
+                });
+            }
+            for (key, status) in judged {
+                emit(Event::Log {
+                    bucket: opts.bucket.clone(),
+                    key,
+                    status,
+                });
+            }
+        }
+        Err((what, message)) => emit(Event::Error { what, message }),
+    }
+    (trails.len() as u64, hashed)
+}
+
+/// The trail a digest belongs to: its name without the end time
+/// (`ACCOUNT_CloudTrail-Digest_REGION_TRAIL_HOMEREGION`).
+fn trail_of(key: &str) -> String {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let stem = name.strip_suffix(".json.gz").unwrap_or(name);
+    stem.rsplit_once('_').map_or(stem, |(t, _)| t).to_owned()
+}
+
+/// Intervals merged where they touch (within a few minutes: digests'
+/// windows abut to the second).
+fn merge(mut w: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    w.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (s, e) in w {
+        match out.last_mut() {
+            Some(last) if s <= last.1 + 5 * 60_000 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
         }
     }
-    Ok(summary)
+    out
+}
+
+/// A log delivered within this much of the edge of the hours verified
+/// digests cover may belong to the digest beyond the edge (the minute in
+/// its name is not the second its digest window uses): not judged as
+/// added, only as not verifiable.
+const EDGE_MS: i64 = 10 * 60_000;
+
+/// Every log object of `place` in the range that no verified digest lists:
+/// added after delivery when the hours around it are covered by every
+/// trail that was delivering then; not verifiable otherwise; skipped when
+/// it is newer than a live trail's newest digest (not digested yet).
+async fn judge_unlisted(
+    s3: &Client,
+    opts: &VerifyOptions,
+    place: &Place,
+    trails: &BTreeMap<String, Trail>,
+    listed: &HashSet<(String, String)>,
+    live: bool,
+) -> Result<Vec<(String, LogStatus)>, (String, String)> {
+    let newest = trails
+        .values()
+        .filter_map(|t| t.covered.last().map(|c| c.1))
+        .min();
+    // Covered at `at` by every trail that had started by then (one whose
+    // newest digests are gone may still have been delivering: its hours
+    // after them are reported uncovered, and cannot vouch for a file), and
+    // by at least one.
+    let covered_at = |at: i64| {
+        let mut any = false;
+        for t in trails.values() {
+            let Some(first) = t.covered.first() else {
+                continue;
+            };
+            if at < first.0 {
+                continue;
+            }
+            if !t
+                .covered
+                .iter()
+                .any(|(s, e)| at >= s + EDGE_MS && at <= e - EDGE_MS)
+            {
+                return false;
+            }
+            any = true;
+        }
+        any
+    };
+    let mut out = Vec::new();
+    for day in days(opts.start_ms, opts.end_ms) {
+        let prefix = format!("{}CloudTrail/{}/{day}/", place.base, place.region);
+        let objects = objects(s3, &opts.bucket, &prefix)
+            .await
+            .map_err(|e| (format!("s3://{}/{prefix}", opts.bucket), e.to_string()))?;
+        let day_start =
+            crate::time::parse_event_time(&format!("{}T00:00:00Z", day.replace('/', "-")))
+                .unwrap_or(i64::MIN);
+        for (key, _) in objects {
+            if listed.contains(&(opts.bucket.clone(), key.clone())) {
+                continue;
+            }
+            let status = match log_key_ms(&key) {
+                Some(at) if at < opts.start_ms || at > opts.end_ms => {
+                    // Outside the range by its name; in the range's
+                    // folders all the same: judged by its folder's day.
+                    if day_start >= opts.start_ms && day_start + 86_400_000 <= opts.end_ms {
+                        day_status(&covered_at, day_start)
+                    } else {
+                        continue;
+                    }
+                }
+                Some(at) if live && newest.is_some_and(|n| at > n - EDGE_MS) => {
+                    LogStatus::Pending // its digest is not written yet
+                }
+                Some(at) if covered_at(at) => LogStatus::NotListed,
+                Some(_) => LogStatus::Unverified,
+                // A name CloudTrail never writes: judged by its day.
+                None => day_status(&covered_at, day_start),
+            };
+            out.push((key, status));
+        }
+    }
+    Ok(out)
+}
+
+/// For an object whose name gives no usable time: added if its whole day
+/// is covered, else not verifiable.
+fn day_status(covered_at: &dyn Fn(i64) -> bool, day_start: i64) -> LogStatus {
+    let whole_day = (0..24 * 6).all(|i| covered_at(day_start + i * 10 * 60_000 + 5 * 60_000));
+    if whole_day {
+        LogStatus::NotListed
+    } else {
+        LogStatus::Unverified
+    }
 }
 
 /// Keys under `prefix` one level down (their last segment), every page.
@@ -320,13 +559,18 @@ async fn children(s3: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>
         .bucket(bucket)
         .prefix(prefix)
         .delimiter("/")
+        // Keys with control characters break an XML listing: asked for
+        // URL-encoded, they arrive whole.
+        .encoding_type(EncodingType::Url)
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| list_err(bucket, prefix, &e))?;
         for cp in page.common_prefixes() {
-            if let Some(p) = cp.prefix().and_then(|p| p.strip_prefix(prefix)) {
-                out.push(p.trim_end_matches('/').to_owned());
+            if let Some(p) = cp.prefix().map(url_decode)
+                && let Some(rest) = p.strip_prefix(prefix)
+            {
+                out.push(rest.trim_end_matches('/').to_owned());
             }
         }
     }
@@ -344,17 +588,44 @@ async fn objects(
         .list_objects_v2()
         .bucket(bucket)
         .prefix(prefix)
+        .encoding_type(EncodingType::Url)
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| list_err(bucket, prefix, &e))?;
         for o in page.contents() {
             if let Some(k) = o.key() {
-                out.push((k.to_owned(), o.size().unwrap_or(0)));
+                out.push((url_decode(k), o.size().unwrap_or(0)));
             }
         }
     }
     Ok(out)
+}
+
+/// A key as S3 sends it with `encoding-type=url` (`%XX` escapes, `+` for a
+/// space), decoded; invalid UTF-8 is replaced, never trusted.
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn list_err<E>(
@@ -372,10 +643,11 @@ where
     }
 }
 
-/// The chains under the bucket: `AWSLogs/ACCOUNT/CloudTrail-Digest/REGION/`
-/// (and `AWSLogs/o-ORG/ACCOUNT/…` for organisation trails), filtered by
-/// account and region.
-async fn discover(s3: &Client, opts: &VerifyOptions) -> Result<Vec<Chain>, VerifyError> {
+/// Every account and region under the bucket, with digests or with log
+/// files: `AWSLogs/ACCOUNT/` (and `AWSLogs/o-ORG/ACCOUNT/` for
+/// organisation trails), filtered by account and region. A region with
+/// logs and no digests is verified too: it shows as uncovered.
+async fn discover(s3: &Client, opts: &VerifyOptions) -> Result<Vec<Place>, VerifyError> {
     let root = if opts.prefix.is_empty() {
         "AWSLogs/".to_owned()
     } else {
@@ -391,49 +663,59 @@ async fn discover(s3: &Client, opts: &VerifyOptions) -> Result<Vec<Chain>, Verif
             bases.push((format!("{root}{seg}/"), seg));
         }
     }
-    let mut chains = Vec::new();
+    let mut places = Vec::new();
     for (base, account) in bases {
         if opts.account.as_ref().is_some_and(|a| *a != account) {
             continue;
         }
-        for region in children(s3, &opts.bucket, &format!("{base}CloudTrail-Digest/")).await? {
+        let mut regions = BTreeSet::new();
+        for kind in ["CloudTrail-Digest", "CloudTrail"] {
+            regions.extend(children(s3, &opts.bucket, &format!("{base}{kind}/")).await?);
+        }
+        for region in regions {
             if opts.region.as_ref().is_some_and(|r| *r != region) {
                 continue;
             }
-            chains.push(Chain {
+            places.push(Place {
                 base: base.clone(),
                 region,
             });
         }
     }
-    Ok(chains)
+    Ok(places)
 }
 
-/// The days (`YYYY/MM/DD`) a range touches, one more at each end (a
-/// digest's key carries its end time; the first hour of a day is the
+/// The days (`YYYY/MM/DD`) from `start_ms` to `end_ms`, one more before
+/// (a digest's key carries its end time; the first hour of a day is the
 /// previous day's last).
 fn days(start_ms: i64, end_ms: i64) -> Vec<String> {
-    let first = start_ms.div_euclid(86_400_000) - 1;
-    let last = end_ms.div_euclid(86_400_000) + 1;
+    let first = start_ms.div_euclid(86_400_000);
+    let last = end_ms.div_euclid(86_400_000);
     (first..=last).map(crate::source::s3::day_path).collect()
 }
 
-/// Fetch and check every digest of `chain` ending in the range.
+/// Fetch and check every digest of `place` ending from the range's start
+/// to `fetch_end` (the digests covering the range's last hour end after
+/// it).
 async fn fetch_digests(
     s3: &Client,
     opts: &VerifyOptions,
-    chain: &Chain,
+    place: &Place,
     keys: &Arc<PublicKeys>,
     limit: &Arc<Semaphore>,
-) -> Result<Vec<Found>, VerifyError> {
+    fetch_end: i64,
+) -> Result<Vec<Found>, (String, String)> {
     let mut tasks = JoinSet::new();
-    for day in days(opts.start_ms, opts.end_ms) {
-        let prefix = format!("{}CloudTrail-Digest/{}/{day}/", chain.base, chain.region);
-        for (key, _) in objects(s3, &opts.bucket, &prefix).await? {
+    for day in days(opts.start_ms, fetch_end) {
+        let prefix = format!("{}CloudTrail-Digest/{}/{day}/", place.base, place.region);
+        let listed = objects(s3, &opts.bucket, &prefix)
+            .await
+            .map_err(|e| (format!("s3://{}/{prefix}", opts.bucket), e.to_string()))?;
+        for (key, _) in listed {
             let Some(end_ms) = key_end_ms(&key) else {
                 continue; // not a digest's name
             };
-            if end_ms < opts.start_ms || end_ms > opts.end_ms {
+            if end_ms < opts.start_ms || end_ms > fetch_end {
                 continue;
             }
             let (s3, bucket, keys, limit) = (
@@ -515,7 +797,7 @@ async fn read_capped(
 }
 
 /// Fetch one listed log and compare its hash. Returns the status and the
-/// compressed bytes hashed.
+/// uncompressed bytes hashed.
 async fn check_one_log(
     s3: &Client,
     bucket: &str,
@@ -523,37 +805,38 @@ async fn check_one_log(
     expected: &str,
     cap: u64,
 ) -> (LogStatus, u64) {
-    let (whole, n) = match hash_object(s3, bucket, key, cap, LogHasher::whole()).await {
-        Ok(done) => done,
+    let whole = match hash_object(s3, bucket, key, cap, LogHasher::whole()).await {
+        Ok(h) => h,
         Err(status) => return (status, 0),
     };
-    if super::classify(whole.as_deref(), None, expected) == LogCheck::Valid {
-        return (LogStatus::Valid, n);
+    let empty = super::Hashed::default();
+    if super::classify(&whole, &empty, expected) == LogCheck::Valid {
+        return (LogStatus::Valid, whole.bytes);
     }
     // Not what was listed: read it again for its first member alone (only
     // for files that failed, so the common case inflates once).
     let first = match hash_object(s3, bucket, key, cap, LogHasher::first_member()).await {
-        Ok((first, _)) => first,
-        Err(status) => return (status, n),
+        Ok(h) => h,
+        Err(status) => return (status, whole.bytes),
     };
-    let status = match super::classify(whole.as_deref(), first.as_deref(), expected) {
+    let status = match super::classify(&whole, &first, expected) {
         LogCheck::Valid => LogStatus::Valid,
         LogCheck::Modified => LogStatus::Modified,
         LogCheck::Appended => LogStatus::Appended,
         LogCheck::Unreadable => LogStatus::Unreadable,
+        LogCheck::Bomb => LogStatus::Bomb,
     };
-    (status, n)
+    (status, whole.bytes)
 }
 
-/// Stream one object through `hasher`: its hash and the compressed bytes
-/// read, or the status that says why it could not be.
+/// Stream one object through `hasher`, or say why it could not be read.
 async fn hash_object(
     s3: &Client,
     bucket: &str,
     key: &str,
     cap: u64,
     mut hasher: LogHasher,
-) -> Result<(Option<String>, u64), LogStatus> {
+) -> Result<super::Hashed, LogStatus> {
     let resp = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(r) => r,
         Err(e) => {
@@ -585,63 +868,7 @@ async fn hash_object(
             Err(e) => return Err(LogStatus::Error(e.to_string())),
         }
     }
-    Ok((hasher.finish(), n))
-}
-
-/// Margin around a digest's hours within which a log's delivery time (the
-/// minute in its name) is not judged: a log at the edge may be listed by
-/// the neighbouring digest.
-const EDGE_MS: i64 = 10 * 60_000;
-
-/// Log files of `chain` in the bucket that no verified digest lists: those
-/// delivered (the time in their name) well inside a verified digest's
-/// hours were added after the fact; those in an hour between verified
-/// digests (its digest deleted or invalid) cannot be verified. Logs after
-/// the newest digest are not judged: their digest is not written yet.
-async fn unlisted_logs(
-    s3: &Client,
-    opts: &VerifyOptions,
-    chain: &Chain,
-    windows: &[(i64, i64)],
-    listed: &HashSet<(String, String)>,
-) -> Result<Vec<(String, LogStatus)>, VerifyError> {
-    let (Some(first), Some(last)) = (
-        windows.iter().map(|w| w.0).min(),
-        windows.iter().map(|w| w.1).max(),
-    ) else {
-        return Ok(Vec::new());
-    };
-    let mut by_day: BTreeMap<String, ()> = BTreeMap::new();
-    for (s, e) in windows {
-        for d in days(*s, *e) {
-            by_day.insert(d, ());
-        }
-    }
-    let mut out = Vec::new();
-    for day in by_day.keys() {
-        let prefix = format!("{}CloudTrail/{}/{day}/", chain.base, chain.region);
-        for (key, _) in objects(s3, &opts.bucket, &prefix).await? {
-            let Some(at) = log_key_ms(&key) else { continue };
-            if at < first + EDGE_MS
-                || at > last - EDGE_MS
-                || listed.contains(&(opts.bucket.clone(), key.clone()))
-            {
-                continue;
-            }
-            let inside = windows
-                .iter()
-                .any(|(s, e)| at >= s + EDGE_MS && at <= e - EDGE_MS);
-            let near_edge = windows
-                .iter()
-                .any(|(s, e)| (at - s).abs() < EDGE_MS || (at - e).abs() < EDGE_MS);
-            if inside {
-                out.push((key, LogStatus::NotListed));
-            } else if !near_edge {
-                out.push((key, LogStatus::Unverified));
-            }
-        }
-    }
-    Ok(out)
+    Ok(hasher.finish())
 }
 
 /// The delivery time in a log file's name
@@ -674,5 +901,21 @@ mod tests {
         .unwrap();
         assert_eq!(crate::time::iso_time(ms), "2015-08-17T14:55:00Z");
         assert_eq!(log_key_ms("AWSLogs/x/notalog.json.gz"), None);
+    }
+
+    #[test]
+    fn keys_are_url_decoded_and_trails_told_apart() {
+        assert_eq!(url_decode("a%01b+c%2Fd%zz%"), "a\u{1}b c/d%zz%");
+        assert_eq!(
+            trail_of(
+                "AWSLogs/1/CloudTrail-Digest/r/2026/11/20/1_CloudTrail-Digest_r_my_trail_r_20261120T010131Z.json.gz"
+            ),
+            "1_CloudTrail-Digest_r_my_trail_r"
+        );
+        let h = HOUR_MS;
+        assert_eq!(
+            merge(vec![(h, 2 * h), (0, h), (3 * h, 4 * h)]),
+            vec![(0, 2 * h), (3 * h, 4 * h)]
+        );
     }
 }

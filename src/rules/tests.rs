@@ -234,7 +234,8 @@ fn dry_run_rules_still_match_and_dry_run_filters_remove_nothing() {
     assert!(
         set.errors.iter().any(|e| e.path == "long.yml"
             && e.line == Some(4)
-            && e.message.starts_with("`runbook` is 2399 bytes, at most 2048")),
+            && e.message
+                .starts_with("`runbook` is 2399 bytes, at most 2048")),
         "{:?}",
         set.errors
     );
