@@ -45,7 +45,9 @@ pub struct VerifyArgs {
     /// before --end.
     #[arg(long, value_name = "TIME")]
     pub start: Option<String>,
-    /// ... up to this time. Default: now.
+    /// ... up to this time. Default: two hours ago (the newest hours'
+    /// digests are not written yet: log files after the newest digest are
+    /// pending, and the run is incomplete).
     #[arg(long, value_name = "TIME")]
     pub end: Option<String>,
     /// Only this account's chains (organisation trails hold many).
@@ -96,7 +98,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Some(ms) => ms,
             None => return usage("--end: not a time (2026-11-20T10:00:00Z or 2026-11-20)"),
         },
-        None => trailwatch::time::now_ms() as i64,
+        // Two hours back by default: the newest hours' digests are not
+        // all written yet, and a default run should be a complete one.
+        None => trailwatch::time::now_ms() as i64 - 2 * 3_600_000,
     };
     let start_ms = match &args.start {
         Some(t) => match parse_time(t) {
@@ -187,13 +191,16 @@ fn text_line(e: &Event) -> String {
             let at = |k: &str| format!("s3://{bucket}/{}", clean(k));
             match finding {
                 Finding::Valid { key } => format!("Digest file\t{}\tvalid", at(key)),
-                Finding::Invalid { key, problem } => {
-                    format!(
-                        "Digest file\t{}\tINVALID: {}",
-                        at(key),
-                        clean(&problem.to_string())
-                    )
-                }
+                Finding::Invalid { key, problem } => format!(
+                    "Digest file\t{}\t{}: {}",
+                    at(key),
+                    if finding.is_unchecked() {
+                        "NOT CHECKED"
+                    } else {
+                        "INVALID"
+                    },
+                    clean(&problem.to_string())
+                ),
                 Finding::Deleted { key } => {
                     format!("Digest file\t{}\tINVALID: not found (deleted)", at(key))
                 }
@@ -282,9 +289,15 @@ fn json_line(e: &Event) -> String {
         Event::Digest { bucket, finding } => {
             let (status, key, extra) = match finding {
                 Finding::Valid { key } => ("valid", key.clone(), serde_json::Value::Null),
-                Finding::Invalid { key, problem } => {
-                    ("invalid", key.clone(), problem.to_string().into())
-                }
+                Finding::Invalid { key, problem } => (
+                    if finding.is_unchecked() {
+                        "not_checked"
+                    } else {
+                        "invalid"
+                    },
+                    key.clone(),
+                    problem.to_string().into(),
+                ),
                 Finding::Deleted { key } => ("deleted", key.clone(), serde_json::Value::Null),
                 Finding::Altered { key } => ("altered", key.clone(), serde_json::Value::Null),
                 Finding::Gap {
@@ -336,7 +349,20 @@ fn json_line(e: &Event) -> String {
             "object": "listing", "bucket": null, "key": what, "status": "not_checked", "detail": message,
         }),
     };
-    v.to_string()
+    clean_json(v).to_string()
+}
+
+/// Every string of `v` through [`clean`]: JSON allows U+2028, U+0085 and
+/// bidi controls raw, and a line-splitting reader or a terminal would act
+/// on them.
+fn clean_json(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(clean(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(clean_json).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, clean_json(v))).collect()),
+        other => other,
+    }
 }
 
 fn summary_json(s: &Summary) -> serde_json::Value {

@@ -243,6 +243,34 @@ fn verify(
     )
 }
 
+/// [`verify`] over another range.
+fn verify_range(
+    moto: &moto::Moto,
+    bucket: &str,
+    start: &str,
+    end: &str,
+    extra: &[&str],
+) -> (i32, String) {
+    let out = common::trailwatch()
+        .args([
+            "verify",
+            &format!("s3://{bucket}"),
+            "--endpoint-url",
+            &moto.endpoint,
+        ])
+        .args(["--start", start, "--end", end])
+        .args(extra)
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{stdout}\n--- stderr:\n{stderr}"),
+    )
+}
+
 /// The problem lines (tab-separated: kind, object, verdict).
 fn problems(out: &str) -> Vec<String> {
     out.lines()
@@ -586,6 +614,75 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
                 && l.contains(&digest_key(4))),
         "{out}"
     );
+
+    // A trail that vanishes from the range: every digest and log from the
+    // range's start deleted. The day before still names it.
+    setup("vanished");
+    for hour in 3..=HOURS {
+        delete(&moto, "vanished", &digest_key(hour));
+        for n in 0..2 {
+            delete(&moto, "vanished", &log_key(hour, n));
+        }
+    }
+    let (code, out) = verify_range(
+        &moto,
+        "vanished",
+        "2026-11-20T03:00:00Z",
+        "2026-11-20T06:00:00Z",
+        &keys_arg,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        problems(&out)
+            .iter()
+            .any(|l| l.contains("NOT COVERED") && l.contains(&digest_key(2))),
+        "{out}"
+    );
+
+    // A file whose name is of another day than its folder is not
+    // CloudTrail's, whatever the hour.
+    setup("other-day");
+    let odd = format!(
+        "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail_{REGION}_20261119T0330Z_odd.json.gz"
+    );
+    put("other-day", &odd, gz(br#"{"Records":[]}"#), &[]);
+    let (code, out) = verify(&moto, "other-day", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        problems(&out)
+            .iter()
+            .any(|l| l.contains(&odd) && l.contains("listed by no digest")),
+        "{out}"
+    );
+
+    // A digest that cannot be read (archived to Glacier) is not checked,
+    // not tampered with: exit 3, no INVALID.
+    setup("archived");
+    let (key, body, meta) = trail("archived", &kp)
+        .into_iter()
+        .find(|(k, _, _)| *k == digest_key(3))
+        .unwrap();
+    rt.block_on(async {
+        let mut p = s3
+            .put_object()
+            .bucket("archived")
+            .key(&key)
+            .body(ByteStream::from(body))
+            .storage_class(aws_sdk_s3::types::StorageClass::Glacier);
+        for (k, v) in &meta {
+            p = p.metadata(*k, v);
+        }
+        p.send().await.unwrap();
+    });
+    let (code, out) = verify(&moto, "archived", &keys_arg, &[]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains(&format!(
+            "Digest file\ts3://archived/{key}\tNOT CHECKED: could not be read"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("INVALID"), "{out}");
 
     // The wrong key under the right fingerprint: nothing verifies.
     let wrong = dir.path().join("wrong");

@@ -65,7 +65,26 @@ pub enum Finding {
 impl Finding {
     /// Whether it is evidence of tampering.
     pub fn is_tampering(&self) -> bool {
-        !matches!(self, Finding::Valid { .. } | Finding::ChainStart { .. })
+        !matches!(
+            self,
+            Finding::Valid { .. }
+                | Finding::ChainStart { .. }
+                | Finding::Invalid {
+                    problem: DigestProblem::Unreadable(_),
+                    ..
+                }
+        )
+    }
+
+    /// A digest that could not be read: the run is incomplete.
+    pub fn is_unchecked(&self) -> bool {
+        matches!(
+            self,
+            Finding::Invalid {
+                problem: DigestProblem::Unreadable(_),
+                ..
+            }
+        )
     }
 }
 

@@ -92,6 +92,10 @@ pub enum DigestProblem {
     UnknownKey(String),
     #[error("signature verification failed")]
     BadSignature,
+    /// It could not be read (an error, a throttle, archived to Glacier):
+    /// nothing is known about it, which is not evidence of tampering.
+    #[error("could not be read: {0}")]
+    Unreadable(String),
 }
 
 /// Largest digest read (uncompressed). A real one lists an hour of log

@@ -161,6 +161,7 @@ impl Summary {
             Event::Digest { finding, .. } => match finding {
                 Finding::Valid { .. } => self.digests_valid += 1,
                 Finding::ChainStart { .. } => {}
+                f if f.is_unchecked() => self.errors += 1,
                 _ => self.digests_bad += 1,
             },
             Event::Log { status, .. } => match status {
@@ -181,9 +182,10 @@ impl Summary {
         self.digests_bad + self.logs_bad + self.uncovered > 0
     }
 
-    /// Whether some of the range could not be verified.
+    /// Whether some of the range could not be verified (logs pending
+    /// their digest included: the newest hours are not proven yet).
     pub fn incomplete(&self) -> bool {
-        self.chains == 0 || self.logs_unchecked + self.errors > 0
+        self.chains == 0 || self.logs_unchecked + self.logs_pending + self.errors > 0
     }
 }
 
@@ -198,6 +200,9 @@ struct Place {
 /// A digest delivered this much after the hour it covers is still on time;
 /// past it (and for `--end` this far before now), the hour is uncovered.
 const LATE_MS: i64 = 75 * 60_000;
+/// How far before the range digest names are read: a trail with digests
+/// there and none in the range had its digests deleted, or stopped.
+const LOOK_BACK_MS: i64 = 24 * 3_600_000;
 const HOUR_MS: i64 = 3_600_000;
 
 /// Verify everything the options select, calling `on_event` for each
@@ -292,7 +297,7 @@ async fn verify_place(
     };
     let live = opts.end_ms + LATE_MS > opts.now_ms;
     let fetch_end = opts.end_ms + LATE_MS;
-    let found = match fetch_digests(s3, opts, place, keys, limit, fetch_end).await {
+    let (found, before) = match fetch_digests(s3, opts, place, keys, limit, fetch_end).await {
         Ok(f) => f,
         Err((what, message)) => {
             emit(Event::Error { what, message });
@@ -310,6 +315,32 @@ async fn verify_place(
             })
             .found
             .push(f);
+    }
+    // A trail with digests the day before the range and none in it: its
+    // hours in the range are covered by nothing.
+    let mut vanished: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    for (key, end) in before {
+        let t = trail_of(&key);
+        if trails.contains_key(&t) {
+            continue;
+        }
+        let e = vanished.entry(t).or_insert((key.clone(), end));
+        if end > e.1 {
+            *e = (key, end);
+        }
+    }
+    let expected = if live {
+        opts.now_ms - 2 * HOUR_MS
+    } else {
+        opts.end_ms
+    };
+    for (name, (key, end)) in &vanished {
+        emit(Event::Uncovered {
+            chain: chain_name(name),
+            last_key: key.clone(),
+            next_key: String::new(),
+            hours: ((expected - end) as f64 / HOUR_MS as f64).ceil().max(1.0) as i64,
+        });
     }
     let mut listed: Vec<(String, String, String)> = Vec::new();
     for (name, trail) in &mut trails {
@@ -366,11 +397,6 @@ async fn verify_place(
                 });
             }
         }
-        let expected = if live {
-            opts.now_ms - 2 * HOUR_MS
-        } else {
-            opts.end_ms
-        };
         if let Some(newest) = by_end.last()
             && newest.end_ms < expected
         {
@@ -412,7 +438,7 @@ async fn verify_place(
     // The logs no verified digest lists.
     match judge_unlisted(s3, opts, place, &trails, &listed_keys, live).await {
         Ok(judged) => {
-            if trails.is_empty() && !judged.is_empty() {
+            if trails.is_empty() && vanished.is_empty() && !judged.is_empty() {
                 // Log files and not one digest: validation is off for this
                 // account and region, or its digests were deleted.
                 emit(Event::Uncovered {
@@ -432,7 +458,7 @@ async fn verify_place(
         }
         Err((what, message)) => emit(Event::Error { what, message }),
     }
-    (trails.len() as u64, hashed)
+    ((trails.len() + vanished.len()) as u64, hashed)
 }
 
 /// The trail a digest belongs to: its name without the end time
@@ -517,6 +543,13 @@ async fn judge_unlisted(
                 continue;
             }
             let status = match log_key_ms(&key) {
+                // CloudTrail names a file by its delivery time and files it
+                // under that day: a name of another day, or of a time not
+                // come yet, is not CloudTrail's.
+                Some(at) if at.div_euclid(86_400_000) != day_start.div_euclid(86_400_000) => {
+                    LogStatus::NotListed
+                }
+                Some(at) if at > opts.now_ms + EDGE_MS => LogStatus::NotListed,
                 Some(at) if at < opts.start_ms || at > opts.end_ms => {
                     // Outside the range by its name; in the range's
                     // folders all the same: judged by its folder's day.
@@ -696,7 +729,8 @@ fn days(start_ms: i64, end_ms: i64) -> Vec<String> {
 
 /// Fetch and check every digest of `place` ending from the range's start
 /// to `fetch_end` (the digests covering the range's last hour end after
-/// it).
+/// it); and name the digests of the day before the range (not fetched):
+/// a trail that has them and none in the range vanished from it.
 async fn fetch_digests(
     s3: &Client,
     opts: &VerifyOptions,
@@ -704,9 +738,10 @@ async fn fetch_digests(
     keys: &Arc<PublicKeys>,
     limit: &Arc<Semaphore>,
     fetch_end: i64,
-) -> Result<Vec<Found>, (String, String)> {
+) -> Result<(Vec<Found>, Vec<(String, i64)>), (String, String)> {
     let mut tasks = JoinSet::new();
-    for day in days(opts.start_ms, fetch_end) {
+    let mut before = Vec::new();
+    for day in days(opts.start_ms - LOOK_BACK_MS, fetch_end) {
         let prefix = format!("{}CloudTrail-Digest/{}/{day}/", place.base, place.region);
         let listed = objects(s3, &opts.bucket, &prefix)
             .await
@@ -715,6 +750,10 @@ async fn fetch_digests(
             let Some(end_ms) = key_end_ms(&key) else {
                 continue; // not a digest's name
             };
+            if end_ms < opts.start_ms && end_ms >= opts.start_ms - LOOK_BACK_MS {
+                before.push((key, end_ms));
+                continue;
+            }
             if end_ms < opts.start_ms || end_ms > fetch_end {
                 continue;
             }
@@ -739,7 +778,7 @@ async fn fetch_digests(
     while let Some(f) = tasks.join_next().await {
         found.push(f.expect("a digest check panicked"));
     }
-    Ok(found)
+    Ok((found, before))
 }
 
 /// Read one digest with its signature metadata and check it.
@@ -756,13 +795,17 @@ async fn fetch_digest(
         .key(key)
         .send()
         .await
-        .map_err(|e| {
-            DigestProblem::Format(format!("unreadable: {}", crate::source::aws_error(&e)))
-        })?;
+        .map_err(|e| DigestProblem::Unreadable(crate::source::aws_error(&e)))?;
     let meta = resp.metadata().cloned().unwrap_or_default();
     let body = read_capped(resp.body, super::MAX_DIGEST_BYTES)
         .await
-        .map_err(DigestProblem::Format)?;
+        .map_err(|e| {
+            if e.starts_with("over ") {
+                DigestProblem::Format(e)
+            } else {
+                DigestProblem::Unreadable(e)
+            }
+        })?;
     let (digest, inflated) = parse_digest(&body)?;
     let signature = meta.get("signature").map(|s| s.trim().to_ascii_lowercase());
     check_digest(
