@@ -243,6 +243,10 @@ fn text_line(e: &Event) -> String {
                 LogStatus::NotListed => {
                     "INVALID: listed by no digest (added after delivery)".to_owned()
                 }
+                LogStatus::Stray => {
+                    "INVALID: not where CloudTrail delivers (outside its day folders; listed by no digest)"
+                        .to_owned()
+                }
                 LogStatus::Unverified => {
                     "NOT VERIFIED: no verified digest covers its hour".to_owned()
                 }
@@ -329,6 +333,7 @@ fn json_line(e: &Event) -> String {
                 LogStatus::Deleted => ("deleted", serde_json::Value::Null),
                 LogStatus::NotListed => ("not_listed", serde_json::Value::Null),
                 LogStatus::Unverified => ("not_verified", serde_json::Value::Null),
+                LogStatus::Stray => ("stray", serde_json::Value::Null),
                 LogStatus::Pending => ("pending", serde_json::Value::Null),
                 LogStatus::TooLarge(n) => ("not_checked", serde_json::json!({"bytes": n})),
                 LogStatus::Error(m) => ("not_checked", m.clone().into()),

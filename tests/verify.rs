@@ -684,6 +684,39 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
     );
     assert!(!out.contains("INVALID"), "{out}");
 
+    // Files where CloudTrail never delivers (a doubled slash, a day that
+    // does not exist, the region's root): a reader of the whole prefix
+    // would take them, no digest vouches for them.
+    setup("stray");
+    let strays = [
+        format!(
+            "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11//20/{ACCOUNT}_CloudTrail_{REGION}_20261120T0330Z_x.json.gz"
+        ),
+        format!(
+            "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/32/{ACCOUNT}_CloudTrail_{REGION}_20261132T0330Z_x.json.gz"
+        ),
+        format!("AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/stray.json.gz"),
+        format!("AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20./y.json.gz"),
+    ];
+    for k in &strays {
+        put(
+            "stray",
+            k,
+            gz(br#"{"Records":[{"eventName":"CreateUser"}]}"#),
+            &[],
+        );
+    }
+    let (code, out) = verify(&moto, "stray", &keys_arg, &[]);
+    assert_eq!(code, 1, "{out}");
+    let p = problems(&out);
+    for k in &strays {
+        assert!(
+            p.iter()
+                .any(|l| l.contains(k.as_str()) && l.contains("not where CloudTrail delivers")),
+            "{k}: {out}"
+        );
+    }
+
     // The wrong key under the right fingerprint: nothing verifies.
     let wrong = dir.path().join("wrong");
     write_key(&wrong, &other);

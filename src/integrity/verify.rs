@@ -107,6 +107,11 @@ pub enum LogStatus {
     Deleted,
     /// In the bucket within hours verified digests cover, listed by none.
     NotListed,
+    /// Under the region's `CloudTrail/` folder but outside its
+    /// `YYYY/MM/DD/` day folders (`2026/11//20/`, `2026/11/32/`, the
+    /// region's root): CloudTrail never delivers there, and a reader of the
+    /// whole prefix would take it as a log.
+    Stray,
     /// In the bucket in hours no verified digest covers (its digest
     /// deleted or invalid, or none written): neither confirmed nor refuted.
     Unverified,
@@ -458,6 +463,27 @@ async fn verify_place(
         }
         Err((what, message)) => emit(Event::Error { what, message }),
     }
+    // Objects outside CloudTrail's day folders: no digest ever lists one.
+    match stray_objects(s3, opts, place).await {
+        Ok(stray) => {
+            for key in stray {
+                if !listed_keys.contains(&(opts.bucket.clone(), key.clone())) {
+                    emit(Event::Log {
+                        bucket: opts.bucket.clone(),
+                        key,
+                        status: LogStatus::Stray,
+                    });
+                }
+            }
+        }
+        Err(e) => emit(Event::Error {
+            what: format!(
+                "s3://{}/{}CloudTrail/{}/",
+                opts.bucket, place.base, place.region
+            ),
+            message: e.to_string(),
+        }),
+    }
     ((trails.len() + vanished.len()) as u64, hashed)
 }
 
@@ -582,6 +608,101 @@ fn day_status(covered_at: &dyn Fn(i64) -> bool, day_start: i64) -> LogStatus {
     } else {
         LogStatus::Unverified
     }
+}
+
+/// Objects of `place`'s `CloudTrail/REGION/` tree, for the years and
+/// months of the range, that are not in a `YYYY/MM/DD/` folder of a real
+/// date: at the region's, a year's or a month's level, or under any folder
+/// there that is not a year, a month or a day. Listed level by level (a few
+/// listings, not the region's history); a stray folder is listed whole.
+async fn stray_objects(
+    s3: &Client,
+    opts: &VerifyOptions,
+    place: &Place,
+) -> Result<Vec<String>, VerifyError> {
+    let root = format!("{}CloudTrail/{}/", place.base, place.region);
+    let bucket = &opts.bucket;
+    let range = days(opts.start_ms, opts.end_ms);
+    let years: BTreeSet<&str> = range.iter().map(|d| &d[..4]).collect();
+    let months: BTreeSet<&str> = range.iter().map(|d| &d[..7]).collect();
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let mut out = Vec::new();
+    let visit = |dirs: Vec<String>, ok: &dyn Fn(&str) -> bool, at: &str| {
+        dirs.into_iter()
+            .filter(|d| !ok(d))
+            .map(|d| format!("{at}{d}/"))
+            .collect::<Vec<_>>()
+    };
+    let mut stray_dirs = Vec::new();
+    let (dirs, files) = level(s3, bucket, &root).await?;
+    out.extend(files);
+    stray_dirs.extend(visit(dirs, &|d| digits(d, 4), &root));
+    for y in years {
+        let at = format!("{root}{y}/");
+        let (dirs, files) = level(s3, bucket, &at).await?;
+        out.extend(files);
+        stray_dirs.extend(visit(
+            dirs,
+            &|d| digits(d, 2) && (1..=12).contains(&d.parse::<u32>().unwrap_or(0)),
+            &at,
+        ));
+    }
+    for m in months {
+        let at = format!("{root}{m}/");
+        let (dirs, files) = level(s3, bucket, &at).await?;
+        out.extend(files);
+        stray_dirs.extend(visit(
+            dirs,
+            &|d| {
+                digits(d, 2)
+                    && crate::time::parse_event_time(&format!(
+                        "{}-{d}T00:00:00Z",
+                        m.replace('/', "-")
+                    ))
+                    .is_some_and(|ms| {
+                        crate::source::s3::day_path(ms.div_euclid(86_400_000)) == format!("{m}/{d}")
+                    })
+            },
+            &at,
+        ));
+    }
+    for d in stray_dirs {
+        out.extend(objects(s3, bucket, &d).await?.into_iter().map(|(k, _)| k));
+    }
+    Ok(out)
+}
+
+/// One level under `prefix`: its folders (last segment) and its objects.
+async fn level(
+    s3: &Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<(Vec<String>, Vec<String>), VerifyError> {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .delimiter("/")
+        .encoding_type(EncodingType::Url)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| list_err(bucket, prefix, &e))?;
+        for cp in page.common_prefixes() {
+            if let Some(p) = cp.prefix().map(url_decode)
+                && let Some(rest) = p.strip_prefix(prefix)
+            {
+                dirs.push(rest.strip_suffix('/').unwrap_or(rest).to_owned());
+            }
+        }
+        for o in page.contents() {
+            if let Some(k) = o.key() {
+                files.push(url_decode(k));
+            }
+        }
+    }
+    Ok((dirs, files))
 }
 
 /// Keys under `prefix` one level down (their last segment), every page.
