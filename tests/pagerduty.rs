@@ -40,14 +40,7 @@ fn every_alert_pages_once_in_the_events_v2_shape() {
         ),
     )
     .unwrap();
-    let out = trailwatch()
-        .args(["run", "--once", "--config"])
-        .arg(&cfg)
-        .env("TW_PD_KEY", "R0UT1NGKEYSECRET")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let log = run_once(&cfg, &[], &[("TW_PD_KEY", "R0UT1NGKEYSECRET")]);
     assert!(log.contains("delivery failed"), "{log}");
     assert!(
         !log.contains("R0UT1NGKEYSECRET"),

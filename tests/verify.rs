@@ -19,17 +19,12 @@ use std::path::Path;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::StorageClass;
 
 const ACCOUNT: &str = "111122223333";
 const REGION: &str = "us-east-1";
 const FINGERPRINT: &str = "0123456789abcdef0123456789abcdef";
 const HOURS: u32 = 6;
-
-fn gz(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -123,7 +118,11 @@ fn trail_with(
                 "hashValue": sha256(&content),
                 "hashAlgorithm": "SHA-256",
             }));
-            puts.push((log_key_of(name, region, hour, n), gz(&content), Vec::new()));
+            puts.push((
+                log_key_of(name, region, hour, n),
+                common::gzip(&content),
+                Vec::new(),
+            ));
         }
         let key = digest_key_of(name, region, hour);
         let mut d = serde_json::json!({
@@ -158,7 +157,7 @@ fn trail_with(
         let sig = sign(kp, to_sign.as_bytes());
         puts.push((
             key.clone(),
-            gz(&inflated),
+            common::gzip(&inflated),
             vec![
                 ("signature", sig.clone()),
                 ("signature-algorithm", "SHA256withRSA".to_owned()),
@@ -169,17 +168,26 @@ fn trail_with(
     puts
 }
 
+/// Create `bucket` and write `puts` into it.
 fn upload(moto: &moto::Moto, bucket: &str, puts: &[Put]) {
     let s3 = moto.s3();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        s3.create_bucket().bucket(bucket).send().await.unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { s3.create_bucket().bucket(bucket).send().await.unwrap() });
+    put_objects(moto, bucket, puts, None);
+}
+
+/// Write `puts` into `bucket`, in `class` (S3's default when `None`).
+fn put_objects(moto: &moto::Moto, bucket: &str, puts: &[Put], class: Option<StorageClass>) {
+    let s3 = moto.s3();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
         for (key, body, meta) in puts {
             let mut put = s3
                 .put_object()
                 .bucket(bucket)
                 .key(key)
-                .body(ByteStream::from(body.clone()));
+                .body(ByteStream::from(body.clone()))
+                .set_storage_class(class.clone());
             for (k, v) in meta {
                 put = put.metadata(*k, v);
             }
@@ -217,39 +225,25 @@ fn verify(
     extra: &[&str],
     env: &[(&str, String)],
 ) -> (i32, String) {
-    let out = common::trailwatch()
-        .args([
-            "verify",
-            &format!("s3://{bucket}"),
-            "--endpoint-url",
-            &moto.endpoint,
-        ])
-        .args([
-            "--start",
-            "2026-11-20T00:00:00Z",
-            "--end",
-            "2026-11-20T06:00:00Z",
-        ])
-        .args(extra)
-        .envs(moto.env())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    (
-        out.status.code().unwrap_or(-1),
-        format!("{stdout}\n--- stderr:\n{stderr}"),
+    verify_range(
+        moto,
+        bucket,
+        "2026-11-20T00:00:00Z",
+        "2026-11-20T06:00:00Z",
+        extra,
+        env,
     )
 }
 
-/// [`verify`] over another range.
+/// `trailwatch verify s3://BUCKET` over log files delivered from `start` to
+/// `end`, with `extra` arguments and `env`; (exit code, stdout and stderr).
 fn verify_range(
     moto: &moto::Moto,
     bucket: &str,
     start: &str,
     end: &str,
     extra: &[&str],
+    env: &[(&str, String)],
 ) -> (i32, String) {
     let out = common::trailwatch()
         .args([
@@ -261,6 +255,7 @@ fn verify_range(
         .args(["--start", start, "--end", end])
         .args(extra)
         .envs(moto.env())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -309,24 +304,22 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
 
     // Each attack on its own bucket: (bucket, what is done, the lines
     // that must name it).
-    let s3 = moto.s3();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let put = |bucket: &str, key: &str, body: Vec<u8>, meta: &[(&str, String)]| {
-        rt.block_on(async {
-            let mut p = s3
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(ByteStream::from(body));
-            for (k, v) in meta {
-                p = p.metadata(*k, v);
-            }
-            p.send().await.unwrap();
-        });
+    let put = |bucket: &str, key: &str, body: Vec<u8>, meta: &[(&'static str, String)]| {
+        put_objects(
+            &moto,
+            bucket,
+            &[(key.to_owned(), body, meta.to_vec())],
+            None,
+        );
     };
 
     setup("modified");
-    put("modified", &log_key(3, 1), gz(br#"{"Records":[]}"#), &[]);
+    put(
+        "modified",
+        &log_key(3, 1),
+        common::gzip(br#"{"Records":[]}"#),
+        &[],
+    );
     let (code, out) = verify(&moto, "modified", &keys_arg, &[]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(
@@ -352,8 +345,8 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
     );
 
     setup("appended");
-    let mut body = gz(&log_content(4, 0));
-    body.extend(gz(
+    let mut body = common::gzip(&log_content(4, 0));
+    body.extend(common::gzip(
         br#"{"Records":[{"eventName":"ConsoleLogin","eventID":"forged"}]}"#,
     ));
     put("appended", &log_key(4, 0), body, &[]);
@@ -375,7 +368,7 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
     put(
         "added",
         &forged,
-        gz(br#"{"Records":[{"eventName":"CreateUser"}]}"#),
+        common::gzip(br#"{"Records":[{"eventName":"CreateUser"}]}"#),
         &[],
     );
     let (code, out) = verify(&moto, "added", &keys_arg, &[]);
@@ -466,7 +459,7 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
     put(
         "newest-deleted",
         &log_key(6, 0),
-        gz(br#"{"Records":[]}"#),
+        common::gzip(br#"{"Records":[]}"#),
         &[],
     );
     let (code, out) = verify(&moto, "newest-deleted", &keys_arg, &[]);
@@ -491,24 +484,12 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
         "two-trails",
         &trail_named("two-trails", &kp, "a", REGION),
     );
-    let mut b = trail_named("two-trails", &kp, "b", REGION);
-    b.retain(|(k, _, _)| !k.contains("CreateBucket"));
-    {
-        let s3 = moto.s3();
-        rt.block_on(async {
-            for (key, body, meta) in &b {
-                let mut p = s3
-                    .put_object()
-                    .bucket("two-trails")
-                    .key(key)
-                    .body(ByteStream::from(body.clone()));
-                for (k, v) in meta {
-                    p = p.metadata(*k, v);
-                }
-                p.send().await.unwrap();
-            }
-        });
-    }
+    put_objects(
+        &moto,
+        "two-trails",
+        &trail_named("two-trails", &kp, "b", REGION),
+        None,
+    );
     let (code, out) = verify(&moto, "two-trails", &keys_arg, &[]);
     assert_eq!(code, 0, "two intact trails verify: {out}");
     assert!(out.contains("12/12 digest files valid"), "{out}");
@@ -536,7 +517,7 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
     put(
         "region-gone",
         &log_key_of("trail", "us-west-2", 3, 0),
-        gz(&log_content(3, 0)),
+        common::gzip(&log_content(3, 0)),
         &[],
     );
     let (code, out) = verify(&moto, "region-gone", &keys_arg, &[]);
@@ -561,13 +542,13 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
     put(
         "control-char",
         &format!("AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/x\u{1}\u{1b}[2Jy.json.gz"),
-        gz(br#"{"Records":[]}"#),
+        common::gzip(br#"{"Records":[]}"#),
         &[],
     );
     put(
         "control-char",
         &log_key(2, 1),
-        gz(br#"{"Records":[]}"#),
+        common::gzip(br#"{"Records":[]}"#),
         &[],
     );
     let (code, out) = verify(&moto, "control-char", &keys_arg, &[]);
@@ -630,6 +611,7 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
         "2026-11-20T03:00:00Z",
         "2026-11-20T06:00:00Z",
         &keys_arg,
+        &[],
     );
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -645,7 +627,7 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
     let odd = format!(
         "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail_{REGION}_20261119T0330Z_odd.json.gz"
     );
-    put("other-day", &odd, gz(br#"{"Records":[]}"#), &[]);
+    put("other-day", &odd, common::gzip(br#"{"Records":[]}"#), &[]);
     let (code, out) = verify(&moto, "other-day", &keys_arg, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -658,22 +640,12 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
     // A digest that cannot be read (archived to Glacier) is not checked,
     // not tampered with: exit 3, no INVALID.
     setup("archived");
-    let (key, body, meta) = trail("archived", &kp)
+    let archived: Vec<Put> = trail("archived", &kp)
         .into_iter()
-        .find(|(k, _, _)| *k == digest_key(3))
-        .unwrap();
-    rt.block_on(async {
-        let mut p = s3
-            .put_object()
-            .bucket("archived")
-            .key(&key)
-            .body(ByteStream::from(body))
-            .storage_class(aws_sdk_s3::types::StorageClass::Glacier);
-        for (k, v) in &meta {
-            p = p.metadata(*k, v);
-        }
-        p.send().await.unwrap();
-    });
+        .filter(|(k, _, _)| *k == digest_key(3))
+        .collect();
+    let key = archived[0].0.clone();
+    put_objects(&moto, "archived", &archived, Some(StorageClass::Glacier));
     let (code, out) = verify(&moto, "archived", &keys_arg, &[]);
     assert_eq!(code, 3, "{out}");
     assert!(
@@ -702,7 +674,7 @@ fn every_tampering_is_named_and_an_intact_trail_verifies() {
         put(
             "stray",
             k,
-            gz(br#"{"Records":[{"eventName":"CreateUser"}]}"#),
+            common::gzip(br#"{"Records":[{"eventName":"CreateUser"}]}"#),
             &[],
         );
     }

@@ -53,14 +53,7 @@ fn every_alert_arrives_once_through_failures_with_mentions_defused() {
         dir.path(),
         "suppress_secs = 0\nretry_initial_secs = 1\nretry_max_secs = 1\n",
     );
-    let out = trailwatch()
-        .args(["run", "--once", "--config"])
-        .arg(&cfg)
-        .env("TW_WEBHOOK_URL", &url)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let log = run_once(&cfg, &[], &[("TW_WEBHOOK_URL", url.as_str())]);
     assert!(log.contains("delivery failed"), "{log}");
     assert!(
         !log.contains("XXXXSECRETXXXX"),

@@ -119,12 +119,4 @@ impl PublicKeys {
     pub fn get(&self, fingerprint: &str) -> Option<&[u8]> {
         self.keys.get(fingerprint).map(Vec::as_slice)
     }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
 }

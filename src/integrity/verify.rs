@@ -28,6 +28,9 @@ use tokio::task::JoinSet;
 use super::chain::{Checked, Finding, Found};
 use super::keys::{KeyError, PublicKeys};
 use super::{LogCheck, LogHasher, check_digest, key_end_ms, parse_digest};
+// S3 sends keys in this encoding in listings (`encoding-type=url`) as in
+// event notifications.
+use crate::source::notification::url_decode;
 
 /// What to verify, and how.
 #[derive(Clone, Debug)]
@@ -684,6 +687,8 @@ async fn level(
         .bucket(bucket)
         .prefix(prefix)
         .delimiter("/")
+        // Keys with control characters break an XML listing: asked for
+        // URL-encoded, they arrive whole.
         .encoding_type(EncodingType::Url)
         .into_paginator()
         .send();
@@ -707,28 +712,7 @@ async fn level(
 
 /// Keys under `prefix` one level down (their last segment), every page.
 async fn children(s3: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, VerifyError> {
-    let mut out = Vec::new();
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .delimiter("/")
-        // Keys with control characters break an XML listing: asked for
-        // URL-encoded, they arrive whole.
-        .encoding_type(EncodingType::Url)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| list_err(bucket, prefix, &e))?;
-        for cp in page.common_prefixes() {
-            if let Some(p) = cp.prefix().map(url_decode)
-                && let Some(rest) = p.strip_prefix(prefix)
-            {
-                out.push(rest.trim_end_matches('/').to_owned());
-            }
-        }
-    }
-    Ok(out)
+    Ok(level(s3, bucket, prefix).await?.0)
 }
 
 /// Every key under `prefix`, with its size, every page.
@@ -754,32 +738,6 @@ async fn objects(
         }
     }
     Ok(out)
-}
-
-/// A key as S3 sends it with `encoding-type=url` (`%XX` escapes, `+` for a
-/// space), decoded; invalid UTF-8 is replaced, never trusted.
-fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn list_err<E>(
