@@ -57,6 +57,12 @@ pub struct Config {
     pub webhook: Option<crate::alert::webhook::WebhookConfig>,
     /// PagerDuty Events API v2 (off unless configured).
     pub pagerduty: Option<crate::alert::pagerduty::PagerDutyConfig>,
+    /// `[accounts]`: names for account ids, `"123456789012" = "production"`.
+    /// Every alert of a named account carries `account_name`, and every
+    /// sink shows "production (123456789012)": an analyst at 3 a.m. reads
+    /// a name, not twelve digits. (`email.account_names`, its first home,
+    /// is still read and merged in; this table wins on a conflict.)
+    pub accounts: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -82,6 +88,7 @@ impl Default for Config {
             email: None,
             webhook: None,
             pagerduty: None,
+            accounts: Default::default(),
         }
     }
 }
@@ -338,10 +345,18 @@ impl Config {
                 ),
             });
         }
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: name.to_owned(),
             message: parse_message(&text, &e),
         })?;
+        if let Some(e) = &config.email {
+            for (id, n) in &e.account_names {
+                config
+                    .accounts
+                    .entry(id.clone())
+                    .or_insert_with(|| n.clone());
+            }
+        }
         config.validate(name)?;
         Ok(config)
     }
@@ -427,6 +442,19 @@ impl Config {
                 path: name.to_owned(),
                 message: e.to_string(),
             })?;
+        }
+        for (id, n) in &self.accounts {
+            if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("accounts", "each key must be a 12-digit account id"));
+            }
+            // The name reaches mail subjects and PagerDuty titles: one
+            // short line of text.
+            if n.trim().is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
+                return Err(bad(
+                    "accounts",
+                    "each name must be 1 to 64 characters, without control characters",
+                ));
+            }
         }
         for a in &self.metrics.accounts {
             if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
@@ -690,6 +718,34 @@ mod tests {
             assert!(!err.contains("hunter2"), "{body:?} -> {err}");
             assert!(!err.contains("SECRET"), "{body:?} -> {err}");
             assert!(err.contains(says), "{body:?} -> {err}");
+        }
+    }
+
+    /// `[accounts]` takes 12-digit ids and one-line names; the mail's
+    /// older `account_names` is merged in, the new table winning.
+    #[test]
+    fn account_names_are_ids_to_one_line_names_merged_from_the_mail() {
+        let head = "[state]\ndir = \"/tmp/s\"\n[[sources.files]]\npath = \"/tmp\"\n";
+        let mail = "[email]\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\nsmtp_host = \"h\"\n\
+                    account_names = { \"111111111111\" = \"old\", \"222222222222\" = \"staging\" }\n";
+        let c = Config::parse(
+            &format!("{head}[accounts]\n\"111111111111\" = \"production\"\n{mail}"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.accounts["111111111111"], "production");
+        assert_eq!(c.accounts["222222222222"], "staging");
+        for bad in [
+            "\"12345\" = \"short\"",
+            "\"12345678901x\" = \"letter\"",
+            "\"123456789012\" = \"\"",
+            "\"123456789012\" = \"a\\nSubject: forged\"",
+            &format!("\"123456789012\" = \"{}\"", "n".repeat(65)),
+        ] {
+            let err = Config::parse(&format!("{head}[accounts]\n{bad}\n"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("accounts"), "{bad} -> {err}");
         }
     }
 

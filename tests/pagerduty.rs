@@ -32,6 +32,7 @@ fn every_alert_pages_once_in_the_events_v2_shape() {
         format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = {:?}\n[[sources.files]]\npath = {:?}\n\
              [output]\njsonl_path = {:?}\n[shutdown]\ngrace_secs = 20\n\
+             [accounts]\n\"123456789012\" = \"production\"\n\
              [pagerduty]\nrouting_key_env = \"TW_PD_KEY\"\nurl = \"http://127.0.0.1:{port}/v2/enqueue\"\n\
              min_level = \"medium\"\n[pagerduty.storm]\nsuppress_secs = 0\nretry_initial_secs = 1\nretry_max_secs = 1\n",
             dir.path().join("state"),
@@ -48,6 +49,13 @@ fn every_alert_pages_once_in_the_events_v2_shape() {
     );
 
     let written = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
+    // `[accounts]` names the account in every sink: the JSON lines carry
+    // the name, the pages show it beside the id.
+    for a in &written {
+        let named = a["account"] == "123456789012";
+        assert_eq!(a["account_name"] == "production", named, "{a}");
+    }
+    assert!(written.iter().any(|a| a["account"] == "123456789012"));
     let paged_levels = ["medium", "high", "critical"];
     let want: BTreeSet<(String, String)> = written
         .iter()
@@ -78,6 +86,10 @@ fn every_alert_pages_once_in_the_events_v2_shape() {
         assert!(!summary.is_empty() && summary.chars().count() <= 1024);
         assert!(!summary.contains(['\n', '\r']), "{summary}");
         assert!(p["source"].is_string() && p["component"].is_string());
+        if body["payload"]["custom_details"]["alert"]["account"] == "123456789012" {
+            assert_eq!(p["source"], "production (123456789012)", "{p}");
+            assert!(summary.contains("(production (123456789012))"), "{summary}");
+        }
         let details = &p["custom_details"];
         let mut carried = vec![details["alert"].clone()];
         carried.extend(details["folded"].as_array().cloned().unwrap_or_default());

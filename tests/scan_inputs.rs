@@ -679,7 +679,8 @@ fn a_hostile_file_name_cannot_forge_a_log_line() {
 
 /// `scan --dry-run` and `--filters`: the dry-run rule's alerts still come
 /// out, marked in JSON and in text; a filter in dry run removes nothing and
-/// the summary says what it would have removed; an enforced one removes.
+/// the summary says what it would have removed; an enforced one removes;
+/// one naming no loaded rule is named as such.
 /// In text, time and level open every line in fixed columns, bursts too.
 #[test]
 fn dry_run_and_filters_from_the_command_line() {
@@ -767,6 +768,17 @@ fn dry_run_and_filters_from_the_command_line() {
         summary.contains(&format!("filter f-lab: removed {root_usage} matches")),
         "{summary}"
     );
+    // A typo in the rule it names: the filter applies to nothing, and the
+    // summary says so instead of "removed 0".
+    std::fs::write(&f, filter(false).replace("[root_usage]", "[root_usaeg]")).unwrap();
+    let (json, summary) = run(&["--filters", f.to_str().unwrap()]);
+    assert_eq!(count(&json, "root_usage"), root_usage);
+    assert!(summary.contains("root_usaeg"), "{summary}");
+    assert!(
+        summary.contains("filter f-lab: names no loaded rule, so it removed nothing"),
+        "{summary}"
+    );
+    assert!(!summary.contains("filter f-lab: removed"), "{summary}");
     let out = trailwatch()
         .args(["scan", "--dry-run", "no_such_rule"])
         .arg(&fixtures)

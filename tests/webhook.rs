@@ -20,6 +20,7 @@ fn config(dir: &Path, storm: &str) -> std::path::PathBuf {
         format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = {:?}\n[[sources.files]]\npath = {:?}\n\
              [output]\njsonl_path = {:?}\n[shutdown]\ngrace_secs = 20\n\
+             [accounts]\n\"123456789012\" = \"production\"\n\
              [webhook]\nurl_env = \"TW_WEBHOOK_URL\"\nmin_level = \"informational\"\n[webhook.storm]\nincident_secs = 0\n{storm}",
             dir.join("state"),
             dir.join("in"),
@@ -69,6 +70,11 @@ fn every_alert_arrives_once_through_failures_with_mentions_defused() {
         let text = body["text"].as_str().unwrap();
         assert!(!text.contains('<') && !text.contains('>'), "{text}");
         assert!(text.contains("&lt;!channel&gt;"));
+        // `[accounts]` names the account beside its id.
+        assert!(
+            text.contains("account `production (123456789012)`"),
+            "{text}"
+        );
         for a in body["trailwatch"]["alerts"].as_array().unwrap() {
             seqs.push(a["seq"].as_u64().unwrap());
             got.push(a["alert"].clone());

@@ -95,9 +95,11 @@ pub struct EmailConfig {
     pub timeout_secs: u64,
     #[serde(default)]
     pub storm: StormConfig,
-    /// Names shown beside account ids in the subject and the facts, e.g.
-    /// `account_names = { "123456789012" = "production" }`: an analyst
-    /// reads "production (123456789012)", not twelve digits.
+    /// Names for account ids, e.g.
+    /// `account_names = { "123456789012" = "production" }`. Kept for
+    /// configurations written before the top-level `[accounts]` table,
+    /// into which it is merged (names there reach every sink, not only
+    /// mail).
     #[serde(default)]
     pub account_names: std::collections::BTreeMap<String, String>,
 }
@@ -336,28 +338,6 @@ impl EmailSink {
     ///
     /// (The subject of a summary says so: see [`summary_line`].)
     pub fn message(&self, group: &[(u64, Entry)]) -> Result<Message, DeliveryError> {
-        let named: Vec<(u64, Entry)>;
-        let group = if self.config.account_names.is_empty() {
-            group
-        } else {
-            named = group
-                .iter()
-                .map(|(seq, e)| {
-                    let mut e = e.clone();
-                    if let Some(name) = e
-                        .alert
-                        .account
-                        .as_ref()
-                        .and_then(|a| self.config.account_names.get(a))
-                    {
-                        let id = e.alert.account.take().unwrap_or_default();
-                        e.alert.account = Some(format!("{name} ({id})"));
-                    }
-                    (*seq, e)
-                })
-                .collect();
-            &named
-        };
         let first = &group.first().ok_or(DeliveryError::Empty)?.1.alert;
         let (from, to, cc) = self.config.recipients(first);
         let subject = if group.len() == 1 && group[0].1.summary {
@@ -377,7 +357,7 @@ impl EmailSink {
                     inc.len(),
                     first.principal.as_deref().map_or("-", short_principal),
                     inc.path(4),
-                    first.account.as_deref().unwrap_or("-"),
+                    first.account_label(),
                 ),
                 250,
             )
@@ -443,12 +423,13 @@ pub(crate) const SUBJECT_PLACEHOLDERS: [&str; 9] = [
 pub fn subject(template: &str, a: &Alert) -> String {
     let count = a.count.map(|c| c.to_string()).unwrap_or_default();
     let who = a.principal.as_deref().map_or("-", short_principal);
+    let account = a.account_label();
     let fields: [(&str, &str); 9] = [
         ("{who}", who),
         ("{level}", a.level.as_str()),
         ("{title}", &a.rule_title),
         ("{rule_id}", &a.rule_id),
-        ("{account}", a.account.as_deref().unwrap_or("-")),
+        ("{account}", &account),
         ("{region}", a.region.as_deref().unwrap_or("-")),
         ("{event_name}", a.event_name.as_deref().unwrap_or("-")),
         ("{principal}", a.principal.as_deref().unwrap_or("-")),
@@ -576,7 +557,10 @@ fn facts(a: &Alert) -> Vec<(&'static str, String)> {
         f.extend(event_facts(e));
     }
     f.extend([
-        ("Account", o(&a.account)),
+        (
+            "Account",
+            clean(a.account.as_ref().map(|_| a.account_label()).as_deref()),
+        ),
         ("Region", o(&a.region)),
         ("Source IP", o(&a.source_ip)),
         ("User agent", o(&a.user_agent)),

@@ -51,6 +51,10 @@ pub struct Alert {
     /// As written in the event (some producers use odd formats; kept as is).
     pub event_time: Option<String>,
     pub account: Option<String>,
+    /// The account's name from the `[accounts]` configuration, when it
+    /// has one (set as the daemon delivers the alert).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
     pub region: Option<String>,
     /// `userIdentity.arn`, else `userIdentity.type`.
     pub principal: Option<String>,
@@ -100,6 +104,24 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// The account as a reader wants it: "production (123456789012)" when
+    /// named, else the id, else `-`.
+    pub fn account_label(&self) -> String {
+        match (&self.account, &self.account_name) {
+            (Some(id), Some(name)) => format!("{name} ({id})"),
+            (Some(id), None) => id.clone(),
+            (None, _) => "-".to_owned(),
+        }
+    }
+
+    /// Name the account from `names` (the `[accounts]` table).
+    pub(crate) fn name_account(&mut self, names: &std::collections::BTreeMap<String, String>) {
+        if names.is_empty() {
+            return;
+        }
+        self.account_name = self.account.as_ref().and_then(|a| names.get(a)).cloned();
+    }
+
     /// The key that makes an alert unique: detections by rule and event,
     /// correlations by rule, group and first contributing event. The
     /// daemon's deduplication and the mails' Message-IDs use it.
@@ -131,6 +153,7 @@ impl Alert {
             event_source: None,
             event_time: None,
             account: None,
+            account_name: None,
             region: None,
             principal: None,
             source_ip: None,

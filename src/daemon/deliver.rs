@@ -41,12 +41,15 @@ impl Done {
         self.matches.len() + self.alerts.len()
     }
 
-    /// Alert `i` (matches first, then correlations), made on demand.
-    fn alert(&self, i: usize, rules: &RuleSet) -> Alert {
-        match self.matches.get(i) {
+    /// Alert `i` (matches first, then correlations), made on demand, its
+    /// account named from `accounts`.
+    fn alert(&self, i: usize, rules: &RuleSet, accounts: &Accounts) -> Alert {
+        let mut a = match self.matches.get(i) {
             Some(m) => m.to_alert(&rules.rule(m.rule).meta, &self.source),
             None => self.alerts[i - self.matches.len()].clone(),
-        }
+        };
+        a.name_account(accounts);
+        a
     }
 
     /// The event time of alert `i` (a correlation's: its last event's), in
@@ -83,7 +86,12 @@ pub(super) struct Outputs<'a> {
     pub(super) metrics: &'a Metrics,
     pub(super) rules: &'a RuleSet,
     pub(super) retention_ms: u64,
+    /// The `[accounts]` names.
+    pub(super) accounts: &'a Accounts,
 }
+
+/// Account id → name (`[accounts]`).
+pub(super) type Accounts = std::collections::BTreeMap<String, String>;
 
 /// Steps 3-5 for a batch of objects: dedup, write durably (one fsync),
 /// commit every object with its keys and the sink length (one
@@ -101,9 +109,10 @@ pub(super) fn deliver(
         metrics,
         rules,
         retention_ms,
+        accounts,
     } = to;
-    let (store, remotes, metrics, rules, retention_ms) =
-        (*store, *remotes, *metrics, *rules, *retention_ms);
+    let (store, remotes, metrics, rules, retention_ms, accounts) =
+        (*store, *remotes, *metrics, *rules, *retention_ms, *accounts);
     if batch.is_empty() && windows.is_none() {
         return Ok(());
     }
@@ -134,7 +143,11 @@ pub(super) fn deliver(
     if !fresh.is_empty() {
         sink.follow_rotation(store)?;
     }
-    let sink_len = sink.write(fresh.iter().map(|&(di, i)| batch[di].alert(i, rules)))?;
+    let sink_len = sink.write(
+        fresh
+            .iter()
+            .map(|&(di, i)| batch[di].alert(i, rules, accounts)),
+    )?;
     let commits: Vec<Commit<'_>> = batch
         .iter()
         .zip(&keys)
@@ -158,7 +171,9 @@ pub(super) fn deliver(
     let mut queued = Vec::with_capacity(remotes.len());
     store.commit_batch(&commits, &meta, |txn| {
         for r in remotes {
-            let mut alerts = fresh.iter().map(|&(di, i)| batch[di].alert(i, rules));
+            let mut alerts = fresh
+                .iter()
+                .map(|&(di, i)| batch[di].alert(i, rules, accounts));
             queued.push(r.outbox.enqueue(txn, &mut alerts, now)?);
         }
         Ok(())

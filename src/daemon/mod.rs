@@ -278,6 +278,7 @@ pub fn run_with(
             metrics: &metrics,
             rules,
             retention_ms,
+            accounts: &config.accounts,
         },
         stats: RunStats::default(),
     };

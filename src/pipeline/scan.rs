@@ -44,8 +44,20 @@ pub struct Summary {
     pub correlation: correlate::CorrelationStats,
     /// Matches each Sigma filter removed (`(filter id, dry run, count)`;
     /// a filter in dry run removed nothing: the count is what it would
-    /// have removed).
-    pub filters: Vec<(String, bool, u64)>,
+    /// have removed; `applies`: it names at least one loaded rule).
+    pub filters: Vec<FilterCount>,
+}
+
+/// What one Sigma filter did in a scan.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FilterCount {
+    pub id: String,
+    pub dry_run: bool,
+    /// Matches removed (in dry run: that it would have removed).
+    pub removed: u64,
+    /// It names at least one loaded rule: a filter naming none (a typo)
+    /// is reported as such, not as "removed 0".
+    pub applies: bool,
 }
 
 impl Summary {
@@ -126,8 +138,19 @@ impl fmt::Display for Summary {
                 c.late, c.future, c.untimed, c.duplicates, c.evicted_groups, c.evicted_events
             )?;
         }
-        for (id, dry_run, n) in &self.filters {
-            if *dry_run {
+        for FilterCount {
+            id,
+            dry_run,
+            removed: n,
+            applies,
+        } in &self.filters
+        {
+            if !applies {
+                writeln!(
+                    f,
+                    "filter {id}: names no loaded rule, so it removed nothing (see the rule problems above)"
+                )?;
+            } else if *dry_run {
                 writeln!(f, "filter {id} (dry run): would have removed {n} matches")?;
             } else {
                 writeln!(f, "filter {id}: removed {n} matches")?;
@@ -250,7 +273,16 @@ pub fn scan(
     summary.filters = rules
         .filters()
         .iter()
-        .map(|f| (f.id.clone(), f.dry_run, f.take_removed()))
+        .enumerate()
+        .map(|(fi, f)| FilterCount {
+            id: f.id.clone(),
+            dry_run: f.dry_run,
+            removed: f.take_removed(),
+            applies: rules
+                .rules()
+                .iter()
+                .any(|r| r.filters.contains(&(fi as u32))),
+        })
         .collect();
     out.flush()?;
     summary.seconds = started.elapsed().as_secs_f64();
