@@ -197,6 +197,20 @@ impl Store {
             .is_some())
     }
 
+    /// Was any version (any ETag) of `key` from `source` processed?
+    pub(crate) fn processed_any(&self, source: &str, key: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(OBJECTS).map_err(|e| self.err(e))?;
+        let prefix = format!("{source}\u{0}{key}\u{0}");
+        let first = t
+            .range(prefix.as_str()..)
+            .map_err(|e| self.err(e))?
+            .next()
+            .transpose()
+            .map_err(|e| self.err(e))?;
+        Ok(first.is_some_and(|(k, _)| k.value().starts_with(&prefix)))
+    }
+
     /// Was an alert with this dedup key emitted (and not yet expired)?
     pub(crate) fn alert_seen(&self, key: &str, now_ms: u64) -> Result<bool, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;

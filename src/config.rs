@@ -63,6 +63,8 @@ pub struct Config {
     /// a name, not twelve digits. (`email.account_names`, its first home,
     /// is still read and merged in; this table wins on a conflict.)
     pub accounts: std::collections::BTreeMap<String, String>,
+    /// Online CloudTrail digest validation (off unless enabled).
+    pub integrity: crate::integrity::online::IntegrityConfig,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             webhook: None,
             pagerduty: None,
             accounts: Default::default(),
+            integrity: Default::default(),
         }
     }
 }
@@ -442,6 +445,21 @@ impl Config {
                 path: name.to_owned(),
                 message: e.to_string(),
             })?;
+        }
+        if self.integrity.enabled && self.sources.s3.is_empty() && self.sources.sqs.is_empty() {
+            return Err(bad(
+                "integrity.enabled",
+                "needs an S3 or SQS source: digests and the log files they list are S3 objects",
+            ));
+        }
+        if self.integrity.grace_secs > 36 * 3600 {
+            return Err(bad(
+                "integrity.grace_secs",
+                "at most 129600 (36 h): what is awaited longer would be forgotten first",
+            ));
+        }
+        if self.integrity.no_digest_hours > 24 * 30 {
+            return Err(bad("integrity.no_digest_hours", "at most 720 (30 days)"));
         }
         for (id, n) in &self.accounts {
             if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {

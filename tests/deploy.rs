@@ -659,3 +659,21 @@ fn the_verify_policy_grants_only_what_verify_calls() {
     assert_eq!(granted, needed);
     assert!(needed.contains("cloudtrail:ListPublicKeys"), "{needed:?}");
 }
+
+/// The daemon's optional integrity statement grants what online digest
+/// validation calls beyond the S3 source's reads: the signing keys.
+#[test]
+fn the_integrity_policy_grants_only_what_online_validation_calls() {
+    let policy = json("iam/task-role-policy.integrity.json");
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(actions)
+        .collect();
+    let needed: BTreeSet<String> = calls_in_dir("src/integrity", &["online.rs", "keys.rs"])
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(granted, needed);
+}

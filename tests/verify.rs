@@ -830,3 +830,117 @@ fn usage_errors_exit_2_and_an_empty_bucket_is_not_verified() {
         );
     }
 }
+
+/// The integrity alerts a daemon wrote: (rule name, object).
+fn findings(dir: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = common::written(dir)
+        .iter()
+        .filter(|a| a["rule"]["path"] == "builtin:integrity")
+        .map(|a| {
+            (
+                a["rule_name"].as_str().unwrap().to_owned(),
+                a["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Online: the daemon, polling the bucket with `[integrity]` on, checks
+/// each digest as it is read and reconciles the log files it lists with
+/// what it processed, by the hash of the content it parsed. A modified log,
+/// a deleted log, a deleted digest and a forged digest are each one alert
+/// naming the object, written like a rule's; an account whose logs come
+/// with no digest is reported once; the intact rest raises nothing. Run
+/// again on the same state nothing is repeated, and a log replaced after
+/// it was read (a new ETag, read again) is found altered.
+#[test]
+fn the_daemon_validates_digests_as_they_arrive() {
+    let moto = moto::Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = "online-trail";
+    let kp = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    let forger = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    let mut puts = trail(bucket, &kp);
+    // Hour 6's digest re-signed by someone else, under the same fingerprint.
+    let forged_key = digest_key(6);
+    let forged = trail(bucket, &forger)
+        .into_iter()
+        .find(|(k, _, _)| *k == forged_key)
+        .unwrap();
+    puts.retain(|(k, _, _)| *k != forged_key);
+    puts.push(forged);
+    // Hour 2's first log edited before trailwatch reads it.
+    let edited = log_key(2, 0);
+    for p in &mut puts {
+        if p.0 == edited {
+            p.1 = common::gzip(br#"{"Records":[]}"#);
+        }
+    }
+    // Another account's logs, never with a digest.
+    let lonely = "AWSLogs/999999999999/CloudTrail/eu-west-1/2026/11/20/999999999999_CloudTrail_eu-west-1_20261120T0130Z_x.json.gz";
+    puts.push((
+        lonely.to_owned(),
+        common::gzip(&log_content(2, 0)),
+        Vec::new(),
+    ));
+    upload(&moto, bucket, &puts);
+    delete(&moto, bucket, &log_key(3, 1));
+    delete(&moto, bucket, &digest_key(4));
+    let keys = dir.path().join("keys");
+    write_key(&keys, &kp);
+    let cfg = moto.config(
+        dir.path(),
+        &format!("[[sources.s3]]\nbucket = {bucket:?}\nstart_date = \"2026-11-20\""),
+        &format!(
+            "[integrity]\nenabled = true\npublic_keys_dir = {keys:?}\ngrace_secs = 0\nno_digest_hours = 0\n"
+        ),
+    );
+    let log = moto.run_config(&cfg);
+    let s3 = |k: &str| format!("s3://{bucket}/{k}");
+    let mut want = vec![
+        ("integrity_digest_invalid".to_owned(), s3(&digest_key(6))),
+        ("integrity_digest_missing".to_owned(), s3(&digest_key(4))),
+        ("integrity_log_altered".to_owned(), s3(&edited)),
+        ("integrity_log_missing".to_owned(), s3(&log_key(3, 1))),
+        (
+            "integrity_no_digests".to_owned(),
+            format!("s3://{bucket}/AWSLogs/999999999999/CloudTrail/eu-west-1"),
+        ),
+    ];
+    want.sort();
+    assert_eq!(findings(dir.path()), want, "{log}");
+    let alerts = common::written(dir.path());
+    let altered = alerts
+        .iter()
+        .find(|a| a["rule_name"] == "integrity_log_altered")
+        .unwrap();
+    assert_eq!(altered["level"], "critical");
+    assert_eq!(altered["account"], ACCOUNT);
+    assert_eq!(altered["region"], REGION);
+    let why = altered["rule"]["description"].as_str().unwrap();
+    assert!(why.contains(&s3(&digest_key(2))), "{why}");
+    assert!(log.contains("integrity_log_missing"), "{log}");
+
+    // Again on the same state: nothing new.
+    moto.run_config(&cfg);
+    assert_eq!(findings(dir.path()), want);
+
+    // A log replaced after it was read and verified.
+    let replaced = log_key(1, 1);
+    put_objects(
+        &moto,
+        bucket,
+        &[(
+            replaced.clone(),
+            common::gzip(&log_content(1, 0)),
+            Vec::new(),
+        )],
+        None,
+    );
+    moto.run_config(&cfg);
+    want.push(("integrity_log_altered".to_owned(), s3(&replaced)));
+    want.sort();
+    assert_eq!(findings(dir.path()), want);
+}

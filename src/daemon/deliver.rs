@@ -100,6 +100,7 @@ pub(super) fn deliver(
     to: &mut Outputs<'_>,
     batch: Vec<Done>,
     windows: Option<Vec<u8>>,
+    integrity: Option<&crate::integrity::online::Plan>,
     stats: &mut RunStats,
 ) -> Result<(), DaemonError> {
     let Outputs {
@@ -113,7 +114,7 @@ pub(super) fn deliver(
     } = to;
     let (store, remotes, metrics, rules, retention_ms, accounts) =
         (*store, *remotes, *metrics, *rules, *retention_ms, *accounts);
-    if batch.is_empty() && windows.is_none() {
+    if batch.is_empty() && windows.is_none() && integrity.is_none() {
         return Ok(());
     }
     let now = now_ms();
@@ -170,6 +171,9 @@ pub(super) fn deliver(
         .collect();
     let mut queued = Vec::with_capacity(remotes.len());
     store.commit_batch(&commits, &meta, |txn| {
+        if let Some(p) = integrity {
+            p.apply(txn)?;
+        }
         for r in remotes {
             let mut alerts = fresh
                 .iter()

@@ -19,7 +19,7 @@ use crate::checkpoint::Store;
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::metrics::events::{InternalEvent, ListingFailed};
-use crate::source::{Body, Item, Poll, Source, SourceError};
+use crate::source::{Body, Fetched, Item, Poll, Source, SourceError};
 
 /// A batch of one source's objects, fetched, for the engine.
 pub(super) struct Work {
@@ -28,7 +28,7 @@ pub(super) struct Work {
     pub(super) items: Vec<Item>,
     /// For each item, its bytes when the source fetched them (`None` for
     /// items the workers read themselves).
-    pub(super) fetched: Vec<Option<Result<Vec<u8>, SourceError>>>,
+    pub(super) fetched: Vec<Option<Result<Fetched, SourceError>>>,
     /// When its listing returned: the arrival the time-to-alert histogram
     /// measures from.
     pub(super) arrived: Instant,
@@ -195,7 +195,7 @@ fn fetch(
     rt: &tokio::runtime::Runtime,
     batch: &[Item],
     cap: u64,
-) -> Vec<Option<Result<Vec<u8>, SourceError>>> {
+) -> Vec<Option<Result<Fetched, SourceError>>> {
     let remote: Vec<&Item> = batch
         .iter()
         .filter(|i| matches!(i.body, Body::Fetch { .. }))

@@ -12,11 +12,12 @@ use super::{DaemonError, DropLog, RunStats};
 use crate::checkpoint::{ObjectId, now_ms};
 use crate::correlate::Correlator;
 use crate::http::Health;
+use crate::integrity::online::{Online, Plan, Seen};
 use crate::metrics::Metrics;
 use crate::metrics::events::{InternalEvent, ObjectProcessed, ObjectUnreadable};
 use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
 use crate::rules::RuleSet;
-use crate::source::Body;
+use crate::source::{Body, Fetched};
 
 /// What the engine holds across batches.
 pub(super) struct Engine<'a> {
@@ -28,6 +29,20 @@ pub(super) struct Engine<'a> {
     pub(super) drops: DropLog,
     pub(super) outputs: Outputs<'a>,
     pub(super) stats: RunStats,
+    /// Online digest validation (`[integrity]`), when on.
+    pub(super) online: Option<Online>,
+    /// The runtime `ListPublicKeys` runs on.
+    pub(super) rt: &'a tokio::runtime::Runtime,
+}
+
+/// The bucket and key of an S3 item (sources `s3:BUCKET`).
+fn s3_place(item: &crate::source::Item) -> Option<(&str, &str)> {
+    Some((item.id.source.strip_prefix("s3:")?, item.id.key.as_str()))
+}
+
+/// Is `key` a CloudTrail log file (by its name), not a digest?
+fn is_log_key(key: &str) -> bool {
+    !pipeline::is_digest_name(key) && crate::integrity::verify::log_key_ms(key).is_some()
 }
 
 impl Engine<'_> {
@@ -41,6 +56,7 @@ impl Engine<'_> {
             committed,
         } = work;
         let (rules, limits, metrics) = (self.rules, self.limits, self.metrics);
+        let validating = self.online.is_some();
         // Its objects run a thread's worth at a time, in parallel, and each
         // such group's results are written and committed before the next
         // group runs: the results held at once (matches, hits, events) are
@@ -48,11 +64,19 @@ impl Engine<'_> {
         let mut fetched = fetched.into_iter();
         for group in items.chunks(rayon::current_num_threads().max(1)) {
             let fetched: Vec<_> = fetched.by_ref().take(group.len()).collect();
-            let reports: Vec<(ObjectReport, Duration)> = group
+            let reports: Vec<(ObjectReport, Duration, Option<Fetched>)> = group
                 .par_iter()
                 .zip(fetched)
                 .map(|(item, fetched)| {
                     let started = Instant::now();
+                    // Log files from S3 are hashed as they are parsed when
+                    // digests are validated; digests are kept for it.
+                    let s3 = s3_place(item).filter(|_| validating);
+                    let limits = Limits {
+                        sha256: s3.is_some_and(|(_, k)| is_log_key(k)),
+                        ..limits
+                    };
+                    let mut kept = None;
                     let report = match (&item.body, fetched) {
                         // Local files are read by the worker that parses
                         // them (as a stream when large), not held all at
@@ -63,23 +87,30 @@ impl Engine<'_> {
                         (Body::Bytes(bytes), _) => {
                             pipeline::process_object(&item.name, bytes, rules, limits)
                         }
-                        (Body::Fetch { .. }, Some(Ok(bytes))) => {
-                            pipeline::process_object(&item.name, &bytes, rules, limits)
+                        (Body::Fetch { .. }, Some(Ok(f))) => {
+                            let r = pipeline::process_object(&item.name, &f.bytes, rules, limits);
+                            if r.is_digest() && s3.is_some() {
+                                kept = Some(f);
+                            }
+                            r
                         }
                         (Body::Fetch { .. }, Some(Err(e))) => {
-                            return (pipeline::read_failed(&item.name, &e), Duration::ZERO);
+                            return (pipeline::read_failed(&item.name, &e), Duration::ZERO, None);
                         }
                         (Body::Fetch { .. }, None) => {
                             pipeline::read_failed(&item.name, &not_fetched(item))
                         }
                     };
-                    (report, started.elapsed())
+                    (report, started.elapsed(), kept)
                 })
                 .collect();
             rayon::broadcast(|_| pipeline::release_large_buffers());
             let mut done = Vec::with_capacity(group.len());
             let now = crate::time::now_event_ms();
-            for (item, (report, took)) in group.iter().zip(reports) {
+            // What digest validation is told: (index in `done`, what).
+            let mut digests: Vec<(usize, &crate::source::Item, Fetched)> = Vec::new();
+            let mut logs: Vec<(usize, &crate::source::Item, [u8; 32])> = Vec::new();
+            for (item, (report, took, kept)) in group.iter().zip(reports) {
                 self.stats.errors += report.error_count();
                 if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
                     ObjectUnreadable {
@@ -118,6 +149,13 @@ impl Engine<'_> {
                 for a in &fired {
                     metrics.rule_match(&a.rule_id, &a.rule_title, a.level.as_str());
                 }
+                if let Some(f) = kept {
+                    digests.push((done.len(), item, f));
+                } else if let Some(h) = report.sha256
+                    && validating
+                {
+                    logs.push((done.len(), item, h));
+                }
                 done.push(Done {
                     id: item.id.clone(),
                     source: report.source,
@@ -131,7 +169,34 @@ impl Engine<'_> {
             }
             self.stats.objects += done.len() as u64;
             metrics.filters(rules);
-            self.commit(done)?;
+            let seen: Vec<(usize, Seen<'_>)> = digests
+                .iter()
+                .filter_map(|(i, item, f)| {
+                    let (bucket, key) = s3_place(item)?;
+                    Some((
+                        *i,
+                        Seen::Digest {
+                            bucket,
+                            key,
+                            fetched: f,
+                        },
+                    ))
+                })
+                .chain(logs.iter().filter_map(|(i, item, h)| {
+                    let (bucket, key) = s3_place(item)?;
+                    Some((
+                        *i,
+                        Seen::Log {
+                            bucket,
+                            key,
+                            sha256: *h,
+                        },
+                    ))
+                }))
+                .collect();
+            let plan = self.integrity(&seen, &mut done)?;
+            self.commit_with(done, plan.as_ref())?;
+            self.count(plan);
             self.health.tick();
         }
         // The source may be gone (stopping): nothing to tell then.
@@ -139,8 +204,83 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// Digest validation's step for what a group showed (or, with nothing,
+    /// what is overdue): its findings become alerts of the objects they
+    /// came from (the sweep's, of a marker object of their own).
+    fn integrity(
+        &mut self,
+        seen: &[(usize, Seen<'_>)],
+        done: &mut Vec<Done>,
+    ) -> Result<Option<Plan>, DaemonError> {
+        let Some(online) = &mut self.online else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let mut plan = online.plan(self.outputs.store, self.rt, seen, now)?;
+        let mut sweep = Vec::new();
+        for (at, f) in std::mem::take(&mut plan.findings) {
+            let (check, outcome) = f.kind.outcome();
+            plan.counts.push((check, outcome));
+            tracing::warn!(finding = f.kind.name(), object = %crate::alert::bound(&f.object), "{}", crate::alert::bound(&f.detail));
+            let alert = f.alert(now as i64);
+            self.metrics
+                .rule_match(&alert.rule_id, &alert.rule_title, alert.level.as_str());
+            match at.and_then(|i| done.get_mut(i)) {
+                Some(d) => d.alerts.push(alert),
+                None => sweep.push(alert),
+            }
+        }
+        if !sweep.is_empty() {
+            done.push(Done {
+                id: ObjectId {
+                    source: "integrity".into(),
+                    key: "sweep".into(),
+                    etag: now.to_string(),
+                },
+                source: String::new(),
+                matches: Vec::new(),
+                alerts: sweep,
+                deduplicated: 0,
+                cursor: None,
+                via: "",
+                arrived: None,
+            });
+        }
+        Ok((!plan.is_empty()).then_some(plan))
+    }
+
+    /// Count a committed plan's outcomes.
+    fn count(&self, plan: Option<Plan>) {
+        for (check, outcome) in plan.into_iter().flat_map(|p| p.counts) {
+            self.metrics
+                .integrity
+                .with_label_values(&[check, outcome])
+                .inc();
+        }
+    }
+
+    /// With nothing to read: what digest validation finds overdue.
+    pub(super) fn idle(&mut self) -> Result<(), DaemonError> {
+        if self.online.is_none() {
+            return Ok(());
+        }
+        let mut done = Vec::new();
+        let plan = self.integrity(&[], &mut done)?;
+        if plan.is_some() || !done.is_empty() {
+            self.commit_with(done, plan.as_ref())?;
+            self.count(plan);
+        }
+        Ok(())
+    }
+
     /// Write and commit processed objects with the correlation windows.
     pub(super) fn commit(&mut self, done: Vec<Done>) -> Result<(), DaemonError> {
+        self.commit_with(done, None)
+    }
+
+    /// [`Engine::commit`], with digest validation's plan in the same
+    /// transaction.
+    fn commit_with(&mut self, done: Vec<Done>, plan: Option<&Plan>) -> Result<(), DaemonError> {
         let metrics = self.metrics;
         metrics
             .correlation_groups
@@ -148,12 +288,17 @@ impl Engine<'_> {
         metrics.correlation(&self.correlator.stats);
         self.drops.report(&self.correlator.stats);
         let windows = self.correlator.is_dirty().then(|| self.correlator.save());
-        deliver(&mut self.outputs, done, windows, &mut self.stats)
+        deliver(&mut self.outputs, done, windows, plan, &mut self.stats)
     }
 
     /// End of input: decide the windows still open, and commit what they
     /// raise, through the same step as every batch.
     pub(super) fn finish(&mut self) -> Result<(), DaemonError> {
+        // What is overdue now is reported before leaving (`--once`).
+        if let Some(o) = &mut self.online {
+            o.sweep_next();
+        }
+        self.idle()?;
         let closing = self.correlator.finish();
         if closing.is_empty() {
             return Ok(());

@@ -74,6 +74,8 @@ pub enum DaemonError {
     Http(#[from] crate::http::HttpError),
     #[error(transparent)]
     Remote(#[from] crate::alert::remote::RemoteError),
+    #[error("integrity.public_keys_dir: {0}")]
+    Integrity(String),
 }
 
 /// How a run goes.
@@ -185,6 +187,8 @@ pub fn run_with(
         max_event_bytes_per_object: config.limits.max_event_bytes_per_object,
         metrics: true,
         keep_decode_bytes: pipeline::DAEMON_KEEP_DECODE_BYTES,
+        // Per object, by the engine (S3 log files, digests validated).
+        sha256: false,
     };
     for src in &config.sources.files {
         std::fs::create_dir_all(&src.path).map_err(|source| DaemonError::Watch {
@@ -264,6 +268,14 @@ pub fn run_with(
             .display(),
         "trailwatch running"
     );
+    let online = if config.integrity.enabled {
+        Some(
+            crate::integrity::online::Online::new(config.integrity.clone())
+                .map_err(|e| DaemonError::Integrity(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let mut engine = Engine {
         rules,
         limits,
@@ -281,6 +293,8 @@ pub fn run_with(
             accounts: &config.accounts,
         },
         stats: RunStats::default(),
+        online,
+        rt: &rt,
     };
     let halt = AtomicBool::new(false);
     let shared = Shared {
@@ -321,7 +335,7 @@ pub fn run_with(
                 // next run (its source acknowledges nothing of it).
                 Ok(_) if stop.load(Ordering::Relaxed) => return Ok(End::Stopped),
                 Ok(work) => engine.take(work)?,
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => engine.idle()?,
                 // Every source is done: `once`, or input that ends (stdin),
                 // unless they ended because a stop was asked.
                 Err(RecvTimeoutError::Disconnected) if stop.load(Ordering::Relaxed) => {

@@ -115,6 +115,11 @@ impl PublicKeys {
         Ok(PublicKeys::from_pairs(pairs))
     }
 
+    /// Add `other`'s keys (a refresh from `ListPublicKeys`).
+    pub fn merge(&mut self, other: PublicKeys) {
+        self.keys.extend(other.keys);
+    }
+
     /// The key with `fingerprint` (lower-case hex).
     pub fn get(&self, fingerprint: &str) -> Option<&[u8]> {
         self.keys.get(fingerprint).map(Vec::as_slice)

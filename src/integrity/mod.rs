@@ -32,6 +32,7 @@
 
 pub mod chain;
 pub mod keys;
+pub mod online;
 pub mod verify;
 
 use std::io::Read;

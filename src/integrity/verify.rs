@@ -492,7 +492,7 @@ async fn verify_place(
 
 /// The trail a digest belongs to: its name without the end time
 /// (`ACCOUNT_CloudTrail-Digest_REGION_TRAIL_HOMEREGION`).
-fn trail_of(key: &str) -> String {
+pub(crate) fn trail_of(key: &str) -> String {
     let name = key.rsplit('/').next().unwrap_or(key);
     let stem = name.strip_suffix(".json.gz").unwrap_or(name);
     stem.rsplit_once('_').map_or(stem, |(t, _)| t).to_owned()
@@ -995,7 +995,7 @@ async fn hash_object(
 
 /// The delivery time in a log file's name
 /// (`ACCOUNT_CloudTrail_REGION_20150817T1455Z_abc.json.gz`), in ms.
-fn log_key_ms(key: &str) -> Option<i64> {
+pub(crate) fn log_key_ms(key: &str) -> Option<i64> {
     let name = key.rsplit('/').next()?;
     let ts = name.split('_').find(|p| {
         let b = p.as_bytes();

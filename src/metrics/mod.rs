@@ -52,6 +52,8 @@ pub struct Metrics {
     pub input_errors: IntCounterVec,
     pub source_errors: IntCounterVec,
     pub sqs_messages: IntCounterVec,
+    /// Log-file integrity outcomes ([`crate::integrity::online`]).
+    pub integrity: IntCounterVec,
     pub rule_matches: IntCounterVec,
     pub alerts: IntCounterVec,
     pub outbox_depth: IntGaugeVec,
@@ -150,6 +152,17 @@ impl Metrics {
              a notification trailwatch reads; logged and deleted).",
             &["source", "outcome"],
         );
+        let integrity = counter(
+            "trailwatch_integrity_total",
+            "CloudTrail log-file integrity, online: log files by outcome (verified, \
+             altered, missing, unverifiable: delivered before validation was watched) \
+             and digests by outcome (valid, invalid, altered, missing, no_digests: a \
+             place with logs and no digests).",
+            &["check", "outcome"],
+        );
+        for (check, outcome) in crate::integrity::online::OUTCOMES {
+            integrity.with_label_values(&[check, outcome]);
+        }
         let source_errors = counter(
             "trailwatch_source_errors_total",
             "Failed listings or receives of a source (network, permissions); retried \
@@ -319,6 +332,7 @@ impl Metrics {
             input_errors,
             source_errors,
             sqs_messages,
+            integrity,
             rule_matches,
             alerts,
             outbox_depth,

@@ -135,6 +135,9 @@ pub struct ObjectReport {
     pub event_times_ms: Vec<i64>,
     /// Posture events and their account id, for dashboard counters.
     pub posture: Vec<(Posture, String)>,
+    /// SHA-256 of every byte decoded, hashed before the parse touches them
+    /// (simd-json parses in place), when [`Limits::sha256`] asked.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// Events dashboards count whether or not a rule alerts on them: the
@@ -244,6 +247,11 @@ pub struct Limits {
     /// the objects still running (two 57 MB buffers were a quarter of the
     /// peak in a flood of AccessDenied).
     pub keep_decode_bytes: usize,
+    /// Take the SHA-256 of the object's uncompressed content, as parsed
+    /// ([`ObjectReport::sha256`]): what CloudTrail's digests vouch for.
+    /// Off unless the daemon validates digests: it costs about as much as
+    /// the inflate.
+    pub sha256: bool,
 }
 
 /// Default [`Limits::max_event_bytes_per_object`]: 16 MiB, some ten
@@ -258,6 +266,7 @@ impl Default for Limits {
             max_event_bytes_per_object: DEFAULT_MAX_EVENT_BYTES_PER_OBJECT,
             metrics: false,
             keep_decode_bytes: KEEP_BUF_BYTES,
+            sha256: false,
         }
     }
 }
@@ -435,6 +444,9 @@ fn process(name: &str, stored: Stored<'_>, rules: &RuleSet, limits: Limits) -> O
                     keep_buf(decoded.buf, limits.keep_decode_bytes);
                     stream_memory(name, input, gzip, limits, &sink, &mut report)
                 } else {
+                    if limits.sha256 {
+                        report.sha256 = Some(sha256(&decoded.buf[..decoded.len]));
+                    }
                     let layout = whole(name, input, &mut decoded, whole_cap, &sink, &mut report);
                     keep_buf(decoded.buf, limits.keep_decode_bytes);
                     layout
@@ -495,6 +507,46 @@ fn whole(
     }
 }
 
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A reader that hashes what passes through it (streamed objects).
+struct HashRead<R> {
+    inner: R,
+    ctx: Option<aws_lc_rs::digest::Context>,
+}
+
+impl<R: io::Read> io::Read for HashRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(c) = &mut self.ctx {
+            c.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+impl<R> HashRead<R> {
+    fn new(inner: R, on: bool) -> HashRead<R> {
+        HashRead {
+            inner,
+            ctx: on.then(|| aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256)),
+        }
+    }
+
+    fn finish(self) -> Option<[u8; 32]> {
+        self.ctx.map(|c| {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(c.finish().as_ref());
+            out
+        })
+    }
+}
+
 /// Gzip objects whose output passes this, and plain ones this large, are
 /// parsed as a stream: memory stays a few chunks whatever their size
 /// (whole-buffer decode is faster, so smaller objects keep it).
@@ -537,12 +589,18 @@ fn stream(
     // damage: small reads bound what a damaged member costs to under 4 KiB
     // of the text before it (whole-buffer decoding keeps every byte, see
     // `decode`; a stream cannot go back).
+    let mut hashing = HashRead::new(reader, limits.sha256);
     let reader = SmallReads {
-        inner: reader,
+        inner: &mut hashing,
         max: if gzip { 4 << 10 } else { usize::MAX },
     };
     let mut reader = io::Read::take(reader, cap.saturating_add(1));
     let (end, read) = parse::parse_reader(&mut reader, sink);
+    if limits.sha256 {
+        // The hash is of the whole content, not of what the parse needed.
+        let _ = io::copy(&mut reader, &mut io::sink());
+        report.sha256 = hashing.finish();
+    }
     report.bytes_decoded = read.min(cap);
     if read > cap {
         report
@@ -647,3 +705,57 @@ mod sink;
 pub(crate) use scan::log_errors;
 pub use scan::{ScanOptions, Summary, scan};
 use sink::ObjectSink;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz(parts: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in parts {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            io::Write::write_all(&mut e, p).unwrap();
+            out.extend(e.finish().unwrap());
+        }
+        out
+    }
+
+    /// The hash digests compare against is of every byte decoded, taken
+    /// before the parse rewrites them in place; the same whole or
+    /// streamed, and none unless asked.
+    #[test]
+    fn the_content_hash_is_of_the_bytes_decoded_before_the_parse() {
+        let a = br#"{"Records":[{"eventName":"A\u0041","eventID":"1"}]}"#;
+        let b = br#"{"Records":[{"eventName":"B","eventID":"2"}]}"#;
+        let rules = RuleSet::builtin();
+        let on = Limits {
+            sha256: true,
+            ..Limits::default()
+        };
+        let whole = [&a[..], &b[..]].concat();
+        let want = sha256(&whole);
+        let r = process_object("x.json.gz", &gz(&[a, b]), &rules, on);
+        assert_eq!(r.records, 2);
+        assert_eq!(r.sha256, Some(want));
+        assert_eq!(
+            process_object("x.json.gz", &gz(&[a, b]), &rules, Limits::default()).sha256,
+            None
+        );
+        let plain = process_object("x.json", a, &rules, on);
+        assert_eq!(plain.sha256, Some(sha256(a)));
+        // Streamed (large objects): the same hash, the parse's early end
+        // notwithstanding.
+        let input = gz(&[a, b]);
+        let sink = ObjectSink::new(&rules, on, "x.json.gz");
+        let mut report = ObjectReport::default();
+        stream(
+            "x.json.gz",
+            flate2::bufread::MultiGzDecoder::new(&input[..]),
+            true,
+            on,
+            &sink,
+            &mut report,
+        );
+        assert_eq!(report.sha256, Some(want));
+    }
+}

@@ -68,6 +68,27 @@ pub enum Body {
     Fetch { size: u64 },
 }
 
+/// An object's bytes as read, with the metadata the integrity stage
+/// needs: CloudTrail signs each digest and puts the signature in the
+/// digest object's metadata, not in its body.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    /// `x-amz-meta-signature` (hex), when the object has one.
+    pub signature: Option<String>,
+    /// `x-amz-meta-signature-algorithm`.
+    pub signature_algorithm: Option<String>,
+}
+
+impl From<Vec<u8>> for Fetched {
+    fn from(bytes: Vec<u8>) -> Fetched {
+        Fetched {
+            bytes,
+            ..Fetched::default()
+        }
+    }
+}
+
 /// What a source may use while listing.
 pub struct Poll<'a> {
     /// The runtime the AWS SDK runs on.
@@ -105,7 +126,7 @@ pub trait Source: Send {
         _rt: &tokio::runtime::Runtime,
         items: &[&Item],
         _cap: u64,
-    ) -> Vec<Result<Vec<u8>, SourceError>> {
+    ) -> Vec<Result<Fetched, SourceError>> {
         items
             .iter()
             .map(|i| {
@@ -155,15 +176,20 @@ pub(crate) fn from_config(
             .iter()
             .map(|c| Box::new(files::Watched::new(c.clone())) as Box<dyn Source>),
     );
-    out.extend(
-        s.s3.iter()
-            .map(|c| Box::new(rt.block_on(s3::S3Source::new(c.clone()))) as Box<dyn Source>),
-    );
-    out.extend(
-        s.sqs
-            .iter()
-            .map(|c| Box::new(rt.block_on(sqs::SqsSource::new(c.clone()))) as Box<dyn Source>),
-    );
+    out.extend(s.s3.iter().map(|c| {
+        let c = s3::S3Config {
+            digests: config.integrity.enabled,
+            ..c.clone()
+        };
+        Box::new(rt.block_on(s3::S3Source::new(c))) as Box<dyn Source>
+    }));
+    out.extend(s.sqs.iter().map(|c| {
+        let c = sqs::SqsConfig {
+            digests: config.integrity.enabled,
+            ..c.clone()
+        };
+        Box::new(rt.block_on(sqs::SqsSource::new(c))) as Box<dyn Source>
+    }));
     out.extend(s.cloudwatch.iter().map(|c| {
         Box::new(rt.block_on(cloudwatch::CloudWatchSource::new(c.clone()))) as Box<dyn Source>
     }));

@@ -12,7 +12,7 @@
 use aws_sdk_s3::Client;
 use serde::Deserialize;
 
-use super::{Body, Item, Poll, Source, SourceError};
+use super::{Body, Fetched, Item, Poll, Source, SourceError};
 use crate::checkpoint::ObjectId;
 
 /// `[[sources.s3]]`
@@ -51,6 +51,10 @@ pub struct S3Config {
     /// one after another they took 70–140 s at S3's latency, longer than
     /// the poll interval.
     pub list_concurrency: usize,
+    /// Also list the `CloudTrail-Digest/` folders (set when `[integrity]`
+    /// is on, not configured here).
+    #[serde(skip)]
+    pub digests: bool,
 }
 
 /// Default [`S3Config::list_concurrency`]: far below S3's request rate per
@@ -73,6 +77,7 @@ impl Default for S3Config {
             region: None,
             endpoint_url: None,
             list_concurrency: DEFAULT_LIST_CONCURRENCY,
+            digests: false,
         }
     }
 }
@@ -179,7 +184,12 @@ impl S3Source {
                     && !c.exclude_accounts.contains(account)
                     && account.bytes().all(|b| b.is_ascii_digit())
             })
-            .map(|account| format!("{base}{account}/CloudTrail/"))
+            .flat_map(|account| {
+                let digests = c
+                    .digests
+                    .then(|| format!("{base}{account}/CloudTrail-Digest/"));
+                std::iter::once(format!("{base}{account}/CloudTrail/")).chain(digests)
+            })
             .collect();
         let regions = bounded(trails.clone(), limit, |trail| {
             lister.clone().children(trail)
@@ -240,7 +250,7 @@ impl Source for S3Source {
         rt: &tokio::runtime::Runtime,
         items: &[&Item],
         cap: u64,
-    ) -> Vec<Result<Vec<u8>, SourceError>> {
+    ) -> Vec<Result<Fetched, SourceError>> {
         fetch_items(&self.client, rt, items, cap)
     }
 }
@@ -268,7 +278,7 @@ pub(crate) fn fetch_items(
     rt: &tokio::runtime::Runtime,
     items: &[&Item],
     cap: u64,
-) -> Vec<Result<Vec<u8>, SourceError>> {
+) -> Vec<Result<Fetched, SourceError>> {
     rt.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, item) in items.iter().enumerate() {
@@ -287,7 +297,7 @@ pub(crate) fn fetch_items(
             };
             tasks.spawn(async move { (i, f.fetch(o, cap).await) });
         }
-        let mut out: Vec<Option<Result<Vec<u8>, SourceError>>> =
+        let mut out: Vec<Option<Result<Fetched, SourceError>>> =
             (0..items.len()).map(|_| None).collect();
         while let Some(done) = tasks.join_next().await {
             if let Ok((i, r)) = done {
@@ -442,8 +452,9 @@ impl Fetcher {
 
     /// Read one object whole, refusing one over `cap` bytes. `If-Match` on
     /// the listed ETag: a replaced object is read under its new ETag at the
-    /// next poll, never mixed up with the old one.
-    pub(crate) async fn fetch(self, o: S3Object, cap: u64) -> Result<Vec<u8>, SourceError> {
+    /// next poll, never mixed up with the old one. The signature metadata
+    /// comes with it (a digest's; other objects have none).
+    pub(crate) async fn fetch(self, o: S3Object, cap: u64) -> Result<Fetched, SourceError> {
         let name = format!("s3://{}/{}", self.bucket, o.id.key);
         if o.size as u64 > cap {
             return Err(SourceError::TooLarge {
@@ -466,12 +477,23 @@ impl Fetcher {
             .send()
             .await
             .map_err(|e| SourceError::aws(name.clone(), e))?;
+        let meta = |k: &str| {
+            resp.metadata()
+                .and_then(|m| m.get(k))
+                // Bounded: metadata is whoever wrote the object's.
+                .map(|v| v.trim().chars().take(4096).collect::<String>())
+        };
+        let (signature, signature_algorithm) = (meta("signature"), meta("signature-algorithm"));
         let body = resp
             .body
             .collect()
             .await
             .map_err(|e| remote(e.to_string()))?;
-        Ok(body.into_bytes().to_vec())
+        Ok(Fetched {
+            bytes: body.into_bytes().to_vec(),
+            signature,
+            signature_algorithm,
+        })
     }
 }
 

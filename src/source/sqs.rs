@@ -44,6 +44,9 @@ pub struct SqsConfig {
     pub region: Option<String>,
     /// An SQS/S3-compatible endpoint (tests); S3 then uses path style.
     pub endpoint_url: Option<String>,
+    /// Read the digests notifications name (set when `[integrity]` is on).
+    #[serde(skip)]
+    pub digests: bool,
 }
 
 impl Default for SqsConfig {
@@ -55,6 +58,7 @@ impl Default for SqsConfig {
             max_messages: 10,
             region: None,
             endpoint_url: None,
+            digests: false,
         }
     }
 }
@@ -289,8 +293,8 @@ impl SqsSource {
             };
             let mut ids = Vec::new();
             for o in objects {
-                if crate::pipeline::is_digest_name(&o.key) {
-                    continue; // digests: validation may come later
+                if crate::pipeline::is_digest_name(&o.key) && !self.config.digests {
+                    continue; // digests: read only to validate them
                 }
                 let obj = S3Object {
                     id: ObjectId {
@@ -414,7 +418,7 @@ impl super::Source for SqsSource {
         rt: &tokio::runtime::Runtime,
         items: &[&super::Item],
         cap: u64,
-    ) -> Vec<Result<Vec<u8>, SourceError>> {
+    ) -> Vec<Result<super::Fetched, SourceError>> {
         super::s3::fetch_items(&self.s3, rt, items, cap)
     }
 
