@@ -120,6 +120,15 @@ fn bench(c: &mut Criterion) {
     g.bench_function("pipeline: process_object", |b| {
         b.iter(|| pipeline::process_object("bench", &gz, &rules, Limits::default()).records)
     });
+    // The same with the content hashed as it is parsed (`[integrity]` on):
+    // what online digest validation costs the hot path.
+    let hashed = Limits {
+        sha256: true,
+        ..Limits::default()
+    };
+    g.bench_function("pipeline: process_object + SHA-256", |b| {
+        b.iter(|| pipeline::process_object("bench", &gz, &rules, hashed).records)
+    });
     // `trailwatch verify`'s work per log file: inflate every member and
     // SHA-256 the content (the hash a digest lists), streaming.
     let expected = trailwatch::integrity::sha256_hex(&json.buf[..len]);
