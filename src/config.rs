@@ -458,6 +458,12 @@ impl Config {
                 "at most 129600 (36 h): what is awaited longer would be forgotten first",
             ));
         }
+        if self.integrity.digest_delay_secs > 36 * 3600 {
+            return Err(bad(
+                "integrity.digest_delay_secs",
+                "at most 129600 (36 h): what is awaited longer would be forgotten first",
+            ));
+        }
         if self.integrity.no_digest_hours > 24 * 30 {
             return Err(bad("integrity.no_digest_hours", "at most 720 (30 days)"));
         }

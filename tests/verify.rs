@@ -944,3 +944,47 @@ fn the_daemon_validates_digests_as_they_arrive() {
     want.sort();
     assert_eq!(findings(dir.path()), want);
 }
+
+/// Online, the attacks that leave no digest to name them: the newest
+/// digests deleted as they come (logs go on past the last digest: the
+/// digests are reported stopped, once) and a log file added by someone
+/// else (processed, listed by no digest though digests now cover its
+/// time). The intact hours raise nothing.
+#[test]
+fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
+    let moto = moto::Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = "online-stopped";
+    let kp = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    let mut puts = trail(bucket, &kp);
+    puts.retain(|(k, _, _)| ![digest_key(4), digest_key(5), digest_key(6)].contains(k));
+    let added = format!(
+        "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail_{REGION}_20261120T0145Z_added.json.gz"
+    );
+    puts.push((added.clone(), common::gzip(&log_content(2, 5)), Vec::new()));
+    upload(&moto, bucket, &puts);
+    let keys = dir.path().join("keys");
+    write_key(&keys, &kp);
+    let cfg = moto.config(
+        dir.path(),
+        &format!("[[sources.s3]]\nbucket = {bucket:?}\nstart_date = \"2026-11-20\""),
+        &format!(
+            "[integrity]\nenabled = true\npublic_keys_dir = {keys:?}\ngrace_secs = 0\nno_digest_hours = 0\ndigest_delay_secs = 0\n"
+        ),
+    );
+    let log = moto.run_config(&cfg);
+    let mut want = vec![
+        (
+            "integrity_digests_stopped".to_owned(),
+            format!("s3://{bucket}/AWSLogs/{ACCOUNT}/CloudTrail/{REGION}"),
+        ),
+        (
+            "integrity_log_not_listed".to_owned(),
+            format!("s3://{bucket}/{added}"),
+        ),
+    ];
+    want.sort();
+    assert_eq!(findings(dir.path()), want, "{log}");
+    moto.run_config(&cfg);
+    assert_eq!(findings(dir.path()), want, "reported once");
+}

@@ -63,8 +63,13 @@ pub struct IntegrityConfig {
     /// backlog; CloudTrail delivers a digest after the logs it lists.
     pub grace_secs: u64,
     /// Hours an account and region may deliver logs without a single
-    /// digest before it is reported (once) as not validated.
+    /// digest before it is reported (once) as not validated; and how far
+    /// (at least an hour) its log files may run past its newest digest
+    /// before the digests are reported stopped.
     pub no_digest_hours: u64,
+    /// How long after a log file is read a digest should list it, on top
+    /// of the grace: CloudTrail writes each hour's digest after the hour.
+    pub digest_delay_secs: u64,
 }
 
 impl Default for IntegrityConfig {
@@ -74,13 +79,16 @@ impl Default for IntegrityConfig {
             public_keys_dir: None,
             grace_secs: 3600,
             no_digest_hours: 3,
+            digest_delay_secs: 7200,
         }
     }
 }
 
 /// Every (check, outcome) label pair of `trailwatch_integrity_total`.
-pub const OUTCOMES: [(&str, &str); 10] = [
+pub const OUTCOMES: [(&str, &str); 12] = [
     ("log", "verified"),
+    ("log", "not_listed"),
+    ("digest", "stopped"),
     ("log", "altered"),
     ("log", "missing"),
     ("log", "unverifiable"),
@@ -134,9 +142,17 @@ struct DigestEntry {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 struct Place {
     first_log_ms: u64,
+    #[serde(default)]
+    last_log_ms: u64,
     last_digest_ms: u64,
+    /// The latest end time of a valid digest here (from its name).
+    #[serde(default)]
+    last_digest_end_ms: u64,
     /// "No digests" was reported (once).
     reported: bool,
+    /// "Digests stopped" was reported since the last digest.
+    #[serde(default)]
+    stopped: bool,
 }
 
 /// The kinds of finding, each an alert of its own built-in "rule".
@@ -148,6 +164,8 @@ pub enum Kind {
     DigestAltered,
     DigestMissing,
     NoDigests,
+    DigestsStopped,
+    LogNotListed,
 }
 
 impl Kind {
@@ -159,6 +177,8 @@ impl Kind {
             Kind::DigestAltered => "integrity_digest_altered",
             Kind::DigestMissing => "integrity_digest_missing",
             Kind::NoDigests => "integrity_no_digests",
+            Kind::DigestsStopped => "integrity_digests_stopped",
+            Kind::LogNotListed => "integrity_log_not_listed",
         }
     }
 
@@ -170,6 +190,8 @@ impl Kind {
             Kind::DigestAltered => "CloudTrail digest file altered",
             Kind::DigestMissing => "CloudTrail digest file missing",
             Kind::NoDigests => "CloudTrail logs without digests",
+            Kind::DigestsStopped => "CloudTrail digests stopped",
+            Kind::LogNotListed => "CloudTrail log file listed by no digest",
         }
     }
 
@@ -182,12 +204,15 @@ impl Kind {
             Kind::DigestAltered => ("digest", "altered"),
             Kind::DigestMissing => ("digest", "missing"),
             Kind::NoDigests => ("digest", "no_digests"),
+            Kind::DigestsStopped => ("digest", "stopped"),
+            Kind::LogNotListed => ("log", "not_listed"),
         }
     }
 
     fn level(self) -> Level {
         match self {
             Kind::NoDigests => Level::Medium,
+            Kind::DigestsStopped | Kind::LogNotListed => Level::High,
             _ => Level::Critical,
         }
     }
@@ -211,6 +236,17 @@ impl Kind {
                  access to it forged or replaced one.\nFind the writer (S3 data events, \
                  server access logs); run `trailwatch verify` over the day."
             }
+            Kind::DigestsStopped => {
+                "Check the trail (GetTrailStatus: logging, validation, latest digest delivery \
+                 error) and the bucket for deleted digests (S3 data events, server access \
+                 logs).\nWhile no digest arrives, deleted or edited log files go unseen: run \
+                 `trailwatch verify` once they are back."
+            }
+            Kind::LogNotListed => {
+                "The file was put there by someone other than CloudTrail, or its digest is \
+                 missing or forged: treat the alerts from it as unproven.\nFind the writer \
+                 (S3 data events, server access logs); run `trailwatch verify` over the day."
+            }
             Kind::NoDigests => {
                 "Turn on log file validation for the trail (`aws cloudtrail update-trail \
                  --enable-log-file-validation`), or point trailwatch at where its digests \
@@ -228,6 +264,9 @@ pub struct Finding {
     pub object: String,
     /// What was found, one line.
     pub detail: String,
+    /// Told apart from the same finding on the same object before (a
+    /// second stop of the digests): 0 for findings made once.
+    pub instance: u64,
 }
 
 impl Finding {
@@ -258,7 +297,11 @@ impl Finding {
         let (account, region) = place_of(&self.object);
         a.account = account;
         a.region = region;
-        a.event_id = Some(format!("{}:{}", k.name(), self.object));
+        a.event_id = Some(if self.instance == 0 {
+            format!("{}:{}", k.name(), self.object)
+        } else {
+            format!("{}:{}:{}", k.name(), self.object, self.instance)
+        });
         a.event_name = Some(k.title().to_owned());
         a.event_source = Some("cloudtrail.amazonaws.com".into());
         a.event_time = Some(crate::time::iso_time(now_ms));
@@ -523,6 +566,7 @@ impl Online {
                             "s3://{object}: trailwatch processed content with SHA-256 {hash}; \
                              the signed digest s3://{digest} lists {want}"
                         ),
+                        instance: 0,
                     },
                 ));
             }
@@ -530,6 +574,11 @@ impl Online {
                 plan.due_remove.insert((e.due_ms, format!("l:{object}")));
                 e.due_ms = 0;
             }
+        } else if e.due_ms == 0 {
+            // No digest listed it yet: one should within about two hours
+            // (CloudTrail writes an hour's digest after the hour).
+            e.due_ms = now + (self.config.grace_secs + self.config.digest_delay_secs) * 1000;
+            plan.due_add.insert((e.due_ms, format!("n:{object}")));
         }
         e.seen = Some(hash);
         e.at_ms = now;
@@ -538,8 +587,12 @@ impl Online {
             let mut p = r.place(plan, &pk)?.unwrap_or_default();
             if p.first_log_ms == 0 {
                 p.first_log_ms = now;
-                plan.places.insert(pk, Some(p));
             }
+            // The newest delivery time by name (else now): compared with
+            // the digests' end times.
+            let named = super::verify::log_key_ms(key).map_or(now, |t| t.max(0) as u64);
+            p.last_log_ms = p.last_log_ms.max(named);
+            plan.places.insert(pk, Some(p));
         }
         Ok(())
     }
@@ -566,6 +619,7 @@ impl Online {
                     detail: format!(
                         "s3://{object}: {problem}; the log files it lists are not trusted"
                     ),
+                    instance: 0,
                 },
             ));
         };
@@ -628,6 +682,7 @@ impl Online {
                         "s3://{object}: its content hashes to {hash}; the next digest \
                          s3://{by} vouches for {want}"
                     ),
+                    instance: 0,
                 },
             ));
         }
@@ -661,6 +716,7 @@ impl Online {
                                 "s3://{prev}: trailwatch read it with SHA-256 {h}; the next \
                                  digest s3://{object} vouches for {want}"
                             ),
+                            instance: 0,
                         },
                     )),
                     Some(_) => {}
@@ -684,6 +740,9 @@ impl Online {
         if let Some(pk) = place_key(&object) {
             let mut p = r.place(plan, &pk)?.unwrap_or_default();
             p.last_digest_ms = now;
+            p.stopped = false;
+            let end = super::key_end_ms(key).unwrap_or(0).max(0) as u64;
+            p.last_digest_end_ms = p.last_digest_end_ms.max(end);
             plan.places.insert(pk, Some(p));
         }
         // Every log file it lists.
@@ -693,6 +752,11 @@ impl Online {
             let mut e = r.log(plan, &lo)?.unwrap_or_default();
             if e.listed.is_some() {
                 continue; // listed twice (a replayed digest): judged once
+            }
+            if e.seen.is_some() && e.due_ms > 0 {
+                // Awaited a listing: here it is.
+                plan.due_remove.insert((e.due_ms, format!("n:{lo}")));
+                e.due_ms = 0;
             }
             match &e.seen {
                 Some(h) if *h == want => plan.counts.push(("log", "verified")),
@@ -705,6 +769,7 @@ impl Online {
                             "s3://{lo}: trailwatch processed content with SHA-256 {h}; \
                              the signed digest s3://{object} lists {want}"
                         ),
+                        instance: 0,
                     },
                 )),
                 None => {
@@ -767,11 +832,45 @@ impl Online {
                                  could be read, or moved)",
                                 self.config.grace_secs
                             ),
+                            instance: 0,
                         },
                     ));
                 }
                 e.due_ms = 0;
                 e.at_ms = now;
+                plan.logs.insert(object.to_owned(), Some(e));
+            } else if let Some(object) = name.strip_prefix("n:") {
+                let Some(mut e) = r.log(plan, object)? else {
+                    continue;
+                };
+                if e.listed.is_none() && e.due_ms == t {
+                    // Judged only where a valid digest has since covered
+                    // its delivery time: else the digests are late,
+                    // stopped or absent, which the places report.
+                    let named =
+                        super::verify::log_key_ms(object).map_or(e.at_ms, |t| t.max(0) as u64);
+                    let place = match place_key(object) {
+                        Some(pk) => r.place(plan, &pk)?,
+                        None => None,
+                    };
+                    if place.is_some_and(|p| p.last_digest_end_ms > named + 15 * 60_000) {
+                        plan.findings.push((
+                            None,
+                            Finding {
+                                kind: Kind::LogNotListed,
+                                object: format!("s3://{object}"),
+                                detail: format!(
+                                    "s3://{object}: processed, and no valid digest lists it \
+                                     though digests of its account and region now cover \
+                                     its delivery time: not delivered by CloudTrail (added), \
+                                     or its digest is missing or forged"
+                                ),
+                                instance: 0,
+                            },
+                        ));
+                    }
+                }
+                e.due_ms = 0;
                 plan.logs.insert(object.to_owned(), Some(e));
             } else if let Some(object) = name.strip_prefix("d:") {
                 let Some(mut e) = r.digest(plan, object)? else {
@@ -790,6 +889,7 @@ impl Online {
                                  (deleted: the log files of its hour cannot be vouched for)",
                                 self.config.grace_secs
                             ),
+                            instance: 0,
                         },
                     ));
                 }
@@ -823,11 +923,35 @@ impl Online {
             let Some(mut p) = r.place(plan, &k)? else {
                 continue;
             };
-            if p.reported
-                || p.last_digest_ms > 0
-                || p.first_log_ms == 0
-                || now < p.first_log_ms + wait
-            {
+            if p.last_digest_ms > 0 {
+                // Digests came, then stopped while logs go on: deleted as
+                // they arrive, or validation turned off. By delivery
+                // times (names), so a backlog read late is not a stop.
+                if !p.stopped
+                    && p.last_digest_end_ms > 0
+                    && p.last_log_ms > p.last_digest_end_ms + wait.max(3_600_000)
+                {
+                    p.stopped = true;
+                    plan.findings.push((
+                        None,
+                        Finding {
+                            kind: Kind::DigestsStopped,
+                            object: format!("s3://{k}"),
+                            detail: format!(
+                                "s3://{k}: log files delivered until {}, and no valid digest \
+                                 after {}: the digests are deleted as they come, or log file \
+                                 validation was turned off",
+                                crate::time::iso_time(p.last_log_ms as i64),
+                                crate::time::iso_time(p.last_digest_end_ms as i64),
+                            ),
+                            instance: p.last_digest_end_ms,
+                        },
+                    ));
+                    plan.places.insert(k, Some(p));
+                }
+                continue;
+            }
+            if p.reported || p.first_log_ms == 0 || now < p.first_log_ms + wait {
                 continue;
             }
             p.reported = true;
@@ -842,6 +966,7 @@ impl Online {
                          trailwatch reads",
                         (now - p.first_log_ms) / 3_600_000
                     ),
+                    instance: 0,
                 },
             ));
             plan.places.insert(k, Some(p));
