@@ -988,3 +988,61 @@ fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
     moto.run_config(&cfg);
     assert_eq!(findings(dir.path()), want, "reported once");
 }
+
+/// Online through notifications: the same checks when S3 event
+/// notifications on a queue name the digests and the log files (digests
+/// first, as a queue may deliver them): a log edited before it was read
+/// is altered, a log whose notification never came (deleted first) is
+/// missing, the rest verifies.
+#[test]
+fn digests_named_by_notifications_are_validated() {
+    let moto = moto::Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = "online-sqs";
+    let kp = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    let mut puts = trail(bucket, &kp);
+    let edited = log_key(2, 1);
+    for p in &mut puts {
+        if p.0 == edited {
+            p.1 = common::gzip(&log_content(2, 0));
+        }
+    }
+    upload(&moto, bucket, &puts);
+    let gone = log_key(5, 0);
+    delete(&moto, bucket, &gone);
+    let sqs = moto.sqs();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let queue_url = rt.block_on(async {
+        let q = sqs.create_queue().queue_name("trail-events").send().await.unwrap();
+        let url = q.queue_url().unwrap().to_owned();
+        let mut keys: Vec<&String> = puts.iter().map(|(k, _, _)| k).collect();
+        // Digests before the logs they list.
+        keys.sort_by_key(|k| !k.contains("CloudTrail-Digest"));
+        for k in keys.into_iter().filter(|k| **k != gone) {
+            let body = serde_json::json!({"Records":[{"eventVersion":"2.1","eventSource":"aws:s3",
+                "eventName":"ObjectCreated:Put","s3":{"bucket":{"name":bucket},"object":{"key":k}}}]});
+            sqs.send_message()
+                .queue_url(&url)
+                .message_body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+        url
+    });
+    let keys = dir.path().join("keys");
+    write_key(&keys, &kp);
+    let cfg = moto.config(
+        dir.path(),
+        &format!("[[sources.sqs]]\nqueue_url = {queue_url:?}\nwait_time_secs = 1"),
+        &format!("[integrity]\nenabled = true\npublic_keys_dir = {keys:?}\ngrace_secs = 0\n"),
+    );
+    let log = moto.run_config(&cfg);
+    let s3 = |k: &str| format!("s3://{bucket}/{k}");
+    let mut want = vec![
+        ("integrity_log_altered".to_owned(), s3(&edited)),
+        ("integrity_log_missing".to_owned(), s3(&gone)),
+    ];
+    want.sort();
+    assert_eq!(findings(dir.path()), want, "{log}");
+}
