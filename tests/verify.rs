@@ -945,9 +945,11 @@ fn the_daemon_validates_digests_as_they_arrive() {
     assert_eq!(findings(dir.path()), want);
 }
 
-/// Online, the attacks that leave no digest to name them: the newest
+/// Online, the attacks that leave no digest to name them: two digests
+/// deleted in a row (the later one is named missing by its successor, and
+/// the log files both listed are then listed by no digest), the newest
 /// digests deleted as they come (logs go on past the last digest: the
-/// digests are reported stopped, once) and a log file added by someone
+/// digests are reported stopped, once), and a log file added by someone
 /// else (processed, listed by no digest though digests now cover its
 /// time). The intact hours raise nothing.
 #[test]
@@ -957,7 +959,8 @@ fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
     let bucket = "online-stopped";
     let kp = KeyPair::generate(KeySize::Rsa2048).unwrap();
     let mut puts = trail(bucket, &kp);
-    puts.retain(|(k, _, _)| ![digest_key(4), digest_key(5), digest_key(6)].contains(k));
+    let deleted = [2, 3, 5, 6].map(digest_key);
+    puts.retain(|(k, _, _)| !deleted.contains(k));
     let added = format!(
         "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail_{REGION}_20261120T0145Z_added.json.gz"
     );
@@ -973,16 +976,20 @@ fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
         ),
     );
     let log = moto.run_config(&cfg);
+    let s3 = |k: &str| format!("s3://{bucket}/{k}");
     let mut want = vec![
         (
             "integrity_digests_stopped".to_owned(),
             format!("s3://{bucket}/AWSLogs/{ACCOUNT}/CloudTrail/{REGION}"),
         ),
-        (
-            "integrity_log_not_listed".to_owned(),
-            format!("s3://{bucket}/{added}"),
-        ),
+        ("integrity_digest_missing".to_owned(), s3(&digest_key(3))),
+        ("integrity_log_not_listed".to_owned(), s3(&added)),
     ];
+    for hour in [2, 3] {
+        for n in 0..2 {
+            want.push(("integrity_log_not_listed".to_owned(), s3(&log_key(hour, n))));
+        }
+    }
     want.sort();
     assert_eq!(findings(dir.path()), want, "{log}");
     moto.run_config(&cfg);
