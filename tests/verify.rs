@@ -949,9 +949,10 @@ fn the_daemon_validates_digests_as_they_arrive() {
 /// deleted in a row (the later one is named missing by its successor, and
 /// the log files both listed are then listed by no digest), the newest
 /// digests deleted as they come (logs go on past the last digest: the
-/// digests are reported stopped, once), and a log file added by someone
-/// else (processed, listed by no digest though digests now cover its
-/// time). The intact hours raise nothing.
+/// digests are reported stopped, once), and log files added by someone
+/// else (processed, listed by no digest though digests now cover their
+/// time; one under a name CloudTrail never gives, judged by its day
+/// folder). The intact hours raise nothing.
 #[test]
 fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
     let moto = moto::Moto::start();
@@ -965,12 +966,20 @@ fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
         "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail_{REGION}_20261120T0145Z_added.json.gz"
     );
     puts.push((added.clone(), common::gzip(&log_content(2, 5)), Vec::new()));
+    // And one under a name CloudTrail never gives, in the day before: judged
+    // by its day folder.
+    let renamed = format!("AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/19/evil.json.gz");
+    puts.push((
+        renamed.clone(),
+        common::gzip(&log_content(2, 6)),
+        Vec::new(),
+    ));
     upload(&moto, bucket, &puts);
     let keys = dir.path().join("keys");
     write_key(&keys, &kp);
     let cfg = moto.config(
         dir.path(),
-        &format!("[[sources.s3]]\nbucket = {bucket:?}\nstart_date = \"2026-11-20\""),
+        &format!("[[sources.s3]]\nbucket = {bucket:?}\nstart_date = \"2026-11-19\""),
         &format!(
             "[integrity]\nenabled = true\npublic_keys_dir = {keys:?}\ngrace_secs = 0\nno_digest_hours = 0\ndigest_delay_secs = 0\n"
         ),
@@ -984,6 +993,7 @@ fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
         ),
         ("integrity_digest_missing".to_owned(), s3(&digest_key(3))),
         ("integrity_log_not_listed".to_owned(), s3(&added)),
+        ("integrity_log_not_listed".to_owned(), s3(&renamed)),
     ];
     for hour in [2, 3] {
         for n in 0..2 {

@@ -40,9 +40,11 @@ fn s3_place(item: &crate::source::Item) -> Option<(&str, &str)> {
     Some((item.id.source.strip_prefix("s3:")?, item.id.key.as_str()))
 }
 
-/// Is `key` a CloudTrail log file (by its name), not a digest?
+/// Is `key` hashed for digest validation? Every S3 object but digests,
+/// whatever its name: a file an attacker adds under a name CloudTrail
+/// never gives is still read by the rules, so it is still reconciled.
 fn is_log_key(key: &str) -> bool {
-    !pipeline::is_digest_name(key) && crate::integrity::verify::log_key_ms(key).is_some()
+    !pipeline::is_digest_name(key)
 }
 
 impl Engine<'_> {

@@ -340,6 +340,21 @@ fn place_key(object: &str) -> Option<String> {
     Some(out.join("/"))
 }
 
+/// When a log file was delivered, as far as its key tells: the minute in
+/// its name, else (a name CloudTrail never gives) the end of its day
+/// folder (`…/REGION/YYYY/MM/DD/`), so it is judged once digests cover
+/// the whole day.
+fn delivered_ms(object: &str) -> Option<u64> {
+    if let Some(t) = super::verify::log_key_ms(object) {
+        return Some(t.max(0) as u64);
+    }
+    let parts: Vec<&str> = object.split('/').collect();
+    let i = parts.iter().position(|p| *p == "CloudTrail")?;
+    let day = parts.get(i + 2..i + 5)?.join("-");
+    let days = crate::time::parse_date(&day)?;
+    Some(((days + 1) * 86_400_000 - 16 * 60_000).max(0) as u64)
+}
+
 /// What the engine saw in one processed object.
 pub enum Seen<'a> {
     /// A log file and the SHA-256 of its content as processed.
@@ -590,7 +605,7 @@ impl Online {
             }
             // The newest delivery time by name (else now): compared with
             // the digests' end times.
-            let named = super::verify::log_key_ms(key).map_or(now, |t| t.max(0) as u64);
+            let named = delivered_ms(key).unwrap_or(now);
             p.last_log_ms = p.last_log_ms.max(named);
             plan.places.insert(pk, Some(p));
         }
@@ -847,8 +862,7 @@ impl Online {
                     // Judged only where a valid digest has since covered
                     // its delivery time: else the digests are late,
                     // stopped or absent, which the places report.
-                    let named =
-                        super::verify::log_key_ms(object).map_or(e.at_ms, |t| t.max(0) as u64);
+                    let named = delivered_ms(object).unwrap_or(e.at_ms);
                     let place = match place_key(object) {
                         Some(pk) => r.place(plan, &pk)?,
                         None => None,
@@ -1075,5 +1089,17 @@ mod tests {
             Some("b/p/AWSLogs/1/CloudTrail/us-east-1")
         );
         assert_eq!(place_key("b/AWSLogs/1/CloudTrail"), None);
+        let day = |s: &str| crate::time::parse_event_time(s).unwrap() as u64;
+        assert_eq!(
+            delivered_ms(
+                "b/AWSLogs/1/CloudTrail/r/2026/11/20/1_CloudTrail_r_20261120T0145Z_x.json.gz"
+            ),
+            Some(day("2026-11-20T01:45:00Z"))
+        );
+        assert_eq!(
+            delivered_ms("b/AWSLogs/1/CloudTrail/r/2026/11/20/evil.json.gz"),
+            Some(day("2026-11-20T23:44:00Z"))
+        );
+        assert_eq!(delivered_ms("b/AWSLogs/1/CloudTrail/r/evil.json.gz"), None);
     }
 }
