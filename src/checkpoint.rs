@@ -394,6 +394,76 @@ fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+/// Read-then-write over one table of JSON values, for a stage that decides
+/// against the store and writes at the commit (the engine's thread is the
+/// only writer of such tables, so a read transaction then the commit's
+/// write transaction see no one else's change). Reads go through what was
+/// already decided.
+pub(crate) struct Overlay<T> {
+    table: TableDefinition<'static, &'static str, &'static [u8]>,
+    changed: std::collections::BTreeMap<String, Option<T>>,
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Clone> Overlay<T> {
+    pub(crate) fn new(table: TableDefinition<'static, &'static str, &'static [u8]>) -> Overlay<T> {
+        Overlay {
+            table,
+            changed: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// The value of `key`: as decided, else as stored (a value that does
+    /// not read back, from an older version, is none).
+    pub(crate) fn get(
+        &self,
+        read: &redb::ReadTransaction,
+        key: &str,
+    ) -> Result<Option<T>, redb::Error> {
+        if let Some(v) = self.changed.get(key) {
+            return Ok(v.clone());
+        }
+        match read.open_table(self.table) {
+            Ok(t) => Ok(t
+                .get(key)?
+                .and_then(|v| serde_json::from_slice(v.value()).ok())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) fn put(&mut self, key: String, value: T) {
+        self.changed.insert(key, Some(value));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.changed.is_empty()
+    }
+
+    /// The keys decided so far.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &String> {
+        self.changed.keys()
+    }
+
+    /// Write what was decided.
+    pub(crate) fn apply(&self, txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+        let mut t = txn.open_table(self.table)?;
+        for (k, v) in &self.changed {
+            match v {
+                Some(v) => {
+                    let bytes = serde_json::to_vec(v).map_err(|e| {
+                        redb::Error::Io(std::io::Error::other(format!("state not encodable: {e}")))
+                    })?;
+                    t.insert(k.as_str(), bytes.as_slice())?;
+                }
+                None => {
+                    t.remove(k.as_str())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

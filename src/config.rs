@@ -65,6 +65,8 @@ pub struct Config {
     pub accounts: std::collections::BTreeMap<String, String>,
     /// Online CloudTrail digest validation (off unless enabled).
     pub integrity: crate::integrity::online::IntegrityConfig,
+    /// The credential inventory kept from the stream (on by default).
+    pub inventory: crate::posture::inventory::InventoryConfig,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             pagerduty: None,
             accounts: Default::default(),
             integrity: Default::default(),
+            inventory: Default::default(),
         }
     }
 }
@@ -457,6 +460,15 @@ impl Config {
                 "integrity.grace_secs",
                 "at most 129600 (36 h): what is awaited longer would be forgotten first",
             ));
+        }
+        if self.inventory.dormant_days == 0 || self.inventory.rotation_days == 0 {
+            return Err(bad(
+                "inventory",
+                "dormant_days and rotation_days must be at least 1",
+            ));
+        }
+        if self.inventory.max_keys == 0 {
+            return Err(bad("inventory.max_keys", "must be at least 1"));
         }
         if self.integrity.digest_delay_secs > 36 * 3600 {
             return Err(bad(

@@ -23,15 +23,19 @@
 //!   records, indexed by eventName; the built-in pack lives in `rules/`.
 //! - [`correlate`]: Sigma correlation rules (event_count, value_count,
 //!   temporal, temporal_ordered) in eventTime windows with bounded state.
+//! - [`posture`]: the credential inventory the stream keeps (keys, console
+//!   users, cross-account roles: created, last used), and the alerts only
+//!   that memory can raise (a dormant key used again, a key past rotation).
 //! - [`alert`]: what a match becomes ([`alert::Alert`]) and its sinks
-//!   (JSON lines and text so far).
+//!   (JSON lines, text, email, webhook, PagerDuty, through a durable
+//!   outbox).
 //! - [`pipeline`]: one object through the stages, and the parallel `scan`
 //!   driver with ordered output and a summary.
 //! - [`metrics`] and [`http`]: the Prometheus registry, and the listener
 //!   serving `/metrics`, `/healthz` and `/readyz`.
 //! - [`integrity`]: CloudTrail log-file integrity validation (signed,
-//!   chained hourly digests and the log hashes they list) behind
-//!   `trailwatch verify`.
+//!   chained hourly digests and the log hashes they list): online in the
+//!   daemon as digests arrive, and behind `trailwatch verify`.
 //! - [`checkpoint`]: durable progress (processed objects, cursors, alert
 //!   dedup keys, correlation windows) in one redb file.
 //! - [`daemon`]: `trailwatch run`: each source on a thread of its own
@@ -69,6 +73,7 @@ pub mod integrity;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
+pub mod posture;
 pub mod rules;
 pub mod source;
 pub mod time;

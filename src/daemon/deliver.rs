@@ -90,6 +90,9 @@ pub(super) struct Outputs<'a> {
     pub(super) accounts: &'a Accounts,
 }
 
+/// What another stage writes in a commit's transaction.
+pub(super) type Also<'a> = dyn Fn(&redb::WriteTransaction) -> Result<(), redb::Error> + 'a;
+
 /// Account id → name (`[accounts]`).
 pub(super) type Accounts = std::collections::BTreeMap<String, String>;
 
@@ -100,7 +103,9 @@ pub(super) fn deliver(
     to: &mut Outputs<'_>,
     batch: Vec<Done>,
     windows: Option<Vec<u8>>,
-    integrity: Option<&crate::integrity::online::Plan>,
+    // State other stages decided (digest validation, the inventory),
+    // written in the same transaction.
+    also: Option<&Also<'_>>,
     stats: &mut RunStats,
 ) -> Result<(), DaemonError> {
     let Outputs {
@@ -114,7 +119,7 @@ pub(super) fn deliver(
     } = to;
     let (store, remotes, metrics, rules, retention_ms, accounts) =
         (*store, *remotes, *metrics, *rules, *retention_ms, *accounts);
-    if batch.is_empty() && windows.is_none() && integrity.is_none() {
+    if batch.is_empty() && windows.is_none() && also.is_none() {
         return Ok(());
     }
     let now = now_ms();
@@ -171,8 +176,8 @@ pub(super) fn deliver(
         .collect();
     let mut queued = Vec::with_capacity(remotes.len());
     store.commit_batch(&commits, &meta, |txn| {
-        if let Some(p) = integrity {
-            p.apply(txn)?;
+        if let Some(also) = also {
+            also(txn)?;
         }
         for r in remotes {
             let mut alerts = fresh

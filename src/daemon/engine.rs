@@ -16,6 +16,7 @@ use crate::integrity::online::{Online, Plan, Seen};
 use crate::metrics::Metrics;
 use crate::metrics::events::{InternalEvent, ObjectProcessed, ObjectUnreadable};
 use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
+use crate::posture::inventory::{self, Inventory};
 use crate::rules::RuleSet;
 use crate::source::{Body, Fetched};
 
@@ -31,6 +32,10 @@ pub(super) struct Engine<'a> {
     pub(super) stats: RunStats,
     /// Online digest validation (`[integrity]`), when on.
     pub(super) online: Option<Online>,
+    /// The credential inventory (`[inventory]`), when on.
+    pub(super) inventory: Option<Inventory>,
+    /// When the inventory's gauges were last counted.
+    pub(super) gauges_ms: u64,
     /// The runtime `ListPublicKeys` runs on.
     pub(super) rt: &'a tokio::runtime::Runtime,
 }
@@ -112,7 +117,8 @@ impl Engine<'_> {
             // What digest validation is told: (index in `done`, what).
             let mut digests: Vec<(usize, &crate::source::Item, Fetched)> = Vec::new();
             let mut logs: Vec<(usize, &crate::source::Item, [u8; 32])> = Vec::new();
-            for (item, (report, took, kept)) in group.iter().zip(reports) {
+            let mut facts: Vec<(usize, crate::posture::Fact)> = Vec::new();
+            for (item, (mut report, took, kept)) in group.iter().zip(reports) {
                 self.stats.errors += report.error_count();
                 if report.errors.iter().any(|e| e.kind == ErrorKind::Read) {
                     ObjectUnreadable {
@@ -150,6 +156,16 @@ impl Engine<'_> {
                 let fired = pipeline::correlate(&report, &mut self.correlator);
                 for a in &fired {
                     metrics.rule_match(&a.rule_id, &a.rule_title, a.level.as_str());
+                }
+                let object_facts = std::mem::take(&mut report.facts);
+                if object_facts.dropped > 0 {
+                    tracing::warn!(object = %item.name, dropped = object_facts.dropped, "credential facts past {} distinct credentials in one object not kept", crate::posture::MAX_FACTS_PER_OBJECT);
+                }
+                for (first, last) in object_facts.into_pairs() {
+                    if first != last {
+                        facts.push((done.len(), first));
+                    }
+                    facts.push((done.len(), last));
                 }
                 if let Some(f) = kept {
                     digests.push((done.len(), item, f));
@@ -197,7 +213,8 @@ impl Engine<'_> {
                 }))
                 .collect();
             let plan = self.integrity(&seen, &mut done)?;
-            self.commit_with(done, plan.as_ref())?;
+            let held = self.inventory(facts, &mut done)?;
+            self.commit_with(done, plan.as_ref(), held.as_ref())?;
             self.count(plan);
             self.health.tick();
         }
@@ -251,6 +268,28 @@ impl Engine<'_> {
         Ok((!plan.is_empty()).then_some(plan))
     }
 
+    /// The inventory's step for a group's facts: its findings become
+    /// alerts of the objects they came from.
+    fn inventory(
+        &mut self,
+        facts: Vec<(usize, crate::posture::Fact)>,
+        done: &mut [Done],
+    ) -> Result<Option<inventory::Plan>, DaemonError> {
+        let Some(inv) = &mut self.inventory else {
+            return Ok(None);
+        };
+        let mut plan = inv.plan(self.outputs.store, facts, now_ms())?;
+        for (i, f) in std::mem::take(&mut plan.findings) {
+            let alert = f.alert();
+            self.metrics
+                .rule_match(&alert.rule_id, &alert.rule_title, alert.level.as_str());
+            if let Some(d) = done.get_mut(i) {
+                d.alerts.push(alert);
+            }
+        }
+        Ok((!plan.is_empty()).then_some(plan))
+    }
+
     /// Count a committed plan's outcomes.
     fn count(&self, plan: Option<Plan>) {
         for (check, outcome) in plan.into_iter().flat_map(|p| p.counts) {
@@ -261,15 +300,24 @@ impl Engine<'_> {
         }
     }
 
-    /// With nothing to read: what digest validation finds overdue.
+    /// With nothing to read: what digest validation finds overdue, the
+    /// inventory's prune, and (each minute) its gauges.
     pub(super) fn idle(&mut self) -> Result<(), DaemonError> {
-        if self.online.is_none() {
-            return Ok(());
+        let now = now_ms();
+        if let Some(inv) = &self.inventory
+            && now >= self.gauges_ms + 60_000
+        {
+            self.gauges_ms = now;
+            match inv.gauges(self.outputs.store) {
+                Ok(g) => self.metrics.inventory(&g),
+                Err(e) => tracing::warn!("inventory gauges not counted: {e}"),
+            }
         }
         let mut done = Vec::new();
         let plan = self.integrity(&[], &mut done)?;
-        if plan.is_some() || !done.is_empty() {
-            self.commit_with(done, plan.as_ref())?;
+        let held = self.inventory(Vec::new(), &mut done)?;
+        if plan.is_some() || held.is_some() || !done.is_empty() {
+            self.commit_with(done, plan.as_ref(), held.as_ref())?;
             self.count(plan);
         }
         Ok(())
@@ -277,12 +325,17 @@ impl Engine<'_> {
 
     /// Write and commit processed objects with the correlation windows.
     pub(super) fn commit(&mut self, done: Vec<Done>) -> Result<(), DaemonError> {
-        self.commit_with(done, None)
+        self.commit_with(done, None, None)
     }
 
     /// [`Engine::commit`], with digest validation's plan in the same
     /// transaction.
-    fn commit_with(&mut self, done: Vec<Done>, plan: Option<&Plan>) -> Result<(), DaemonError> {
+    fn commit_with(
+        &mut self,
+        done: Vec<Done>,
+        plan: Option<&Plan>,
+        held: Option<&inventory::Plan>,
+    ) -> Result<(), DaemonError> {
         let metrics = self.metrics;
         metrics
             .correlation_groups
@@ -290,7 +343,23 @@ impl Engine<'_> {
         metrics.correlation(&self.correlator.stats);
         self.drops.report(&self.correlator.stats);
         let windows = self.correlator.is_dirty().then(|| self.correlator.save());
-        deliver(&mut self.outputs, done, windows, plan, &mut self.stats)
+        let also = |txn: &redb::WriteTransaction| -> Result<(), redb::Error> {
+            if let Some(p) = plan {
+                p.apply(txn)?;
+            }
+            if let Some(p) = held {
+                p.apply(txn)?;
+            }
+            Ok(())
+        };
+        let any = plan.is_some() || held.is_some();
+        deliver(
+            &mut self.outputs,
+            done,
+            windows,
+            any.then_some(&also as &super::deliver::Also<'_>),
+            &mut self.stats,
+        )
     }
 
     /// End of input: decide the windows still open, and commit what they

@@ -189,6 +189,7 @@ pub fn run_with(
         keep_decode_bytes: pipeline::DAEMON_KEEP_DECODE_BYTES,
         // Per object, by the engine (S3 log files, digests validated).
         sha256: false,
+        facts: config.inventory.enabled,
     };
     for src in &config.sources.files {
         std::fs::create_dir_all(&src.path).map_err(|source| DaemonError::Watch {
@@ -294,6 +295,11 @@ pub fn run_with(
         },
         stats: RunStats::default(),
         online,
+        inventory: config
+            .inventory
+            .enabled
+            .then(|| crate::posture::inventory::Inventory::new(config.inventory.clone())),
+        gauges_ms: 0,
         rt: &rt,
     };
     let halt = AtomicBool::new(false);

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use super::keys::PublicKeys;
 use super::{DigestProblem, check_digest, parse_digest, sha256_hex};
 use crate::alert::Alert;
-use crate::checkpoint::StoreError;
+use crate::checkpoint::{Overlay, StoreError};
 use crate::rules::Level;
 use crate::rules::RuleMeta;
 
@@ -392,9 +392,9 @@ const SWEEP_MS: u64 = 30_000;
 /// Read-then-write against the store: reads go through the overlay of
 /// what this step already decided, writes wait for the commit.
 pub struct Plan {
-    logs: BTreeMap<String, Option<LogEntry>>,
-    digests: BTreeMap<String, Option<DigestEntry>>,
-    places: BTreeMap<String, Option<Place>>,
+    logs: Overlay<LogEntry>,
+    digests: Overlay<DigestEntry>,
+    places: Overlay<Place>,
     due_add: BTreeSet<(u64, String)>,
     due_remove: BTreeSet<(u64, String)>,
     trails: BTreeMap<String, u64>,
@@ -422,34 +422,9 @@ impl Plan {
 
     /// Write what was decided, in the commit's transaction.
     pub fn apply(&self, txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
-        let mut logs = txn.open_table(LOGS)?;
-        for (k, v) in &self.logs {
-            match v {
-                Some(e) => {
-                    logs.insert(k.as_str(), serde_json::to_vec(e).expect("plain").as_slice())?;
-                }
-                None => {
-                    logs.remove(k.as_str())?;
-                }
-            }
-        }
-        let mut digests = txn.open_table(DIGESTS)?;
-        for (k, v) in &self.digests {
-            match v {
-                Some(e) => {
-                    digests.insert(k.as_str(), serde_json::to_vec(e).expect("plain").as_slice())?;
-                }
-                None => {
-                    digests.remove(k.as_str())?;
-                }
-            }
-        }
-        let mut places = txn.open_table(PLACES)?;
-        for (k, v) in &self.places {
-            if let Some(p) = v {
-                places.insert(k.as_str(), serde_json::to_vec(p).expect("plain").as_slice())?;
-            }
-        }
+        self.logs.apply(txn)?;
+        self.digests.apply(txn)?;
+        self.places.apply(txn)?;
         let mut due = txn.open_table(DUE)?;
         for (t, k) in &self.due_remove {
             due.remove((*t, k.as_str()))?;
@@ -463,9 +438,11 @@ impl Plan {
         }
         if self.forget {
             let before = self.now_ms.saturating_sub(RETENTION_MS);
+            let mut logs = txn.open_table(LOGS)?;
             logs.retain(|_, v| {
                 serde_json::from_slice::<LogEntry>(v).is_ok_and(|e| e.at_ms >= before)
             })?;
+            let mut digests = txn.open_table(DIGESTS)?;
             digests.retain(|_, v| {
                 serde_json::from_slice::<DigestEntry>(v).is_ok_and(|e| e.at_ms >= before)
             })?;
@@ -519,9 +496,9 @@ impl Online {
     ) -> Result<Plan, Failed> {
         let read = store.database().begin_read().map_err(redb::Error::from)?;
         let mut plan = Plan {
-            logs: BTreeMap::new(),
-            digests: BTreeMap::new(),
-            places: BTreeMap::new(),
+            logs: Overlay::new(LOGS),
+            digests: Overlay::new(DIGESTS),
+            places: Overlay::new(PLACES),
             due_add: BTreeSet::new(),
             due_remove: BTreeSet::new(),
             trails: BTreeMap::new(),
@@ -597,7 +574,7 @@ impl Online {
         }
         e.seen = Some(hash);
         e.at_ms = now;
-        plan.logs.insert(object.clone(), Some(e));
+        plan.logs.put(object.clone(), e);
         if let Some(pk) = place_key(&object) {
             let mut p = r.place(plan, &pk)?.unwrap_or_default();
             if p.first_log_ms == 0 {
@@ -607,7 +584,7 @@ impl Online {
             // the digests' end times.
             let named = delivered_ms(key).unwrap_or(now);
             p.last_log_ms = p.last_log_ms.max(named);
-            plan.places.insert(pk, Some(p));
+            plan.places.put(pk, p);
         }
         Ok(())
     }
@@ -707,7 +684,7 @@ impl Online {
         }
         me.seen = Some(hash);
         me.at_ms = now;
-        plan.digests.insert(object.clone(), Some(me));
+        plan.digests.put(object.clone(), me);
         let trail = super::verify::trail_of(key);
         let first_of_trail = r.trail(plan, &trail)?.is_none();
         plan.trails.insert(trail, now);
@@ -748,7 +725,7 @@ impl Online {
                     }
                 }
                 p.at_ms = now;
-                plan.digests.insert(prev, Some(p));
+                plan.digests.put(prev, p);
             }
             _ => plan.counts.push(("digest", "chain_start")),
         }
@@ -758,7 +735,7 @@ impl Online {
             p.stopped = false;
             let end = super::key_end_ms(key).unwrap_or(0).max(0) as u64;
             p.last_digest_end_ms = p.last_digest_end_ms.max(end);
-            plan.places.insert(pk, Some(p));
+            plan.places.put(pk, p);
         }
         // Every log file it lists.
         for lf in &d.log_files {
@@ -803,7 +780,7 @@ impl Online {
             }
             e.listed = Some((want, object.clone()));
             e.at_ms = now;
-            plan.logs.insert(lo, Some(e));
+            plan.logs.put(lo, e);
         }
         Ok(())
     }
@@ -853,7 +830,7 @@ impl Online {
                 }
                 e.due_ms = 0;
                 e.at_ms = now;
-                plan.logs.insert(object.to_owned(), Some(e));
+                plan.logs.put(object.to_owned(), e);
             } else if let Some(object) = name.strip_prefix("n:") {
                 let Some(mut e) = r.log(plan, object)? else {
                     continue;
@@ -885,7 +862,7 @@ impl Online {
                     }
                 }
                 e.due_ms = 0;
-                plan.logs.insert(object.to_owned(), Some(e));
+                plan.logs.put(object.to_owned(), e);
             } else if let Some(object) = name.strip_prefix("d:") {
                 let Some(mut e) = r.digest(plan, object)? else {
                     continue;
@@ -909,7 +886,7 @@ impl Online {
                 }
                 e.due_ms = 0;
                 e.at_ms = now;
-                plan.digests.insert(object.to_owned(), Some(e));
+                plan.digests.put(object.to_owned(), e);
             }
         }
         self.places(r, plan, now)
@@ -961,7 +938,7 @@ impl Online {
                             instance: p.last_digest_end_ms,
                         },
                     ));
-                    plan.places.insert(k, Some(p));
+                    plan.places.put(k, p);
                 }
                 continue;
             }
@@ -983,7 +960,7 @@ impl Online {
                     instance: 0,
                 },
             ));
-            plan.places.insert(k, Some(p));
+            plan.places.put(k, p);
         }
         Ok(())
     }
@@ -1008,39 +985,16 @@ impl<E: Into<redb::Error>> From<E> for Failed {
 }
 
 impl Reader<'_> {
-    fn get<T: for<'de> Deserialize<'de>>(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-    ) -> Result<Option<T>, redb::Error> {
-        match self.read.open_table(table) {
-            Ok(t) => Ok(t
-                .get(key)?
-                .and_then(|v| serde_json::from_slice(v.value()).ok())),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     fn log(&mut self, plan: &Plan, key: &str) -> Result<Option<LogEntry>, redb::Error> {
-        match plan.logs.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => self.get(LOGS, key),
-        }
+        plan.logs.get(self.read, key)
     }
 
     fn digest(&mut self, plan: &Plan, key: &str) -> Result<Option<DigestEntry>, redb::Error> {
-        match plan.digests.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => self.get(DIGESTS, key),
-        }
+        plan.digests.get(self.read, key)
     }
 
     fn place(&mut self, plan: &Plan, key: &str) -> Result<Option<Place>, redb::Error> {
-        match plan.places.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => self.get(PLACES, key),
-        }
+        plan.places.get(self.read, key)
     }
 
     fn trail(&mut self, plan: &Plan, key: &str) -> Result<Option<u64>, redb::Error> {

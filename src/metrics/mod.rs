@@ -63,6 +63,10 @@ pub struct Metrics {
     pub start_time: prometheus::Gauge,
     pub posture: IntCounterVec,
     pub correlation_groups: IntGauge,
+    /// The credential inventory ([`crate::posture::inventory`]).
+    pub inventory_keys: IntGaugeVec,
+    pub inventory_unused_keys: IntGauge,
+    pub inventory_console_without_mfa: IntGauge,
     pub correlation_evicted: IntCounter,
     pub correlation_dropped: IntCounterVec,
     pub store_commits: IntCounter,
@@ -272,6 +276,37 @@ impl Metrics {
         registry
             .register(Box::new(correlation_groups.clone()))
             .expect("unique");
+        let inventory_keys = IntGaugeVec::new(
+            Opts::new(
+                "trailwatch_inventory_access_keys",
+                "Long-term access keys the stream has seen and not seen deleted, by days \
+                 since their last use (event time, relative to the newest use seen).",
+            ),
+            &["age"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(inventory_keys.clone()))
+            .expect("unique");
+        for age in crate::posture::inventory::AGE_BUCKETS {
+            inventory_keys.with_label_values(&[age]);
+        }
+        let inventory_unused_keys = IntGauge::new(
+            "trailwatch_inventory_unused_access_keys",
+            "Access keys unused for the inventory's dormant_days (45 by default).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(inventory_unused_keys.clone()))
+            .expect("unique");
+        let inventory_console_without_mfa = IntGauge::new(
+            "trailwatch_inventory_console_users_without_mfa",
+            "Console users (and root) whose last sign-in did not use MFA.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(inventory_console_without_mfa.clone()))
+            .expect("unique");
         let events_omitted = IntCounter::new(
             "trailwatch_alert_events_omitted_total",
             "Alerts that carry a note instead of their event: their object's alerts \
@@ -342,6 +377,9 @@ impl Metrics {
             start_time,
             posture,
             correlation_groups,
+            inventory_keys,
+            inventory_unused_keys,
+            inventory_console_without_mfa,
             correlation_evicted,
             correlation_dropped,
             events_omitted,
@@ -450,6 +488,19 @@ impl Metrics {
         self.rule_matches
             .with_label_values(&[rule_id, title, level])
             .inc();
+    }
+
+    /// Set the inventory's gauges.
+    pub(crate) fn inventory(&self, g: &crate::posture::inventory::Gauges) {
+        for (age, n) in crate::posture::inventory::AGE_BUCKETS
+            .iter()
+            .zip(g.keys_by_age)
+        {
+            self.inventory_keys.with_label_values(&[age]).set(n as i64);
+        }
+        self.inventory_unused_keys.set(g.unused_keys as i64);
+        self.inventory_console_without_mfa
+            .set(g.console_without_mfa as i64);
     }
 
     /// Count alerts of a sink by outcome.

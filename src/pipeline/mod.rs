@@ -138,6 +138,8 @@ pub struct ObjectReport {
     /// SHA-256 of every byte decoded, hashed before the parse touches them
     /// (simd-json parses in place), when [`Limits::sha256`] asked.
     pub sha256: Option<[u8; 32]>,
+    /// Credential facts, when [`Limits::facts`] asked.
+    pub facts: crate::posture::Facts,
 }
 
 /// Events dashboards count whether or not a rule alerts on them: the
@@ -252,6 +254,9 @@ pub struct Limits {
     /// Off unless the daemon validates digests: it costs about as much as
     /// the inflate.
     pub sha256: bool,
+    /// Gather credential facts ([`ObjectReport::facts`]) for the
+    /// inventory.
+    pub facts: bool,
 }
 
 /// Default [`Limits::max_event_bytes_per_object`]: 16 MiB, some ten
@@ -267,6 +272,7 @@ impl Default for Limits {
             metrics: false,
             keep_decode_bytes: KEEP_BUF_BYTES,
             sha256: false,
+            facts: false,
         }
     }
 }

@@ -49,6 +49,9 @@ pub(super) struct ObjectSink<'a> {
     errors: Mutex<KeptErrors>,
     times: Mutex<Vec<i64>>,
     posture: Mutex<Vec<(Posture, String)>>,
+    /// Collect credential facts (the inventory).
+    facts_on: bool,
+    facts: Mutex<crate::posture::Facts>,
 }
 
 impl<'a> ObjectSink<'a> {
@@ -76,6 +79,8 @@ impl<'a> ObjectSink<'a> {
             errors: Mutex::new(KeptErrors::default()),
             times: Mutex::new(Vec::new()),
             posture: Mutex::new(Vec::new()),
+            facts_on: limits.facts,
+            facts: Mutex::new(crate::posture::Facts::default()),
         }
     }
 
@@ -140,6 +145,7 @@ impl<'a> ObjectSink<'a> {
         }
         report.event_times_ms = self.times.into_inner().unwrap_or_else(|p| p.into_inner());
         report.posture = self.posture.into_inner().unwrap_or_else(|p| p.into_inner());
+        report.facts = self.facts.into_inner().unwrap_or_else(|p| p.into_inner());
         report
     }
 }
@@ -152,6 +158,7 @@ impl Sink for ObjectSink<'_> {
         let mut hits = Vec::new();
         let mut times = Vec::with_capacity(records.len());
         let mut posture = Vec::new();
+        let mut facts = crate::posture::Facts::default();
         let mut duplicates = 0u64;
         parse::take_duplicate_keys(); // what an earlier record left
         for (i, r) in records.iter().enumerate() {
@@ -169,6 +176,9 @@ impl Sink for ObjectSink<'_> {
                     let account = r.str(Top::RecipientAccountId).unwrap_or_default();
                     posture.push((p, bound(account)));
                 });
+            }
+            if self.facts_on {
+                crate::posture::Fact::of(r, |f| facts.add(f));
             }
             self.rules.for_each_match(r, |index, rule| {
                 let with_event = self.with_events && !rule.hidden;
@@ -257,6 +267,12 @@ impl Sink for ObjectSink<'_> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(posture);
+        }
+        if !facts.is_empty() || facts.dropped > 0 {
+            self.facts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .merge(facts);
         }
     }
 

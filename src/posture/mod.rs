@@ -1,0 +1,228 @@
+//! Posture stage: the IAM picture the stream keeps current. Every record
+//! that uses or changes a credential leaves a [`Fact`] (a long-term access
+//! key used, a console sign-in, a role assumed from another account, a key
+//! created or deleted, root acting); the [`inventory`] keeps, per key,
+//! user, role and root, when each was created and last used, in the state
+//! store, and raises what only that memory makes visible: a dormant
+//! credential used again, a key past its rotation age still in use, root's
+//! access key used, a trusted account assuming a role for the first time.
+//!
+//! Ages come from event times, never the wall clock: a backfill of last
+//! year's logs judges last year's keys by last year's dates.
+
+pub mod inventory;
+
+use crate::parse::{Ident, Record, Top};
+
+/// Longest text kept from an event field (ARNs, key ids, addresses).
+const MAX_FIELD: usize = 256;
+
+/// What a fact is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FactKind {
+    /// A call made with a long-term access key (`AKIA…`).
+    KeyUsed,
+    /// A successful console sign-in (IAM user or root).
+    ConsoleLogin,
+    /// `AssumeRole` of a role in another account than the caller's.
+    RoleAssumed,
+    /// `CreateAccessKey` succeeded.
+    KeyCreated,
+    /// `DeleteAccessKey` succeeded.
+    KeyDeleted,
+}
+
+/// One credential event, with what an alert about it shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fact {
+    pub kind: FactKind,
+    /// eventTime, ms.
+    pub time_ms: i64,
+    /// The credential: the access key id, the user's or root's ARN, the
+    /// role's ARN.
+    pub subject: String,
+    /// Who: userIdentity.arn (the key's owner, the caller).
+    pub principal: Option<String>,
+    /// Root acting.
+    pub root: bool,
+    /// Console sign-in: MFA used.
+    pub mfa: Option<bool>,
+    /// Role assumed: the caller's account.
+    pub from_account: Option<String>,
+    /// Key created: the user it belongs to.
+    pub user: Option<String>,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub event_id: Option<String>,
+    pub event_name: Option<String>,
+    pub event_source: Option<String>,
+    pub event_time: Option<String>,
+}
+
+fn keep(s: Option<&str>) -> Option<String> {
+    s.map(|s| s.chars().take(MAX_FIELD).collect())
+}
+
+fn is_long_term_key(k: &str) -> bool {
+    k.len() >= 16
+        && k.len() <= 128
+        && k.starts_with("AKIA")
+        && k.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+impl Fact {
+    /// The facts one record is (at most two: a call with a key that
+    /// creates a key). Costs an eventName and accessKeyId look-up per
+    /// record; failed calls are facts only as uses of the key that made
+    /// them (a denied call still proves the key is alive).
+    pub fn of(r: &Record<'_, '_>, mut f: impl FnMut(Fact)) {
+        let Some(time_ms) = r
+            .str(Top::EventTime)
+            .and_then(crate::time::parse_event_time)
+        else {
+            return;
+        };
+        let base = |kind, subject: &str| Fact {
+            kind,
+            time_ms,
+            subject: subject.chars().take(MAX_FIELD).collect(),
+            principal: keep(r.ident_str(Ident::Arn)),
+            root: r.ident_str(Ident::Type) == Some("Root"),
+            mfa: None,
+            from_account: None,
+            user: None,
+            account: keep(
+                r.str(Top::RecipientAccountId)
+                    .or(r.ident_str(Ident::AccountId)),
+            ),
+            region: keep(r.str(Top::AwsRegion)),
+            source_ip: keep(r.str(Top::SourceIpAddress)),
+            user_agent: keep(r.str(Top::UserAgent)),
+            event_id: keep(r.str(Top::EventId)),
+            event_name: keep(r.str(Top::EventName)),
+            event_source: keep(r.str(Top::EventSource)),
+            event_time: keep(r.str(Top::EventTime)),
+        };
+        if let Some(k) = r.str_at(&["userIdentity", "accessKeyId"])
+            && is_long_term_key(k)
+        {
+            f(base(FactKind::KeyUsed, k));
+        }
+        if r.str(Top::ErrorCode).is_some() {
+            return;
+        }
+        match r.str(Top::EventName) {
+            Some("ConsoleLogin") => {
+                if r.str_at(&["responseElements", "ConsoleLogin"]) != Some("Success") {
+                    return;
+                }
+                let kind = r.ident_str(Ident::Type);
+                if !matches!(kind, Some("Root" | "IAMUser")) {
+                    return;
+                }
+                let Some(arn) = r.ident_str(Ident::Arn) else {
+                    return;
+                };
+                let mut fact = base(FactKind::ConsoleLogin, arn);
+                fact.mfa = match r.str_at(&["additionalEventData", "MFAUsed"]) {
+                    Some("Yes") => Some(true),
+                    Some("No") => Some(false),
+                    _ => None,
+                };
+                f(fact);
+            }
+            Some("AssumeRole") => {
+                let Some(role) = r.str_at(&["requestParameters", "roleArn"]) else {
+                    return;
+                };
+                let role_account = role.split(':').nth(4).unwrap_or_default();
+                let caller = r.ident_str(Ident::AccountId).unwrap_or_default();
+                // Services assume roles for themselves (no account):
+                // only a caller from another account is a trust in use.
+                if caller.is_empty() || role_account.is_empty() || caller == role_account {
+                    return;
+                }
+                let mut fact = base(FactKind::RoleAssumed, role);
+                fact.from_account = keep(Some(caller));
+                fact.account = keep(Some(role_account));
+                f(fact);
+            }
+            Some(name @ ("CreateAccessKey" | "DeleteAccessKey")) => {
+                let key = if name == "CreateAccessKey" {
+                    r.str_at(&["responseElements", "accessKey", "accessKeyId"])
+                } else {
+                    r.str_at(&["requestParameters", "accessKeyId"])
+                };
+                let Some(key) = key.filter(|k| is_long_term_key(k)) else {
+                    return;
+                };
+                let kind = if name == "CreateAccessKey" {
+                    FactKind::KeyCreated
+                } else {
+                    FactKind::KeyDeleted
+                };
+                let mut fact = base(kind, key);
+                fact.user = keep(
+                    r.str_at(&["responseElements", "accessKey", "userName"])
+                        .or(r.str_at(&["requestParameters", "userName"]))
+                        .or(r.ident_str(Ident::UserName)),
+                );
+                f(fact);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A record's facts gathered over an object: per credential (and kind,
+/// and calling account), the earliest and the latest, so a file of ten
+/// thousand calls with one key is two facts, not ten thousand.
+#[derive(Debug, Default)]
+pub struct Facts {
+    by: std::collections::HashMap<(FactKind, String, Option<String>), (Fact, Fact)>,
+    /// Facts dropped past [`MAX_FACTS_PER_OBJECT`] distinct credentials.
+    pub dropped: u64,
+}
+
+/// Distinct credentials one object may bring (a crafted file of a million
+/// key ids must not hold a million facts).
+pub const MAX_FACTS_PER_OBJECT: usize = 10_000;
+
+impl Facts {
+    pub fn add(&mut self, f: Fact) {
+        let key = (f.kind, f.subject.clone(), f.from_account.clone());
+        let full = self.by.len() >= MAX_FACTS_PER_OBJECT;
+        match self.by.get_mut(&key) {
+            Some((first, last)) => {
+                if f.time_ms < first.time_ms {
+                    *first = f;
+                } else if f.time_ms >= last.time_ms {
+                    *last = f;
+                }
+            }
+            None if full => self.dropped += 1,
+            None => {
+                self.by.insert(key, (f.clone(), f));
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: Facts) {
+        self.dropped += other.dropped;
+        for (_, (a, b)) in other.by {
+            self.add(a);
+            self.add(b);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by.is_empty()
+    }
+
+    /// Every (earliest, latest) pair.
+    pub fn into_pairs(self) -> impl Iterator<Item = (Fact, Fact)> {
+        self.by.into_values()
+    }
+}
