@@ -240,7 +240,12 @@ impl Engine<'_> {
         for (at, f) in std::mem::take(&mut plan.findings) {
             let (check, outcome) = f.kind.outcome();
             plan.counts.push((check, outcome));
-            tracing::warn!(finding = f.kind.name(), object = %crate::alert::bound(&f.object), "{}", crate::alert::bound(&f.detail));
+            tracing::warn!(
+                finding = f.kind.name(),
+                object = %crate::alert::bound(&crate::alert::jsonl::clean(Some(&f.object))),
+                "{}",
+                crate::alert::bound(&crate::alert::jsonl::clean(Some(&f.detail)))
+            );
             let alert = f.alert(now as i64);
             self.metrics
                 .rule_match(&alert.rule_id, &alert.rule_title, alert.level.as_str());

@@ -281,7 +281,11 @@ impl Finding {
             title: k.title().to_owned(),
             level: k.level(),
             status: Some("stable".into()),
-            description: Some(crate::alert::bound(&self.detail)),
+            // Keys and event fields are whoever wrote them: no line
+            // breaks or bidi controls into the mail's text.
+            description: Some(crate::alert::bound(&crate::alert::jsonl::clean(Some(
+                &self.detail,
+            )))),
             tags: Arc::from(["attack.defense-evasion".to_owned(), "attack.t1070".to_owned()]),
             references: vec![
                 "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-log-file-validation-intro.html"
@@ -1021,6 +1025,23 @@ async fn list_keys(region: &str, now_ms: u64) -> Result<PublicKeys, super::keys:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key is whoever wrote it: a line break in it cannot forge a line
+    /// in the mail's text or the log.
+    #[test]
+    fn a_findings_text_keeps_to_one_line() {
+        let f = Finding {
+            kind: Kind::LogAltered,
+            object: "s3://b/AWSLogs/1/CloudTrail/r/x\nRule: forged".into(),
+            detail: "s3://b/x\nRule: forged\u{202e}".into(),
+            instance: 0,
+        };
+        let a = f.alert(0);
+        let d = a.rule.description.as_deref().unwrap();
+        assert!(!d.contains('\n') && !d.contains('\u{202e}'), "{d}");
+        assert_eq!(a.level, Level::Critical);
+        assert_eq!(a.rule.name.as_deref(), Some("integrity_log_altered"));
+    }
 
     #[test]
     fn places_come_from_cloudtrail_keys() {

@@ -175,7 +175,11 @@ impl Finding {
             title: k.title().to_owned(),
             level: k.level(),
             status: Some("stable".into()),
-            description: Some(crate::alert::bound(&self.detail)),
+            // Keys and event fields are whoever wrote them: no line
+            // breaks or bidi controls into the mail's text.
+            description: Some(crate::alert::bound(&crate::alert::jsonl::clean(Some(
+                &self.detail,
+            )))),
             tags: Arc::from([
                 "attack.initial-access".to_owned(),
                 "attack.t1078.004".to_owned(),
