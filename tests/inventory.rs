@@ -143,6 +143,19 @@ fn the_inventory_raises_what_only_memory_of_credentials_can() {
         "d_2026-04.json",
         vec![login("2026-04-01T08:00:00Z", "carol-2", "No")],
     );
+    // A use dated far ahead (a wrong clock, a forged file) would make every
+    // real use after it look older: left out.
+    write(
+        &into,
+        "d2_future.json",
+        vec![event(
+            "2099-01-01T00:00:00Z",
+            "bob-future",
+            "GetUser",
+            user("bob", bob_key),
+            json!({}),
+        )],
+    );
     write(
         &into,
         "e_2026-05.json",

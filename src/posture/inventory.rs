@@ -314,6 +314,18 @@ impl Inventory {
             self.pruned_ms = now_ms;
             plan.prune = Some(self.config.max_keys.max(1));
         }
+        // An event dated more than a day ahead of the clock would make
+        // its key's last use the future, and every real use after it look
+        // older: such facts are left out (and said so).
+        let horizon = now_ms as i64 + DAY_MS;
+        let before = facts.len();
+        facts.retain(|(_, f)| f.time_ms <= horizon);
+        if facts.len() < before {
+            tracing::warn!(
+                left_out = before - facts.len(),
+                "credential facts dated more than a day ahead of the clock not kept"
+            );
+        }
         if facts.is_empty() {
             return Ok(plan);
         }
