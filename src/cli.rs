@@ -99,6 +99,11 @@ pub enum Command {
     /// every log they do not (CloudTrail log-file integrity validation).
     #[command(after_help = crate::verify::VERIFY_EXAMPLES)]
     Verify(crate::verify::VerifyArgs),
+    /// The account's IAM posture from the IAM API: root MFA and keys, the
+    /// password policy, console users without MFA, keys not rotated,
+    /// unused credentials, policies attached to users.
+    #[command(after_help = crate::posture_cmd::POSTURE_EXAMPLES)]
+    Posture(crate::posture_cmd::PostureArgs),
     /// Ask a running daemon whether it is healthy (exit 0) or not (exit 1):
     /// the container health check. Plain HTTP GET, no shell or curl needed.
     Healthcheck(HealthcheckArgs),
@@ -328,6 +333,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(RulesCommand::Test { dirs }) => rules_test(&dirs),
         Command::Run(args) => run_daemon(args),
         Command::Verify(args) => crate::verify::run(args),
+        Command::Posture(args) => crate::posture_cmd::run(args),
         #[cfg(feature = "corpus")]
         Command::Gen(args) => {
             if args.min_file == 0 || args.max_file < args.min_file {

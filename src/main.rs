@@ -8,6 +8,7 @@ use clap::Parser;
 mod bench;
 mod cli;
 mod demo;
+mod posture_cmd;
 mod verify;
 
 use cli::{Cli, LogFormat};

@@ -281,6 +281,22 @@ fn calls_in_dir(dir: &str, files: &[&str]) -> BTreeSet<&'static str> {
         (".filter_log_events()", "logs:FilterLogEvents"),
         (".get_log_events()", "logs:GetLogEvents"),
         (".list_public_keys()", "cloudtrail:ListPublicKeys"),
+        (
+            ".generate_credential_report()",
+            "iam:GenerateCredentialReport",
+        ),
+        (".get_credential_report()", "iam:GetCredentialReport"),
+        (
+            ".get_account_password_policy()",
+            "iam:GetAccountPasswordPolicy",
+        ),
+        (".get_account_summary()", "iam:GetAccountSummary"),
+        (".list_users()", "iam:ListUsers"),
+        (
+            ".list_attached_user_policies()",
+            "iam:ListAttachedUserPolicies",
+        ),
+        (".list_user_policies()", "iam:ListUserPolicies"),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let code: String = files
@@ -676,4 +692,25 @@ fn the_integrity_policy_grants_only_what_online_validation_calls() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(granted, needed);
+}
+
+/// `trailwatch posture`'s policy grants exactly the IAM reads it makes,
+/// and nothing that writes.
+#[test]
+fn the_posture_policy_grants_only_what_posture_calls() {
+    let policy = json("iam/posture-policy.json");
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(actions)
+        .collect();
+    let needed: BTreeSet<String> = calls_in_dir("src/posture", &["iam.rs"])
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(granted, needed);
+    assert!(granted.iter().all(|a| a.starts_with("iam:Get")
+        || a.starts_with("iam:List")
+        || a == "iam:GenerateCredentialReport"));
 }

@@ -10,6 +10,7 @@
 //! Ages come from event times, never the wall clock: a backfill of last
 //! year's logs judges last year's keys by last year's dates.
 
+pub mod iam;
 pub mod inventory;
 
 use crate::parse::{Ident, Record, Top};

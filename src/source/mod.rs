@@ -280,6 +280,11 @@ pub(crate) async fn aws_config(
     loader.load().await
 }
 
+/// [`aws_config`] for callers outside the sources (`trailwatch posture`).
+pub async fn aws_config_for(region: &str, endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    aws_config(Some(region), endpoint_url).await
+}
+
 /// An AWS call's failure in one short line: the service's error code and
 /// message with the HTTP status (`NoSuchKey (404): The specified key does
 /// not exist.`), or for a failure before any answer (a timeout, a refused

@@ -71,6 +71,20 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// An IAM client for test setup.
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        let creds = aws_sdk_iam::config::Credentials::new("testing", "testing", None, None, "test");
+        let conf = aws_sdk_iam::config::Builder::new()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_iam::Client::from_conf(conf)
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
