@@ -227,3 +227,54 @@ fn kill_9_while_reading_s3_loses_and_repeats_nothing() {
             .all(|a| !a["source"].as_str().unwrap().contains("333333333333"))
     );
 }
+
+/// A key with a control character (anyone who can write to the bucket can
+/// make one) neither breaks the listing nor hides the other objects: keys
+/// are listed URL-encoded, and that object is read under its real key.
+#[test]
+fn a_key_with_a_control_character_blinds_nothing() {
+    let moto = moto::Moto::start();
+    let s3 = moto.s3();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = "odd-keys";
+    let record = |id: &str| {
+        serde_json::json!({"Records": [{
+            "eventVersion": "1.09", "eventTime": "2026-11-20T10:00:00Z", "eventID": id,
+            "eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging",
+            "awsRegion": "us-east-1", "recipientAccountId": "111111111111",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111111111111:user/x",
+                             "accountId": "111111111111"},
+            "requestParameters": {"name": "trail"}}]})
+        .to_string()
+    };
+    let base = format!("AWSLogs/111111111111/CloudTrail/us-east-1/{}/", day(0));
+    let odd = format!("{base}x\u{1b}y.json.gz");
+    let plain = format!("{base}111111111111_CloudTrail_us-east-1_20261120T1000Z_a.json.gz");
+    rt.block_on(async {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        for (key, id) in [(&odd, "odd"), (&plain, "plain")] {
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(gzip(record(id).as_bytes()).into())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = run_daemon(&moto, dir.path(), bucket);
+    assert!(!stderr.contains("listing failed"), "{stderr}");
+    let got = alerts(&std::fs::read(dir.path().join("alerts.jsonl")).unwrap());
+    let ids: std::collections::BTreeSet<&str> =
+        got.iter().filter_map(|a| a["event_id"].as_str()).collect();
+    assert!(
+        ids.contains("odd") && ids.contains("plain"),
+        "{ids:?}\n{stderr}"
+    );
+    assert!(
+        got.iter()
+            .any(|a| a["source"] == format!("s3://{bucket}/{odd}")),
+        "read under its real key"
+    );
+}

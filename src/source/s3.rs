@@ -337,15 +337,21 @@ impl Lister {
             .bucket(&self.bucket)
             .prefix(&prefix)
             .delimiter("/")
+            // Keys URL-encoded: a key with a control character (anyone
+            // with write access can make one) would otherwise break the
+            // XML answer, and with it every listing of the source.
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
             let page =
                 page.map_err(|e| SourceError::aws(format!("s3://{}/{}", self.bucket, prefix), e))?;
             for cp in page.common_prefixes() {
-                if let Some(p) = cp.prefix() {
-                    let seg = p[prefix.len()..].trim_end_matches('/');
-                    out.push(seg.to_owned());
+                if let Some(p) = cp.prefix().map(super::notification::url_decode) {
+                    let Some(seg) = p.get(prefix.len()..) else {
+                        continue;
+                    };
+                    out.push(seg.trim_end_matches('/').to_owned());
                 }
             }
         }
@@ -365,6 +371,7 @@ impl Lister {
             .bucket(&self.bucket)
             .prefix(&prefix)
             .set_start_after(start_after)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
@@ -377,7 +384,7 @@ impl Lister {
                 out.push(S3Object {
                     id: ObjectId {
                         source: self.source.clone(),
-                        key: key.to_owned(),
+                        key: super::notification::url_decode(key),
                         etag: etag.trim_matches('"').to_owned(),
                     },
                     size: o.size().unwrap_or(0),
