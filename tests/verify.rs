@@ -878,6 +878,21 @@ fn the_daemon_validates_digests_as_they_arrive() {
             p.1 = common::gzip(br#"{"Records":[]}"#);
         }
     }
+    // Junk under the digest folder (a flood of it is one alert an hour per
+    // account and region: the forged digest above, first in the listing,
+    // is that alert; the junk is counted).
+    for n in 0..5 {
+        puts.push((
+            format!("AWSLogs/{ACCOUNT}/CloudTrail-Digest/{REGION}/2026/11/20/junk{n}.json.gz"),
+            vec![b'x'],
+            Vec::new(),
+        ));
+    }
+    // A log named for a time to come: not CloudTrail's, said at once.
+    let future = format!(
+        "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail_{REGION}_20991120T0240Z_x.json.gz"
+    );
+    puts.push((future.clone(), common::gzip(&log_content(2, 7)), Vec::new()));
     // Another account's logs, never with a digest.
     let lonely = "AWSLogs/999999999999/CloudTrail/eu-west-1/2026/11/20/999999999999_CloudTrail_eu-west-1_20261120T0130Z_x.json.gz";
     puts.push((
@@ -904,6 +919,7 @@ fn the_daemon_validates_digests_as_they_arrive() {
         ("integrity_digest_missing".to_owned(), s3(&digest_key(4))),
         ("integrity_log_altered".to_owned(), s3(&edited)),
         ("integrity_log_missing".to_owned(), s3(&log_key(3, 1))),
+        ("integrity_log_not_listed".to_owned(), s3(&future)),
         (
             "integrity_no_digests".to_owned(),
             format!("s3://{bucket}/AWSLogs/999999999999/CloudTrail/eu-west-1"),
@@ -951,8 +967,8 @@ fn the_daemon_validates_digests_as_they_arrive() {
 /// digests deleted as they come (logs go on past the last digest: the
 /// digests are reported stopped, once), and log files added by someone
 /// else (processed, listed by no digest though digests now cover their
-/// time; one under a name CloudTrail never gives, judged by its day
-/// folder). The intact hours raise nothing.
+/// time), but not one delivered before validation began. The intact hours
+/// raise nothing.
 #[test]
 fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
     let moto = moto::Moto::start();
@@ -966,8 +982,10 @@ fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
         "AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/20/{ACCOUNT}_CloudTrail_{REGION}_20261120T0145Z_added.json.gz"
     );
     puts.push((added.clone(), common::gzip(&log_content(2, 5)), Vec::new()));
-    // And one under a name CloudTrail never gives, in the day before: judged
-    // by its day folder.
+    // And one under a name CloudTrail never gives, in the day before the
+    // trail's first digest: judged by its day folder, which is before
+    // validation began (as files delivered before validation was turned
+    // on are): not called unlisted.
     let renamed = format!("AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/2026/11/19/evil.json.gz");
     puts.push((
         renamed.clone(),
@@ -993,7 +1011,6 @@ fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
         ),
         ("integrity_digest_missing".to_owned(), s3(&digest_key(3))),
         ("integrity_log_not_listed".to_owned(), s3(&added)),
-        ("integrity_log_not_listed".to_owned(), s3(&renamed)),
     ];
     for hour in [2, 3] {
         for n in 0..2 {
@@ -1002,6 +1019,7 @@ fn the_daemon_reports_stopped_digests_and_logs_no_digest_lists() {
     }
     want.sort();
     assert_eq!(findings(dir.path()), want, "{log}");
+    assert!(!findings(dir.path()).iter().any(|(_, o)| *o == s3(&renamed)));
     moto.run_config(&cfg);
     assert_eq!(findings(dir.path()), want, "reported once");
 }

@@ -94,6 +94,16 @@ impl Engine<'_> {
                         (Body::Bytes(bytes), _) => {
                             pipeline::process_object(&item.name, bytes, rules, limits)
                         }
+                        // Under a digest folder, when validating, every
+                        // object is a digest: junk there is an invalid
+                        // digest, not records to match.
+                        (Body::Fetch { .. }, Some(Ok(f)))
+                            if s3.is_some_and(|(_, k)| k.contains("/CloudTrail-Digest/")) =>
+                        {
+                            let r = pipeline::digest_report(&item.name, f.bytes.len() as u64);
+                            kept = Some(f);
+                            r
+                        }
                         (Body::Fetch { .. }, Some(Ok(f))) => {
                             let r = pipeline::process_object(&item.name, &f.bytes, rules, limits);
                             if r.is_digest() && s3.is_some() {
@@ -116,7 +126,7 @@ impl Engine<'_> {
             let now = crate::time::now_event_ms();
             // What digest validation is told: (index in `done`, what).
             let mut digests: Vec<(usize, &crate::source::Item, Fetched)> = Vec::new();
-            let mut logs: Vec<(usize, &crate::source::Item, [u8; 32])> = Vec::new();
+            let mut logs: Vec<(usize, &crate::source::Item, Option<[u8; 32]>)> = Vec::new();
             let mut facts: Vec<(usize, crate::posture::Fact)> = Vec::new();
             for (item, (mut report, took, kept)) in group.iter().zip(reports) {
                 self.stats.errors += report.error_count();
@@ -169,10 +179,11 @@ impl Engine<'_> {
                 }
                 if let Some(f) = kept {
                     digests.push((done.len(), item, f));
-                } else if let Some(h) = report.sha256
-                    && validating
-                {
-                    logs.push((done.len(), item, h));
+                } else if validating && report.sha256.is_some() {
+                    // Over the size cap it was not read whole: seen, and
+                    // its hash is not the file's.
+                    let whole = !report.error_counts().contains_key(&ErrorKind::TooLarge);
+                    logs.push((done.len(), item, report.sha256.filter(|_| whole)));
                 }
                 done.push(Done {
                     id: item.id.clone(),

@@ -271,8 +271,26 @@ pub fn run_with(
     );
     let online = if config.integrity.enabled {
         Some(
-            crate::integrity::online::Online::new(config.integrity.clone())
-                .map_err(|e| DaemonError::Integrity(e.to_string()))?,
+            crate::integrity::online::Online::new(crate::integrity::online::IntegrityConfig {
+                // What the S3 polling lists: older is never read.
+                window_days: config
+                    .sources
+                    .s3
+                    .iter()
+                    .map(|s| {
+                        // A backfill lists from its start date at each
+                        // start of the daemon.
+                        let since = s
+                            .start_date
+                            .as_deref()
+                            .and_then(crate::time::parse_date)
+                            .map_or(0, |d| (crate::time::today() - d + 1).max(0) as u64);
+                        u64::from(s.lookback_days.max(1)).max(since)
+                    })
+                    .max(),
+                ..config.integrity.clone()
+            })
+            .map_err(|e| DaemonError::Integrity(e.to_string()))?,
         )
     } else {
         None

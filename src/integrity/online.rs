@@ -70,6 +70,12 @@ pub struct IntegrityConfig {
     /// How long after a log file is read a digest should list it, on top
     /// of the grace: CloudTrail writes each hour's digest after the hour.
     pub digest_delay_secs: u64,
+    /// Days the S3 polling re-lists (its largest `lookback_days`), set by
+    /// the daemon: a log file or digest older than the window is never
+    /// listed, so it is not awaited. `None` (notifications only): no
+    /// window.
+    #[serde(skip)]
+    pub window_days: Option<u64>,
 }
 
 impl Default for IntegrityConfig {
@@ -80,12 +86,14 @@ impl Default for IntegrityConfig {
             grace_secs: 3600,
             no_digest_hours: 3,
             digest_delay_secs: 7200,
+            window_days: None,
         }
     }
 }
 
 /// Every (check, outcome) label pair of `trailwatch_integrity_total`.
-pub const OUTCOMES: [(&str, &str); 12] = [
+pub const OUTCOMES: [(&str, &str); 13] = [
+    ("digest", "unchecked"),
     ("log", "verified"),
     ("log", "not_listed"),
     ("digest", "stopped"),
@@ -153,6 +161,14 @@ struct Place {
     /// "Digests stopped" was reported since the last digest.
     #[serde(default)]
     stopped: bool,
+    /// The earliest start of a valid digest here: log files delivered
+    /// before it precede validation, and are not judged unlisted.
+    #[serde(default)]
+    covered_from_ms: Option<u64>,
+    /// The hour (ms / 1 h) an invalid digest here was last alerted: one
+    /// alert an hour, the rest counted (a flood of junk is one story).
+    #[serde(default)]
+    invalid_hour: Option<u64>,
 }
 
 /// The kinds of finding, each an alert of its own built-in "rule".
@@ -361,11 +377,13 @@ fn delivered_ms(object: &str) -> Option<u64> {
 
 /// What the engine saw in one processed object.
 pub enum Seen<'a> {
-    /// A log file and the SHA-256 of its content as processed.
+    /// A log file and the SHA-256 of its content as processed (`None`:
+    /// it could not be hashed whole, over the size cap: seen, not
+    /// verifiable).
     Log {
         bucket: &'a str,
         key: &'a str,
-        sha256: [u8; 32],
+        sha256: Option<[u8; 32]>,
     },
     /// A digest, its bytes and signature metadata.
     Digest {
@@ -387,9 +405,14 @@ pub struct Online {
     asked: BTreeMap<String, u64>,
     /// When the last sweep ran.
     swept_ms: u64,
+    /// When keys were last asked for, any region.
+    asked_any: u64,
 }
 
 const KEY_REFRESH_MS: u64 = 10 * 60_000;
+
+/// What a log file that could not be hashed whole is recorded as.
+const UNHASHED: &str = "unhashed";
 /// How often due entries are looked at.
 const SWEEP_MS: u64 = 30_000;
 
@@ -467,7 +490,16 @@ impl Online {
             fetch_keys,
             asked: BTreeMap::new(),
             swept_ms: 0,
+            asked_any: 0,
         })
+    }
+
+    /// The start of the oldest day the S3 polling lists now (ms), if it
+    /// polls.
+    fn window_start(&self, now: u64) -> Option<u64> {
+        let days = self.config.window_days?;
+        let today = now / 86_400_000;
+        Some(today.saturating_sub(days.max(1) - 1) * 86_400_000)
     }
 
     /// Look at what is overdue at the next step, whenever it comes.
@@ -543,14 +575,38 @@ impl Online {
         i: usize,
         bucket: &str,
         key: &str,
-        sha256: &[u8; 32],
+        sha256: &Option<[u8; 32]>,
         now: u64,
     ) -> Result<(), Failed> {
         let object = format!("{bucket}/{key}");
-        let hash = crate::alert::hex(sha256);
+        let hash = sha256.map_or_else(|| UNHASHED.to_owned(), |h| crate::alert::hex(&h));
         let mut e = r.log(plan, &object)?.unwrap_or_default();
+        // Named for a time to come: CloudTrail never delivers ahead.
+        if let Some(t) = super::verify::log_key_ms(key)
+            && t > now as i64 + 3_600_000
+        {
+            plan.findings.push((
+                Some(i),
+                Finding {
+                    kind: Kind::LogNotListed,
+                    object: format!("s3://{object}"),
+                    detail: format!(
+                        "s3://{object}: named for {}, a time to come: not delivered by \
+                         CloudTrail",
+                        crate::time::iso_time(t)
+                    ),
+                    instance: 0,
+                },
+            ));
+            e.seen = Some(hash);
+            e.at_ms = now;
+            plan.logs.put(object, e);
+            return Ok(());
+        }
         if let Some((want, digest)) = &e.listed {
-            if *want == hash {
+            if hash == UNHASHED {
+                plan.counts.push(("log", "unverifiable"));
+            } else if *want == hash {
                 plan.counts.push(("log", "verified"));
             } else {
                 plan.findings.push((
@@ -584,9 +640,9 @@ impl Online {
             if p.first_log_ms == 0 {
                 p.first_log_ms = now;
             }
-            // The newest delivery time by name (else now): compared with
-            // the digests' end times.
-            let named = delivered_ms(key).unwrap_or(now);
+            // The newest delivery time by name (else now; never ahead of
+            // now): compared with the digests' end times.
+            let named = delivered_ms(key).unwrap_or(now).min(now);
             p.last_log_ms = p.last_log_ms.max(named);
             plan.places.put(pk, p);
         }
@@ -606,25 +662,48 @@ impl Online {
         now: u64,
     ) -> Result<(), Failed> {
         let object = format!("{bucket}/{key}");
-        let invalid = |plan: &mut Plan, problem: &DigestProblem| {
+        let invalid = |r: &mut Reader<'_>, plan: &mut Plan, problem: &DigestProblem| {
+            // One alert per place and hour; the rest counted (a thousand
+            // junk objects are one story, not a thousand pages).
+            let hour = now / 3_600_000;
+            let place = place_key(&object);
+            let mut p = match &place {
+                Some(pk) => r.place(plan, pk)?.unwrap_or_default(),
+                None => Place::default(),
+            };
+            if p.invalid_hour == Some(hour) {
+                plan.counts.push(("digest", "invalid"));
+                return Ok::<(), Failed>(());
+            }
+            p.invalid_hour = Some(hour);
+            if let Some(pk) = place {
+                plan.places.put(pk, p);
+            }
             plan.findings.push((
                 Some(i),
                 Finding {
                     kind: Kind::DigestInvalid,
                     object: format!("s3://{object}"),
                     detail: format!(
-                        "s3://{object}: {problem}; the log files it lists are not trusted"
+                        "s3://{object}: {problem}; the log files it lists are not trusted \
+                         (more invalid digests in this account and region within the hour \
+                         are counted in trailwatch_integrity_total, not alerted)"
                     ),
                     instance: 0,
                 },
             ));
+            Ok(())
         };
-        let (d, inflated) = match parse_digest(&fetched.bytes) {
+        let parsed = if crate::pipeline::is_digest_name(key) {
+            parse_digest(&fetched.bytes)
+        } else {
+            Err(DigestProblem::Format(
+                "not named as CloudTrail names digests".into(),
+            ))
+        };
+        let (d, inflated) = match parsed {
             Ok(x) => x,
-            Err(p) => {
-                invalid(plan, &p);
-                return Ok(());
-            }
+            Err(p) => return invalid(r, plan, &p),
         };
         let sig = fetched.signature.as_deref().map(str::to_ascii_lowercase);
         let check = |keys: &PublicKeys| {
@@ -642,25 +721,34 @@ impl Online {
         if matches!(checked, Err(DigestProblem::UnknownKey(_))) && self.fetch_keys {
             let region = place_of(&object).1.unwrap_or_default();
             let last = self.asked.get(&region).copied().unwrap_or(0);
-            if last == 0 || now >= last + KEY_REFRESH_MS {
+            // Per region every 10 minutes, and across regions once a
+            // minute: each ask may wait up to its timeout, and digests in
+            // made-up region folders must not stall the engine.
+            if (last == 0 || now >= last + KEY_REFRESH_MS) && now >= self.asked_any + 60_000 {
                 self.asked.insert(region.clone(), now);
+                self.asked_any = now;
                 match rt.block_on(list_keys(&region, now)) {
                     Ok(k) => {
                         self.keys.merge(k);
                         checked = check(&self.keys);
                     }
                     Err(e) => {
-                        // Not evidence of tampering: the digest is tried
-                        // again when it is read again; counted meanwhile.
-                        tracing::warn!(digest = %object, error = %e, "cannot fetch CloudTrail's public keys; digest not checked");
+                        // Not evidence of tampering; counted and logged.
+                        tracing::warn!(digest = %crate::alert::jsonl::clean(Some(&object)), error = %e, "cannot fetch CloudTrail's public keys; digest not checked");
+                        plan.counts.push(("digest", "unchecked"));
                         return Ok(());
                     }
                 }
+            } else if now < last + KEY_REFRESH_MS {
+                // This region's keys are fresh: the fingerprint is unknown
+                // (falls through to invalid).
+            } else {
+                plan.counts.push(("digest", "unchecked"));
+                return Ok(());
             }
         }
         if let Err(p) = &checked {
-            invalid(plan, p);
-            return Ok(());
+            return invalid(r, plan, p);
         }
         plan.counts.push(("digest", "valid"));
         let hash = sha256_hex(&inflated);
@@ -721,7 +809,12 @@ impl Online {
                         // starts its view of the chain: what came before
                         // was never in reach (`trailwatch verify` walks
                         // it).
-                        if !first_of_trail && p.expected.is_none() {
+                        // So is a digest older than the days the polling
+                        // lists: it is never read.
+                        let listed = self.window_start(now).is_none_or(|w| {
+                            super::key_end_ms(pk).is_none_or(|t| t.max(0) as u64 >= w)
+                        });
+                        if !first_of_trail && listed && p.expected.is_none() {
                             p.expected = Some((want, object.clone()));
                             p.due_ms = now + self.config.grace_secs * 1000;
                             plan.due_add.insert((p.due_ms, format!("d:{prev}")));
@@ -739,6 +832,10 @@ impl Online {
             p.stopped = false;
             let end = super::key_end_ms(key).unwrap_or(0).max(0) as u64;
             p.last_digest_end_ms = p.last_digest_end_ms.max(end);
+            if let Some(start) = crate::time::parse_event_time(&d.digest_start_time) {
+                let start = start.max(0) as u64;
+                p.covered_from_ms = Some(p.covered_from_ms.map_or(start, |c| c.min(start)));
+            }
             plan.places.put(pk, p);
         }
         // Every log file it lists.
@@ -754,7 +851,9 @@ impl Online {
                 plan.due_remove.insert((e.due_ms, format!("n:{lo}")));
                 e.due_ms = 0;
             }
+            let window = self.window_start(now);
             match &e.seen {
+                Some(h) if h == UNHASHED => plan.counts.push(("log", "unverifiable")),
                 Some(h) if *h == want => plan.counts.push(("log", "verified")),
                 Some(h) => plan.findings.push((
                     Some(i),
@@ -768,6 +867,15 @@ impl Online {
                         instance: 0,
                     },
                 )),
+                // Not seen, and not to be: the first digest of a trail the
+                // daemon sees lists files delivered before it looked (the
+                // day before the first day it lists, say); files older
+                // than the days the polling lists are never read.
+                None if first_of_trail
+                    || window.is_some_and(|w| delivered_ms(&lo).is_some_and(|t| t < w)) =>
+                {
+                    plan.counts.push(("log", "unverifiable"));
+                }
                 None => {
                     // Processed before hashing was on (an upgrade, the
                     // first start): nothing to compare with.
@@ -839,16 +947,31 @@ impl Online {
                 let Some(mut e) = r.log(plan, object)? else {
                     continue;
                 };
+                let mut next_due = 0;
                 if e.listed.is_none() && e.due_ms == t {
-                    // Judged only where a valid digest has since covered
-                    // its delivery time: else the digests are late,
-                    // stopped or absent, which the places report.
+                    // Judged only where valid digests have since covered
+                    // its delivery time, and began before it (a file
+                    // delivered before validation was turned on is not
+                    // unlisted): else the digests are late, stopped or
+                    // absent, which the places report, and it is looked
+                    // at again in an hour, for as long as it is kept.
                     let named = delivered_ms(object).unwrap_or(e.at_ms);
                     let place = match place_key(object) {
                         Some(pk) => r.place(plan, &pk)?,
                         None => None,
                     };
-                    if place.is_some_and(|p| p.last_digest_end_ms > named + 15 * 60_000) {
+                    let covered = place.as_ref().is_some_and(|p| {
+                        p.last_digest_end_ms > named + 15 * 60_000
+                            && p.covered_from_ms.is_some_and(|c| c <= named)
+                    });
+                    let before_validation = place
+                        .as_ref()
+                        .is_some_and(|p| p.covered_from_ms.is_some_and(|c| c > named));
+                    if !covered && !before_validation && e.at_ms + RETENTION_MS / 2 > now {
+                        next_due = now + 3_600_000;
+                        plan.due_add.insert((next_due, format!("n:{object}")));
+                    }
+                    if covered {
                         plan.findings.push((
                             None,
                             Finding {
@@ -865,7 +988,7 @@ impl Online {
                         ));
                     }
                 }
-                e.due_ms = 0;
+                e.due_ms = next_due;
                 plan.logs.put(object.to_owned(), e);
             } else if let Some(object) = name.strip_prefix("d:") {
                 let Some(mut e) = r.digest(plan, object)? else {
@@ -1017,7 +1140,17 @@ impl Reader<'_> {
 /// digest is checked soon after delivery).
 async fn list_keys(region: &str, now_ms: u64) -> Result<PublicKeys, super::keys::KeyError> {
     let shared = crate::source::aws_config(Some(region), None).await;
-    let client = aws_sdk_cloudtrail::Client::new(&shared);
+    // The engine waits on this call: ten seconds, one attempt. A key that
+    // cannot be fetched leaves the digest unchecked (counted), not stalled.
+    let conf = aws_sdk_cloudtrail::config::Builder::from(&shared)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(std::time::Duration::from_secs(10))
+                .build(),
+        )
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .build();
+    let client = aws_sdk_cloudtrail::Client::from_conf(conf);
     let now = (now_ms / 1000) as i64;
     PublicKeys::list(&client, now - 30 * 86_400, now).await
 }

@@ -333,6 +333,17 @@ pub fn process_object(name: &str, input: &[u8], rules: &RuleSet, limits: Limits)
     process(name, Stored::Memory(input), rules, limits)
 }
 
+/// The report of a digest (its bytes go to the integrity stage, not the
+/// parser).
+pub(crate) fn digest_report(name: &str, bytes_read: u64) -> ObjectReport {
+    ObjectReport {
+        source: name.to_owned(),
+        bytes_read,
+        layout: Some(Layout::Digest),
+        ..Default::default()
+    }
+}
+
 /// The report of an object that could not be read: one error, of kind
 /// `TooLarge` or `Read` (perhaps transient: the daemon tries it again at
 /// the next poll).
