@@ -67,6 +67,7 @@ pub struct Metrics {
     pub inventory_keys: IntGaugeVec,
     pub inventory_unused_keys: IntGauge,
     pub inventory_console_without_mfa: IntGauge,
+    pub inventory_direct_policies: IntGauge,
     pub correlation_evicted: IntCounter,
     pub correlation_dropped: IntCounterVec,
     pub store_commits: IntCounter,
@@ -307,6 +308,15 @@ impl Metrics {
         registry
             .register(Box::new(inventory_console_without_mfa.clone()))
             .expect("unique");
+        let inventory_direct_policies = IntGauge::new(
+            "trailwatch_inventory_users_with_direct_policies",
+            "Users with a policy attached or put directly (seen in the stream, not since \
+             removed): permissions belong on groups and roles.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(inventory_direct_policies.clone()))
+            .expect("unique");
         let events_omitted = IntCounter::new(
             "trailwatch_alert_events_omitted_total",
             "Alerts that carry a note instead of their event: their object's alerts \
@@ -380,6 +390,7 @@ impl Metrics {
             inventory_keys,
             inventory_unused_keys,
             inventory_console_without_mfa,
+            inventory_direct_policies,
             correlation_evicted,
             correlation_dropped,
             events_omitted,
@@ -501,6 +512,8 @@ impl Metrics {
         self.inventory_unused_keys.set(g.unused_keys as i64);
         self.inventory_console_without_mfa
             .set(g.console_without_mfa as i64);
+        self.inventory_direct_policies
+            .set(g.users_with_direct_policies as i64);
     }
 
     /// Count alerts of a sink by outcome.

@@ -58,6 +58,11 @@ pub const MAX_ROLE_ACCOUNTS: usize = 32;
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("inventory_keys");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("inventory_users");
 const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("inventory_roles");
+/// Per `ACCOUNT/USER`: the policies attached to the user directly.
+const USER_POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("inventory_user_policies");
+
+/// Policies remembered per user.
+const MAX_USER_POLICIES: usize = 64;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -83,6 +88,13 @@ pub struct KeyState {
 pub struct UserState {
     pub last_login_ms: Option<i64>,
     pub last_mfa: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct UserPolicies {
+    pub policies: Vec<String>,
+    /// When it last changed (event time), for the prune.
+    pub at_ms: i64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -216,6 +228,7 @@ pub struct Plan {
     keys: Overlay<KeyState>,
     users: Overlay<UserState>,
     roles: Overlay<RoleState>,
+    user_policies: Overlay<UserPolicies>,
     /// Findings, by the index of the object they came from.
     pub findings: Vec<(usize, Finding)>,
     prune: Option<u64>,
@@ -226,6 +239,7 @@ impl Plan {
         self.keys.is_empty()
             && self.users.is_empty()
             && self.roles.is_empty()
+            && self.user_policies.is_empty()
             && self.findings.is_empty()
             && self.prune.is_none()
     }
@@ -234,6 +248,7 @@ impl Plan {
         self.keys.apply(txn)?;
         self.users.apply(txn)?;
         self.roles.apply(txn)?;
+        self.user_policies.apply(txn)?;
         if let Some(max) = self.prune {
             prune(txn, max)?;
         }
@@ -277,7 +292,8 @@ fn prune(txn: &redb::WriteTransaction, max: u64) -> Result<(), redb::Error> {
         s.last_use_ms.or(s.created_ms).unwrap_or(i64::MIN)
     })?;
     trim::<UserState>(txn, USERS, max, |s| s.last_login_ms.unwrap_or(i64::MIN))?;
-    trim::<RoleState>(txn, ROLES, max, |s| s.last_assumed_ms.unwrap_or(i64::MIN))
+    trim::<RoleState>(txn, ROLES, max, |s| s.last_assumed_ms.unwrap_or(i64::MIN))?;
+    trim::<UserPolicies>(txn, USER_POLICIES, max, |s| s.at_ms)
 }
 
 /// The inventory.
@@ -307,6 +323,7 @@ impl Inventory {
             keys: Overlay::new(KEYS),
             users: Overlay::new(USERS),
             roles: Overlay::new(ROLES),
+            user_policies: Overlay::new(USER_POLICIES),
             findings: Vec::new(),
             prune: None,
         };
@@ -471,6 +488,24 @@ impl Inventory {
                 }
                 plan.users.put(f.subject, s);
             }
+            FactKind::UserPolicyAdded | FactKind::UserPolicyRemoved => {
+                let Some(policy) = f.user.clone() else {
+                    return Ok(());
+                };
+                let mut s = plan
+                    .user_policies
+                    .get(read, &f.subject)?
+                    .unwrap_or_default();
+                if t < s.at_ms {
+                    return Ok(()); // older than what is known
+                }
+                s.policies.retain(|p| *p != policy);
+                if f.kind == FactKind::UserPolicyAdded && s.policies.len() < MAX_USER_POLICIES {
+                    s.policies.push(policy);
+                }
+                s.at_ms = t;
+                plan.user_policies.put(f.subject, s);
+            }
             FactKind::RoleAssumed => {
                 let Some(from) = f.from_account.clone() else {
                     return Ok(());
@@ -533,6 +568,10 @@ impl Inventory {
         }
         let users: Vec<UserState> = read_all(&read, USERS).map_err(|e| store.error(e))?;
         g.console_without_mfa = users.iter().filter(|u| u.last_mfa == Some(false)).count() as u64;
+        let direct: Vec<UserPolicies> =
+            read_all(&read, USER_POLICIES).map_err(|e| store.error(e))?;
+        g.users_with_direct_policies =
+            direct.iter().filter(|u| !u.policies.is_empty()).count() as u64;
         Ok(g)
     }
 }
@@ -565,7 +604,97 @@ pub struct Gauges {
     pub keys_by_age: [u64; 4],
     pub unused_keys: u64,
     pub console_without_mfa: u64,
+    /// Users with a policy attached or put directly (seen in the stream,
+    /// not since detached or deleted).
+    pub users_with_direct_policies: u64,
 }
 
 /// The `age` label values of [`Gauges::keys_by_age`].
 pub const AGE_BUCKETS: [&str; 4] = ["lt_7d", "7d_45d", "45d_90d", "ge_90d"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(kind: FactKind, subject: &str, user: Option<&str>, time: &str) -> Fact {
+        Fact {
+            kind,
+            time_ms: crate::time::parse_event_time(time).unwrap(),
+            subject: subject.into(),
+            principal: None,
+            root: false,
+            mfa: Some(false),
+            from_account: None,
+            user: user.map(str::to_owned),
+            account: Some("1".into()),
+            region: None,
+            source_ip: None,
+            user_agent: None,
+            event_id: None,
+            event_name: None,
+            event_source: None,
+            event_time: Some(time.into()),
+        }
+    }
+
+    /// The gauges count what the stream left standing: a policy attached
+    /// then detached leaves none; an inline one put stays; a key unused
+    /// for 100 days (relative to the newest use) is old and unused; a
+    /// console sign-in without MFA counts.
+    #[test]
+    fn the_gauges_count_what_the_stream_left_standing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut inv = Inventory::new(InventoryConfig::default());
+        let facts = vec![
+            fact(
+                FactKind::UserPolicyAdded,
+                "1/bob",
+                Some("arn:p1"),
+                "2026-01-01T00:00:00Z",
+            ),
+            fact(
+                FactKind::UserPolicyAdded,
+                "1/carol",
+                Some("inline:x"),
+                "2026-01-01T00:00:00Z",
+            ),
+            fact(
+                FactKind::UserPolicyRemoved,
+                "1/bob",
+                Some("arn:p1"),
+                "2026-01-02T00:00:00Z",
+            ),
+            fact(
+                FactKind::KeyUsed,
+                "AKIAOLD0000000000001",
+                None,
+                "2026-01-01T00:00:00Z",
+            ),
+            fact(
+                FactKind::KeyUsed,
+                "AKIANEW0000000000001",
+                None,
+                "2026-04-11T00:00:00Z",
+            ),
+            fact(
+                FactKind::ConsoleLogin,
+                "arn:aws:iam::1:user/dan",
+                None,
+                "2026-04-11T00:00:00Z",
+            ),
+        ]
+        .into_iter()
+        .map(|f| (0, f))
+        .collect();
+        let plan = inv
+            .plan(&store, facts, crate::checkpoint::now_ms())
+            .unwrap();
+        store.commit_batch(&[], &[], |txn| plan.apply(txn)).unwrap();
+        let g = inv.gauges(&store).unwrap();
+        assert_eq!(g.users_with_direct_policies, 1);
+        assert_eq!(g.keys_by_age, [1, 0, 0, 1]);
+        assert_eq!(g.unused_keys, 1);
+        assert_eq!(g.console_without_mfa, 1);
+    }
+}

@@ -31,6 +31,12 @@ pub enum FactKind {
     KeyCreated,
     /// `DeleteAccessKey` succeeded.
     KeyDeleted,
+    /// A policy attached to a user, or an inline one put
+    /// (`AttachUserPolicy`, `PutUserPolicy`): `subject` is
+    /// `ACCOUNT/USER`, `user` the policy (its ARN, or `inline:NAME`).
+    UserPolicyAdded,
+    /// ... detached or deleted (`DetachUserPolicy`, `DeleteUserPolicy`).
+    UserPolicyRemoved,
 }
 
 /// One credential event, with what an alert about it shows.
@@ -150,6 +156,33 @@ impl Fact {
                 fact.account = keep(Some(role_account));
                 f(fact);
             }
+            Some(
+                name @ ("AttachUserPolicy" | "PutUserPolicy" | "DetachUserPolicy"
+                | "DeleteUserPolicy"),
+            ) => {
+                let Some(user) = r.str_at(&["requestParameters", "userName"]) else {
+                    return;
+                };
+                let policy = match r.str_at(&["requestParameters", "policyArn"]) {
+                    Some(arn) => arn.to_owned(),
+                    None => match r.str_at(&["requestParameters", "policyName"]) {
+                        Some(n) => format!("inline:{n}"),
+                        None => return,
+                    },
+                };
+                let account = r
+                    .str(Top::RecipientAccountId)
+                    .or(r.ident_str(Ident::AccountId))
+                    .unwrap_or("-");
+                let kind = if name.starts_with("Attach") || name.starts_with("Put") {
+                    FactKind::UserPolicyAdded
+                } else {
+                    FactKind::UserPolicyRemoved
+                };
+                let mut fact = base(kind, &format!("{account}/{user}"));
+                fact.user = keep(Some(&policy));
+                f(fact);
+            }
             Some(name @ ("CreateAccessKey" | "DeleteAccessKey")) => {
                 let key = if name == "CreateAccessKey" {
                     r.str_at(&["responseElements", "accessKey", "accessKeyId"])
@@ -177,12 +210,16 @@ impl Fact {
     }
 }
 
+/// What facts are gathered by: kind, credential, calling account, and
+/// the user or policy (one per policy attached, not one per user).
+type FactKey = (FactKind, String, Option<String>, Option<String>);
+
 /// A record's facts gathered over an object: per credential (and kind,
 /// and calling account), the earliest and the latest, so a file of ten
 /// thousand calls with one key is two facts, not ten thousand.
 #[derive(Debug, Default)]
 pub struct Facts {
-    by: std::collections::HashMap<(FactKind, String, Option<String>), (Fact, Fact)>,
+    by: std::collections::HashMap<FactKey, (Fact, Fact)>,
     /// Facts dropped past [`MAX_FACTS_PER_OBJECT`] distinct credentials.
     pub dropped: u64,
 }
@@ -193,7 +230,12 @@ pub const MAX_FACTS_PER_OBJECT: usize = 10_000;
 
 impl Facts {
     pub fn add(&mut self, f: Fact) {
-        let key = (f.kind, f.subject.clone(), f.from_account.clone());
+        let key = (
+            f.kind,
+            f.subject.clone(),
+            f.from_account.clone(),
+            f.user.clone(),
+        );
         let full = self.by.len() >= MAX_FACTS_PER_OBJECT;
         match self.by.get_mut(&key) {
             Some((first, last)) => {
@@ -225,5 +267,61 @@ impl Facts {
     /// Every (earliest, latest) pair.
     pub fn into_pairs(self) -> impl Iterator<Item = (Fact, Fact)> {
         self.by.into_values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What records become facts: a long-term key's use (not a temporary
+    /// one's), a policy attached and one put inline (one fact each, though
+    /// for one user), a failed call only as a use of its key.
+    #[test]
+    fn records_become_facts() {
+        let doc = br#"{"Records":[
+          {"eventTime":"2026-01-01T00:00:00Z","eventName":"AttachUserPolicy","recipientAccountId":"1",
+           "userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::1:user/a","accessKeyId":"AKIAAAAAAAAAAAAAAAA1"},
+           "requestParameters":{"userName":"bob","policyArn":"arn:aws:iam::1:policy/P"}},
+          {"eventTime":"2026-01-01T00:01:00Z","eventName":"PutUserPolicy","recipientAccountId":"1",
+           "userIdentity":{"type":"AssumedRole","accessKeyId":"ASIAAAAAAAAAAAAAAAA1"},
+           "requestParameters":{"userName":"bob","policyName":"inline"}},
+          {"eventTime":"2026-01-01T00:02:00Z","eventName":"DetachUserPolicy","errorCode":"AccessDenied",
+           "recipientAccountId":"1","userIdentity":{"type":"IAMUser","accessKeyId":"AKIAAAAAAAAAAAAAAAA2"},
+           "requestParameters":{"userName":"bob","policyArn":"arn:aws:iam::1:policy/P"}}
+        ]}"#;
+        let limits = crate::pipeline::Limits {
+            facts: true,
+            ..crate::pipeline::Limits::default()
+        };
+        let report = crate::pipeline::process_object(
+            "t.json",
+            doc,
+            &crate::rules::RuleSet::builtin(),
+            limits,
+        );
+        let mut got: Vec<(FactKind, String, Option<String>)> = report
+            .facts
+            .into_pairs()
+            .map(|(_, f)| (f.kind, f.subject, f.user))
+            .collect();
+        got.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        assert_eq!(
+            got,
+            vec![
+                (FactKind::KeyUsed, "AKIAAAAAAAAAAAAAAAA1".into(), None),
+                (FactKind::KeyUsed, "AKIAAAAAAAAAAAAAAAA2".into(), None),
+                (
+                    FactKind::UserPolicyAdded,
+                    "1/bob".into(),
+                    Some("arn:aws:iam::1:policy/P".into())
+                ),
+                (
+                    FactKind::UserPolicyAdded,
+                    "1/bob".into(),
+                    Some("inline:inline".into())
+                ),
+            ]
+        );
     }
 }
