@@ -653,25 +653,36 @@ fn dockerfile_builds_an_unprivileged_image_with_an_exec_health_check() {
     }
 }
 
-/// `trailwatch verify`'s policy grants exactly the calls it makes: read
-/// and list the bucket, and CloudTrail's ListPublicKeys. Nothing that
-/// writes: a verifier must not be able to alter what it verifies.
-#[test]
-fn the_verify_policy_grants_only_what_verify_calls() {
-    let policy = json("iam/verify-policy.json");
-    let granted: BTreeSet<String> = policy["Statement"]
+/// The actions a policy file grants, and the IAM actions of the AWS calls
+/// made in `files` of `dir`.
+fn granted_and_called(
+    policy: &str,
+    dir: &str,
+    files: &[&str],
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let granted = json(policy)["Statement"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(actions)
         .collect();
-    let needed: BTreeSet<String> = calls_in_dir(
+    let called = calls_in_dir(dir, files)
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    (granted, called)
+}
+
+/// `trailwatch verify`'s policy grants exactly the calls it makes: read
+/// and list the bucket, and CloudTrail's ListPublicKeys. Nothing that
+/// writes: a verifier must not be able to alter what it verifies.
+#[test]
+fn the_verify_policy_grants_only_what_verify_calls() {
+    let (granted, needed) = granted_and_called(
+        "iam/verify-policy.json",
         "src/integrity",
         &["mod.rs", "keys.rs", "verify.rs", "chain.rs"],
-    )
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    );
     assert_eq!(granted, needed);
     assert!(needed.contains("cloudtrail:ListPublicKeys"), "{needed:?}");
 }
@@ -680,17 +691,11 @@ fn the_verify_policy_grants_only_what_verify_calls() {
 /// validation calls beyond the S3 source's reads: the signing keys.
 #[test]
 fn the_integrity_policy_grants_only_what_online_validation_calls() {
-    let policy = json("iam/task-role-policy.integrity.json");
-    let granted: BTreeSet<String> = policy["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(actions)
-        .collect();
-    let needed: BTreeSet<String> = calls_in_dir("src/integrity", &["online.rs", "keys.rs"])
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let (granted, needed) = granted_and_called(
+        "iam/task-role-policy.integrity.json",
+        "src/integrity",
+        &["online.rs", "keys.rs"],
+    );
     assert_eq!(granted, needed);
 }
 
@@ -698,17 +703,8 @@ fn the_integrity_policy_grants_only_what_online_validation_calls() {
 /// and nothing that writes.
 #[test]
 fn the_posture_policy_grants_only_what_posture_calls() {
-    let policy = json("iam/posture-policy.json");
-    let granted: BTreeSet<String> = policy["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(actions)
-        .collect();
-    let needed: BTreeSet<String> = calls_in_dir("src/posture", &["iam.rs"])
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let (granted, needed) =
+        granted_and_called("iam/posture-policy.json", "src/posture", &["iam.rs"]);
     assert_eq!(granted, needed);
     assert!(granted.iter().all(|a| a.starts_with("iam:Get")
         || a.starts_with("iam:List")

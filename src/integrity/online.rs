@@ -291,28 +291,16 @@ impl Finding {
     /// finding one alert however often it is found again.
     pub fn alert(&self, now_ms: i64) -> Alert {
         let k = self.kind;
-        let meta = Arc::new(RuleMeta {
-            id: format!("trailwatch-{}", k.name().replace('_', "-")),
-            name: Some(k.name().to_owned()),
-            title: k.title().to_owned(),
+        let meta = Arc::new(RuleMeta::of_stage(crate::rules::StageRule {
+            stage: "integrity",
+            name: k.name(),
+            title: k.title(),
             level: k.level(),
-            status: Some("stable".into()),
-            // Keys and event fields are whoever wrote them: no line
-            // breaks or bidi controls into the mail's text.
-            description: Some(crate::alert::bound(&crate::alert::jsonl::clean(Some(
-                &self.detail,
-            )))),
-            tags: Arc::from(["attack.defense-evasion".to_owned(), "attack.t1070".to_owned()]),
-            references: vec![
-                "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-log-file-validation-intro.html"
-                    .into(),
-            ],
-            falsepositives: vec![],
-            author: Some("trailwatch".into()),
-            path: "builtin:integrity".into(),
-            runbook: Some(k.runbook().to_owned()),
-            dry_run: false,
-        });
+            tags: ["attack.defense-evasion", "attack.t1070"],
+            reference: "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-log-file-validation-intro.html",
+            runbook: k.runbook(),
+            detail: &self.detail,
+        }));
         let mut a = Alert::of_rule(&meta, self.object.clone(), 0);
         let (account, region) = place_of(&self.object);
         a.account = account;

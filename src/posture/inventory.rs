@@ -181,30 +181,16 @@ pub struct Finding {
 impl Finding {
     pub fn alert(&self) -> Alert {
         let k = self.kind;
-        let meta = Arc::new(RuleMeta {
-            id: format!("trailwatch-{}", k.name().replace('_', "-")),
-            name: Some(k.name().to_owned()),
-            title: k.title().to_owned(),
+        let meta = Arc::new(RuleMeta::of_stage(crate::rules::StageRule {
+            stage: "inventory",
+            name: k.name(),
+            title: k.title(),
             level: k.level(),
-            status: Some("stable".into()),
-            // Keys and event fields are whoever wrote them: no line
-            // breaks or bidi controls into the mail's text.
-            description: Some(crate::alert::bound(&crate::alert::jsonl::clean(Some(
-                &self.detail,
-            )))),
-            tags: Arc::from([
-                "attack.initial-access".to_owned(),
-                "attack.t1078.004".to_owned(),
-            ]),
-            references: vec![
-                "https://docs.aws.amazon.com/IAM/latest/UserGuide/best-practices.html".into(),
-            ],
-            falsepositives: vec![],
-            author: Some("trailwatch".into()),
-            path: "builtin:inventory".into(),
-            runbook: Some(k.runbook().to_owned()),
-            dry_run: false,
-        });
+            tags: ["attack.initial-access", "attack.t1078.004"],
+            reference: "https://docs.aws.amazon.com/IAM/latest/UserGuide/best-practices.html",
+            runbook: k.runbook(),
+            detail: &self.detail,
+        }));
         let f = &self.fact;
         let mut a = Alert::of_rule(&meta, "inventory".into(), 0);
         a.event_id = Some(match &f.event_id {

@@ -123,6 +123,46 @@ pub struct RuleMeta {
     pub dry_run: bool,
 }
 
+/// What a finding of a built-in stage (integrity, inventory) says about
+/// itself: its kind, and the one-line detail of this finding.
+pub(crate) struct StageRule<'a> {
+    /// The stage (`integrity`, `inventory`): the rule's path is
+    /// `builtin:STAGE`.
+    pub stage: &'static str,
+    pub name: &'static str,
+    pub title: &'static str,
+    pub level: Level,
+    pub tags: [&'static str; 2],
+    pub reference: &'static str,
+    pub runbook: &'static str,
+    /// The finding itself; event text, so cleaned of line breaks and bidi
+    /// controls before it reaches a mail's text.
+    pub detail: &'a str,
+}
+
+impl RuleMeta {
+    /// The metadata of a built-in stage's finding, as a rule's.
+    pub(crate) fn of_stage(r: StageRule<'_>) -> RuleMeta {
+        RuleMeta {
+            id: format!("trailwatch-{}", r.name.replace('_', "-")),
+            name: Some(r.name.to_owned()),
+            title: r.title.to_owned(),
+            level: r.level,
+            status: Some("stable".into()),
+            description: Some(crate::alert::bound(&crate::alert::jsonl::clean(Some(
+                r.detail,
+            )))),
+            tags: r.tags.iter().map(|t| (*t).to_owned()).collect(),
+            references: vec![r.reference.to_owned()],
+            falsepositives: vec![],
+            author: Some("trailwatch".into()),
+            path: format!("builtin:{}", r.stage),
+            runbook: Some(r.runbook.to_owned()),
+            dry_run: false,
+        }
+    }
+}
+
 /// A runbook longer than this is refused (it is read in a mail, not a
 /// wiki).
 pub(crate) const MAX_RUNBOOK_BYTES: usize = 2048;
