@@ -357,7 +357,7 @@ impl EmailSink {
                     inc.len(),
                     first.principal.as_deref().map_or("-", short_principal),
                     inc.path(4),
-                    first.account_label(),
+                    first.account_label().as_deref().unwrap_or("-"),
                 ),
                 250,
             )
@@ -423,7 +423,7 @@ pub(crate) const SUBJECT_PLACEHOLDERS: [&str; 9] = [
 pub fn subject(template: &str, a: &Alert) -> String {
     let count = a.count.map(|c| c.to_string()).unwrap_or_default();
     let who = a.principal.as_deref().map_or("-", short_principal);
-    let account = a.account_label();
+    let account = a.account_label().unwrap_or_else(|| "-".to_owned());
     let fields: [(&str, &str); 9] = [
         ("{who}", who),
         ("{level}", a.level.as_str()),
@@ -557,10 +557,7 @@ fn facts(a: &Alert) -> Vec<(&'static str, String)> {
         f.extend(event_facts(e));
     }
     f.extend([
-        (
-            "Account",
-            clean(a.account.as_ref().map(|_| a.account_label()).as_deref()),
-        ),
+        ("Account", clean(a.account_label().as_deref())),
         ("Region", o(&a.region)),
         ("Source IP", o(&a.source_ip)),
         ("User agent", o(&a.user_agent)),

@@ -53,13 +53,7 @@ pub fn write(w: &mut dyn Write, alert: &Alert, format: Format) -> io::Result<()>
                 level = alert.level.as_str(),
                 title = clean(Some(&alert.rule_title)),
                 principal = field(alert.principal.as_deref()),
-                account = field(
-                    alert
-                        .account
-                        .as_ref()
-                        .map(|_| alert.account_label())
-                        .as_deref()
-                ),
+                account = field(alert.account_label().as_deref()),
                 region = field(alert.region.as_deref()),
                 ip = field(alert.source_ip.as_deref()),
                 event = field(alert.event_name.as_deref()),

@@ -105,13 +105,13 @@ pub struct Alert {
 
 impl Alert {
     /// The account as a reader wants it: "production (123456789012)" when
-    /// named, else the id, else `-`.
-    pub fn account_label(&self) -> String {
-        match (&self.account, &self.account_name) {
-            (Some(id), Some(name)) => format!("{name} ({id})"),
-            (Some(id), None) => id.clone(),
-            (None, _) => "-".to_owned(),
-        }
+    /// named, else the id; none without an account.
+    pub fn account_label(&self) -> Option<String> {
+        let id = self.account.as_ref()?;
+        Some(match &self.account_name {
+            Some(name) => format!("{name} ({id})"),
+            None => id.clone(),
+        })
     }
 
     /// Name the account from `names` (the `[accounts]` table).

@@ -250,13 +250,13 @@ pub fn event(e: &Entry, routing_key: &str) -> serde_json::Value {
             a.rule_title,
             inc.len(),
             inc.path(4),
-            a.account_label()
+            a.account_label().as_deref().unwrap_or("-")
         ),
         None => format!(
             "{}: {who} {} ({})",
             a.rule_title,
             a.event_name.as_deref().unwrap_or("-"),
-            a.account_label()
+            a.account_label().as_deref().unwrap_or("-")
         ),
     };
     let timestamp = a
@@ -275,7 +275,7 @@ pub fn event(e: &Entry, routing_key: &str) -> serde_json::Value {
     };
     let mut payload = serde_json::json!({
         "summary": header_safe(&summary, 1000),
-        "source": nonempty(a.account.as_ref().map(|_| a.account_label()).as_deref(), "aws"),
+        "source": nonempty(a.account_label().as_deref(), "aws"),
         "severity": severity(a.level),
         "component": nonempty(a.event_source.as_deref(), "cloudtrail"),
         "group": nonempty(a.region.as_deref(), "-"),

@@ -148,7 +148,7 @@ fn line(a: &Alert, suppressed: u64) -> String {
         a.level,
         slack_escape(&super::jsonl::clean(Some(&a.rule_title))),
         o(&a.principal).replace('`', "'"),
-        o(&a.account.as_ref().map(|_| a.account_label())).replace('`', "'"),
+        o(&a.account_label()).replace('`', "'"),
         o(&a.region).replace('`', "'"),
         o(&a.source_ip).replace('`', "'"),
         o(&a.event_name).replace('`', "'"),
