@@ -178,7 +178,8 @@ impl Sink for ObjectSink<'_> {
                 });
             }
             if self.facts_on {
-                crate::posture::Fact::of(r, |f| facts.add(f));
+                // The time the metrics parsed, not parsed again.
+                crate::posture::Fact::of(r, time_ms.or_else(event_time), |f| facts.add(f));
             }
             self.rules.for_each_match(r, |index, rule| {
                 let with_event = self.with_events && !rule.hidden;

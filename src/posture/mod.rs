@@ -84,11 +84,11 @@ impl Fact {
     /// creates a key). Costs an eventName and accessKeyId look-up per
     /// record; failed calls are facts only as uses of the key that made
     /// them (a denied call still proves the key is alive).
-    pub fn of(r: &Record<'_, '_>, mut f: impl FnMut(Fact)) {
-        let Some(time_ms) = r
-            .str(Top::EventTime)
-            .and_then(crate::time::parse_event_time)
-        else {
+    /// `time_ms` is the record's eventTime, which the caller has parsed
+    /// already (the daemon's metrics need it for every record): a record
+    /// without one is no fact.
+    pub fn of(r: &Record<'_, '_>, time_ms: Option<i64>, mut f: impl FnMut(Fact)) {
+        let Some(time_ms) = time_ms else {
             return;
         };
         let base = |kind, subject: &str| Fact {
