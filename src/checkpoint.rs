@@ -439,9 +439,33 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + Clone> Overlay<T> {
         self.changed.is_empty()
     }
 
-    /// The keys decided so far.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &String> {
-        self.changed.keys()
+    /// Every entry, as decided: the first `limit` stored (values that do
+    /// not read back are left out), with what was decided over them.
+    pub(crate) fn all(
+        &self,
+        read: &redb::ReadTransaction,
+        limit: usize,
+    ) -> Result<std::collections::BTreeMap<String, T>, redb::Error> {
+        let mut out = std::collections::BTreeMap::new();
+        match read.open_table(self.table) {
+            Ok(t) => {
+                for e in redb::ReadableTable::iter(&t)?.take(limit) {
+                    let (k, v) = e?;
+                    if let Ok(v) = serde_json::from_slice(v.value()) {
+                        out.insert(k.value().to_owned(), v);
+                    }
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for (k, v) in &self.changed {
+            match v {
+                Some(v) => out.insert(k.clone(), v.clone()),
+                None => out.remove(k),
+            };
+        }
+        Ok(out)
     }
 
     /// Write what was decided.

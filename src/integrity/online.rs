@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::keys::PublicKeys;
@@ -119,7 +119,7 @@ const DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("integrity_du
 const PLACES: TableDefinition<&str, &[u8]> = TableDefinition::new("integrity_places");
 /// Per trail (a digest's name without its time): when its last digest was
 /// seen. A trail's first digest starts trailwatch's view of its chain.
-const TRAILS: TableDefinition<&str, u64> = TableDefinition::new("integrity_trails");
+const TRAILS: TableDefinition<&str, &[u8]> = TableDefinition::new("integrity_trails");
 
 /// What is known of one log file (`bucket/key`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -412,7 +412,7 @@ pub struct Plan {
     places: Overlay<Place>,
     due_add: BTreeSet<(u64, String)>,
     due_remove: BTreeSet<(u64, String)>,
-    trails: BTreeMap<String, u64>,
+    trails: Overlay<u64>,
     /// Findings, by the index of the object they belong to (`None`: the
     /// sweep's).
     pub findings: Vec<(Option<usize>, Finding)>,
@@ -447,10 +447,7 @@ impl Plan {
         for (t, k) in &self.due_add {
             due.insert((*t, k.as_str()), ())?;
         }
-        let mut trails = txn.open_table(TRAILS)?;
-        for (k, v) in &self.trails {
-            trails.insert(k.as_str(), *v)?;
-        }
+        self.trails.apply(txn)?;
         if self.forget {
             let before = self.now_ms.saturating_sub(RETENTION_MS);
             let mut logs = txn.open_table(LOGS)?;
@@ -525,7 +522,7 @@ impl Online {
             places: Overlay::new(PLACES),
             due_add: BTreeSet::new(),
             due_remove: BTreeSet::new(),
-            trails: BTreeMap::new(),
+            trails: Overlay::new(TRAILS),
             findings: Vec::new(),
             counts: Vec::new(),
             forget: false,
@@ -767,7 +764,7 @@ impl Online {
         plan.digests.put(object.clone(), me);
         let trail = super::verify::trail_of(key);
         let first_of_trail = r.trail(plan, &trail)?.is_none();
-        plan.trails.insert(trail, now);
+        plan.trails.put(trail, now);
         // The chain: the previous digest, seen or awaited.
         match (&d.previous_digest_s3_bucket, &d.previous_digest_s3_object) {
             (Some(pb), Some(pk)) if !pk.is_empty() => {
@@ -1009,26 +1006,7 @@ impl Online {
 
     fn places(&self, r: &mut Reader<'_>, plan: &mut Plan, now: u64) -> Result<(), Failed> {
         let wait = self.config.no_digest_hours.saturating_mul(3_600_000);
-        let all: Vec<(String, Place)> = match r.read.open_table(PLACES) {
-            Ok(t) => {
-                let mut out = Vec::new();
-                for entry in t.iter()?.take(100_000) {
-                    let (k, v) = entry?;
-                    if let Ok(p) = serde_json::from_slice::<Place>(v.value()) {
-                        out.push((k.value().to_owned(), p));
-                    }
-                }
-                out
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        let mut keys: BTreeSet<String> = all.iter().map(|(k, _)| k.clone()).collect();
-        keys.extend(plan.places.keys().cloned());
-        for k in keys {
-            let Some(mut p) = r.place(plan, &k)? else {
-                continue;
-            };
+        for (k, mut p) in plan.places.all(r.read, 100_000)? {
             if p.last_digest_ms > 0 {
                 // Digests came, then stopped while logs go on: deleted as
                 // they arrive, or validation turned off. By delivery
@@ -1113,14 +1091,7 @@ impl Reader<'_> {
     }
 
     fn trail(&mut self, plan: &Plan, key: &str) -> Result<Option<u64>, redb::Error> {
-        if let Some(v) = plan.trails.get(key) {
-            return Ok(Some(*v));
-        }
-        match self.read.open_table(TRAILS) {
-            Ok(t) => Ok(t.get(key)?.map(|v| v.value())),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        plan.trails.get(self.read, key)
     }
 }
 

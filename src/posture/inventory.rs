@@ -562,24 +562,15 @@ impl Inventory {
     }
 }
 
-fn read_all<T: for<'de> Deserialize<'de>>(
+/// Every entry of `table` (the store's, nothing decided on top).
+fn read_all<T: Serialize + serde::de::DeserializeOwned + Clone>(
     read: &redb::ReadTransaction,
-    table: TableDefinition<&str, &[u8]>,
+    table: TableDefinition<'static, &'static str, &'static [u8]>,
 ) -> Result<Vec<T>, redb::Error> {
-    match read.open_table(table) {
-        Ok(t) => {
-            let mut out = Vec::new();
-            for e in t.iter()? {
-                let (_, v) = e?;
-                if let Ok(s) = serde_json::from_slice(v.value()) {
-                    out.push(s);
-                }
-            }
-            Ok(out)
-        }
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Overlay::<T>::new(table)
+        .all(read, usize::MAX)?
+        .into_values()
+        .collect())
 }
 
 /// What the dashboard shows of the inventory (counts only: no label per
