@@ -67,6 +67,9 @@ pub struct Config {
     pub integrity: crate::integrity::online::IntegrityConfig,
     /// The credential inventory kept from the stream (on by default).
     pub inventory: crate::posture::inventory::InventoryConfig,
+    /// IAM posture from the API, refreshed and kept current by the stream
+    /// (off unless enabled).
+    pub posture: crate::posture::watch::PostureConfig,
 }
 
 impl Default for Config {
@@ -95,6 +98,7 @@ impl Default for Config {
             accounts: Default::default(),
             integrity: Default::default(),
             inventory: Default::default(),
+            posture: Default::default(),
         }
     }
 }
@@ -466,6 +470,20 @@ impl Config {
                 "inventory",
                 "dormant_days and rotation_days must be at least 1",
             ));
+        }
+        if self.posture.enabled {
+            if self.posture.interval_secs < 60 && self.posture.endpoint_url.is_none() {
+                return Err(bad(
+                    "posture.interval_secs",
+                    "must be at least 60 against AWS (IAM's report changes every 4 hours)",
+                ));
+            }
+            if self.posture.max_users == 0 || self.posture.timeout_secs == 0 {
+                return Err(bad(
+                    "posture",
+                    "max_users and timeout_secs must be at least 1",
+                ));
+            }
         }
         if self.inventory.max_keys == 0 {
             return Err(bad("inventory.max_keys", "must be at least 1"));

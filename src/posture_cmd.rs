@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use trailwatch::posture::iam::{Thresholds, judge, read};
+use trailwatch::posture::iam::{Model, Thresholds, judge, read};
 
 use crate::cli::{EXIT_INPUT_ERRORS, EXIT_MATCHED, EXIT_OK, EXIT_USAGE};
 
@@ -69,7 +69,8 @@ pub fn run(args: PostureArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_INPUT_ERRORS));
         }
     };
-    let findings = judge(&answers, t, trailwatch::time::now_event_ms());
+    let now = trailwatch::time::now_event_ms();
+    let findings = judge(&Model::of(&answers, now), t, now);
     let mut out = std::io::stdout().lock();
     for f in &findings {
         match args.format {

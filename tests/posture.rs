@@ -150,3 +150,202 @@ fn each_finding_names_its_principal_and_clears_when_fixed() {
         );
     }
 }
+
+/// The daemon's `[posture]`: a refresh at start raises what IAM shows,
+/// once; the stream then clears and raises findings between refreshes
+/// (each alert naming the event that did it); a later refresh is the
+/// truth again, and what it no longer finds is recorded as resolved.
+#[test]
+fn the_daemon_keeps_posture_findings_current() {
+    let moto = moto::Moto::start();
+    let iam = moto.iam();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let arn = |u: &str| format!("arn:aws:iam::123456789012:user/{u}");
+    rt.block_on(async {
+        for u in ["alice", "bob"] {
+            iam.create_user().user_name(u).send().await.unwrap();
+        }
+        iam.create_login_profile()
+            .user_name("alice")
+            .password("Correct-Horse-9")
+            .send()
+            .await
+            .unwrap();
+        iam.create_access_key().user_name("bob").send().await.unwrap();
+        iam.create_policy()
+            .policy_name("ReadS3")
+            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#)
+            .send()
+            .await
+            .unwrap();
+        iam.attach_user_policy()
+            .user_name("bob")
+            .policy_arn("arn:aws:iam::123456789012:policy/ReadS3")
+            .send()
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::create_dir_all(dir.path().join("no-rules")).unwrap();
+    std::fs::write(
+        dir.path().join("no-rules/none.yml"),
+        "title: Never\nid: never\nlogsource: {product: aws, service: cloudtrail}\n\
+         detection:\n  sel:\n    eventName: NeverHappens\n  condition: sel\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("trailwatch.toml");
+    let config = |interval: u64| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[state]\ndir = {:?}\n[[sources.files]]\npath = {:?}\n[output]\njsonl_path = {:?}\n\
+                 [rules]\ndirs = [{:?}]\n[posture]\nenabled = true\ninterval_secs = {interval}\n\
+                 endpoint_url = {:?}\n",
+                dir.path().join("state"),
+                input,
+                dir.path().join("alerts.jsonl"),
+                dir.path().join("no-rules"),
+                moto.endpoint,
+            ),
+        )
+        .unwrap();
+    };
+    let env: Vec<(&str, String)> = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut seen = 0;
+    // The alerts a run added: (rule name, principal, description).
+    let mut run = |interval: u64| -> Vec<(String, String, String)> {
+        config(interval);
+        let log = common::run_once(&cfg, &[], &env);
+        eprintln!("--- run (interval {interval}) ---\n{log}");
+        let all = common::written(dir.path());
+        let new: Vec<_> = all[seen..]
+            .iter()
+            .map(|a| {
+                (
+                    a["rule_name"].as_str().unwrap_or("").to_owned(),
+                    a["principal"].as_str().unwrap_or("").to_owned(),
+                    a["rule"]["description"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        seen = all.len();
+        new
+    };
+    let names = |v: &[(String, String, String)]| -> BTreeSet<(String, String)> {
+        v.iter().map(|(n, p, _)| (n.clone(), p.clone())).collect()
+    };
+
+    // 1. The first start refreshes (`--once` waits for it).
+    let first = run(3600);
+    assert_eq!(
+        names(&first),
+        BTreeSet::from([
+            ("console_user_without_mfa".to_owned(), arn("alice")),
+            ("password_policy_weak".to_owned(), "account".to_owned()),
+            // moto's root has no MFA device.
+            ("root_mfa_disabled".to_owned(), "root".to_owned()),
+            ("user_with_direct_policy".to_owned(), arn("bob")),
+        ]),
+        "{first:#?}"
+    );
+
+    // 2. A restart within the interval does not read IAM again; the
+    // stream moves the picture: alice enables MFA, bob's policy is
+    // detached, a new user dave gets one attached.
+    // Event times are whole seconds: a second after the refresh's read.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let now = trailwatch::time::iso_time(trailwatch::time::now_event_ms());
+    let ev = |name: &str, extra: &str| {
+        format!(
+            r#"{{"eventTime":"{now}","eventName":"{name}","eventID":"e-{name}","recipientAccountId":"123456789012","userIdentity":{{"type":"IAMUser","arn":"{}","accountId":"123456789012"}}{extra}}}"#,
+            arn("admin")
+        )
+    };
+    let records = [
+        ev(
+            "EnableMFADevice",
+            r#","requestParameters":{"userName":"alice","serialNumber":"arn:aws:iam::123456789012:mfa/alice"}"#,
+        ),
+        ev(
+            "DetachUserPolicy",
+            r#","requestParameters":{"userName":"bob","policyArn":"arn:aws:iam::123456789012:policy/ReadS3"}"#,
+        ),
+        ev(
+            "CreateUser",
+            r#","requestParameters":{"userName":"dave"},"responseElements":{"user":{"userName":"dave","arn":"arn:aws:iam::123456789012:user/dave"}}"#,
+        ),
+        ev(
+            "AttachUserPolicy",
+            r#","requestParameters":{"userName":"dave","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}"#,
+        ),
+    ];
+    std::fs::write(
+        input.join("stream.json"),
+        format!(r#"{{"Records":[{}]}}"#, records.join(",")),
+    )
+    .unwrap();
+    let second = run(3600);
+    assert_eq!(
+        names(&second),
+        BTreeSet::from([
+            ("posture_finding_resolved".to_owned(), arn("alice")),
+            ("posture_finding_resolved".to_owned(), arn("bob")),
+            ("user_with_direct_policy".to_owned(), arn("dave")),
+        ]),
+        "{second:#?}"
+    );
+    for (name, who, text) in &second {
+        if name == "posture_finding_resolved" {
+            let by = if who == &arn("alice") {
+                "EnableMFADevice"
+            } else {
+                "DetachUserPolicy"
+            };
+            assert!(text.contains(&format!("cleared by {by}")), "{text}");
+        }
+    }
+
+    // 3. IAM fixed for real (the policy detached, a strong password
+    // policy) but alice's MFA never was: a refresh due at start is the
+    // truth again.
+    rt.block_on(async {
+        iam.detach_user_policy()
+            .user_name("bob")
+            .policy_arn("arn:aws:iam::123456789012:policy/ReadS3")
+            .send()
+            .await
+            .unwrap();
+        iam.update_account_password_policy()
+            .minimum_password_length(14)
+            .require_symbols(true)
+            .require_numbers(true)
+            .require_uppercase_characters(true)
+            .require_lowercase_characters(true)
+            .password_reuse_prevention(24)
+            .max_password_age(90)
+            .send()
+            .await
+            .unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let third = run(1);
+    assert_eq!(
+        names(&third),
+        BTreeSet::from([
+            ("console_user_without_mfa".to_owned(), arn("alice")),
+            ("posture_finding_resolved".to_owned(), "account".to_owned()),
+            ("posture_finding_resolved".to_owned(), arn("dave")),
+        ]),
+        "{third:#?}"
+    );
+    assert!(
+        third
+            .iter()
+            .filter(|(n, _, _)| n == "posture_finding_resolved")
+            .all(|(_, _, t)| t.contains("not found by the IAM refresh")),
+        "{third:#?}"
+    );
+}

@@ -16,7 +16,8 @@ use crate::integrity::online::{Online, Plan, Seen};
 use crate::metrics::Metrics;
 use crate::metrics::events::{InternalEvent, ObjectProcessed, ObjectUnreadable};
 use crate::pipeline::{self, ErrorKind, Limits, ObjectReport};
-use crate::posture::inventory::{self, Inventory};
+use crate::posture::inventory::{self, Inventory, Seed};
+use crate::posture::watch::{self, Posture, Refreshed};
 use crate::rules::RuleSet;
 use crate::source::{Body, Fetched};
 
@@ -36,6 +37,8 @@ pub(super) struct Engine<'a> {
     pub(super) inventory: Option<Inventory>,
     /// When the inventory's gauges were last counted.
     pub(super) gauges_ms: u64,
+    /// The IAM posture (`[posture]`), when on.
+    pub(super) posture: Option<Posture>,
     /// The runtime `ListPublicKeys` runs on.
     pub(super) rt: &'a tokio::runtime::Runtime,
 }
@@ -224,9 +227,11 @@ impl Engine<'_> {
                 }))
                 .collect();
             let plan = self.integrity(&seen, &mut done)?;
-            let held = self.inventory(facts, &mut done)?;
-            self.commit_with(done, plan.as_ref(), held.as_ref())?;
-            self.count(plan);
+            let posture = self.posture(&facts, None, &mut done);
+            let seeds = posture.as_ref().map_or(&[][..], |p| &p.seeds[..]);
+            let held = self.inventory(facts, seeds, &mut done)?;
+            self.commit_with(done, plan.as_ref(), held.as_ref(), posture.as_ref())?;
+            self.count(plan, posture);
             self.health.tick();
         }
         // The source may be gone (stopping): nothing to tell then.
@@ -284,17 +289,65 @@ impl Engine<'_> {
         Ok((!plan.is_empty()).then_some(plan))
     }
 
-    /// The inventory's step for a group's facts: its findings become
-    /// alerts of the objects they came from.
+    /// The posture stage's step: a refresh that arrived (or `refreshed`),
+    /// then the group's facts; the findings that appear or clear become
+    /// alerts of the objects whose events did it (a refresh's, of a marker
+    /// object of their own).
+    fn posture(
+        &mut self,
+        facts: &[(usize, crate::posture::Fact)],
+        refreshed: Option<Refreshed>,
+        done: &mut Vec<Done>,
+    ) -> Option<watch::Plan> {
+        let p = self.posture.as_mut()?;
+        let mine: Vec<_> = facts
+            .iter()
+            .filter(|(_, f)| f.kind.changes_posture() || p.wants(f))
+            .cloned()
+            .collect();
+        let now = now_ms();
+        let mut plan = p.plan(mine, refreshed, now);
+        let mut marker = Vec::new();
+        for (at, alert) in std::mem::take(&mut plan.alerts) {
+            self.metrics
+                .rule_match(&alert.rule_id, &alert.rule_title, alert.level.as_str());
+            match at.and_then(|i| done.get_mut(i)) {
+                Some(d) => d.alerts.push(alert),
+                None => marker.push(alert),
+            }
+        }
+        if !marker.is_empty() {
+            done.push(Done {
+                id: ObjectId {
+                    source: "posture".into(),
+                    key: "refresh".into(),
+                    etag: now.to_string(),
+                },
+                source: String::new(),
+                matches: Vec::new(),
+                alerts: marker,
+                deduplicated: 0,
+                cursor: None,
+                via: "",
+                arrived: None,
+            });
+        }
+        (!plan.is_empty()).then_some(plan)
+    }
+
+    /// The inventory's step for a group's facts (and what a posture
+    /// refresh taught): its findings become alerts of the objects they
+    /// came from.
     fn inventory(
         &mut self,
         facts: Vec<(usize, crate::posture::Fact)>,
+        seeds: &[Seed],
         done: &mut [Done],
     ) -> Result<Option<inventory::Plan>, DaemonError> {
         let Some(inv) = &mut self.inventory else {
             return Ok(None);
         };
-        let mut plan = inv.plan(self.outputs.store, facts, now_ms())?;
+        let mut plan = inv.plan(self.outputs.store, facts, seeds, now_ms())?;
         for (i, f) in std::mem::take(&mut plan.findings) {
             let alert = f.alert();
             self.metrics
@@ -306,13 +359,30 @@ impl Engine<'_> {
         Ok((!plan.is_empty()).then_some(plan))
     }
 
-    /// Count a committed plan's outcomes.
-    fn count(&self, plan: Option<Plan>) {
+    /// Count committed plans' outcomes.
+    fn count(&self, plan: Option<Plan>, posture: Option<watch::Plan>) {
         for (check, outcome) in plan.into_iter().flat_map(|p| p.counts) {
             self.metrics
                 .integrity
                 .with_label_values(&[check, outcome])
                 .inc();
+        }
+        if let Some(p) = &self.posture {
+            for (finding, n) in p.counts() {
+                self.metrics
+                    .posture_findings
+                    .with_label_values(&[finding])
+                    .set(n);
+            }
+        }
+        if let Some((ok, at)) = posture.and_then(|p| p.refreshed) {
+            self.metrics
+                .posture_refreshes
+                .with_label_values(&[if ok { "ok" } else { "failed" }])
+                .inc();
+            if ok {
+                self.metrics.posture_last_refresh.set(at as f64 / 1000.0);
+            }
         }
     }
 
@@ -329,19 +399,28 @@ impl Engine<'_> {
                 Err(e) => tracing::warn!("inventory gauges not counted: {e}"),
             }
         }
+        self.step_alone(None)
+    }
+
+    /// What the stages decide with no object: overdue digests, the
+    /// inventory's prune, a posture refresh (`refreshed`, or one that
+    /// arrived) and ages crossing thresholds.
+    fn step_alone(&mut self, refreshed: Option<Refreshed>) -> Result<(), DaemonError> {
         let mut done = Vec::new();
         let plan = self.integrity(&[], &mut done)?;
-        let held = self.inventory(Vec::new(), &mut done)?;
-        if plan.is_some() || held.is_some() || !done.is_empty() {
-            self.commit_with(done, plan.as_ref(), held.as_ref())?;
-            self.count(plan);
+        let posture = self.posture(&[], refreshed, &mut done);
+        let seeds = posture.as_ref().map_or(&[][..], |p| &p.seeds[..]);
+        let held = self.inventory(Vec::new(), seeds, &mut done)?;
+        if plan.is_some() || held.is_some() || posture.is_some() || !done.is_empty() {
+            self.commit_with(done, plan.as_ref(), held.as_ref(), posture.as_ref())?;
+            self.count(plan, posture);
         }
         Ok(())
     }
 
     /// Write and commit processed objects with the correlation windows.
     pub(super) fn commit(&mut self, done: Vec<Done>) -> Result<(), DaemonError> {
-        self.commit_with(done, None, None)
+        self.commit_with(done, None, None, None)
     }
 
     /// [`Engine::commit`], with digest validation's plan in the same
@@ -351,6 +430,7 @@ impl Engine<'_> {
         done: Vec<Done>,
         plan: Option<&Plan>,
         held: Option<&inventory::Plan>,
+        posture: Option<&watch::Plan>,
     ) -> Result<(), DaemonError> {
         let metrics = self.metrics;
         metrics
@@ -366,9 +446,12 @@ impl Engine<'_> {
             if let Some(p) = held {
                 p.apply(txn)?;
             }
+            if let Some(p) = posture {
+                p.apply(txn)?;
+            }
             Ok(())
         };
-        let any = plan.is_some() || held.is_some();
+        let any = plan.is_some() || held.is_some() || posture.is_some();
         deliver(
             &mut self.outputs,
             done,
@@ -384,6 +467,10 @@ impl Engine<'_> {
         // What is overdue now is reported before leaving (`--once`).
         if let Some(o) = &mut self.online {
             o.sweep_next();
+        }
+        // So is the posture refresh due at start.
+        if let Some(r) = self.posture.as_mut().and_then(Posture::wait_first) {
+            self.step_alone(Some(r))?;
         }
         self.idle()?;
         let closing = self.correlator.finish();

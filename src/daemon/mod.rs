@@ -295,6 +295,8 @@ pub fn run_with(
     } else {
         None
     };
+    // At 0 even when off, so dashboards and alert rules see the series.
+    metrics.declare_posture_findings();
     let mut engine = Engine {
         rules,
         limits,
@@ -318,6 +320,19 @@ pub fn run_with(
             .enabled
             .then(|| crate::posture::inventory::Inventory::new(config.inventory.clone())),
         gauges_ms: 0,
+        posture: if config.posture.enabled {
+            Some(crate::posture::watch::Posture::start(
+                config.posture.clone(),
+                crate::posture::iam::Thresholds {
+                    unused_days: config.inventory.dormant_days as i64,
+                    rotation_days: config.inventory.rotation_days as i64,
+                },
+                &store,
+                &rt,
+            )?)
+        } else {
+            None
+        },
         rt: &rt,
     };
     let halt = AtomicBool::new(false);

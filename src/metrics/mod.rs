@@ -68,6 +68,11 @@ pub struct Metrics {
     pub inventory_unused_keys: IntGauge,
     pub inventory_console_without_mfa: IntGauge,
     pub inventory_direct_policies: IntGauge,
+    /// The `[posture]` stage ([`crate::posture::watch`]): open findings
+    /// per fixed id, refreshes by outcome, the last good refresh.
+    pub posture_findings: IntGaugeVec,
+    pub posture_refreshes: IntCounterVec,
+    pub posture_last_refresh: prometheus::Gauge,
     pub correlation_evicted: IntCounter,
     pub correlation_dropped: IntCounterVec,
     pub store_commits: IntCounter,
@@ -317,6 +322,37 @@ impl Metrics {
         registry
             .register(Box::new(inventory_direct_policies.clone()))
             .expect("unique");
+        let posture_findings = IntGaugeVec::new(
+            Opts::new(
+                "trailwatch_posture_findings",
+                "Open IAM posture findings ([posture]), by fixed finding id: from the last \
+                 refresh of the IAM API, kept current by the stream.",
+            ),
+            &["finding"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(posture_findings.clone()))
+            .expect("unique");
+        let posture_refreshes = IntCounterVec::new(
+            Opts::new(
+                "trailwatch_posture_refreshes_total",
+                "Reads of the IAM API for [posture], by outcome (ok, failed).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(posture_refreshes.clone()))
+            .expect("unique");
+        let posture_last_refresh = prometheus::Gauge::new(
+            "trailwatch_posture_last_refresh_timestamp_seconds",
+            "When the IAM API was last read successfully for [posture] (0: never).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(posture_last_refresh.clone()))
+            .expect("unique");
         let events_omitted = IntCounter::new(
             "trailwatch_alert_events_omitted_total",
             "Alerts that carry a note instead of their event: their object's alerts \
@@ -391,6 +427,9 @@ impl Metrics {
             inventory_unused_keys,
             inventory_console_without_mfa,
             inventory_direct_policies,
+            posture_findings,
+            posture_refreshes,
+            posture_last_refresh,
             correlation_evicted,
             correlation_dropped,
             events_omitted,
@@ -514,6 +553,16 @@ impl Metrics {
             .set(g.console_without_mfa as i64);
         self.inventory_direct_policies
             .set(g.users_with_direct_policies as i64);
+    }
+
+    /// Declare the `[posture]` series (at 0 before the first refresh).
+    pub(crate) fn declare_posture_findings(&self) {
+        for f in crate::posture::watch::FINDINGS {
+            self.posture_findings.with_label_values(&[f]);
+        }
+        for o in ["ok", "failed"] {
+            self.posture_refreshes.with_label_values(&[o]);
+        }
     }
 
     /// Count alerts of a sink by outcome.

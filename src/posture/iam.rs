@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::rules::Level;
@@ -32,8 +32,22 @@ pub struct Finding {
     pub level: Level,
     /// The user's ARN, `root`, or `account`.
     pub principal: String,
+    /// Which of the principal's credentials: an access key's id (or its
+    /// slot, `1`/`2`, when the key's id is not known), `password`; empty
+    /// for findings about the principal itself. With `finding` and
+    /// `principal`, what a finding is known by while it stays open.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub credential: String,
     pub evidence: String,
     pub fix: &'static str,
+}
+
+impl Finding {
+    /// What the finding is known by, from the moment it appears to the
+    /// moment it clears.
+    pub fn key(&self) -> String {
+        format!("{}|{}|{}", self.finding, self.principal, self.credential)
+    }
 }
 
 /// What the IAM API said.
@@ -41,15 +55,168 @@ pub struct Finding {
 pub struct Answers {
     /// The credential report (CSV).
     pub report: String,
+    /// When IAM generated it (it may be up to 4 hours old).
+    pub report_ms: Option<i64>,
     /// `GetAccountPasswordPolicy`; `None`: the account has none.
     pub policy: Option<PasswordPolicy>,
     /// `GetAccountSummary`: `AccountMFAEnabled`, `AccountAccessKeysPresent`.
     pub summary: BTreeMap<String, i64>,
     /// Per user name: (attached managed policies, inline policies).
     pub policies: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    /// Per user name: `ListAccessKeys` (id, created, active), which names
+    /// the keys the report only numbers.
+    pub keys: BTreeMap<String, Vec<(String, Option<i64>, bool)>>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Keys kept per user (IAM allows two; a crafted stream may claim more).
+pub const MAX_USER_KEYS: usize = 4;
+/// Policies kept per user, each list.
+pub const MAX_USER_POLICIES: usize = 64;
+
+/// One access key, as the picture holds it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// The key's id, or its slot in the report (`1`, `2`) when
+    /// `ListAccessKeys` did not name it.
+    pub id: String,
+    pub active: bool,
+    pub created_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
+}
+
+/// One IAM user, as the picture holds it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub arn: String,
+    pub created_ms: Option<i64>,
+    /// Has a console password (a login profile).
+    pub password: bool,
+    pub password_last_used_ms: Option<i64>,
+    /// Password set or changed: an unused password is counted from here
+    /// when it is newer than its last use.
+    pub password_changed_ms: Option<i64>,
+    pub mfa: bool,
+    pub keys: Vec<KeyInfo>,
+    /// Managed policies attached to the user (ARNs).
+    pub attached: Vec<String>,
+    /// Inline policies (names).
+    pub inline: Vec<String>,
+}
+
+/// The account's IAM picture: what the API said at the last refresh,
+/// kept current by the stream between refreshes (see
+/// [`crate::posture::watch`]). [`judge`] turns it into findings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// The account (from the report's root ARN): the stream's events of
+    /// other accounts do not touch this picture.
+    pub account: Option<String>,
+    /// When the IAM API was read (wall clock, ms).
+    pub read_ms: i64,
+    /// When the picture was true: the credential report's generation
+    /// (up to 4 hours before the read), else the read. Events newer than
+    /// this are applied over it, even those seen before the refresh.
+    pub as_of_ms: i64,
+    pub root_mfa: Option<bool>,
+    pub root_keys: Option<bool>,
+    /// `None`: the account has no password policy.
+    pub policy: Option<PasswordPolicy>,
+    /// By user name.
+    pub users: BTreeMap<String, UserInfo>,
+}
+
+impl Model {
+    /// The picture `answers` give, read at `read_ms`.
+    pub fn of(answers: &Answers, read_ms: i64) -> Model {
+        let mut m = Model {
+            read_ms,
+            as_of_ms: answers.report_ms.map_or(read_ms, |r| r.min(read_ms)),
+            policy: answers.policy.clone(),
+            root_mfa: answers.summary.get("AccountMFAEnabled").map(|v| *v == 1),
+            root_keys: answers
+                .summary
+                .get("AccountAccessKeysPresent")
+                .map(|v| *v >= 1),
+            ..Model::default()
+        };
+        for row in csv_rows(&answers.report) {
+            let get = |k: &str| row.get(k).map(String::as_str).unwrap_or("");
+            let user = get("user").to_owned();
+            if user == "<root_account>" {
+                m.account = get("arn").split(':').nth(4).map(str::to_owned);
+                m.root_mfa = m.root_mfa.or(Some(get("mfa_active") == "true"));
+                m.root_keys = Some(
+                    m.root_keys.unwrap_or(false)
+                        || get("access_key_1_active") == "true"
+                        || get("access_key_2_active") == "true",
+                );
+                continue;
+            }
+            let slots: Vec<KeyInfo> = ["1", "2"]
+                .iter()
+                .map(|n| KeyInfo {
+                    id: (*n).to_owned(),
+                    active: get(&format!("access_key_{n}_active")) == "true",
+                    created_ms: date(row.get(&format!("access_key_{n}_last_rotated"))),
+                    last_used_ms: date(row.get(&format!("access_key_{n}_last_used_date"))),
+                })
+                .filter(|k| k.active || k.created_ms.is_some())
+                .collect();
+            // The report numbers keys; ListAccessKeys names them. A key's
+            // slot is the one rotated when it was created (to the second).
+            let keys = match answers.keys.get(&user) {
+                Some(listed) => listed
+                    .iter()
+                    .take(MAX_USER_KEYS)
+                    .map(|(id, created, active)| KeyInfo {
+                        id: id.clone(),
+                        active: *active,
+                        created_ms: *created,
+                        last_used_ms: slots
+                            .iter()
+                            .find(|s| {
+                                s.created_ms.is_some()
+                                    && s.created_ms.map(|c| c / 1000) == created.map(|c| c / 1000)
+                            })
+                            .and_then(|s| s.last_used_ms),
+                    })
+                    .collect(),
+                None => slots,
+            };
+            let (attached, inline) = answers.policies.get(&user).cloned().unwrap_or_default();
+            // Without a root row (some IAM look-alikes), a user's ARN says
+            // the account.
+            if m.account.is_none() {
+                m.account = get("arn").split(':').nth(4).map(str::to_owned);
+            }
+            m.users.insert(
+                user,
+                UserInfo {
+                    arn: get("arn").to_owned(),
+                    created_ms: date(row.get("user_creation_time")),
+                    password: get("password_enabled") == "true",
+                    password_last_used_ms: date(row.get("password_last_used")),
+                    password_changed_ms: date(row.get("password_last_changed")),
+                    mfa: get("mfa_active") == "true",
+                    keys,
+                    attached,
+                    inline,
+                },
+            );
+        }
+        m
+    }
+
+    /// The user who holds access key `id`.
+    pub fn key_owner(&self, id: &str) -> Option<&str> {
+        self.users
+            .iter()
+            .find(|(_, u)| u.keys.iter().any(|k| k.id == id))
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PasswordPolicy {
     pub minimum_length: Option<i64>,
     pub require_symbols: bool,
@@ -110,6 +277,7 @@ pub async fn read(client: &aws_sdk_iam::Client) -> Result<Answers, PostureError>
             Err(e) => return Err(api("GetCredentialReport")(e)),
         }
     };
+    answers.report_ms = report.generated_time().and_then(|d| d.to_millis().ok());
     answers.report = report
         .content()
         .map(|b| String::from_utf8_lossy(b.as_ref()).into_owned())
@@ -169,6 +337,23 @@ pub async fn read(client: &aws_sdk_iam::Client) -> Result<Answers, PostureError>
                 let p = p.map_err(api("ListUserPolicies"))?;
                 inline.extend(p.policy_names().iter().cloned());
             }
+            let mut keys = Vec::new();
+            let mut pages = client
+                .list_access_keys()
+                .user_name(&name)
+                .into_paginator()
+                .send();
+            while let Some(p) = pages.next().await {
+                let p = p.map_err(api("ListAccessKeys"))?;
+                keys.extend(p.access_key_metadata().iter().filter_map(|k| {
+                    Some((
+                        k.access_key_id()?.to_owned(),
+                        k.create_date().and_then(|d| d.to_millis().ok()),
+                        k.status() == Some(&aws_sdk_iam::types::StatusType::Active),
+                    ))
+                }));
+            }
+            answers.keys.insert(name.clone(), keys);
             answers.policies.insert(name, (attached, inline));
         }
     }
@@ -225,116 +410,110 @@ fn date(v: Option<&String>) -> Option<i64> {
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Judge `answers` at `now_ms`.
-pub fn judge(answers: &Answers, t: Thresholds, now_ms: i64) -> Vec<Finding> {
+/// Judge the picture at `now_ms`.
+pub fn judge(m: &Model, t: Thresholds, now_ms: i64) -> Vec<Finding> {
     let mut out = Vec::new();
     let days = |ms: i64| (now_ms - ms) / DAY_MS;
-    let mut root_mfa = answers.summary.get("AccountMFAEnabled").map(|v| *v == 1);
-    let mut root_keys = answers
-        .summary
-        .get("AccountAccessKeysPresent")
-        .map(|v| *v >= 1);
-    for row in csv_rows(&answers.report) {
-        let get = |k: &str| row.get(k).map(String::as_str).unwrap_or("");
-        let user = get("user").to_owned();
-        let arn = get("arn").to_owned();
-        if user == "<root_account>" {
-            root_mfa = root_mfa.or(Some(get("mfa_active") == "true"));
-            root_keys = Some(
-                root_keys.unwrap_or(false)
-                    || get("access_key_1_active") == "true"
-                    || get("access_key_2_active") == "true",
-            );
-            continue;
+    let day = |ms: Option<i64>| ms.map_or("never".to_owned(), crate::time::iso_time);
+    let (root_mfa, root_keys) = (m.root_mfa, m.root_keys);
+    for (user, u) in &m.users {
+        let arn = &u.arn;
+        let finding = |finding, level, credential: &str, evidence: String, fix| Finding {
+            finding,
+            level,
+            principal: arn.clone(),
+            credential: credential.to_owned(),
+            evidence,
+            fix,
+        };
+        if u.password && !u.mfa {
+            out.push(finding(
+                "console_user_without_mfa",
+                Level::High,
+                "",
+                format!("{user} has a console password and no MFA device"),
+                "Enable a virtual or hardware MFA device for the user, or remove the \
+                 console password if it is not needed.",
+            ));
         }
-        let password = get("password_enabled") == "true";
-        if password && get("mfa_active") != "true" {
-            out.push(Finding {
-                finding: "console_user_without_mfa",
-                level: Level::High,
-                principal: arn.clone(),
-                evidence: format!("{user} has a console password and no MFA device"),
-                fix: "Enable a virtual or hardware MFA device for the user, or remove the \
-                      console password if it is not needed.",
-            });
-        }
-        let created = date(row.get("user_creation_time"));
-        if password {
-            let last = date(row.get("password_last_used")).or(created);
-            if let Some(l) = last
+        if u.password {
+            // Unused since its last use, or since it was set if newer.
+            let since = u
+                .password_last_used_ms
+                .max(u.password_changed_ms)
+                .or(u.created_ms);
+            if let Some(l) = since
                 && days(l) >= t.unused_days
             {
-                out.push(Finding {
-                    finding: "credential_unused",
-                    level: Level::Medium,
-                    principal: arn.clone(),
-                    evidence: format!(
+                out.push(finding(
+                    "credential_unused",
+                    Level::Medium,
+                    "password",
+                    format!(
                         "{user}'s console password unused for {} days (last used {})",
                         days(l),
-                        get("password_last_used")
+                        day(u.password_last_used_ms)
                     ),
-                    fix: "Remove the console password (DeleteLoginProfile) if the user no \
-                          longer signs in.",
-                });
+                    "Remove the console password (DeleteLoginProfile) if the user no \
+                     longer signs in.",
+                ));
             }
         }
-        for n in ["1", "2"] {
-            if get(&format!("access_key_{n}_active")) != "true" {
-                continue;
-            }
-            let rotated = date(row.get(&format!("access_key_{n}_last_rotated")));
-            if let Some(r) = rotated
+        for k in u.keys.iter().filter(|k| k.active) {
+            if let Some(r) = k.created_ms
                 && days(r) >= t.rotation_days
             {
-                out.push(Finding {
-                    finding: "access_key_not_rotated",
-                    level: Level::Medium,
-                    principal: arn.clone(),
-                    evidence: format!("{user}'s access key {n} last rotated {} days ago", days(r)),
-                    fix: "Rotate the key: create a new one, move its users, deactivate and \
-                          delete the old.",
-                });
-            }
-            let used = date(row.get(&format!("access_key_{n}_last_used_date"))).or(rotated);
-            if let Some(u) = used
-                && days(u) >= t.unused_days
-            {
-                out.push(Finding {
-                    finding: "credential_unused",
-                    level: Level::Medium,
-                    principal: arn.clone(),
-                    evidence: format!(
-                        "{user}'s access key {n} unused for {} days (last used {})",
-                        days(u),
-                        get(&format!("access_key_{n}_last_used_date"))
+                out.push(finding(
+                    "access_key_not_rotated",
+                    Level::Medium,
+                    &k.id,
+                    format!(
+                        "{user}'s access key {} last rotated {} days ago",
+                        k.id,
+                        days(r)
                     ),
-                    fix: "Deactivate, then delete, keys no one uses.",
-                });
+                    "Rotate the key: create a new one, move its users, deactivate and \
+                     delete the old.",
+                ));
+            }
+            if let Some(l) = k.last_used_ms.or(k.created_ms)
+                && days(l) >= t.unused_days
+            {
+                out.push(finding(
+                    "credential_unused",
+                    Level::Medium,
+                    &k.id,
+                    format!(
+                        "{user}'s access key {} unused for {} days (last used {})",
+                        k.id,
+                        days(l),
+                        day(k.last_used_ms)
+                    ),
+                    "Deactivate, then delete, keys no one uses.",
+                ));
             }
         }
-        if let Some((attached, inline)) = answers.policies.get(&user) {
-            if !attached.is_empty() {
-                out.push(Finding {
-                    finding: "user_with_direct_policy",
-                    level: Level::Low,
-                    principal: arn.clone(),
-                    evidence: format!(
-                        "{user} has managed policies attached: {}",
-                        attached.join(", ")
-                    ),
-                    fix: "Grant permissions through groups or roles: attach the policy to a \
-                          group, add the user, detach it from the user.",
-                });
-            }
-            if !inline.is_empty() {
-                out.push(Finding {
-                    finding: "user_with_inline_policy",
-                    level: Level::Low,
-                    principal: arn.clone(),
-                    evidence: format!("{user} has inline policies: {}", inline.join(", ")),
-                    fix: "Move inline policies to managed policies on groups or roles.",
-                });
-            }
+        if !u.attached.is_empty() {
+            out.push(finding(
+                "user_with_direct_policy",
+                Level::Low,
+                "",
+                format!(
+                    "{user} has managed policies attached: {}",
+                    u.attached.join(", ")
+                ),
+                "Grant permissions through groups or roles: attach the policy to a \
+                 group, add the user, detach it from the user.",
+            ));
+        }
+        if !u.inline.is_empty() {
+            out.push(finding(
+                "user_with_inline_policy",
+                Level::Low,
+                "",
+                format!("{user} has inline policies: {}", u.inline.join(", ")),
+                "Move inline policies to managed policies on groups or roles.",
+            ));
         }
     }
     if root_mfa == Some(false) {
@@ -342,6 +521,7 @@ pub fn judge(answers: &Answers, t: Thresholds, now_ms: i64) -> Vec<Finding> {
             finding: "root_mfa_disabled",
             level: Level::Critical,
             principal: "root".into(),
+            credential: String::new(),
             evidence: "the root user has no MFA device (AccountMFAEnabled = 0)".into(),
             fix: "Sign in as root and enable a hardware or virtual MFA device.",
         });
@@ -351,11 +531,12 @@ pub fn judge(answers: &Answers, t: Thresholds, now_ms: i64) -> Vec<Finding> {
             finding: "root_access_key_present",
             level: Level::Critical,
             principal: "root".into(),
+            credential: String::new(),
             evidence: "the root user has an access key (AccountAccessKeysPresent = 1)".into(),
             fix: "Sign in as root and delete its access keys; use IAM roles instead.",
         });
     }
-    let failed = match &answers.policy {
+    let failed = match &m.policy {
         None => vec!["no password policy is set".to_owned()],
         Some(p) => {
             let mut f = Vec::new();
@@ -394,6 +575,7 @@ pub fn judge(answers: &Answers, t: Thresholds, now_ms: i64) -> Vec<Finding> {
             finding: "password_policy_weak",
             level: Level::Medium,
             principal: "account".into(),
+            credential: String::new(),
             evidence: failed.join("; "),
             fix: "UpdateAccountPasswordPolicy: minimum length 14, every character class, \
                   reuse prevention 24, maximum age 90 days.",
@@ -443,7 +625,7 @@ mod tests {
             unused_days: 45,
             rotation_days: 90,
         };
-        let f = judge(&answers, t, now);
+        let f = judge(&Model::of(&answers, now), t, now);
         assert_eq!(
             ids(&f),
             vec![
@@ -481,7 +663,7 @@ mod tests {
             }),
             ..Answers::default()
         };
-        let f = judge(&weak, t, 0);
+        let f = judge(&Model::of(&weak, 0), t, 0);
         assert_eq!(f.len(), 1);
         let e = &f[0].evidence;
         for want in [
@@ -493,7 +675,7 @@ mod tests {
             assert!(e.contains(want), "{e}");
         }
         assert!(!e.contains("numbers"), "{e}");
-        let none = judge(&Answers::default(), t, 0);
+        let none = judge(&Model::of(&Answers::default(), 0), t, 0);
         assert_eq!(none[0].evidence, "no password policy is set");
     }
 }

@@ -282,6 +282,63 @@ fn prune(txn: &redb::WriteTransaction, max: u64) -> Result<(), redb::Error> {
     trim::<UserPolicies>(txn, USER_POLICIES, max, |s| s.at_ms)
 }
 
+/// Learn a seed: a creation only makes a key older, a use only newer;
+/// no alert (what the API says is not an event).
+fn seed(read: &redb::ReadTransaction, plan: &mut Plan, s: &Seed) -> Result<(), redb::Error> {
+    match s {
+        Seed::Key {
+            id,
+            owner,
+            account,
+            created_ms,
+            last_used_ms,
+        } => {
+            let mut k = plan.keys.get(read, id)?.unwrap_or_default();
+            let before = k.clone();
+            if let Some(c) = created_ms {
+                k.created_ms = Some(k.created_ms.map_or(*c, |v| v.min(*c)));
+            }
+            if let Some(u) = last_used_ms
+                && k.last_use_ms.is_none_or(|l| *u > l)
+            {
+                k.last_use_ms = Some(*u);
+            }
+            k.owner.get_or_insert_with(|| owner.clone());
+            if k.account.is_none() {
+                k.account = account.clone();
+            }
+            if k != before {
+                plan.keys.put(id.clone(), k);
+            }
+        }
+        Seed::User { arn, last_login_ms } => {
+            let mut u = plan.users.get(read, arn)?.unwrap_or_default();
+            if u.last_login_ms.is_none_or(|l| *last_login_ms > l) {
+                u.last_login_ms = Some(*last_login_ms);
+                plan.users.put(arn.clone(), u);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a posture refresh (`[posture]`) teaches the inventory, so its
+/// rules know ages from the first day rather than from the first event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Seed {
+    /// An access key the IAM API listed.
+    Key {
+        id: String,
+        /// The user's ARN.
+        owner: String,
+        account: Option<String>,
+        created_ms: Option<i64>,
+        last_used_ms: Option<i64>,
+    },
+    /// A console user's last sign-in, from the credential report.
+    User { arn: String, last_login_ms: i64 },
+}
+
 /// The inventory.
 pub struct Inventory {
     config: InventoryConfig,
@@ -303,6 +360,7 @@ impl Inventory {
         &mut self,
         store: &Store,
         mut facts: Vec<(usize, Fact)>,
+        seeds: &[Seed],
         now_ms: u64,
     ) -> Result<Plan, StoreError> {
         let mut plan = Plan {
@@ -329,11 +387,14 @@ impl Inventory {
                 "credential facts dated more than a day ahead of the clock not kept"
             );
         }
-        if facts.is_empty() {
+        if facts.is_empty() && seeds.is_empty() {
             return Ok(plan);
         }
         facts.sort_by_key(|(_, f)| f.time_ms);
         let read = store.database().begin_read().map_err(|e| store.error(e))?;
+        for s in seeds {
+            seed(&read, &mut plan, s).map_err(|e| store.error(e))?;
+        }
         for (i, f) in facts {
             self.judge(&read, &mut plan, i, f)
                 .map_err(|e| store.error(e))?;
@@ -492,6 +553,16 @@ impl Inventory {
                 s.at_ms = t;
                 plan.user_policies.put(f.subject, s);
             }
+            // Changes the posture stage follows, not the inventory.
+            FactKind::MfaEnabled
+            | FactKind::MfaDisabled
+            | FactKind::PasswordSet
+            | FactKind::PasswordRemoved
+            | FactKind::UserCreated
+            | FactKind::UserDeleted
+            | FactKind::KeyStatus
+            | FactKind::PasswordPolicySet
+            | FactKind::PasswordPolicyDeleted => {}
             FactKind::RoleAssumed => {
                 let Some(from) = f.from_account.clone() else {
                     return Ok(());
@@ -603,6 +674,8 @@ mod tests {
             mfa: Some(false),
             from_account: None,
             user: user.map(str::to_owned),
+            active: None,
+            policy: None,
             account: Some("1".into()),
             region: None,
             source_ip: None,
@@ -665,7 +738,7 @@ mod tests {
         .map(|f| (0, f))
         .collect();
         let plan = inv
-            .plan(&store, facts, crate::checkpoint::now_ms())
+            .plan(&store, facts, &[], crate::checkpoint::now_ms())
             .unwrap();
         store.commit_batch(&[], &[], |txn| plan.apply(txn)).unwrap();
         let g = inv.gauges(&store).unwrap();
@@ -673,5 +746,110 @@ mod tests {
         assert_eq!(g.keys_by_age, [1, 0, 0, 1]);
         assert_eq!(g.unused_keys, 1);
         assert_eq!(g.console_without_mfa, 1);
+    }
+
+    /// What a posture refresh teaches gives ages from the first event: a
+    /// key the stream never saw created, seeded as created 100 days ago,
+    /// is old at its first use; one seeded as last used 60 days ago is
+    /// dormant at its first use; a console user seeded likewise. A seed
+    /// never makes a key younger or a use older than the stream's.
+    #[test]
+    fn seeds_give_ages_from_the_first_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut inv = Inventory::new(InventoryConfig::default());
+        let t = |s: &str| crate::time::parse_event_time(s).unwrap();
+        let seeds = [
+            Seed::Key {
+                id: "AKIAOLD0000000000001".into(),
+                owner: "arn:aws:iam::1:user/old".into(),
+                account: Some("1".into()),
+                created_ms: Some(t("2026-01-01T00:00:00Z")),
+                last_used_ms: Some(t("2026-04-09T00:00:00Z")),
+            },
+            Seed::Key {
+                id: "AKIADORMANT000000001".into(),
+                owner: "arn:aws:iam::1:user/dormant".into(),
+                account: Some("1".into()),
+                created_ms: Some(t("2026-03-01T00:00:00Z")),
+                last_used_ms: Some(t("2026-02-10T00:00:00Z")),
+            },
+            Seed::User {
+                arn: "arn:aws:iam::1:user/dan".into(),
+                last_login_ms: t("2026-02-10T00:00:00Z"),
+            },
+        ];
+        let plan = inv
+            .plan(&store, Vec::new(), &seeds, crate::checkpoint::now_ms())
+            .unwrap();
+        assert!(plan.findings.is_empty(), "a seed is no event");
+        store.commit_batch(&[], &[], |txn| plan.apply(txn)).unwrap();
+        let facts = vec![
+            fact(
+                FactKind::KeyUsed,
+                "AKIAOLD0000000000001",
+                None,
+                "2026-04-11T00:00:00Z",
+            ),
+            fact(
+                FactKind::KeyUsed,
+                "AKIADORMANT000000001",
+                None,
+                "2026-04-11T00:00:00Z",
+            ),
+            fact(
+                FactKind::ConsoleLogin,
+                "arn:aws:iam::1:user/dan",
+                None,
+                "2026-04-11T00:00:00Z",
+            ),
+        ]
+        .into_iter()
+        .map(|f| (0, f))
+        .collect();
+        let plan = inv
+            .plan(&store, facts, &[], crate::checkpoint::now_ms())
+            .unwrap();
+        let mut kinds: Vec<(&str, String)> = plan
+            .findings
+            .iter()
+            .map(|(_, f)| (f.kind.name(), f.fact.subject.clone()))
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            vec![
+                (
+                    "access_key_not_rotated_in_use",
+                    "AKIAOLD0000000000001".into()
+                ),
+                ("dormant_access_key_used", "AKIADORMANT000000001".into()),
+                (
+                    "dormant_console_password_used",
+                    "arn:aws:iam::1:user/dan".into()
+                ),
+            ]
+        );
+        store.commit_batch(&[], &[], |txn| plan.apply(txn)).unwrap();
+        // A refresh again, with an older use and a newer creation: the
+        // stream's dates stand.
+        let again = [Seed::Key {
+            id: "AKIAOLD0000000000001".into(),
+            owner: "arn:aws:iam::1:user/old".into(),
+            account: Some("1".into()),
+            created_ms: Some(t("2026-04-01T00:00:00Z")),
+            last_used_ms: Some(t("2026-03-01T00:00:00Z")),
+        }];
+        let plan = inv
+            .plan(&store, Vec::new(), &again, crate::checkpoint::now_ms())
+            .unwrap();
+        let read = store.database().begin_read().unwrap();
+        let k = plan
+            .keys
+            .get(&read, "AKIAOLD0000000000001")
+            .unwrap()
+            .unwrap();
+        assert_eq!(k.created_ms, Some(t("2026-01-01T00:00:00Z")));
+        assert_eq!(k.last_use_ms, Some(t("2026-04-11T00:00:00Z")));
     }
 }

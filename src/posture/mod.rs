@@ -12,6 +12,7 @@
 
 pub mod iam;
 pub mod inventory;
+pub mod watch;
 
 use crate::parse::{Ident, Record, Top};
 
@@ -37,6 +38,39 @@ pub enum FactKind {
     UserPolicyAdded,
     /// ... detached or deleted (`DetachUserPolicy`, `DeleteUserPolicy`).
     UserPolicyRemoved,
+    /// An MFA device enabled for a user (`EnableMFADevice`): `subject` is
+    /// `ACCOUNT/USER`, or `ACCOUNT/<root_account>` for root.
+    MfaEnabled,
+    /// ... deactivated (`DeactivateMFADevice`).
+    MfaDisabled,
+    /// A console password set or changed (`CreateLoginProfile`,
+    /// `UpdateLoginProfile`): `subject` is `ACCOUNT/USER`.
+    PasswordSet,
+    /// ... removed (`DeleteLoginProfile`).
+    PasswordRemoved,
+    /// `CreateUser`: `subject` is `ACCOUNT/USER`, `user` its ARN.
+    UserCreated,
+    /// `DeleteUser`.
+    UserDeleted,
+    /// `UpdateAccessKey`: `subject` is the key, `active` its new status.
+    KeyStatus,
+    /// `UpdateAccountPasswordPolicy`: `subject` is the account, `policy`
+    /// the whole new policy (the call replaces it; what it leaves out
+    /// takes IAM's defaults).
+    PasswordPolicySet,
+    /// `DeleteAccountPasswordPolicy`.
+    PasswordPolicyDeleted,
+}
+
+impl FactKind {
+    /// Facts that change the account's IAM picture (the posture stage's;
+    /// key uses and sign-ins matter to it only for credentials it holds).
+    pub fn changes_posture(self) -> bool {
+        !matches!(
+            self,
+            FactKind::KeyUsed | FactKind::ConsoleLogin | FactKind::RoleAssumed
+        )
+    }
 }
 
 /// One credential event, with what an alert about it shows.
@@ -58,6 +92,10 @@ pub struct Fact {
     pub from_account: Option<String>,
     /// Key created: the user it belongs to.
     pub user: Option<String>,
+    /// `KeyStatus`: whether the key is now active.
+    pub active: Option<bool>,
+    /// `PasswordPolicySet`: the new policy.
+    pub policy: Option<Box<iam::PasswordPolicy>>,
     pub account: Option<String>,
     pub region: Option<String>,
     pub source_ip: Option<String>,
@@ -100,6 +138,8 @@ impl Fact {
             mfa: None,
             from_account: None,
             user: None,
+            active: None,
+            policy: None,
             account: keep(
                 r.str(Top::RecipientAccountId)
                     .or(r.ident_str(Ident::AccountId)),
@@ -181,6 +221,91 @@ impl Fact {
                 };
                 let mut fact = base(kind, &format!("{account}/{user}"));
                 fact.user = keep(Some(&policy));
+                f(fact);
+            }
+            Some(
+                name @ ("EnableMFADevice"
+                | "DeactivateMFADevice"
+                | "CreateLoginProfile"
+                | "UpdateLoginProfile"
+                | "DeleteLoginProfile"
+                | "CreateUser"
+                | "DeleteUser"),
+            ) => {
+                let account = r
+                    .str(Top::RecipientAccountId)
+                    .or(r.ident_str(Ident::AccountId))
+                    .unwrap_or("-");
+                // Root enabling its own MFA names no user.
+                let user = match r.str_at(&["requestParameters", "userName"]) {
+                    Some(u) => u,
+                    None if r.ident_str(Ident::Type) == Some("Root") => "<root_account>",
+                    None => return,
+                };
+                let kind = match name {
+                    "EnableMFADevice" => FactKind::MfaEnabled,
+                    "DeactivateMFADevice" => FactKind::MfaDisabled,
+                    "CreateLoginProfile" | "UpdateLoginProfile" => FactKind::PasswordSet,
+                    "DeleteLoginProfile" => FactKind::PasswordRemoved,
+                    "CreateUser" => FactKind::UserCreated,
+                    _ => FactKind::UserDeleted,
+                };
+                let mut fact = base(kind, &format!("{account}/{user}"));
+                if kind == FactKind::UserCreated {
+                    fact.user = keep(r.str_at(&["responseElements", "user", "arn"]));
+                }
+                f(fact);
+            }
+            Some("UpdateAccessKey") => {
+                let Some(key) = r
+                    .str_at(&["requestParameters", "accessKeyId"])
+                    .filter(|k| is_long_term_key(k))
+                else {
+                    return;
+                };
+                let mut fact = base(FactKind::KeyStatus, key);
+                fact.active = match r.str_at(&["requestParameters", "status"]) {
+                    Some("Active") => Some(true),
+                    Some("Inactive") => Some(false),
+                    _ => return,
+                };
+                fact.user = keep(r.str_at(&["requestParameters", "userName"]));
+                f(fact);
+            }
+            Some(name @ ("UpdateAccountPasswordPolicy" | "DeleteAccountPasswordPolicy")) => {
+                let account = r
+                    .str(Top::RecipientAccountId)
+                    .or(r.ident_str(Ident::AccountId))
+                    .unwrap_or("-");
+                if name.starts_with("Delete") {
+                    f(base(FactKind::PasswordPolicyDeleted, account));
+                    return;
+                }
+                let p = r.field("requestParameters");
+                let num = |k: &str| {
+                    p.as_ref()
+                        .and_then(|p| p.get(k))
+                        .and_then(|v| v.as_f64())
+                        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e6)
+                        .map(|v| v as i64)
+                };
+                let yes = |k: &str| {
+                    p.as_ref()
+                        .and_then(|p| p.get(k))
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false)
+                };
+                let mut fact = base(FactKind::PasswordPolicySet, account);
+                fact.policy = Some(Box::new(iam::PasswordPolicy {
+                    // IAM's default when the call leaves it out.
+                    minimum_length: Some(num("minimumPasswordLength").unwrap_or(8)),
+                    require_symbols: yes("requireSymbols"),
+                    require_numbers: yes("requireNumbers"),
+                    require_uppercase: yes("requireUppercaseCharacters"),
+                    require_lowercase: yes("requireLowercaseCharacters"),
+                    reuse_prevention: num("passwordReusePrevention"),
+                    max_age_days: num("maxPasswordAge").filter(|d| *d > 0),
+                }));
                 f(fact);
             }
             Some(name @ ("CreateAccessKey" | "DeleteAccessKey")) => {

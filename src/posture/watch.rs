@@ -1,0 +1,1155 @@
+//! The daemon's `[posture]`: the account's IAM picture ([`Model`]) read
+//! from the IAM API every `interval_secs` on the runtime (never on the
+//! engine's thread: a refresh is a few calls per user), and kept current
+//! by the stream in between: an `EnableMFADevice`, `AttachUserPolicy`,
+//! `UpdateAccountPasswordPolicy`, `CreateAccessKey`, a key's use… changes
+//! the picture at once, and the picture is judged again.
+//!
+//! A finding alerts when it appears (an alert of the built-in rule named
+//! after it, `trailwatch-console-user-without-mfa`, with the normal
+//! delivery); while open it is known by its [`Finding::key`] and does not
+//! alert again; when it clears, the clearing is recorded: an
+//! informational `posture_finding_resolved` alert naming the finding and
+//! what cleared it (the event, or the refresh), which the JSON lines and
+//! webhooks carry and the mail's default `min_level` leaves out.
+//!
+//! State (in the store, written with the objects whose events changed
+//! it): the picture, at most `max_users` users, and the open findings.
+//! A key's use that changes no finding is written at most every ten
+//! minutes; a change of IAM, a refresh and every finding's change at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::iam::{
+    Answers, Finding, KeyInfo, MAX_USER_KEYS, MAX_USER_POLICIES, Model, Thresholds, UserInfo, judge,
+};
+use super::inventory::Seed;
+use super::{Fact, FactKind};
+use crate::alert::Alert;
+use crate::checkpoint::{Store, StoreError};
+use crate::rules::{Level, RuleMeta, StageRule};
+
+/// `[posture]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostureConfig {
+    /// Read the IAM API every `interval_secs` and keep the findings
+    /// current from the stream (needs the optional IAM statement of
+    /// `deploy/iam/posture-policy.json`).
+    pub enabled: bool,
+    /// Between refreshes. IAM regenerates the credential report at most
+    /// every 4 hours, so more often brings back the same report.
+    pub interval_secs: u64,
+    /// An IAM-compatible endpoint instead of AWS's (tests, VPC endpoints).
+    pub endpoint_url: Option<String>,
+    /// Users kept in the picture (IAM's own quota is 5,000 per account);
+    /// past it, a crafted stream's `CreateUser` adds nothing.
+    pub max_users: u64,
+    /// A refresh taking longer is abandoned (and counted as failed).
+    pub timeout_secs: u64,
+}
+
+impl Default for PostureConfig {
+    fn default() -> Self {
+        PostureConfig {
+            enabled: false,
+            interval_secs: 4 * 3600,
+            endpoint_url: None,
+            max_users: 10_000,
+            timeout_secs: 600,
+        }
+    }
+}
+
+/// The fixed finding ids (the gauge's labels).
+pub const FINDINGS: [&str; 8] = [
+    "root_mfa_disabled",
+    "root_access_key_present",
+    "password_policy_weak",
+    "console_user_without_mfa",
+    "access_key_not_rotated",
+    "credential_unused",
+    "user_with_direct_policy",
+    "user_with_inline_policy",
+];
+
+const MODEL: TableDefinition<&str, &[u8]> = TableDefinition::new("posture_model");
+const OPEN: TableDefinition<&str, &[u8]> = TableDefinition::new("posture_findings");
+
+/// A picture changed only by uses is written at most this often.
+const USE_WRITE_MS: u64 = 600_000;
+/// Ages cross thresholds with time alone: judged again this often.
+const JUDGE_MS: u64 = 600_000;
+const DAY_MS: i64 = 86_400_000;
+/// Changes kept to apply over a refresh: the report's greatest age (4
+/// hours) and CloudTrail's delivery delay.
+const REPLAY_MS: i64 = 6 * 3_600_000;
+const MAX_REPLAY: usize = 10_000;
+
+/// An open finding, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Open {
+    pub finding: String,
+    pub level: Level,
+    pub principal: String,
+    pub credential: String,
+    pub evidence: String,
+    /// When it appeared (wall clock, ms).
+    pub since_ms: i64,
+}
+
+/// A refresh's outcome, from the runtime to the engine.
+pub struct Refreshed {
+    pub answers: Result<Answers, String>,
+    /// When the API was read (wall clock, ms).
+    pub read_ms: i64,
+}
+
+/// What one step decided, written with the commit.
+#[derive(Default)]
+pub struct Plan {
+    model: Option<Vec<u8>>,
+    open: BTreeMap<String, Option<Open>>,
+    /// Alerts, by the index of the object whose event raised them (none:
+    /// a refresh's or time's, which the engine gives a marker object).
+    pub alerts: Vec<(Option<usize>, Alert)>,
+    /// What the inventory learns from a refresh.
+    pub seeds: Vec<Seed>,
+    /// A refresh's outcome: (ok, when).
+    pub refreshed: Option<(bool, i64)>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.model.is_none()
+            && self.open.is_empty()
+            && self.alerts.is_empty()
+            && self.seeds.is_empty()
+            && self.refreshed.is_none()
+    }
+
+    pub fn apply(&self, txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+        if let Some(m) = &self.model {
+            txn.open_table(MODEL)?.insert("model", m.as_slice())?;
+        }
+        let mut t = txn.open_table(OPEN)?;
+        for (k, v) in &self.open {
+            match v {
+                Some(v) => {
+                    let bytes = serde_json::to_vec(v).map_err(|e| {
+                        redb::Error::Io(std::io::Error::other(format!("state not encodable: {e}")))
+                    })?;
+                    t.insert(k.as_str(), bytes.as_slice())?;
+                }
+                None => {
+                    t.remove(k.as_str())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The posture stage, on the engine's thread.
+pub struct Posture {
+    config: PostureConfig,
+    thresholds: Thresholds,
+    model: Option<Model>,
+    open: BTreeMap<String, Open>,
+    /// Access key id → user name, for the picture's keys.
+    keys: HashMap<String, String>,
+    refreshes: Receiver<Refreshed>,
+    /// A refresh is due at start (`--once` waits for it).
+    first_due: bool,
+    /// The picture changed by uses only, since (wall clock, ms).
+    unwritten_since: Option<u64>,
+    /// Changes of IAM seen in the last [`REPLAY_MS`] (at most
+    /// [`MAX_REPLAY`]): a refresh's report may be hours old, so what
+    /// happened since it was generated is applied again over it.
+    recent: std::collections::VecDeque<Fact>,
+    judged_ms: u64,
+}
+
+impl Posture {
+    /// The stage, with its stored state, and the refresh task spawned on
+    /// `rt` (its first refresh at once, unless the stored picture is
+    /// younger than `interval_secs`: a restart loop must not hammer IAM).
+    pub fn start(
+        config: PostureConfig,
+        thresholds: Thresholds,
+        store: &Store,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<Posture, StoreError> {
+        let read = store.database().begin_read().map_err(|e| store.error(e))?;
+        let mut model: Option<Model> = None;
+        let mut open = BTreeMap::new();
+        match read.open_table(MODEL) {
+            Ok(t) => {
+                if let Some(v) = t.get("model").map_err(|e| store.error(e))? {
+                    model = serde_json::from_slice(v.value()).ok();
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(store.error(e)),
+        }
+        match read.open_table(OPEN) {
+            Ok(t) => {
+                for e in t.iter().map_err(|e| store.error(e))? {
+                    let (k, v) = e.map_err(|e| store.error(e))?;
+                    if let Ok(o) = serde_json::from_slice::<Open>(v.value()) {
+                        open.insert(k.value().to_owned(), o);
+                    }
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(store.error(e)),
+        }
+        let now = crate::checkpoint::now_ms() as i64;
+        let interval_ms = config.interval_secs.max(1) as i64 * 1000;
+        let age = model.as_ref().map_or(i64::MAX, |m| now - m.read_ms);
+        // A picture read in the future (a clock set back) is refreshed.
+        let first = if (0..interval_ms).contains(&age) {
+            Duration::from_millis((interval_ms - age) as u64)
+        } else {
+            Duration::ZERO
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        drop(rt.spawn(refresh_forever(config.clone(), first, tx)));
+        Ok(Posture::new(
+            config,
+            thresholds,
+            model,
+            open,
+            rx,
+            first.is_zero(),
+        ))
+    }
+
+    fn new(
+        config: PostureConfig,
+        thresholds: Thresholds,
+        model: Option<Model>,
+        open: BTreeMap<String, Open>,
+        refreshes: Receiver<Refreshed>,
+        first_due: bool,
+    ) -> Posture {
+        let mut p = Posture {
+            first_due,
+            config,
+            thresholds,
+            model,
+            open,
+            keys: HashMap::new(),
+            refreshes,
+            unwritten_since: None,
+            recent: std::collections::VecDeque::new(),
+            judged_ms: 0,
+        };
+        p.index();
+        p
+    }
+
+    fn index(&mut self) {
+        self.keys.clear();
+        for (name, u) in self.model.iter().flat_map(|m| &m.users) {
+            for k in &u.keys {
+                self.keys.insert(k.id.clone(), name.clone());
+            }
+        }
+    }
+
+    /// The findings open now, per id (the gauge).
+    pub fn counts(&self) -> BTreeMap<&'static str, i64> {
+        let mut c: BTreeMap<&'static str, i64> = FINDINGS.iter().map(|f| (*f, 0)).collect();
+        for o in self.open.values() {
+            if let Some(n) = FINDINGS
+                .iter()
+                .find(|f| **f == o.finding)
+                .and_then(|f| c.get_mut(f))
+            {
+                *n += 1;
+            }
+        }
+        c
+    }
+
+    /// Does `f` concern the picture? Changes of IAM in its account, and
+    /// uses of the credentials it holds; older than the picture's read,
+    /// the picture has it already.
+    pub fn wants(&self, f: &Fact) -> bool {
+        let Some(m) = &self.model else {
+            return false;
+        };
+        if f.time_ms <= m.as_of_ms || f.account.as_deref() != m.account.as_deref() {
+            return false;
+        }
+        match f.kind {
+            FactKind::KeyUsed => self.keys.contains_key(&f.subject),
+            FactKind::ConsoleLogin => true,
+            k => k.changes_posture(),
+        }
+    }
+
+    /// `--once`: wait (at most the refresh's timeout) for the refresh due
+    /// at start, so one run reports it.
+    pub fn wait_first(&mut self) -> Option<Refreshed> {
+        if !std::mem::take(&mut self.first_due) {
+            return None;
+        }
+        self.refreshes
+            .recv_timeout(Duration::from_secs(self.config.timeout_secs.max(1) + 5))
+            .ok()
+    }
+
+    /// One step: a refresh that arrived (or `refreshed`), then the group's
+    /// facts (each with the index of its object), oldest first, then the
+    /// findings judged again if anything could have changed them.
+    pub fn plan(
+        &mut self,
+        facts: Vec<(usize, Fact)>,
+        refreshed: Option<Refreshed>,
+        now_ms: u64,
+    ) -> Plan {
+        let mut plan = Plan::default();
+        let refreshed = refreshed.or_else(|| self.refreshes.try_recv().ok());
+        let mut judge_now = now_ms >= self.judged_ms + JUDGE_MS;
+        let mut write = false;
+        // What changed whom, for the alerts: `PRINCIPAL|CREDENTIAL` and
+        // `PRINCIPAL` → (object, fact), the latest.
+        let mut cause: HashMap<String, (usize, Fact)> = HashMap::new();
+        if let Some(r) = refreshed {
+            match r.answers {
+                Ok(answers) => {
+                    let mut m = Model::of(&answers, r.read_ms);
+                    let mut replay: Vec<&Fact> = self
+                        .recent
+                        .iter()
+                        .filter(|f| {
+                            f.time_ms > m.as_of_ms && f.account.as_deref() == m.account.as_deref()
+                        })
+                        .collect();
+                    replay.sort_by_key(|f| f.time_ms);
+                    for f in replay {
+                        apply(&mut m, f, self.config.max_users as usize);
+                    }
+                    if m.users.len() as u64 > self.config.max_users {
+                        tracing::warn!(
+                            users = m.users.len(),
+                            kept = self.config.max_users,
+                            "posture: more IAM users than [posture] max_users; the rest are not judged"
+                        );
+                        let cut = self.config.max_users as usize;
+                        m.users = std::mem::take(&mut m.users).into_iter().take(cut).collect();
+                    }
+                    plan.seeds = seeds(&m);
+                    tracing::info!(
+                        users = m.users.len(),
+                        account = m.account.as_deref().unwrap_or("-"),
+                        "posture: IAM refreshed"
+                    );
+                    self.model = Some(m);
+                    self.index();
+                    plan.refreshed = Some((true, r.read_ms));
+                    judge_now = true;
+                    write = true;
+                }
+                Err(e) => {
+                    tracing::warn!("posture: IAM refresh failed: {e}");
+                    plan.refreshed = Some((false, r.read_ms));
+                }
+            }
+        }
+        let mut facts = facts;
+        // Dated more than a day ahead: left out, as the inventory does.
+        facts.retain(|(_, f)| f.time_ms <= now_ms as i64 + DAY_MS);
+        facts.sort_by_key(|(_, f)| f.time_ms);
+        for (_, f) in &facts {
+            if f.kind.changes_posture() && f.time_ms > now_ms as i64 - REPLAY_MS {
+                if self.recent.len() >= MAX_REPLAY {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(f.clone());
+            }
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|f| f.time_ms <= now_ms as i64 - REPLAY_MS)
+        {
+            self.recent.pop_front();
+        }
+        facts.retain(|(_, f)| self.wants(f));
+        let max_users = self.config.max_users as usize;
+        if let Some(m) = &mut self.model {
+            for (i, f) in facts {
+                let change = apply(m, &f, max_users);
+                if change == Change::None {
+                    continue;
+                }
+                if let Some(p) = principal_of(m, &f) {
+                    // By credential too: a key's use clears that key's
+                    // finding, whatever else the user's events did.
+                    let credential = match f.kind {
+                        FactKind::KeyUsed
+                        | FactKind::KeyCreated
+                        | FactKind::KeyDeleted
+                        | FactKind::KeyStatus => f.subject.as_str(),
+                        FactKind::ConsoleLogin
+                        | FactKind::PasswordSet
+                        | FactKind::PasswordRemoved => "password",
+                        _ => "",
+                    };
+                    cause.insert(format!("{p}|{credential}"), (i, f.clone()));
+                    cause.insert(p, (i, f.clone()));
+                }
+                match change {
+                    Change::Use => {
+                        self.unwritten_since.get_or_insert(now_ms);
+                        // Only a use of a credential found unused clears
+                        // something.
+                        judge_now |= self.open.values().any(|o| o.finding == "credential_unused");
+                    }
+                    _ => {
+                        judge_now = true;
+                        write = true;
+                    }
+                }
+            }
+        }
+        if write {
+            self.index();
+        }
+        if judge_now && let Some(m) = &self.model {
+            self.judged_ms = now_ms;
+            let found = judge(m, self.thresholds, now_ms as i64);
+            let mut now_open: BTreeMap<String, Finding> = BTreeMap::new();
+            for f in found {
+                now_open.insert(f.key(), f);
+            }
+            for (k, f) in &now_open {
+                if self.open.contains_key(k) {
+                    continue;
+                }
+                let o = Open {
+                    finding: f.finding.to_owned(),
+                    level: f.level,
+                    principal: f.principal.clone(),
+                    credential: f.credential.clone(),
+                    evidence: f.evidence.clone(),
+                    since_ms: now_ms as i64,
+                };
+                let c = cause
+                    .get(&format!("{}|{}", f.principal, f.credential))
+                    .or_else(|| cause.get(&f.principal));
+                plan.alerts
+                    .push((c.map(|c| c.0), appeared(f, &o, c.map(|c| &c.1), m)));
+                plan.open.insert(k.clone(), Some(o.clone()));
+                self.open.insert(k.clone(), o);
+            }
+            let gone: Vec<String> = self
+                .open
+                .keys()
+                .filter(|k| !now_open.contains_key(*k))
+                .cloned()
+                .collect();
+            for k in gone {
+                let Some(o) = self.open.remove(&k) else {
+                    continue;
+                };
+                let c = cause
+                    .get(&format!("{}|{}", o.principal, o.credential))
+                    .or_else(|| cause.get(&o.principal));
+                let how = match (c, plan.refreshed) {
+                    (Some((_, f)), _) => format!(
+                        "cleared by {} at {} (by {}, event {})",
+                        f.event_name.as_deref().unwrap_or("-"),
+                        f.event_time.as_deref().unwrap_or("-"),
+                        f.principal.as_deref().unwrap_or("-"),
+                        f.event_id.as_deref().unwrap_or("-"),
+                    ),
+                    (None, Some((true, at))) => {
+                        format!(
+                            "not found by the IAM refresh of {}",
+                            crate::time::iso_time(at)
+                        )
+                    }
+                    (None, _) => "no longer holds".to_owned(),
+                };
+                plan.alerts
+                    .push((c.map(|c| c.0), resolved(&o, &how, now_ms as i64, m)));
+                plan.open.insert(k, None);
+            }
+        }
+        let stale = self
+            .unwritten_since
+            .is_some_and(|t| now_ms >= t + USE_WRITE_MS);
+        if (write || stale || !plan.open.is_empty())
+            && let Some(m) = &self.model
+        {
+            match serde_json::to_vec(m) {
+                Ok(v) => {
+                    plan.model = Some(v);
+                    self.unwritten_since = None;
+                }
+                Err(e) => tracing::warn!("posture: picture not encodable: {e}"),
+            }
+        }
+        plan
+    }
+}
+
+/// What a fact did to the picture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    None,
+    /// A credential's last use moved.
+    Use,
+    /// IAM changed.
+    Iam,
+}
+
+/// The user a fact's `ACCOUNT/USER` subject names.
+fn user_of(f: &Fact) -> &str {
+    f.subject.split_once('/').map_or("", |(_, u)| u)
+}
+
+/// Whose finding a fact may change: the user's ARN, `root`, `account`.
+fn principal_of(m: &Model, f: &Fact) -> Option<String> {
+    match f.kind {
+        FactKind::PasswordPolicySet | FactKind::PasswordPolicyDeleted => Some("account".into()),
+        FactKind::KeyUsed | FactKind::KeyStatus | FactKind::KeyDeleted | FactKind::KeyCreated => {
+            if f.kind == FactKind::KeyCreated && f.root && f.user.is_none() {
+                return Some("root".into());
+            }
+            m.key_owner(&f.subject)
+                .or(f.user.as_deref())
+                .and_then(|u| m.users.get(u))
+                .map(|u| u.arn.clone())
+        }
+        FactKind::ConsoleLogin => Some(f.subject.clone()),
+        FactKind::UserCreated => f.user.clone(),
+        _ if user_of(f) == "<root_account>" => Some("root".into()),
+        _ => m.users.get(user_of(f)).map(|u| u.arn.clone()),
+    }
+}
+
+/// Change the picture by one fact.
+fn apply(m: &mut Model, f: &Fact, max_users: usize) -> Change {
+    let t = f.time_ms;
+    match f.kind {
+        FactKind::KeyUsed => {
+            let Some(owner) = m.key_owner(&f.subject).map(str::to_owned) else {
+                return Change::None;
+            };
+            let Some(k) = m
+                .users
+                .get_mut(&owner)
+                .and_then(|u| u.keys.iter_mut().find(|k| k.id == f.subject))
+            else {
+                return Change::None;
+            };
+            if k.last_used_ms.is_some_and(|l| l >= t) {
+                return Change::None;
+            }
+            k.last_used_ms = Some(t);
+            Change::Use
+        }
+        FactKind::ConsoleLogin => {
+            if f.root {
+                return Change::None;
+            }
+            let Some(u) = m.users.values_mut().find(|u| u.arn == f.subject) else {
+                return Change::None;
+            };
+            if u.password_last_used_ms.is_some_and(|l| l >= t) {
+                return Change::None;
+            }
+            u.password_last_used_ms = Some(t);
+            Change::Use
+        }
+        FactKind::KeyCreated => {
+            if f.root && f.user.is_none() {
+                m.root_keys = Some(true);
+                return Change::Iam;
+            }
+            let Some(u) = f.user.as_deref().and_then(|u| m.users.get_mut(u)) else {
+                return Change::None;
+            };
+            if u.keys.len() >= MAX_USER_KEYS || u.keys.iter().any(|k| k.id == f.subject) {
+                return Change::None;
+            }
+            u.keys.push(KeyInfo {
+                id: f.subject.clone(),
+                active: true,
+                created_ms: Some(t),
+                last_used_ms: None,
+            });
+            Change::Iam
+        }
+        FactKind::KeyDeleted | FactKind::KeyStatus => {
+            let Some(owner) = m.key_owner(&f.subject).map(str::to_owned) else {
+                return Change::None;
+            };
+            let Some(u) = m.users.get_mut(&owner) else {
+                return Change::None;
+            };
+            if f.kind == FactKind::KeyDeleted {
+                u.keys.retain(|k| k.id != f.subject);
+            } else if let Some(k) = u.keys.iter_mut().find(|k| k.id == f.subject) {
+                k.active = f.active.unwrap_or(k.active);
+            }
+            Change::Iam
+        }
+        FactKind::UserPolicyAdded | FactKind::UserPolicyRemoved => {
+            let (Some(u), Some(policy)) = (m.users.get_mut(user_of(f)), f.user.as_deref()) else {
+                return Change::None;
+            };
+            let (list, name) = match policy.strip_prefix("inline:") {
+                Some(n) => (&mut u.inline, n),
+                None => (&mut u.attached, policy),
+            };
+            list.retain(|p| p != name);
+            if f.kind == FactKind::UserPolicyAdded && list.len() < MAX_USER_POLICIES {
+                list.push(name.to_owned());
+            }
+            Change::Iam
+        }
+        FactKind::MfaEnabled | FactKind::MfaDisabled => {
+            let on = f.kind == FactKind::MfaEnabled;
+            if user_of(f) == "<root_account>" {
+                m.root_mfa = Some(on);
+                return Change::Iam;
+            }
+            let Some(u) = m.users.get_mut(user_of(f)) else {
+                return Change::None;
+            };
+            // A user may have several devices: one deactivated may leave
+            // another (the next refresh says); the picture errs on alarm.
+            u.mfa = on;
+            Change::Iam
+        }
+        FactKind::PasswordSet | FactKind::PasswordRemoved => {
+            let Some(u) = m.users.get_mut(user_of(f)) else {
+                return Change::None;
+            };
+            u.password = f.kind == FactKind::PasswordSet;
+            if u.password {
+                u.password_changed_ms = Some(t);
+            }
+            Change::Iam
+        }
+        FactKind::UserCreated => {
+            let name = user_of(f).to_owned();
+            if m.users.len() >= max_users || m.users.contains_key(&name) {
+                return Change::None;
+            }
+            let Some(arn) = f.user.clone() else {
+                return Change::None;
+            };
+            m.users.insert(
+                name,
+                UserInfo {
+                    arn,
+                    created_ms: Some(t),
+                    ..UserInfo::default()
+                },
+            );
+            Change::Iam
+        }
+        FactKind::UserDeleted => {
+            if m.users.remove(user_of(f)).is_none() {
+                return Change::None;
+            }
+            Change::Iam
+        }
+        FactKind::PasswordPolicySet => {
+            m.policy = f.policy.as_deref().cloned();
+            Change::Iam
+        }
+        FactKind::PasswordPolicyDeleted => {
+            m.policy = None;
+            Change::Iam
+        }
+        FactKind::RoleAssumed => Change::None,
+    }
+}
+
+/// What a refresh teaches the inventory: each named key's owner, creation
+/// and last use; each console user's last sign-in.
+fn seeds(m: &Model) -> Vec<Seed> {
+    let mut out = Vec::new();
+    for u in m.users.values() {
+        for k in u.keys.iter().filter(|k| k.id.starts_with("AKIA")) {
+            out.push(Seed::Key {
+                id: k.id.clone(),
+                owner: u.arn.clone(),
+                account: m.account.clone(),
+                created_ms: k.created_ms,
+                last_used_ms: k.last_used_ms,
+            });
+        }
+        if u.password
+            && let Some(l) = u.password_last_used_ms
+        {
+            out.push(Seed::User {
+                arn: u.arn.clone(),
+                last_login_ms: l,
+            });
+        }
+    }
+    out
+}
+
+fn title(finding: &str) -> &'static str {
+    match finding {
+        "root_mfa_disabled" => "Root user without MFA",
+        "root_access_key_present" => "Root user has an access key",
+        "password_policy_weak" => "Password policy below CIS",
+        "console_user_without_mfa" => "Console user without MFA",
+        "access_key_not_rotated" => "Access key not rotated",
+        "credential_unused" => "Credential unused",
+        "user_with_direct_policy" => "Policy attached directly to a user",
+        "user_with_inline_policy" => "Inline policy on a user",
+        _ => "Posture finding",
+    }
+}
+
+fn base(meta: RuleMeta, m: &Model, principal: &str, id: String) -> Alert {
+    let mut a = Alert::of_rule(&Arc::new(meta), "posture".into(), 0);
+    a.event_id = Some(id);
+    a.account = m.account.clone();
+    a.principal = Some(principal.to_owned());
+    a
+}
+
+/// The alert of a finding that appeared; `cause` the event that made it.
+fn appeared(f: &Finding, o: &Open, cause: Option<&Fact>, m: &Model) -> Alert {
+    let detail = match cause {
+        Some(c) => format!(
+            "{} (after {} by {} at {})",
+            f.evidence,
+            c.event_name.as_deref().unwrap_or("-"),
+            c.principal.as_deref().unwrap_or("-"),
+            c.event_time.as_deref().unwrap_or("-"),
+        ),
+        None => f.evidence.clone(),
+    };
+    let meta = RuleMeta::of_stage(StageRule {
+        stage: "posture",
+        name: f.finding,
+        title: title(f.finding),
+        level: f.level,
+        tags: ["attack.persistence", "attack.t1078.004"],
+        reference: "https://docs.aws.amazon.com/IAM/latest/UserGuide/best-practices.html",
+        runbook: f.fix,
+        detail: &detail,
+    });
+    let mut a = base(
+        meta,
+        m,
+        &f.principal,
+        format!("posture:{}:{}", f.key(), o.since_ms),
+    );
+    if let Some(c) = cause {
+        a.event_name = c.event_name.clone();
+        a.event_source = c.event_source.clone();
+        a.event_time = c.event_time.clone();
+        a.region = c.region.clone();
+        a.source_ip = c.source_ip.clone();
+        a.user_agent = c.user_agent.clone();
+    }
+    a
+}
+
+/// The record of a finding that cleared.
+fn resolved(o: &Open, how: &str, now_ms: i64, m: &Model) -> Alert {
+    let detail = format!(
+        "{} for {}{}: {how} (open since {}; was: {})",
+        o.finding,
+        o.principal,
+        if o.credential.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", o.credential)
+        },
+        crate::time::iso_time(o.since_ms),
+        o.evidence,
+    );
+    let meta = RuleMeta::of_stage(StageRule {
+        stage: "posture",
+        name: "posture_finding_resolved",
+        title: "Posture finding resolved",
+        level: Level::Informational,
+        tags: ["attack.persistence", "attack.t1078.004"],
+        reference: "https://docs.aws.amazon.com/IAM/latest/UserGuide/best-practices.html",
+        runbook: "Nothing to do: the finding no longer holds. Kept as the record of when \
+                  and how it cleared.",
+        detail: &detail,
+    });
+    base(
+        meta,
+        m,
+        &o.principal,
+        format!(
+            "posture-resolved:{}|{}|{}:{now_ms}",
+            o.finding, o.principal, o.credential
+        ),
+    )
+}
+
+/// The refresh task: read, hand over, sleep; forever (until the runtime
+/// is dropped at exit, or the engine is gone).
+async fn refresh_forever(
+    config: PostureConfig,
+    first: Duration,
+    tx: std::sync::mpsc::Sender<Refreshed>,
+) {
+    tokio::time::sleep(first).await;
+    // IAM is global: its endpoint lives in us-east-1.
+    let shared = crate::source::aws_config_for("us-east-1", config.endpoint_url.as_deref()).await;
+    let client = aws_sdk_iam::Client::new(&shared);
+    loop {
+        let read_ms = crate::checkpoint::now_ms() as i64;
+        let answers = match tokio::time::timeout(
+            Duration::from_secs(config.timeout_secs.max(1)),
+            super::iam::read(&client),
+        )
+        .await
+        {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", config.timeout_secs)),
+        };
+        if tx.send(Refreshed { answers, read_ms }).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(config.interval_secs.max(1))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::posture::iam::PasswordPolicy;
+
+    const ACCOUNT: &str = "123456789012";
+    const HEAD: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n";
+    const BOB_KEY: &str = "AKIABOB0000000000001";
+    const CAROL_KEY: &str = "AKIACAROL00000000001";
+
+    fn ms(t: &str) -> i64 {
+        crate::time::parse_event_time(t).unwrap()
+    }
+
+    fn arn(u: &str) -> String {
+        format!("arn:aws:iam::{ACCOUNT}:user/{u}")
+    }
+
+    /// The account as IAM tells it: alice signs in without MFA, bob's key
+    /// is 151 days old and his policy attached directly, carol's key
+    /// unused for 57 days; root has MFA; the password policy is strong.
+    /// The report was generated two hours before the read.
+    fn answers() -> Answers {
+        let row =
+            |u: &str, rest: &str| format!("{u},{},2025-12-01T00:00:00+00:00,{rest}\n", arn(u));
+        let report = format!(
+            "{HEAD}<root_account>,arn:aws:iam::{ACCOUNT}:root,2020-01-01T00:00:00+00:00,not_supported,N/A,not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n{}{}{}",
+            row(
+                "alice",
+                "true,2026-05-30T00:00:00+00:00,2026-05-01T00:00:00+00:00,N/A,false,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A"
+            ),
+            row(
+                "bob",
+                "false,N/A,N/A,N/A,false,true,2026-01-01T00:00:00+00:00,2026-05-31T00:00:00+00:00,us-east-1,s3,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A"
+            ),
+            row(
+                "carol",
+                "false,N/A,N/A,N/A,false,true,2026-04-01T00:00:00+00:00,2026-04-05T00:00:00+00:00,us-east-1,s3,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A"
+            ),
+        );
+        let mut a = Answers {
+            report,
+            report_ms: Some(ms("2026-05-31T22:00:00Z")),
+            policy: Some(PasswordPolicy {
+                minimum_length: Some(14),
+                require_symbols: true,
+                require_numbers: true,
+                require_uppercase: true,
+                require_lowercase: true,
+                reuse_prevention: Some(24),
+                max_age_days: Some(90),
+            }),
+            ..Answers::default()
+        };
+        a.policies.insert(
+            "bob".into(),
+            (
+                vec![format!("arn:aws:iam::{ACCOUNT}:policy/ReadS3")],
+                vec![],
+            ),
+        );
+        a.keys.insert(
+            "bob".into(),
+            vec![(BOB_KEY.into(), Some(ms("2026-01-01T00:00:00Z")), true)],
+        );
+        a.keys.insert(
+            "carol".into(),
+            vec![(CAROL_KEY.into(), Some(ms("2026-04-01T00:00:00Z")), true)],
+        );
+        a
+    }
+
+    fn posture() -> (Posture, std::sync::mpsc::Sender<Refreshed>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = Posture::new(
+            PostureConfig {
+                enabled: true,
+                max_users: 5,
+                ..PostureConfig::default()
+            },
+            Thresholds {
+                unused_days: 45,
+                rotation_days: 90,
+            },
+            None,
+            BTreeMap::new(),
+            rx,
+            true,
+        );
+        (p, tx)
+    }
+
+    /// Facts of one object's records, each tagged with object `i`.
+    fn facts(i: usize, records: &str) -> Vec<(usize, Fact)> {
+        let doc = format!(r#"{{"Records":[{records}]}}"#);
+        let limits = crate::pipeline::Limits {
+            facts: true,
+            ..crate::pipeline::Limits::default()
+        };
+        let report = crate::pipeline::process_object(
+            "t.json",
+            doc.as_bytes(),
+            &crate::rules::RuleSet::builtin(),
+            limits,
+        );
+        let mut out = Vec::new();
+        for (a, b) in report.facts.into_pairs() {
+            if a != b {
+                out.push((i, a));
+            }
+            out.push((i, b));
+        }
+        out
+    }
+
+    fn event(time: &str, name: &str, account: &str, extra: &str) -> String {
+        format!(
+            r#"{{"eventTime":"{time}","eventName":"{name}","eventID":"ev-{name}-{time}","recipientAccountId":"{account}",
+               "userIdentity":{{"type":"IAMUser","arn":"arn:aws:iam::{account}:user/admin","accountId":"{account}"}}{extra}}}"#
+        )
+    }
+
+    fn names(plan: &Plan) -> Vec<(Option<usize>, String, String)> {
+        let mut v: Vec<_> = plan
+            .alerts
+            .iter()
+            .map(|(i, a)| {
+                (
+                    *i,
+                    a.rule_name.clone().unwrap_or_default(),
+                    a.principal.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The whole life of findings: an event seen before the first refresh
+    /// but after the report was generated is applied over it; a refresh
+    /// raises what it finds once; the stream clears and raises findings at
+    /// once, each alert on the object whose event did it; another
+    /// account's events and events dated 2099 change nothing.
+    #[test]
+    fn findings_appear_once_and_clear_with_the_stream() {
+        let (mut p, tx) = posture();
+        let now = ms("2026-06-01T00:00:00Z") as u64;
+        // Alice enabled MFA after the report was generated: the report
+        // still says no MFA.
+        let early = facts(
+            0,
+            &event(
+                "2026-05-31T23:00:00Z",
+                "EnableMFADevice",
+                ACCOUNT,
+                r#","requestParameters":{"userName":"alice","serialNumber":"arn:aws:iam::123456789012:mfa/alice"}"#,
+            ),
+        );
+        assert!(p.plan(early, None, now).is_empty(), "no picture yet");
+        tx.send(Refreshed {
+            answers: Ok(answers()),
+            read_ms: now as i64,
+        })
+        .unwrap();
+        let first = p.plan(Vec::new(), None, now);
+        assert_eq!(first.refreshed, Some((true, now as i64)));
+        assert_eq!(
+            names(&first),
+            vec![
+                (None, "access_key_not_rotated".into(), arn("bob")),
+                (None, "credential_unused".into(), arn("carol")),
+                (None, "user_with_direct_policy".into(), arn("bob")),
+            ]
+        );
+        // The refresh taught the inventory both keys' ages.
+        assert!(
+            first
+                .seeds
+                .iter()
+                .any(|s| matches!(s, Seed::Key { id, created_ms, .. }
+            if id == BOB_KEY && *created_ms == Some(ms("2026-01-01T00:00:00Z"))))
+        );
+        // The same refresh again: nothing new.
+        let again = p.plan(
+            Vec::new(),
+            Some(Refreshed {
+                answers: Ok(answers()),
+                read_ms: now as i64,
+            }),
+            now,
+        );
+        assert!(again.alerts.is_empty(), "{:?}", names(&again));
+
+        let t = "2026-06-01T00:10:00Z";
+        let mut stream = facts(
+            0,
+            &[
+                event(t, "DetachUserPolicy", ACCOUNT, r#","requestParameters":{"userName":"bob","policyArn":"arn:aws:iam::123456789012:policy/ReadS3"}"#),
+                event(t, "DeactivateMFADevice", ACCOUNT, r#","requestParameters":{"userName":"alice","serialNumber":"x"}"#),
+                // Another account's user of the same name: not this picture.
+                event(t, "AttachUserPolicy", "999999999999", r#","requestParameters":{"userName":"alice","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}"#),
+                // Dated 2099: left out.
+                event("2099-01-01T00:00:00Z", "DeleteAccessKey", ACCOUNT, &format!(r#","requestParameters":{{"userName":"bob","accessKeyId":"{BOB_KEY}"}}"#)),
+            ]
+            .join(","),
+        );
+        stream.extend(facts(
+            1,
+            &[
+                // Carol's key used: no longer unused.
+                format!(r#"{{"eventTime":"{t}","eventName":"GetObject","recipientAccountId":"{ACCOUNT}","userIdentity":{{"type":"IAMUser","arn":"{}","accessKeyId":"{CAROL_KEY}"}}}}"#, arn("carol")),
+                event(t, "AttachUserPolicy", ACCOUNT, r#","requestParameters":{"userName":"carol","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}"#),
+                event(t, "UpdateAccountPasswordPolicy", ACCOUNT, r#","requestParameters":{"minimumPasswordLength":8,"requireSymbols":true}"#),
+                format!(r#"{{"eventTime":"{t}","eventName":"CreateAccessKey","recipientAccountId":"{ACCOUNT}","userIdentity":{{"type":"Root","arn":"arn:aws:iam::{ACCOUNT}:root","accountId":"{ACCOUNT}"}},"responseElements":{{"accessKey":{{"accessKeyId":"AKIAROOT000000000001","status":"Active"}}}}}}"#),
+            ]
+            .join(","),
+        ));
+        let later = now + 600_000;
+        let step = p.plan(stream, None, later);
+        assert_eq!(
+            names(&step),
+            vec![
+                (Some(0), "console_user_without_mfa".into(), arn("alice")),
+                (Some(0), "posture_finding_resolved".into(), arn("bob")),
+                (Some(1), "password_policy_weak".into(), "account".into()),
+                (Some(1), "posture_finding_resolved".into(), arn("carol")),
+                (Some(1), "root_access_key_present".into(), "root".into()),
+                (Some(1), "user_with_direct_policy".into(), arn("carol")),
+            ]
+        );
+        let text = |name: &str, who: &str| {
+            step.alerts
+                .iter()
+                .find(|(_, a)| {
+                    a.rule_name.as_deref() == Some(name) && a.principal.as_deref() == Some(who)
+                })
+                .map(|(_, a)| a.rule.description.clone().unwrap_or_default())
+                .unwrap()
+        };
+        let bob = text("posture_finding_resolved", &arn("bob"));
+        assert!(
+            bob.contains("user_with_direct_policy") && bob.contains("cleared by DetachUserPolicy"),
+            "{bob}"
+        );
+        let carol = text("posture_finding_resolved", &arn("carol"));
+        assert!(
+            carol.contains("credential_unused") && carol.contains("cleared by GetObject"),
+            "{carol}"
+        );
+        let weak = text("password_policy_weak", "account");
+        assert!(
+            weak.contains("8 < 14") && weak.contains("numbers not required"),
+            "{weak}"
+        );
+        // Bob's key is still there (the 2099 deletion was left out).
+        assert!(
+            p.open.keys().any(|k| k.contains(BOB_KEY)),
+            "{:?}",
+            p.open.keys()
+        );
+        let counts = p.counts();
+        assert_eq!(counts["user_with_direct_policy"], 1);
+        assert_eq!(counts["credential_unused"], 0);
+        assert_eq!(counts["root_access_key_present"], 1);
+        // What changed is written with the step.
+        assert!(step.model.is_some() && step.open.len() == 6);
+    }
+
+    /// A crafted stream cannot grow the picture: users past `max_users`
+    /// and keys past [`MAX_USER_KEYS`] per user are not added.
+    #[test]
+    fn a_crafted_stream_cannot_grow_the_picture() {
+        let (mut p, tx) = posture();
+        let now = ms("2026-06-01T00:00:00Z") as u64;
+        tx.send(Refreshed {
+            answers: Ok(answers()),
+            read_ms: now as i64,
+        })
+        .unwrap();
+        p.plan(Vec::new(), None, now);
+        let t = "2026-06-01T00:10:00Z";
+        let mut records: Vec<String> = (0..50)
+            .map(|i| {
+                event(t, "CreateUser", ACCOUNT, &format!(r#","requestParameters":{{"userName":"u{i}"}},"responseElements":{{"user":{{"arn":"arn:aws:iam::{ACCOUNT}:user/u{i}","userName":"u{i}"}}}}"#))
+            })
+            .collect();
+        records.extend((0..20).map(|i| {
+            event(t, "CreateAccessKey", ACCOUNT, &format!(r#","requestParameters":{{"userName":"bob"}},"responseElements":{{"accessKey":{{"accessKeyId":"AKIAFLOOD{i:011}","userName":"bob"}}}}"#))
+        }));
+        p.plan(facts(0, &records.join(",")), None, now + 600_000);
+        let m = p.model.as_ref().unwrap();
+        assert_eq!(m.users.len(), 5, "max_users");
+        assert_eq!(m.users["bob"].keys.len(), MAX_USER_KEYS);
+    }
+
+    /// A refresh that fails keeps the picture and its findings, and says so.
+    #[test]
+    fn a_failed_refresh_keeps_the_picture() {
+        let (mut p, tx) = posture();
+        let now = ms("2026-06-01T00:00:00Z") as u64;
+        tx.send(Refreshed {
+            answers: Ok(answers()),
+            read_ms: now as i64,
+        })
+        .unwrap();
+        p.plan(Vec::new(), None, now);
+        let open = p.open.len();
+        let failed = p.plan(
+            Vec::new(),
+            Some(Refreshed {
+                answers: Err("IAM GetCredentialReport: AccessDenied".into()),
+                read_ms: now as i64 + 1,
+            }),
+            now + 1,
+        );
+        assert_eq!(failed.refreshed, Some((false, now as i64 + 1)));
+        assert!(failed.alerts.is_empty());
+        assert_eq!(p.open.len(), open);
+    }
+}
