@@ -297,6 +297,7 @@ fn calls_in_dir(dir: &str, files: &[&str]) -> BTreeSet<&'static str> {
             "iam:ListAttachedUserPolicies",
         ),
         (".list_user_policies()", "iam:ListUserPolicies"),
+        (".list_access_keys()", "iam:ListAccessKeys"),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let code: String = files
