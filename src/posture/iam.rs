@@ -70,8 +70,9 @@ pub struct Answers {
 
 /// Keys kept per user (IAM allows two; a crafted stream may claim more).
 pub const MAX_USER_KEYS: usize = 4;
-/// Policies kept per user, each list.
-pub const MAX_USER_POLICIES: usize = 64;
+/// Policies kept per user, each list (IAM's quota on managed policies
+/// per user is 10, at most 20).
+pub const MAX_USER_POLICIES: usize = 20;
 
 /// One access key, as the picture holds it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -121,7 +122,9 @@ pub struct Model {
     pub root_keys: Option<bool>,
     /// `None`: the account has no password policy.
     pub policy: Option<PasswordPolicy>,
-    /// By user name.
+    /// By user name. Stored one row per user (the stream changes one
+    /// user at a time), not with the rest of the picture.
+    #[serde(skip)]
     pub users: BTreeMap<String, UserInfo>,
 }
 

@@ -61,7 +61,7 @@ impl Default for PostureConfig {
             enabled: false,
             interval_secs: 4 * 3600,
             endpoint_url: None,
-            max_users: 10_000,
+            max_users: 5_000,
             timeout_secs: 600,
         }
     }
@@ -79,7 +79,10 @@ pub const FINDINGS: [&str; 8] = [
     "user_with_inline_policy",
 ];
 
+/// The picture but its users (one row, `header`).
 const MODEL: TableDefinition<&str, &[u8]> = TableDefinition::new("posture_model");
+/// The picture's users, by name.
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("posture_users");
 const OPEN: TableDefinition<&str, &[u8]> = TableDefinition::new("posture_findings");
 
 /// A picture changed only by uses is written at most this often.
@@ -90,7 +93,9 @@ const DAY_MS: i64 = 86_400_000;
 /// Changes kept to apply over a refresh: the report's greatest age (4
 /// hours) and CloudTrail's delivery delay.
 const REPLAY_MS: i64 = 6 * 3_600_000;
-const MAX_REPLAY: usize = 10_000;
+const MAX_REPLAY: usize = 2_000;
+/// Characters of a finding's evidence kept while it is open.
+const MAX_EVIDENCE: usize = 1024;
 
 /// An open finding, as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,7 +119,12 @@ pub struct Refreshed {
 /// What one step decided, written with the commit.
 #[derive(Default)]
 pub struct Plan {
-    model: Option<Vec<u8>>,
+    /// The picture but its users.
+    header: Option<Vec<u8>>,
+    /// Users changed (none: removed).
+    users: BTreeMap<String, Option<Vec<u8>>>,
+    /// A refresh: the users' table is replaced.
+    clear_users: bool,
     open: BTreeMap<String, Option<Open>>,
     /// Alerts, by the index of the object whose event raised them (none:
     /// a refresh's or time's, which the engine gives a marker object).
@@ -127,7 +137,9 @@ pub struct Plan {
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.model.is_none()
+        self.header.is_none()
+            && self.users.is_empty()
+            && !self.clear_users
             && self.open.is_empty()
             && self.alerts.is_empty()
             && self.seeds.is_empty()
@@ -135,8 +147,22 @@ impl Plan {
     }
 
     pub fn apply(&self, txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
-        if let Some(m) = &self.model {
-            txn.open_table(MODEL)?.insert("model", m.as_slice())?;
+        if let Some(m) = &self.header {
+            txn.open_table(MODEL)?.insert("header", m.as_slice())?;
+        }
+        let mut users = txn.open_table(USERS)?;
+        if self.clear_users {
+            users.retain(|_, _| false)?;
+        }
+        for (k, v) in &self.users {
+            match v {
+                Some(v) => {
+                    users.insert(k.as_str(), v.as_slice())?;
+                }
+                None => {
+                    users.remove(k.as_str())?;
+                }
+            }
         }
         let mut t = txn.open_table(OPEN)?;
         for (k, v) in &self.open {
@@ -169,6 +195,12 @@ pub struct Posture {
     first_due: bool,
     /// The picture changed by uses only, since (wall clock, ms).
     unwritten_since: Option<u64>,
+    /// Users changed since the last write.
+    dirty: std::collections::BTreeSet<String>,
+    /// Root's or the account's part changed since the last write.
+    header_dirty: bool,
+    /// A refresh replaced the picture since the last write.
+    clear: bool,
     /// Changes of IAM seen in the last [`REPLAY_MS`] (at most
     /// [`MAX_REPLAY`]): a refresh's report may be hours old, so what
     /// happened since it was generated is applied again over it.
@@ -191,12 +223,30 @@ impl Posture {
         let mut open = BTreeMap::new();
         match read.open_table(MODEL) {
             Ok(t) => {
-                if let Some(v) = t.get("model").map_err(|e| store.error(e))? {
+                if let Some(v) = t.get("header").map_err(|e| store.error(e))? {
                     model = serde_json::from_slice(v.value()).ok();
                 }
             }
             Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(store.error(e)),
+        }
+        if let Some(m) = &mut model {
+            match read.open_table(USERS) {
+                Ok(t) => {
+                    for e in t
+                        .iter()
+                        .map_err(|e| store.error(e))?
+                        .take(config.max_users as usize)
+                    {
+                        let (k, v) = e.map_err(|e| store.error(e))?;
+                        if let Ok(u) = serde_json::from_slice::<UserInfo>(v.value()) {
+                            m.users.insert(k.value().to_owned(), u);
+                        }
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(store.error(e)),
+            }
         }
         match read.open_table(OPEN) {
             Ok(t) => {
@@ -248,6 +298,9 @@ impl Posture {
             keys: HashMap::new(),
             refreshes,
             unwritten_since: None,
+            dirty: std::collections::BTreeSet::new(),
+            header_dirty: false,
+            clear: false,
             recent: std::collections::VecDeque::new(),
             judged_ms: 0,
         };
@@ -334,7 +387,7 @@ impl Posture {
                             f.time_ms > m.as_of_ms && f.account.as_deref() == m.account.as_deref()
                         })
                         .collect();
-                    replay.sort_by_key(|f| f.time_ms);
+                    replay.sort_by_key(|f| order(f));
                     for f in replay {
                         apply(&mut m, f, self.config.max_users as usize);
                     }
@@ -353,6 +406,9 @@ impl Posture {
                         account = m.account.as_deref().unwrap_or("-"),
                         "posture: IAM refreshed"
                     );
+                    self.dirty = m.users.keys().cloned().collect();
+                    self.header_dirty = true;
+                    self.clear = true;
                     self.model = Some(m);
                     self.index();
                     plan.refreshed = Some((true, r.read_ms));
@@ -368,7 +424,7 @@ impl Posture {
         let mut facts = facts;
         // Dated more than a day ahead: left out, as the inventory does.
         facts.retain(|(_, f)| f.time_ms <= now_ms as i64 + DAY_MS);
-        facts.sort_by_key(|(_, f)| f.time_ms);
+        facts.sort_by_key(|(_, f)| order(f));
         for (_, f) in &facts {
             if f.kind.changes_posture() && f.time_ms > now_ms as i64 - REPLAY_MS {
                 if self.recent.len() >= MAX_REPLAY {
@@ -388,37 +444,47 @@ impl Posture {
         let max_users = self.config.max_users as usize;
         if let Some(m) = &mut self.model {
             for (i, f) in facts {
+                // Whom it concerns, before it changes who holds what.
+                let principal = principal_of(m, &f);
+                let user = touched_user(m, &f);
                 let change = apply(m, &f, max_users);
                 if change == Change::None {
                     continue;
                 }
-                if let Some(p) = principal_of(m, &f) {
-                    // By credential too: a key's use clears that key's
-                    // finding, whatever else the user's events did.
-                    let credential = match f.kind {
-                        FactKind::KeyUsed
-                        | FactKind::KeyCreated
-                        | FactKind::KeyDeleted
-                        | FactKind::KeyStatus => f.subject.as_str(),
-                        FactKind::ConsoleLogin
-                        | FactKind::PasswordSet
-                        | FactKind::PasswordRemoved => "password",
-                        _ => "",
-                    };
-                    cause.insert(format!("{p}|{credential}"), (i, f.clone()));
+                match user {
+                    Some(u) => {
+                        self.dirty.insert(u);
+                    }
+                    None => self.header_dirty = true,
+                }
+                // By credential too: a key's use clears that key's
+                // finding, whatever else the user's events did.
+                let credential = match f.kind {
+                    FactKind::KeyUsed
+                    | FactKind::KeyCreated
+                    | FactKind::KeyDeleted
+                    | FactKind::KeyStatus => f.subject.as_str(),
+                    FactKind::ConsoleLogin | FactKind::PasswordSet | FactKind::PasswordRemoved => {
+                        "password"
+                    }
+                    _ => "",
+                };
+                if let Some(p) = principal {
+                    let by_credential = format!("{p}|{credential}");
+                    if change == Change::Use {
+                        // A use clears only its own credential's finding.
+                        judge_now |= self
+                            .open
+                            .contains_key(&format!("credential_unused|{by_credential}"));
+                    }
+                    cause.insert(by_credential, (i, f.clone()));
                     cause.insert(p, (i, f.clone()));
                 }
-                match change {
-                    Change::Use => {
-                        self.unwritten_since.get_or_insert(now_ms);
-                        // Only a use of a credential found unused clears
-                        // something.
-                        judge_now |= self.open.values().any(|o| o.finding == "credential_unused");
-                    }
-                    _ => {
-                        judge_now = true;
-                        write = true;
-                    }
+                if change == Change::Use {
+                    self.unwritten_since.get_or_insert(now_ms);
+                } else {
+                    judge_now = true;
+                    write = true;
                 }
             }
         }
@@ -441,7 +507,9 @@ impl Posture {
                     level: f.level,
                     principal: f.principal.clone(),
                     credential: f.credential.clone(),
-                    evidence: f.evidence.clone(),
+                    // Bounded: a crafted stream's twenty long policy ARNs
+                    // need not be kept whole per finding.
+                    evidence: f.evidence.chars().take(MAX_EVIDENCE).collect(),
                     since_ms: now_ms as i64,
                 };
                 let c = cause
@@ -489,19 +557,43 @@ impl Posture {
         let stale = self
             .unwritten_since
             .is_some_and(|t| now_ms >= t + USE_WRITE_MS);
-        if (write || stale || !plan.open.is_empty())
-            && let Some(m) = &self.model
-        {
-            match serde_json::to_vec(m) {
-                Ok(v) => {
-                    plan.model = Some(v);
-                    self.unwritten_since = None;
-                }
-                Err(e) => tracing::warn!("posture: picture not encodable: {e}"),
-            }
+        if write || stale || !plan.open.is_empty() {
+            self.persist(&mut plan);
         }
         plan
     }
+}
+
+impl Posture {
+    /// Hand what changed of the picture to the plan: the users changed
+    /// (all after a refresh, which replaces the table), the rest when it
+    /// changed.
+    fn persist(&mut self, plan: &mut Plan) {
+        let Some(m) = &self.model else {
+            return;
+        };
+        if std::mem::take(&mut self.header_dirty) {
+            plan.header = encode(m);
+        }
+        plan.clear_users = std::mem::take(&mut self.clear);
+        for name in std::mem::take(&mut self.dirty) {
+            let row = match m.users.get(&name) {
+                Some(u) => match encode(u) {
+                    Some(v) => Some(v),
+                    None => continue,
+                },
+                None => None,
+            };
+            plan.users.insert(name, row);
+        }
+        self.unwritten_since = None;
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Option<Vec<u8>> {
+    serde_json::to_vec(v)
+        .map_err(|e| tracing::warn!("posture: state not encodable: {e}"))
+        .ok()
 }
 
 /// What a fact did to the picture.
@@ -514,9 +606,43 @@ enum Change {
     Iam,
 }
 
+/// The order facts are applied in: by time, and within one second (event
+/// times are whole seconds; a script creates a user and attaches a policy
+/// in the same one) a user created before, and deleted after, the rest.
+fn order(f: &Fact) -> (i64, u8) {
+    let rank = match f.kind {
+        FactKind::UserCreated => 0,
+        FactKind::UserDeleted => 2,
+        _ => 1,
+    };
+    (f.time_ms, rank)
+}
+
 /// The user a fact's `ACCOUNT/USER` subject names.
 fn user_of(f: &Fact) -> &str {
     f.subject.split_once('/').map_or("", |(_, u)| u)
+}
+
+/// The user whose row a fact changes (none: root's or the account's,
+/// which are the picture's header).
+fn touched_user(m: &Model, f: &Fact) -> Option<String> {
+    match f.kind {
+        FactKind::KeyUsed | FactKind::KeyStatus | FactKind::KeyDeleted => {
+            m.key_owner(&f.subject).map(str::to_owned)
+        }
+        FactKind::KeyCreated if f.root && f.user.is_none() => None,
+        FactKind::KeyCreated => f.user.clone(),
+        FactKind::ConsoleLogin => m
+            .users
+            .iter()
+            .find(|(_, u)| u.arn == f.subject)
+            .map(|(n, _)| n.clone()),
+        FactKind::PasswordPolicySet | FactKind::PasswordPolicyDeleted | FactKind::RoleAssumed => {
+            None
+        }
+        _ if user_of(f) == "<root_account>" => None,
+        _ => Some(user_of(f).to_owned()),
+    }
 }
 
 /// Whose finding a fact may change: the user's ARN, `root`, `account`.
@@ -1098,7 +1224,72 @@ mod tests {
         assert_eq!(counts["credential_unused"], 0);
         assert_eq!(counts["root_access_key_present"], 1);
         // What changed is written with the step.
-        assert!(step.model.is_some() && step.open.len() == 6);
+        assert!(step.header.is_some() && step.open.len() == 6);
+        assert_eq!(
+            step.users.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["alice", "bob", "carol"]
+        );
+    }
+
+    /// What the plans wrote is what a restart reads back: the picture
+    /// (header and users) and the open findings, so a restart neither
+    /// repeats an alert nor forgets one; a restart within the interval
+    /// does not ask IAM at once.
+    #[test]
+    fn a_restart_reads_back_what_was_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let (mut p, tx) = posture();
+        let now = crate::checkpoint::now_ms();
+        tx.send(Refreshed {
+            answers: Ok(answers()),
+            read_ms: now as i64,
+        })
+        .unwrap();
+        let plan = p.plan(Vec::new(), None, now);
+        store.commit_batch(&[], &[], |txn| plan.apply(txn)).unwrap();
+        let t = crate::time::iso_time(now as i64 + 1000);
+        let plan = p.plan(
+            facts(
+                0,
+                &[
+                    event(
+                        &t,
+                        "DeleteUser",
+                        ACCOUNT,
+                        r#","requestParameters":{"userName":"carol"}"#,
+                    ),
+                    event(
+                        &t,
+                        "PutUserPolicy",
+                        ACCOUNT,
+                        r#","requestParameters":{"userName":"alice","policyName":"p"}"#,
+                    ),
+                ]
+                .join(","),
+            ),
+            None,
+            now + 2000,
+        );
+        // Carol's key, old and unused by now: two findings, two records.
+        assert_eq!(
+            names(&plan),
+            vec![
+                (Some(0), "posture_finding_resolved".into(), arn("carol")),
+                (Some(0), "posture_finding_resolved".into(), arn("carol")),
+                (Some(0), "user_with_inline_policy".into(), arn("alice")),
+            ]
+        );
+        store.commit_batch(&[], &[], |txn| plan.apply(txn)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let again = Posture::start(p.config.clone(), p.thresholds, &store, &rt).unwrap();
+        assert_eq!(again.model, p.model);
+        assert!(!again.model.as_ref().unwrap().users.contains_key("carol"));
+        assert_eq!(again.open, p.open);
+        assert!(!again.first_due, "refreshed a moment ago");
     }
 
     /// A crafted stream cannot grow the picture: users past `max_users`
