@@ -775,6 +775,42 @@ mod tests {
         }
     }
 
+    /// `[posture]` is off by default; on, it refuses an interval that
+    /// would hammer AWS's IAM and zero bounds, and takes a short one
+    /// against a test endpoint.
+    #[test]
+    fn posture_bounds_are_checked() {
+        let head = "[state]\ndir = \"/tmp/s\"\n[[sources.files]]\npath = \"/tmp\"\n";
+        let c = Config::parse(head, "t.toml").unwrap();
+        assert!(!c.posture.enabled);
+        assert_eq!(c.posture.interval_secs, 14_400);
+        let c = Config::parse(
+            &format!(
+                "{head}[posture]\nenabled = true\ninterval_secs = 5\nendpoint_url = \"http://127.0.0.1:1\"\n"
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.posture.interval_secs, 5);
+        for bad in [
+            "interval_secs = 5",
+            "max_users = 0",
+            "timeout_secs = 0",
+            "max_user = 5",
+        ] {
+            let err = Config::parse(
+                &format!("{head}[posture]\nenabled = true\n{bad}\n"),
+                "t.toml",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("posture") || err.contains("max_user"),
+                "{bad} -> {err}"
+            );
+        }
+    }
+
     /// `[accounts]` takes 12-digit ids and one-line names; the mail's
     /// older `account_names` is merged in, the new table winning.
     #[test]

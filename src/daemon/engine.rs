@@ -463,13 +463,13 @@ impl Engine<'_> {
 
     /// End of input: decide the windows still open, and commit what they
     /// raise, through the same step as every batch.
-    pub(super) fn finish(&mut self) -> Result<(), DaemonError> {
+    pub(super) fn finish(&mut self, stopping: &dyn Fn() -> bool) -> Result<(), DaemonError> {
         // What is overdue now is reported before leaving (`--once`).
         if let Some(o) = &mut self.online {
             o.sweep_next();
         }
         // So is the posture refresh due at start.
-        if let Some(r) = self.posture.as_mut().and_then(Posture::wait_first) {
+        if let Some(r) = self.posture.as_mut().and_then(|p| p.wait_first(stopping)) {
             self.step_alone(Some(r))?;
         }
         self.idle()?;

@@ -387,7 +387,7 @@ pub fn run_with(
     engine.stats.skipped_known += shared.skipped.load(Ordering::Relaxed);
     engine.stats.errors += shared.errors.load(Ordering::Relaxed);
     if end == End::Drained || opts.once {
-        engine.finish()?;
+        engine.finish(&|| stop.load(Ordering::Relaxed))?;
         drain(&rt, &remotes, &store, &metrics, grace);
     } else {
         tracing::info!("stopping: signal received, all committed");

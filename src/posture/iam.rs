@@ -416,10 +416,35 @@ const DAY_MS: i64 = 86_400_000;
 /// Judge the picture at `now_ms`.
 pub fn judge(m: &Model, t: Thresholds, now_ms: i64) -> Vec<Finding> {
     let mut out = Vec::new();
+    for (user, u) in &m.users {
+        judge_user(user, u, t, now_ms, &mut out);
+    }
+    judge_account(m, &mut out);
+    out
+}
+
+/// A list in evidence: the first few, and how many more (a user may hold
+/// twenty long policy ARNs; the finding need not carry them all).
+fn few(list: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = list
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > SHOWN {
+        s.push_str(&format!(" and {} more", list.len() - SHOWN));
+    }
+    s
+}
+
+/// One user's findings (the stream changes one user at a time, and only
+/// that user is judged again).
+pub fn judge_user(user: &str, u: &UserInfo, t: Thresholds, now_ms: i64, out: &mut Vec<Finding>) {
     let days = |ms: i64| (now_ms - ms) / DAY_MS;
     let day = |ms: Option<i64>| ms.map_or("never".to_owned(), crate::time::iso_time);
-    let (root_mfa, root_keys) = (m.root_mfa, m.root_keys);
-    for (user, u) in &m.users {
+    {
         let arn = &u.arn;
         let finding = |finding, level, credential: &str, evidence: String, fix| Finding {
             finding,
@@ -501,10 +526,7 @@ pub fn judge(m: &Model, t: Thresholds, now_ms: i64) -> Vec<Finding> {
                 "user_with_direct_policy",
                 Level::Low,
                 "",
-                format!(
-                    "{user} has managed policies attached: {}",
-                    u.attached.join(", ")
-                ),
+                format!("{user} has managed policies attached: {}", few(&u.attached)),
                 "Grant permissions through groups or roles: attach the policy to a \
                  group, add the user, detach it from the user.",
             ));
@@ -514,11 +536,16 @@ pub fn judge(m: &Model, t: Thresholds, now_ms: i64) -> Vec<Finding> {
                 "user_with_inline_policy",
                 Level::Low,
                 "",
-                format!("{user} has inline policies: {}", u.inline.join(", ")),
+                format!("{user} has inline policies: {}", few(&u.inline)),
                 "Move inline policies to managed policies on groups or roles.",
             ));
         }
     }
+}
+
+/// Root's and the account's findings.
+pub fn judge_account(m: &Model, out: &mut Vec<Finding>) {
+    let (root_mfa, root_keys) = (m.root_mfa, m.root_keys);
     if root_mfa == Some(false) {
         out.push(Finding {
             finding: "root_mfa_disabled",
@@ -584,7 +611,6 @@ pub fn judge(m: &Model, t: Thresholds, now_ms: i64) -> Vec<Finding> {
                   reuse prevention 24, maximum age 90 days.",
         });
     }
-    out
 }
 
 #[cfg(test)]

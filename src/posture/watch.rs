@@ -27,7 +27,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::iam::{
-    Answers, Finding, KeyInfo, MAX_USER_KEYS, MAX_USER_POLICIES, Model, Thresholds, UserInfo, judge,
+    Answers, Finding, KeyInfo, MAX_USER_KEYS, MAX_USER_POLICIES, Model, Thresholds, UserInfo,
+    judge, judge_account, judge_user,
 };
 use super::inventory::Seed;
 use super::{Fact, FactKind};
@@ -349,15 +350,23 @@ impl Posture {
         }
     }
 
-    /// `--once`: wait (at most the refresh's timeout) for the refresh due
-    /// at start, so one run reports it.
-    pub fn wait_first(&mut self) -> Option<Refreshed> {
+    /// `--once`: wait (at most the refresh's timeout, and not once a stop
+    /// is asked) for the refresh due at start, so one run reports it.
+    pub fn wait_first(&mut self, stopping: &dyn Fn() -> bool) -> Option<Refreshed> {
         if !std::mem::take(&mut self.first_due) {
             return None;
         }
-        self.refreshes
-            .recv_timeout(Duration::from_secs(self.config.timeout_secs.max(1) + 5))
-            .ok()
+        let deadline =
+            std::time::Instant::now() + Duration::from_secs(self.config.timeout_secs.max(1) + 5);
+        while std::time::Instant::now() < deadline && !stopping() {
+            match self.refreshes.recv_timeout(Duration::from_millis(100)) {
+                Ok(r) => return Some(r),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+        tracing::warn!("posture: the refresh due at start did not come; stopping without it");
+        None
     }
 
     /// One step: a refresh that arrived (or `refreshed`), then the group's
@@ -371,8 +380,15 @@ impl Posture {
     ) -> Plan {
         let mut plan = Plan::default();
         let refreshed = refreshed.or_else(|| self.refreshes.try_recv().ok());
-        let mut judge_now = now_ms >= self.judged_ms + JUDGE_MS;
+        if refreshed.is_some() {
+            // `--once` waits for none now: this was the one due at start.
+            self.first_due = false;
+        }
+        let mut full = now_ms >= self.judged_ms + JUDGE_MS;
         let mut write = false;
+        // Principals (user ARNs, `root`, `account`) whose findings the
+        // step's events may have changed.
+        let mut touched = std::collections::BTreeSet::new();
         // What changed whom, for the alerts: `PRINCIPAL|CREDENTIAL` and
         // `PRINCIPAL` → (object, fact), the latest.
         let mut cause: HashMap<String, (usize, Fact)> = HashMap::new();
@@ -412,7 +428,7 @@ impl Posture {
                     self.model = Some(m);
                     self.index();
                     plan.refreshed = Some((true, r.read_ms));
-                    judge_now = true;
+                    full = true;
                     write = true;
                 }
                 Err(e) => {
@@ -471,11 +487,13 @@ impl Posture {
                 };
                 if let Some(p) = principal {
                     let by_credential = format!("{p}|{credential}");
-                    if change == Change::Use {
-                        // A use clears only its own credential's finding.
-                        judge_now |= self
+                    // A use clears only its own credential's finding.
+                    if change == Change::Iam
+                        || self
                             .open
-                            .contains_key(&format!("credential_unused|{by_credential}"));
+                            .contains_key(&format!("credential_unused|{by_credential}"))
+                    {
+                        touched.insert(p.clone());
                     }
                     cause.insert(by_credential, (i, f.clone()));
                     cause.insert(p, (i, f.clone()));
@@ -483,7 +501,6 @@ impl Posture {
                 if change == Change::Use {
                     self.unwritten_since.get_or_insert(now_ms);
                 } else {
-                    judge_now = true;
                     write = true;
                 }
             }
@@ -491,67 +508,37 @@ impl Posture {
         if write {
             self.index();
         }
-        if judge_now && let Some(m) = &self.model {
-            self.judged_ms = now_ms;
-            let found = judge(m, self.thresholds, now_ms as i64);
-            let mut now_open: BTreeMap<String, Finding> = BTreeMap::new();
-            for f in found {
-                now_open.insert(f.key(), f);
-            }
-            for (k, f) in &now_open {
-                if self.open.contains_key(k) {
-                    continue;
+        if let Some(m) = &self.model {
+            // Everything after a refresh and every ten minutes (ages cross
+            // thresholds by time alone); else only whom the events touched.
+            let (found, scope) = if full {
+                self.judged_ms = now_ms;
+                (judge(m, self.thresholds, now_ms as i64), None)
+            } else if touched.is_empty() {
+                (Vec::new(), Some(&touched))
+            } else {
+                let mut found = Vec::new();
+                if touched.contains("root") || touched.contains("account") {
+                    judge_account(m, &mut found);
+                    found.retain(|f| touched.contains(&f.principal));
                 }
-                let o = Open {
-                    finding: f.finding.to_owned(),
-                    level: f.level,
-                    principal: f.principal.clone(),
-                    credential: f.credential.clone(),
-                    // Bounded: a crafted stream's twenty long policy ARNs
-                    // need not be kept whole per finding.
-                    evidence: f.evidence.chars().take(MAX_EVIDENCE).collect(),
-                    since_ms: now_ms as i64,
-                };
-                let c = cause
-                    .get(&format!("{}|{}", f.principal, f.credential))
-                    .or_else(|| cause.get(&f.principal));
-                plan.alerts
-                    .push((c.map(|c| c.0), appeared(f, &o, c.map(|c| &c.1), m)));
-                plan.open.insert(k.clone(), Some(o.clone()));
-                self.open.insert(k.clone(), o);
-            }
-            let gone: Vec<String> = self
-                .open
-                .keys()
-                .filter(|k| !now_open.contains_key(*k))
-                .cloned()
-                .collect();
-            for k in gone {
-                let Some(o) = self.open.remove(&k) else {
-                    continue;
-                };
-                let c = cause
-                    .get(&format!("{}|{}", o.principal, o.credential))
-                    .or_else(|| cause.get(&o.principal));
-                let how = match (c, plan.refreshed) {
-                    (Some((_, f)), _) => format!(
-                        "cleared by {} at {} (by {}, event {})",
-                        f.event_name.as_deref().unwrap_or("-"),
-                        f.event_time.as_deref().unwrap_or("-"),
-                        f.principal.as_deref().unwrap_or("-"),
-                        f.event_id.as_deref().unwrap_or("-"),
-                    ),
-                    (None, Some((true, at))) => {
-                        format!(
-                            "not found by the IAM refresh of {}",
-                            crate::time::iso_time(at)
-                        )
+                for (name, u) in &m.users {
+                    if touched.contains(&u.arn) {
+                        judge_user(name, u, self.thresholds, now_ms as i64, &mut found);
                     }
-                    (None, _) => "no longer holds".to_owned(),
-                };
-                plan.alerts
-                    .push((c.map(|c| c.0), resolved(&o, &how, now_ms as i64, m)));
-                plan.open.insert(k, None);
+                }
+                (found, Some(&touched))
+            };
+            if full || !touched.is_empty() {
+                diff(
+                    &mut self.open,
+                    found,
+                    scope,
+                    &cause,
+                    &mut plan,
+                    now_ms as i64,
+                    m,
+                );
             }
         }
         let stale = self
@@ -561,6 +548,79 @@ impl Posture {
             self.persist(&mut plan);
         }
         plan
+    }
+}
+
+/// Open what `found` holds and was not open; record as cleared what was
+/// open and is not found, among the principals of `scope` (all: `None`).
+fn diff(
+    open: &mut BTreeMap<String, Open>,
+    found: Vec<Finding>,
+    scope: Option<&std::collections::BTreeSet<String>>,
+    cause: &HashMap<String, (usize, Fact)>,
+    plan: &mut Plan,
+    now_ms: i64,
+    m: &Model,
+) {
+    let mut now_open: BTreeMap<String, Finding> = BTreeMap::new();
+    for f in found {
+        now_open.insert(f.key(), f);
+    }
+    let cause_of = |principal: &str, credential: &str| {
+        cause
+            .get(&format!("{principal}|{credential}"))
+            .or_else(|| cause.get(principal))
+    };
+    for (k, f) in &now_open {
+        if open.contains_key(k) {
+            continue;
+        }
+        let o = Open {
+            finding: f.finding.to_owned(),
+            level: f.level,
+            principal: f.principal.clone(),
+            credential: f.credential.clone(),
+            // Bounded: evidence is event text.
+            evidence: f.evidence.chars().take(MAX_EVIDENCE).collect(),
+            since_ms: now_ms,
+        };
+        let c = cause_of(&f.principal, &f.credential);
+        plan.alerts
+            .push((c.map(|c| c.0), appeared(f, &o, c.map(|c| &c.1), m)));
+        plan.open.insert(k.clone(), Some(o.clone()));
+        open.insert(k.clone(), o);
+    }
+    let gone: Vec<String> = open
+        .iter()
+        .filter(|(k, o)| {
+            scope.is_none_or(|s| s.contains(&o.principal)) && !now_open.contains_key(*k)
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in gone {
+        let Some(o) = open.remove(&k) else {
+            continue;
+        };
+        let c = cause_of(&o.principal, &o.credential);
+        let how = match (c, plan.refreshed) {
+            (Some((_, f)), _) => format!(
+                "cleared by {} at {} (by {}, event {})",
+                f.event_name.as_deref().unwrap_or("-"),
+                f.event_time.as_deref().unwrap_or("-"),
+                f.principal.as_deref().unwrap_or("-"),
+                f.event_id.as_deref().unwrap_or("-"),
+            ),
+            (None, Some((true, at))) => {
+                format!(
+                    "not found by the IAM refresh of {}",
+                    crate::time::iso_time(at)
+                )
+            }
+            (None, _) => "no longer holds".to_owned(),
+        };
+        plan.alerts
+            .push((c.map(|c| c.0), resolved(&o, &how, now_ms, m)));
+        plan.open.insert(k, None);
     }
 }
 
@@ -940,6 +1000,9 @@ async fn refresh_forever(
     // IAM is global: its endpoint lives in us-east-1.
     let shared = crate::source::aws_config_for("us-east-1", config.endpoint_url.as_deref()).await;
     let client = aws_sdk_iam::Client::new(&shared);
+    let interval = Duration::from_secs(config.interval_secs.max(1));
+    // After a failure, sooner than the interval: a minute, doubling.
+    let mut retry = Duration::from_secs(60);
     loop {
         let read_ms = crate::checkpoint::now_ms() as i64;
         let answers = match tokio::time::timeout(
@@ -952,10 +1015,18 @@ async fn refresh_forever(
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {} s", config.timeout_secs)),
         };
+        let wait = if answers.is_ok() {
+            retry = Duration::from_secs(60);
+            interval
+        } else {
+            let w = retry.min(interval);
+            retry = retry.saturating_mul(2);
+            w
+        };
         if tx.send(Refreshed { answers, read_ms }).is_err() {
             return;
         }
-        tokio::time::sleep(Duration::from_secs(config.interval_secs.max(1))).await;
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -1290,6 +1361,26 @@ mod tests {
         assert!(!again.model.as_ref().unwrap().users.contains_key("carol"));
         assert_eq!(again.open, p.open);
         assert!(!again.first_due, "refreshed a moment ago");
+    }
+
+    /// `--once` waits for the refresh due at start only while it has not
+    /// come: one that a step already took is not waited for again (it
+    /// would wait the whole timeout for a refresh due hours later).
+    #[test]
+    fn once_does_not_wait_for_a_refresh_already_taken() {
+        let (mut p, tx) = posture();
+        tx.send(Refreshed {
+            answers: Ok(answers()),
+            read_ms: 0,
+        })
+        .unwrap();
+        p.plan(Vec::new(), None, 0);
+        let started = std::time::Instant::now();
+        assert!(p.wait_first(&|| false).is_none());
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // And a stop ends the wait for one still due.
+        let (mut p, _tx) = posture();
+        assert!(p.wait_first(&|| true).is_none());
     }
 
     /// A crafted stream cannot grow the picture: users past `max_users`
