@@ -472,11 +472,22 @@ impl Config {
             ));
         }
         if self.posture.enabled {
-            if self.posture.interval_secs < 60 && self.posture.endpoint_url.is_none() {
+            // Shorter only against a test endpoint on this machine.
+            let local = self.posture.endpoint_url.as_deref().is_some_and(|u| {
+                let host = u.split("://").nth(1).unwrap_or(u);
+                host.starts_with("127.0.0.1")
+                    || host.starts_with("localhost")
+                    || host.starts_with("[::1]")
+            });
+            if self.posture.interval_secs < 60 && !local {
                 return Err(bad(
                     "posture.interval_secs",
-                    "must be at least 60 against AWS (IAM's report changes every 4 hours)",
+                    "must be at least 60 against AWS (IAM's report changes every 4 hours); \
+                     shorter only with a loopback endpoint_url",
                 ));
+            }
+            if self.posture.interval_secs == 0 {
+                return Err(bad("posture.interval_secs", "must be at least 1"));
             }
             if self.posture.max_users == 0 || self.posture.timeout_secs == 0 {
                 return Err(bad(
@@ -797,6 +808,8 @@ mod tests {
             "max_users = 0",
             "timeout_secs = 0",
             "max_user = 5",
+            "interval_secs = 5\nendpoint_url = \"https://iam.amazonaws.com\"",
+            "interval_secs = 0\nendpoint_url = \"http://127.0.0.1:1\"",
         ] {
             let err = Config::parse(
                 &format!("{head}[posture]\nenabled = true\n{bad}\n"),

@@ -375,6 +375,17 @@ impl Engine<'_> {
                     .set(n);
             }
         }
+        for (reason, n) in posture.iter().flat_map(|p| &p.dropped) {
+            self.metrics
+                .posture_dropped
+                .with_label_values(&[reason])
+                .inc_by(*n);
+            tracing::warn!(
+                reason,
+                changes = n,
+                "posture: IAM changes in the stream not applied (see trailwatch_posture_events_dropped_total)"
+            );
+        }
         if let Some((ok, at)) = posture.and_then(|p| p.refreshed) {
             self.metrics
                 .posture_refreshes

@@ -72,6 +72,7 @@ pub struct Metrics {
     /// per fixed id, refreshes by outcome, the last good refresh.
     pub posture_findings: IntGaugeVec,
     pub posture_refreshes: IntCounterVec,
+    pub posture_dropped: IntCounterVec,
     pub posture_last_refresh: prometheus::Gauge,
     pub correlation_evicted: IntCounter,
     pub correlation_dropped: IntCounterVec,
@@ -345,6 +346,19 @@ impl Metrics {
         registry
             .register(Box::new(posture_refreshes.clone()))
             .expect("unique");
+        let posture_dropped = IntCounterVec::new(
+            Opts::new(
+                "trailwatch_posture_events_dropped_total",
+                "IAM changes in the stream [posture] did not apply, by reason: future (dated \
+                 over 15 minutes ahead), duplicate (an event applied already), older (a newer \
+                 event changed the same thing), full (max_users reached).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(posture_dropped.clone()))
+            .expect("unique");
         let posture_last_refresh = prometheus::Gauge::new(
             "trailwatch_posture_last_refresh_timestamp_seconds",
             "When the IAM API was last read successfully for [posture] (0: never).",
@@ -429,6 +443,7 @@ impl Metrics {
             inventory_direct_policies,
             posture_findings,
             posture_refreshes,
+            posture_dropped,
             posture_last_refresh,
             correlation_evicted,
             correlation_dropped,
@@ -562,6 +577,9 @@ impl Metrics {
         }
         for o in ["ok", "failed"] {
             self.posture_refreshes.with_label_values(&[o]);
+        }
+        for r in ["future", "duplicate", "older", "full"] {
+            self.posture_dropped.with_label_values(&[r]);
         }
     }
 

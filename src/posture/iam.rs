@@ -63,6 +63,9 @@ pub struct Answers {
     pub summary: BTreeMap<String, i64>,
     /// Per user name: (attached managed policies, inline policies).
     pub policies: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    /// Per user name: its ARN, from `ListUsers` (live, where the report
+    /// may be hours old: a user it does not list yet is still judged).
+    pub arns: BTreeMap<String, String>,
     /// Per user name: `ListAccessKeys` (id, created, active), which names
     /// the keys the report only numbers.
     pub keys: BTreeMap<String, Vec<(String, Option<i64>, bool)>>,
@@ -102,6 +105,11 @@ pub struct UserInfo {
     pub attached: Vec<String>,
     /// Inline policies (names).
     pub inline: Vec<String>,
+    /// Per aspect (`mfa`, `password`, `attached`, `inline`, `keys`): the
+    /// time of the newest event applied to it; an older one arriving late
+    /// (or a file delivered again) changes nothing.
+    #[serde(default)]
+    pub changed: BTreeMap<String, i64>,
 }
 
 /// The account's IAM picture: what the API said at the last refresh,
@@ -122,6 +130,9 @@ pub struct Model {
     pub root_keys: Option<bool>,
     /// `None`: the account has no password policy.
     pub policy: Option<PasswordPolicy>,
+    /// As [`UserInfo::changed`], for root's and the account's aspects.
+    #[serde(default)]
+    pub changed: BTreeMap<String, i64>,
     /// By user name. Stored one row per user (the stream changes one
     /// user at a time), not with the rest of the picture.
     #[serde(skip)]
@@ -204,6 +215,38 @@ impl Model {
                     keys,
                     attached,
                     inline,
+                    changed: BTreeMap::new(),
+                },
+            );
+        }
+        for (name, arn) in &answers.arns {
+            if m.users.contains_key(name) {
+                continue;
+            }
+            if m.account.is_none() {
+                m.account = arn.split(':').nth(4).map(str::to_owned);
+            }
+            let (attached, inline) = answers.policies.get(name).cloned().unwrap_or_default();
+            m.users.insert(
+                name.clone(),
+                UserInfo {
+                    arn: arn.clone(),
+                    keys: answers
+                        .keys
+                        .get(name)
+                        .into_iter()
+                        .flatten()
+                        .take(MAX_USER_KEYS)
+                        .map(|(id, created, active)| KeyInfo {
+                            id: id.clone(),
+                            active: *active,
+                            created_ms: *created,
+                            last_used_ms: None,
+                        })
+                        .collect(),
+                    attached,
+                    inline,
+                    ..UserInfo::default()
                 },
             );
         }
@@ -316,6 +359,7 @@ pub async fn read(client: &aws_sdk_iam::Client) -> Result<Answers, PostureError>
         let page = page.map_err(api("ListUsers"))?;
         for u in page.users() {
             let name = u.user_name().to_owned();
+            answers.arns.insert(name.clone(), u.arn().to_owned());
             let mut attached = Vec::new();
             let mut pages = client
                 .list_attached_user_policies()

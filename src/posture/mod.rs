@@ -110,6 +110,22 @@ fn keep(s: Option<&str>) -> Option<String> {
     s.map(|s| s.chars().take(MAX_FIELD).collect())
 }
 
+/// `requestParameters.KEY` when it is a string: a list or a number there
+/// is not what IAM writes, and is not taken for a name.
+fn param<'i>(r: &Record<'_, 'i>, key: &str) -> Option<&'i str> {
+    r.field("requestParameters")?.get(key)?.as_str()
+}
+
+/// The account a change happened in: `recipientAccountId` when it is
+/// there (and a string: a list naming two accounts is neither), else the
+/// caller's.
+fn change_account<'i>(r: &Record<'_, 'i>) -> Option<&'i str> {
+    match r.top(Top::RecipientAccountId) {
+        Some(v) => v.as_str(),
+        None => r.ident_str(Ident::AccountId),
+    }
+}
+
 fn is_long_term_key(k: &str) -> bool {
     k.len() >= 16
         && k.len() <= 128
@@ -200,26 +216,26 @@ impl Fact {
                 name @ ("AttachUserPolicy" | "PutUserPolicy" | "DetachUserPolicy"
                 | "DeleteUserPolicy"),
             ) => {
-                let Some(user) = r.str_at(&["requestParameters", "userName"]) else {
+                let Some(user) = param(r, "userName") else {
                     return;
                 };
-                let policy = match r.str_at(&["requestParameters", "policyArn"]) {
+                let policy = match param(r, "policyArn") {
                     Some(arn) => arn.to_owned(),
-                    None => match r.str_at(&["requestParameters", "policyName"]) {
+                    None => match param(r, "policyName") {
                         Some(n) => format!("inline:{n}"),
                         None => return,
                     },
                 };
-                let account = r
-                    .str(Top::RecipientAccountId)
-                    .or(r.ident_str(Ident::AccountId))
-                    .unwrap_or("-");
+                let Some(account) = change_account(r) else {
+                    return;
+                };
                 let kind = if name.starts_with("Attach") || name.starts_with("Put") {
                     FactKind::UserPolicyAdded
                 } else {
                     FactKind::UserPolicyRemoved
                 };
                 let mut fact = base(kind, &format!("{account}/{user}"));
+                fact.account = keep(Some(account));
                 fact.user = keep(Some(&policy));
                 f(fact);
             }
@@ -232,12 +248,11 @@ impl Fact {
                 | "CreateUser"
                 | "DeleteUser"),
             ) => {
-                let account = r
-                    .str(Top::RecipientAccountId)
-                    .or(r.ident_str(Ident::AccountId))
-                    .unwrap_or("-");
+                let Some(account) = change_account(r) else {
+                    return;
+                };
                 // Root enabling its own MFA names no user.
-                let user = match r.str_at(&["requestParameters", "userName"]) {
+                let user = match param(r, "userName") {
                     Some(u) => u,
                     None if r.ident_str(Ident::Type) == Some("Root") => "<root_account>",
                     None => return,
@@ -251,34 +266,40 @@ impl Fact {
                     _ => FactKind::UserDeleted,
                 };
                 let mut fact = base(kind, &format!("{account}/{user}"));
+                fact.account = keep(Some(account));
                 if kind == FactKind::UserCreated {
-                    fact.user = keep(r.str_at(&["responseElements", "user", "arn"]));
+                    // Without the response (a trimmed event), the ARN a
+                    // user at the root path has.
+                    fact.user = keep(Some(
+                        &r.str_at(&["responseElements", "user", "arn"]).map_or_else(
+                            || format!("arn:aws:iam::{account}:user/{user}"),
+                            str::to_owned,
+                        ),
+                    ));
                 }
                 f(fact);
             }
             Some("UpdateAccessKey") => {
-                let Some(key) = r
-                    .str_at(&["requestParameters", "accessKeyId"])
-                    .filter(|k| is_long_term_key(k))
-                else {
+                let Some(key) = param(r, "accessKeyId").filter(|k| is_long_term_key(k)) else {
                     return;
                 };
                 let mut fact = base(FactKind::KeyStatus, key);
-                fact.active = match r.str_at(&["requestParameters", "status"]) {
+                fact.active = match param(r, "status") {
                     Some("Active") => Some(true),
                     Some("Inactive") => Some(false),
                     _ => return,
                 };
-                fact.user = keep(r.str_at(&["requestParameters", "userName"]));
+                fact.user = keep(param(r, "userName"));
                 f(fact);
             }
             Some(name @ ("UpdateAccountPasswordPolicy" | "DeleteAccountPasswordPolicy")) => {
-                let account = r
-                    .str(Top::RecipientAccountId)
-                    .or(r.ident_str(Ident::AccountId))
-                    .unwrap_or("-");
+                let Some(account) = change_account(r) else {
+                    return;
+                };
                 if name.starts_with("Delete") {
-                    f(base(FactKind::PasswordPolicyDeleted, account));
+                    let mut fact = base(FactKind::PasswordPolicyDeleted, account);
+                    fact.account = keep(Some(account));
+                    f(fact);
                     return;
                 }
                 let p = r.field("requestParameters");
@@ -296,6 +317,7 @@ impl Fact {
                         .unwrap_or(false)
                 };
                 let mut fact = base(FactKind::PasswordPolicySet, account);
+                fact.account = keep(Some(account));
                 fact.policy = Some(Box::new(iam::PasswordPolicy {
                     // IAM's default when the call leaves it out.
                     minimum_length: Some(num("minimumPasswordLength").unwrap_or(8)),
@@ -347,6 +369,9 @@ pub struct Facts {
     by: std::collections::HashMap<FactKey, (Fact, Fact)>,
     /// Facts dropped past [`MAX_FACTS_PER_OBJECT`] distinct credentials.
     pub dropped: u64,
+    /// Changes of IAM kept: they have their own cap, so a flood of key
+    /// uses cannot crowd out the one `AttachUserPolicy` that matters.
+    changes: usize,
 }
 
 /// Distinct credentials one object may bring (a crafted file of a million
@@ -361,7 +386,12 @@ impl Facts {
             f.from_account.clone(),
             f.user.clone(),
         );
-        let full = self.by.len() >= MAX_FACTS_PER_OBJECT;
+        let change = f.kind.changes_posture();
+        let full = if change {
+            self.changes >= MAX_FACTS_PER_OBJECT
+        } else {
+            self.by.len() - self.changes >= MAX_FACTS_PER_OBJECT
+        };
         match self.by.get_mut(&key) {
             Some((first, last)) => {
                 if f.time_ms < first.time_ms {
@@ -372,6 +402,7 @@ impl Facts {
             }
             None if full => self.dropped += 1,
             None => {
+                self.changes += usize::from(change);
                 self.by.insert(key, (f.clone(), f));
             }
         }

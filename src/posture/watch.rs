@@ -90,7 +90,10 @@ const OPEN: TableDefinition<&str, &[u8]> = TableDefinition::new("posture_finding
 const USE_WRITE_MS: u64 = 600_000;
 /// Ages cross thresholds with time alone: judged again this often.
 const JUDGE_MS: u64 = 600_000;
-const DAY_MS: i64 = 86_400_000;
+/// Changes dated further ahead of the clock are not applied.
+const MAX_FUTURE_MS: i64 = 15 * 60_000;
+/// Changes remembered, by event id, so a file delivered twice applies once.
+const MAX_SEEN: usize = 10_000;
 /// Changes kept to apply over a refresh: the report's greatest age (4
 /// hours) and CloudTrail's delivery delay.
 const REPLAY_MS: i64 = 6 * 3_600_000;
@@ -134,9 +137,18 @@ pub struct Plan {
     pub seeds: Vec<Seed>,
     /// A refresh's outcome: (ok, when).
     pub refreshed: Option<(bool, i64)>,
+    /// Changes not applied, by reason (`future`, `duplicate`, `older`,
+    /// `full`).
+    pub dropped: BTreeMap<&'static str, u64>,
 }
 
 impl Plan {
+    fn count(&mut self, reason: &'static str, n: usize) {
+        if n > 0 {
+            *self.dropped.entry(reason).or_default() += n as u64;
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.header.is_none()
             && self.users.is_empty()
@@ -145,6 +157,7 @@ impl Plan {
             && self.alerts.is_empty()
             && self.seeds.is_empty()
             && self.refreshed.is_none()
+            && self.dropped.is_empty()
     }
 
     pub fn apply(&self, txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
@@ -196,6 +209,10 @@ pub struct Posture {
     first_due: bool,
     /// The picture changed by uses only, since (wall clock, ms).
     unwritten_since: Option<u64>,
+    /// Changes applied, by kind, subject and event id (at most
+    /// [`MAX_SEEN`], oldest forgotten first).
+    seen: std::collections::HashSet<String>,
+    seen_order: std::collections::VecDeque<String>,
     /// Users changed since the last write.
     dirty: std::collections::BTreeSet<String>,
     /// Root's or the account's part changed since the last write.
@@ -299,6 +316,8 @@ impl Posture {
             keys: HashMap::new(),
             refreshes,
             unwritten_since: None,
+            seen: std::collections::HashSet::new(),
+            seen_order: std::collections::VecDeque::new(),
             dirty: std::collections::BTreeSet::new(),
             header_dirty: false,
             clear: false,
@@ -340,7 +359,8 @@ impl Posture {
         let Some(m) = &self.model else {
             return false;
         };
-        if f.time_ms <= m.as_of_ms || f.account.as_deref() != m.account.as_deref() {
+        let since = if live(f.kind) { m.read_ms } else { m.as_of_ms };
+        if f.time_ms <= since || f.account.as_deref() != m.account.as_deref() {
             return false;
         }
         match f.kind {
@@ -438,11 +458,15 @@ impl Posture {
             }
         }
         let mut facts = facts;
-        // Dated more than a day ahead: left out, as the inventory does.
-        facts.retain(|(_, f)| f.time_ms <= now_ms as i64 + DAY_MS);
+        // Dated ahead of the clock (past CloudTrail's own skew): a forged
+        // change dated tomorrow would otherwise outrank every real one.
+        let before = facts.len();
+        facts.retain(|(_, f)| f.time_ms <= now_ms as i64 + MAX_FUTURE_MS);
+        plan.count("future", before - facts.len());
         facts.sort_by_key(|(_, f)| order(f));
         for (_, f) in &facts {
-            if f.kind.changes_posture() && f.time_ms > now_ms as i64 - REPLAY_MS {
+            // Only what the report says is replayed over it.
+            if f.kind.changes_posture() && !live(f.kind) && f.time_ms > now_ms as i64 - REPLAY_MS {
                 if self.recent.len() >= MAX_REPLAY {
                     self.recent.pop_front();
                 }
@@ -460,12 +484,42 @@ impl Posture {
         let max_users = self.config.max_users as usize;
         if let Some(m) = &mut self.model {
             for (i, f) in facts {
+                // A change delivered again (the same event in two files).
+                let id = (f.kind.changes_posture())
+                    .then(|| {
+                        f.event_id
+                            .as_ref()
+                            .map(|e| format!("{:?}|{}|{e}", f.kind, f.subject))
+                    })
+                    .flatten();
+                if id.as_ref().is_some_and(|id| self.seen.contains(id)) {
+                    plan.count("duplicate", 1);
+                    continue;
+                }
                 // Whom it concerns, before it changes who holds what.
                 let principal = principal_of(m, &f);
                 let user = touched_user(m, &f);
                 let change = apply(m, &f, max_users);
-                if change == Change::None {
-                    continue;
+                match change {
+                    Change::None => continue,
+                    Change::Older => {
+                        plan.count("older", 1);
+                        continue;
+                    }
+                    Change::Full => {
+                        plan.count("full", 1);
+                        continue;
+                    }
+                    Change::Use | Change::Iam => {}
+                }
+                if let Some(id) = id {
+                    if self.seen_order.len() >= MAX_SEEN
+                        && let Some(old) = self.seen_order.pop_front()
+                    {
+                        self.seen.remove(&old);
+                    }
+                    self.seen.insert(id.clone());
+                    self.seen_order.push_back(id);
                 }
                 match user {
                     Some(u) => {
@@ -483,6 +537,13 @@ impl Posture {
                     FactKind::ConsoleLogin | FactKind::PasswordSet | FactKind::PasswordRemoved => {
                         "password"
                     }
+                    FactKind::MfaEnabled | FactKind::MfaDisabled => "mfa",
+                    FactKind::UserPolicyAdded | FactKind::UserPolicyRemoved
+                        if f.user.as_deref().is_some_and(|p| p.starts_with("inline:")) =>
+                    {
+                        "inline"
+                    }
+                    FactKind::UserPolicyAdded | FactKind::UserPolicyRemoved => "attached",
                     _ => "",
                 };
                 if let Some(p) = principal {
@@ -566,9 +627,19 @@ fn diff(
     for f in found {
         now_open.insert(f.key(), f);
     }
-    let cause_of = |principal: &str, credential: &str| {
-        cause
-            .get(&format!("{principal}|{credential}"))
+    // The event that made or cleared a finding: one that changed what the
+    // finding is about, else the principal's latest.
+    let cause_of = |finding: &str, principal: &str, credential: &str| {
+        let aspects: &[&str] = match finding {
+            "console_user_without_mfa" => &["mfa", "password"],
+            "user_with_direct_policy" => &["attached"],
+            "user_with_inline_policy" => &["inline"],
+            _ => &[],
+        };
+        aspects
+            .iter()
+            .chain(std::iter::once(&credential))
+            .find_map(|a| cause.get(&format!("{principal}|{a}")))
             .or_else(|| cause.get(principal))
     };
     for (k, f) in &now_open {
@@ -584,7 +655,7 @@ fn diff(
             evidence: f.evidence.chars().take(MAX_EVIDENCE).collect(),
             since_ms: now_ms,
         };
-        let c = cause_of(&f.principal, &f.credential);
+        let c = cause_of(f.finding, &f.principal, &f.credential);
         plan.alerts
             .push((c.map(|c| c.0), appeared(f, &o, c.map(|c| &c.1), m)));
         plan.open.insert(k.clone(), Some(o.clone()));
@@ -601,7 +672,7 @@ fn diff(
         let Some(o) = open.remove(&k) else {
             continue;
         };
-        let c = cause_of(&o.principal, &o.credential);
+        let c = cause_of(&o.finding, &o.principal, &o.credential);
         let how = match (c, plan.refreshed) {
             (Some((_, f)), _) => format!(
                 "cleared by {} at {} (by {}, event {})",
@@ -660,10 +731,34 @@ fn encode<T: Serialize>(v: &T) -> Option<Vec<u8>> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Change {
     None,
+    /// Nothing: a newer event changed the same aspect.
+    Older,
+    /// Nothing: the picture holds `max_users` users.
+    Full,
     /// A credential's last use moved.
     Use,
     /// IAM changed.
     Iam,
+}
+
+/// Is what `kind` changes read live by a refresh (policies, keys, users,
+/// the password policy: their `List`/`Get` calls), rather than from the
+/// credential report, which may be hours old (MFA, console passwords, last
+/// uses)? A live part is the truth as of the refresh's read: no event
+/// older than that changes it, replayed or late, forged or not.
+fn live(kind: FactKind) -> bool {
+    matches!(
+        kind,
+        FactKind::UserPolicyAdded
+            | FactKind::UserPolicyRemoved
+            | FactKind::PasswordPolicySet
+            | FactKind::PasswordPolicyDeleted
+            | FactKind::KeyCreated
+            | FactKind::KeyDeleted
+            | FactKind::KeyStatus
+            | FactKind::UserCreated
+            | FactKind::UserDeleted
+    )
 }
 
 /// The order facts are applied in: by time, and within one second (event
@@ -725,8 +820,69 @@ fn principal_of(m: &Model, f: &Fact) -> Option<String> {
     }
 }
 
-/// Change the picture by one fact.
+/// The aspect of the picture a change of IAM concerns: the user it
+/// belongs to (none: root's and the account's part) and which of theirs.
+fn aspect(m: &Model, f: &Fact) -> Option<(Option<String>, String)> {
+    let user = || Some(user_of(f).to_owned());
+    Some(match f.kind {
+        FactKind::KeyCreated if f.root && f.user.is_none() => (None, "root_keys".into()),
+        FactKind::KeyCreated | FactKind::KeyDeleted | FactKind::KeyStatus => {
+            (touched_user(m, f), format!("key:{}", f.subject))
+        }
+        FactKind::UserPolicyAdded | FactKind::UserPolicyRemoved => {
+            let inline = f.user.as_deref().is_some_and(|p| p.starts_with("inline:"));
+            (user(), if inline { "inline" } else { "attached" }.into())
+        }
+        FactKind::MfaEnabled | FactKind::MfaDisabled if user_of(f) == "<root_account>" => {
+            (None, "root_mfa".into())
+        }
+        FactKind::MfaEnabled | FactKind::MfaDisabled => (user(), "mfa".into()),
+        FactKind::PasswordSet | FactKind::PasswordRemoved => (user(), "password".into()),
+        FactKind::PasswordPolicySet | FactKind::PasswordPolicyDeleted => (None, "policy".into()),
+        _ => return None,
+    })
+}
+
+/// Aspect times kept per user (the oldest go first).
+const MAX_ASPECTS: usize = 16;
+
+/// Change the picture by one fact, unless an event newer than it already
+/// changed the same aspect (files arrive out of order; CloudTrail
+/// delivers late).
 fn apply(m: &mut Model, f: &Fact, max_users: usize) -> Change {
+    let aspect = aspect(m, f);
+    if let Some((user, a)) = &aspect {
+        let last = match user {
+            Some(u) => m.users.get(u).and_then(|u| u.changed.get(a)).copied(),
+            None => m.changed.get(a).copied(),
+        };
+        if last.is_some_and(|l| f.time_ms < l) {
+            return Change::Older;
+        }
+    }
+    let change = apply_change(m, f, max_users);
+    if change == Change::Iam
+        && let Some((user, a)) = aspect
+    {
+        let map = match user {
+            Some(u) => m.users.get_mut(&u).map(|u| &mut u.changed),
+            None => Some(&mut m.changed),
+        };
+        if let Some(map) = map {
+            map.insert(a, f.time_ms);
+            while map.len() > MAX_ASPECTS {
+                let oldest = map.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone());
+                match oldest {
+                    Some(k) => map.remove(&k),
+                    None => break,
+                };
+            }
+        }
+    }
+    change
+}
+
+fn apply_change(m: &mut Model, f: &Fact, max_users: usize) -> Change {
     let t = f.time_ms;
     match f.kind {
         FactKind::KeyUsed => {
@@ -832,8 +988,11 @@ fn apply(m: &mut Model, f: &Fact, max_users: usize) -> Change {
         }
         FactKind::UserCreated => {
             let name = user_of(f).to_owned();
-            if m.users.len() >= max_users || m.users.contains_key(&name) {
+            if m.users.contains_key(&name) {
                 return Change::None;
+            }
+            if m.users.len() >= max_users {
+                return Change::Full;
             }
             let Some(arn) = f.user.clone() else {
                 return Change::None;
@@ -1381,6 +1540,159 @@ mod tests {
         // And a stop ends the wait for one still due.
         let (mut p, _tx) = posture();
         assert!(p.wait_first(&|| true).is_none());
+    }
+
+    /// What a forger or an unlucky delivery cannot do: a change dated
+    /// hours ahead is not applied; a late or replayed change of a part
+    /// the refresh read live (policies) cannot undo what the API said; a
+    /// file delivered twice, or an older change arriving after a newer,
+    /// changes nothing; each finding names the event that made it.
+    #[test]
+    fn forged_late_and_repeated_changes_do_not_move_the_picture() {
+        let (mut p, tx) = posture();
+        let now = ms("2026-06-01T00:00:00Z") as u64;
+        tx.send(Refreshed {
+            answers: Ok(answers()),
+            read_ms: now as i64,
+        })
+        .unwrap();
+        p.plan(Vec::new(), None, now);
+        let detach_bob = r#","requestParameters":{"userName":"bob","policyArn":"arn:aws:iam::123456789012:policy/ReadS3"}"#;
+        // Dated 20 hours ahead: left out; bob keeps his finding.
+        let step = p.plan(
+            facts(
+                0,
+                &event(
+                    "2026-06-01T20:00:00Z",
+                    "DetachUserPolicy",
+                    ACCOUNT,
+                    detach_bob,
+                ),
+            ),
+            None,
+            now + 1000,
+        );
+        assert!(step.alerts.is_empty(), "{:?}", names(&step));
+        assert_eq!(step.dropped.get("future"), Some(&1));
+        // Dated before the refresh read the policies live: the API said
+        // attached after it, so it is not applied, late or not.
+        let step = p.plan(
+            facts(
+                0,
+                &event(
+                    "2026-05-31T23:59:00Z",
+                    "DetachUserPolicy",
+                    ACCOUNT,
+                    detach_bob,
+                ),
+            ),
+            None,
+            now + 2000,
+        );
+        assert!(step.alerts.is_empty(), "{:?}", names(&step));
+        // Alice loses MFA, then regains it; the first file comes again,
+        // and an older deactivation arrives last: nothing reopens.
+        let deactivate = event(
+            "2026-06-01T00:01:00Z",
+            "DeactivateMFADevice",
+            ACCOUNT,
+            r#","requestParameters":{"userName":"alice","serialNumber":"x"}"#,
+        );
+        let step = p.plan(
+            facts(
+                0,
+                &[
+                    event("2026-06-01T00:00:30Z", "EnableMFADevice", ACCOUNT, r#","requestParameters":{"userName":"alice","serialNumber":"x"}"#),
+                    event("2026-06-01T00:00:40Z", "CreateLoginProfile", ACCOUNT, r#","requestParameters":{"userName":"carol"}"#),
+                    event("2026-06-01T00:00:40Z", "AttachUserPolicy", ACCOUNT, r#","requestParameters":{"userName":"carol","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}"#),
+                ]
+                .join(","),
+            ),
+            None,
+            now + 3000,
+        );
+        let made = |name: &str| {
+            step.alerts
+                .iter()
+                .find(|(_, a)| a.rule_name.as_deref() == Some(name))
+                .and_then(|(_, a)| a.event_name.clone())
+        };
+        assert_eq!(
+            made("console_user_without_mfa").as_deref(),
+            Some("CreateLoginProfile")
+        );
+        assert_eq!(
+            made("user_with_direct_policy").as_deref(),
+            Some("AttachUserPolicy")
+        );
+        let step = p.plan(facts(1, &deactivate), None, now + 4000);
+        assert_eq!(
+            names(&step),
+            vec![(Some(1), "console_user_without_mfa".into(), arn("alice"))]
+        );
+        let step = p.plan(
+            facts(
+                2,
+                &event(
+                    "2026-06-01T00:02:00Z",
+                    "EnableMFADevice",
+                    ACCOUNT,
+                    r#","requestParameters":{"userName":"alice","serialNumber":"x"}"#,
+                ),
+            ),
+            None,
+            now + 5000,
+        );
+        assert_eq!(
+            names(&step),
+            vec![(Some(2), "posture_finding_resolved".into(), arn("alice"))]
+        );
+        let again = p.plan(facts(3, &deactivate), None, now + 6000);
+        assert!(again.alerts.is_empty(), "{:?}", names(&again));
+        assert_eq!(again.dropped.get("duplicate"), Some(&1));
+        let older = p.plan(
+            facts(
+                4,
+                &event(
+                    "2026-06-01T00:01:30Z",
+                    "DeactivateMFADevice",
+                    ACCOUNT,
+                    r#","requestParameters":{"userName":"alice","serialNumber":"y"}"#,
+                ),
+            ),
+            None,
+            now + 7000,
+        );
+        assert!(older.alerts.is_empty(), "{:?}", names(&older));
+        assert_eq!(older.dropped.get("older"), Some(&1));
+    }
+
+    /// A flood of key uses in one object does not crowd out its change
+    /// of IAM (each has its own cap); a list where a name belongs, or an
+    /// event addressed to two accounts, is no change.
+    #[test]
+    fn a_flood_of_uses_does_not_hide_a_change() {
+        let mut records: Vec<String> = (0..10_050)
+            .map(|i| {
+                format!(r#"{{"eventTime":"2026-06-01T00:10:00Z","eventName":"GetCallerIdentity","recipientAccountId":"{ACCOUNT}","userIdentity":{{"type":"IAMUser","accessKeyId":"AKIAFLOOD{i:011}"}}}}"#)
+            })
+            .collect();
+        records.push(event("2026-06-01T00:10:01Z", "AttachUserPolicy", ACCOUNT, r#","requestParameters":{"userName":"vic","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}"#));
+        records.push(event(
+            "2026-06-01T00:10:01Z",
+            "AttachUserPolicy",
+            ACCOUNT,
+            r#","requestParameters":{"userName":["carol"],"policyArn":"arn:x"}"#,
+        ));
+        records.push(format!(r#"{{"eventTime":"2026-06-01T00:10:01Z","eventName":"AttachUserPolicy","recipientAccountId":["999999999999","{ACCOUNT}"],"userIdentity":{{"type":"IAMUser","accountId":"{ACCOUNT}"}},"requestParameters":{{"userName":"carol","policyArn":"arn:y"}}}}"#));
+        let got = facts(0, &records.join(","));
+        let changes: Vec<&Fact> = got
+            .iter()
+            .map(|(_, f)| f)
+            .filter(|f| f.kind == FactKind::UserPolicyAdded)
+            .collect();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].subject, format!("{ACCOUNT}/vic"));
     }
 
     /// A crafted stream cannot grow the picture: users past `max_users`
