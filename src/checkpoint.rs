@@ -435,6 +435,16 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + Clone> Overlay<T> {
         self.changed.insert(key, Some(value));
     }
 
+    pub(crate) fn remove(&mut self, key: String) {
+        self.changed.insert(key, None);
+    }
+
+    /// Entries decided in this step (put or removed).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.changed.len()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.changed.is_empty()
     }

@@ -190,13 +190,7 @@ fn the_inventory_raises_what_only_memory_of_credentials_can() {
     )
     .unwrap();
     // No rules of the pack: only the inventory speaks.
-    std::fs::create_dir_all(dir.path().join("no-rules")).unwrap();
-    std::fs::write(
-        dir.path().join("no-rules/none.yml"),
-        "title: Never\nid: never\nlogsource: {product: aws, service: cloudtrail}\n\
-         detection:\n  sel:\n    eventName: NeverHappens\n  condition: sel\n",
-    )
-    .unwrap();
+    common::no_rules(dir.path());
     let found = || -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = written(dir.path())
             .iter()

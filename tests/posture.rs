@@ -38,6 +38,37 @@ fn posture(moto: &moto::Moto) -> (i32, BTreeSet<(String, String)>, Vec<serde_jso
     (out.status.code().unwrap(), ids, all)
 }
 
+/// In moto: alice with a console password and no MFA; bob with an access
+/// key and a customer-managed policy (`ReadS3`) attached directly.
+async fn alice_and_bob(iam: &aws_sdk_iam::Client) {
+    for u in ["alice", "bob"] {
+        iam.create_user().user_name(u).send().await.unwrap();
+    }
+    iam.create_login_profile()
+        .user_name("alice")
+        .password("Correct-Horse-9")
+        .send()
+        .await
+        .unwrap();
+    iam.create_access_key()
+        .user_name("bob")
+        .send()
+        .await
+        .unwrap();
+    iam.create_policy()
+        .policy_name("ReadS3")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    iam.attach_user_policy()
+        .user_name("bob")
+        .policy_arn("arn:aws:iam::123456789012:policy/ReadS3")
+        .send()
+        .await
+        .unwrap();
+}
+
 #[test]
 fn each_finding_names_its_principal_and_clears_when_fixed() {
     let moto = moto::Moto::start();
@@ -45,28 +76,8 @@ fn each_finding_names_its_principal_and_clears_when_fixed() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let arn = |u: &str| format!("arn:aws:iam::123456789012:user/{u}");
     rt.block_on(async {
-        for u in ["alice", "bob", "carol"] {
-            iam.create_user().user_name(u).send().await.unwrap();
-        }
-        iam.create_login_profile()
-            .user_name("alice")
-            .password("Correct-Horse-9")
-            .send()
-            .await
-            .unwrap();
-        iam.create_access_key().user_name("bob").send().await.unwrap();
-        iam.create_policy()
-            .policy_name("ReadS3")
-            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#)
-            .send()
-            .await
-            .unwrap();
-        iam.attach_user_policy()
-            .user_name("bob")
-            .policy_arn("arn:aws:iam::123456789012:policy/ReadS3")
-            .send()
-            .await
-            .unwrap();
+        alice_and_bob(&iam).await;
+        iam.create_user().user_name("carol").send().await.unwrap();
         iam.put_user_policy()
             .user_name("carol")
             .policy_name("inline")
@@ -161,40 +172,11 @@ fn the_daemon_keeps_posture_findings_current() {
     let iam = moto.iam();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let arn = |u: &str| format!("arn:aws:iam::123456789012:user/{u}");
-    rt.block_on(async {
-        for u in ["alice", "bob"] {
-            iam.create_user().user_name(u).send().await.unwrap();
-        }
-        iam.create_login_profile()
-            .user_name("alice")
-            .password("Correct-Horse-9")
-            .send()
-            .await
-            .unwrap();
-        iam.create_access_key().user_name("bob").send().await.unwrap();
-        iam.create_policy()
-            .policy_name("ReadS3")
-            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#)
-            .send()
-            .await
-            .unwrap();
-        iam.attach_user_policy()
-            .user_name("bob")
-            .policy_arn("arn:aws:iam::123456789012:policy/ReadS3")
-            .send()
-            .await
-            .unwrap();
-    });
+    rt.block_on(alice_and_bob(&iam));
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
-    std::fs::create_dir_all(dir.path().join("no-rules")).unwrap();
-    std::fs::write(
-        dir.path().join("no-rules/none.yml"),
-        "title: Never\nid: never\nlogsource: {product: aws, service: cloudtrail}\n\
-         detection:\n  sel:\n    eventName: NeverHappens\n  condition: sel\n",
-    )
-    .unwrap();
+    common::no_rules(dir.path());
     let cfg = dir.path().join("trailwatch.toml");
     let config = |interval: u64| {
         std::fs::write(

@@ -657,11 +657,15 @@ pub fn judge_account(m: &Model, out: &mut Vec<Finding>) {
     }
 }
 
+/// The credential report's header row (tests build reports on it).
+#[cfg(test)]
+pub(crate) const REPORT_HEAD: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const HEAD: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n";
+    use super::REPORT_HEAD as HEAD;
 
     fn ids(f: &[Finding]) -> Vec<(&'static str, String)> {
         let mut v: Vec<_> = f.iter().map(|f| (f.finding, f.principal.clone())).collect();

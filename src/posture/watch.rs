@@ -33,7 +33,7 @@ use super::iam::{
 use super::inventory::Seed;
 use super::{Fact, FactKind};
 use crate::alert::Alert;
-use crate::checkpoint::{Store, StoreError};
+use crate::checkpoint::{Overlay, Store, StoreError};
 use crate::rules::{Level, RuleMeta, StageRule};
 
 /// `[posture]`
@@ -121,7 +121,6 @@ pub struct Refreshed {
 }
 
 /// What one step decided, written with the commit.
-#[derive(Default)]
 pub struct Plan {
     /// The picture but its users.
     header: Option<Vec<u8>>,
@@ -129,7 +128,7 @@ pub struct Plan {
     users: BTreeMap<String, Option<Vec<u8>>>,
     /// A refresh: the users' table is replaced.
     clear_users: bool,
-    open: BTreeMap<String, Option<Open>>,
+    open: Overlay<Open>,
     /// Alerts, by the index of the object whose event raised them (none:
     /// a refresh's or time's, which the engine gives a marker object).
     pub alerts: Vec<(Option<usize>, Alert)>,
@@ -140,6 +139,21 @@ pub struct Plan {
     /// Changes not applied, by reason (`future`, `duplicate`, `older`,
     /// `full`).
     pub dropped: BTreeMap<&'static str, u64>,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            header: None,
+            users: BTreeMap::new(),
+            clear_users: false,
+            open: Overlay::new(OPEN),
+            alerts: Vec::new(),
+            seeds: Vec::new(),
+            refreshed: None,
+            dropped: BTreeMap::new(),
+        }
+    }
 }
 
 impl Plan {
@@ -178,20 +192,7 @@ impl Plan {
                 }
             }
         }
-        let mut t = txn.open_table(OPEN)?;
-        for (k, v) in &self.open {
-            match v {
-                Some(v) => {
-                    let bytes = serde_json::to_vec(v).map_err(|e| {
-                        redb::Error::Io(std::io::Error::other(format!("state not encodable: {e}")))
-                    })?;
-                    t.insert(k.as_str(), bytes.as_slice())?;
-                }
-                None => {
-                    t.remove(k.as_str())?;
-                }
-            }
-        }
+        self.open.apply(txn)?;
         Ok(())
     }
 }
@@ -658,7 +659,7 @@ fn diff(
         let c = cause_of(f.finding, &f.principal, &f.credential);
         plan.alerts
             .push((c.map(|c| c.0), appeared(f, &o, c.map(|c| &c.1), m)));
-        plan.open.insert(k.clone(), Some(o.clone()));
+        plan.open.put(k.clone(), o.clone());
         open.insert(k.clone(), o);
     }
     let gone: Vec<String> = open
@@ -691,7 +692,7 @@ fn diff(
         };
         plan.alerts
             .push((c.map(|c| c.0), resolved(&o, &how, now_ms, m)));
-        plan.open.insert(k, None);
+        plan.open.remove(k);
     }
 }
 
@@ -1195,7 +1196,7 @@ mod tests {
     use crate::posture::iam::PasswordPolicy;
 
     const ACCOUNT: &str = "123456789012";
-    const HEAD: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n";
+    use crate::posture::iam::REPORT_HEAD as HEAD;
     const BOB_KEY: &str = "AKIABOB0000000000001";
     const CAROL_KEY: &str = "AKIACAROL00000000001";
 

@@ -234,3 +234,17 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
             .and_then(|v| v.trim().parse().ok())
     })
 }
+
+/// A rules folder `DIR/no-rules` holding one rule that never matches, so a
+/// daemon's alerts are its stages' alone (the inventory's, posture's).
+pub fn no_rules(dir: &Path) -> PathBuf {
+    let rules = dir.join("no-rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("none.yml"),
+        "title: Never\nid: never\nlogsource: {product: aws, service: cloudtrail}\n\
+         detection:\n  sel:\n    eventName: NeverHappens\n  condition: sel\n",
+    )
+    .unwrap();
+    rules
+}
