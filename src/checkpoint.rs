@@ -439,10 +439,10 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + Clone> Overlay<T> {
         self.changed.insert(key, None);
     }
 
-    /// Entries decided in this step (put or removed).
+    /// The keys decided in this step (put or removed).
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.changed.len()
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &String> {
+        self.changed.keys()
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -69,6 +69,21 @@ async fn alice_and_bob(iam: &aws_sdk_iam::Client) {
         .unwrap();
 }
 
+/// A password policy meeting every CIS requirement `posture` checks.
+async fn cis_password_policy(iam: &aws_sdk_iam::Client) {
+    iam.update_account_password_policy()
+        .minimum_password_length(14)
+        .require_symbols(true)
+        .require_numbers(true)
+        .require_uppercase_characters(true)
+        .require_lowercase_characters(true)
+        .password_reuse_prevention(24)
+        .max_password_age(90)
+        .send()
+        .await
+        .unwrap();
+}
+
 #[test]
 fn each_finding_names_its_principal_and_clears_when_fixed() {
     let moto = moto::Moto::start();
@@ -136,17 +151,7 @@ fn each_finding_names_its_principal_and_clears_when_fixed() {
             .send()
             .await
             .unwrap();
-        iam.update_account_password_policy()
-            .minimum_password_length(14)
-            .require_symbols(true)
-            .require_numbers(true)
-            .require_uppercase_characters(true)
-            .require_lowercase_characters(true)
-            .password_reuse_prevention(24)
-            .max_password_age(90)
-            .send()
-            .await
-            .unwrap();
+        cis_password_policy(&iam).await;
     });
     let (_, ids, _) = posture(&moto);
     for gone in [
@@ -300,17 +305,7 @@ fn the_daemon_keeps_posture_findings_current() {
             .send()
             .await
             .unwrap();
-        iam.update_account_password_policy()
-            .minimum_password_length(14)
-            .require_symbols(true)
-            .require_numbers(true)
-            .require_uppercase_characters(true)
-            .require_lowercase_characters(true)
-            .password_reuse_prevention(24)
-            .max_password_age(90)
-            .send()
-            .await
-            .unwrap();
+        cis_password_policy(&iam).await;
     });
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let third = run(1);

@@ -360,21 +360,14 @@ impl Engine<'_> {
     }
 
     /// Count committed plans' outcomes.
-    fn count(&self, plan: Option<Plan>, posture: Option<watch::Plan>) {
+    fn count(&mut self, plan: Option<Plan>, posture: Option<watch::Plan>) {
         for (check, outcome) in plan.into_iter().flat_map(|p| p.counts) {
             self.metrics
                 .integrity
                 .with_label_values(&[check, outcome])
                 .inc();
         }
-        if let Some(p) = &self.posture {
-            for (finding, n) in p.counts() {
-                self.metrics
-                    .posture_findings
-                    .with_label_values(&[finding])
-                    .set(n);
-            }
-        }
+        self.posture_gauges();
         for (reason, n) in posture.iter().flat_map(|p| &p.dropped) {
             self.metrics
                 .posture_dropped
@@ -397,6 +390,19 @@ impl Engine<'_> {
         }
     }
 
+    /// The open posture findings per id, when they changed (and once at
+    /// start, for what the store held).
+    fn posture_gauges(&mut self) {
+        if let Some(counts) = self.posture.as_mut().and_then(Posture::counts_if_changed) {
+            for (finding, n) in counts {
+                self.metrics
+                    .posture_findings
+                    .with_label_values(&[finding])
+                    .set(n);
+            }
+        }
+    }
+
     /// With nothing to read: what digest validation finds overdue, the
     /// inventory's prune, and (each minute) its gauges.
     pub(super) fn idle(&mut self) -> Result<(), DaemonError> {
@@ -410,6 +416,7 @@ impl Engine<'_> {
                 Err(e) => tracing::warn!("inventory gauges not counted: {e}"),
             }
         }
+        self.posture_gauges();
         self.step_alone(None)
     }
 

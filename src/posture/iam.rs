@@ -657,6 +657,22 @@ pub fn judge_account(m: &Model, out: &mut Vec<Finding>) {
     }
 }
 
+#[cfg(test)]
+impl PasswordPolicy {
+    /// A policy meeting every CIS requirement [`judge`] checks.
+    pub(crate) fn cis() -> PasswordPolicy {
+        PasswordPolicy {
+            minimum_length: Some(14),
+            require_symbols: true,
+            require_numbers: true,
+            require_uppercase: true,
+            require_lowercase: true,
+            reuse_prevention: Some(24),
+            max_age_days: Some(90),
+        }
+    }
+}
+
 /// The credential report's header row (tests build reports on it).
 #[cfg(test)]
 pub(crate) const REPORT_HEAD: &str = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n";
@@ -687,15 +703,7 @@ mod tests {
         );
         let answers = Answers {
             report,
-            policy: Some(PasswordPolicy {
-                minimum_length: Some(14),
-                require_symbols: true,
-                require_numbers: true,
-                require_uppercase: true,
-                require_lowercase: true,
-                reuse_prevention: Some(24),
-                max_age_days: Some(90),
-            }),
+            policy: Some(PasswordPolicy::cis()),
             ..Answers::default()
         };
         let t = Thresholds {

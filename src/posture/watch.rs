@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::iam::{
@@ -124,8 +124,8 @@ pub struct Refreshed {
 pub struct Plan {
     /// The picture but its users.
     header: Option<Vec<u8>>,
-    /// Users changed (none: removed).
-    users: BTreeMap<String, Option<Vec<u8>>>,
+    /// Users changed (or removed).
+    users: Overlay<UserInfo>,
     /// A refresh: the users' table is replaced.
     clear_users: bool,
     open: Overlay<Open>,
@@ -145,7 +145,7 @@ impl Default for Plan {
     fn default() -> Self {
         Plan {
             header: None,
-            users: BTreeMap::new(),
+            users: Overlay::new(USERS),
             clear_users: false,
             open: Overlay::new(OPEN),
             alerts: Vec::new(),
@@ -178,20 +178,10 @@ impl Plan {
         if let Some(m) = &self.header {
             txn.open_table(MODEL)?.insert("header", m.as_slice())?;
         }
-        let mut users = txn.open_table(USERS)?;
         if self.clear_users {
-            users.retain(|_, _| false)?;
+            txn.open_table(USERS)?.retain(|_, _| false)?;
         }
-        for (k, v) in &self.users {
-            match v {
-                Some(v) => {
-                    users.insert(k.as_str(), v.as_slice())?;
-                }
-                None => {
-                    users.remove(k.as_str())?;
-                }
-            }
-        }
+        self.users.apply(txn)?;
         self.open.apply(txn)?;
         Ok(())
     }
@@ -214,6 +204,9 @@ pub struct Posture {
     /// [`MAX_SEEN`], oldest forgotten first).
     seen: std::collections::HashSet<String>,
     seen_order: std::collections::VecDeque<String>,
+    /// The open findings were counted for the gauge since they last
+    /// changed.
+    counted: bool,
     /// Users changed since the last write.
     dirty: std::collections::BTreeSet<String>,
     /// Root's or the account's part changed since the last write.
@@ -238,47 +231,14 @@ impl Posture {
         rt: &tokio::runtime::Runtime,
     ) -> Result<Posture, StoreError> {
         let read = store.database().begin_read().map_err(|e| store.error(e))?;
-        let mut model: Option<Model> = None;
-        let mut open = BTreeMap::new();
-        match read.open_table(MODEL) {
-            Ok(t) => {
-                if let Some(v) = t.get("header").map_err(|e| store.error(e))? {
-                    model = serde_json::from_slice(v.value()).ok();
-                }
+        let load = || -> Result<_, redb::Error> {
+            let mut model = Overlay::<Model>::new(MODEL).get(&read, "header")?;
+            if let Some(m) = &mut model {
+                m.users = Overlay::new(USERS).all(&read, config.max_users as usize)?;
             }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(store.error(e)),
-        }
-        if let Some(m) = &mut model {
-            match read.open_table(USERS) {
-                Ok(t) => {
-                    for e in t
-                        .iter()
-                        .map_err(|e| store.error(e))?
-                        .take(config.max_users as usize)
-                    {
-                        let (k, v) = e.map_err(|e| store.error(e))?;
-                        if let Ok(u) = serde_json::from_slice::<UserInfo>(v.value()) {
-                            m.users.insert(k.value().to_owned(), u);
-                        }
-                    }
-                }
-                Err(redb::TableError::TableDoesNotExist(_)) => {}
-                Err(e) => return Err(store.error(e)),
-            }
-        }
-        match read.open_table(OPEN) {
-            Ok(t) => {
-                for e in t.iter().map_err(|e| store.error(e))? {
-                    let (k, v) = e.map_err(|e| store.error(e))?;
-                    if let Ok(o) = serde_json::from_slice::<Open>(v.value()) {
-                        open.insert(k.value().to_owned(), o);
-                    }
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(store.error(e)),
-        }
+            Ok((model, Overlay::new(OPEN).all(&read, usize::MAX)?))
+        };
+        let (model, open) = load().map_err(|e| store.error(e))?;
         let now = crate::checkpoint::now_ms() as i64;
         let interval_ms = config.interval_secs.max(1) as i64 * 1000;
         let age = model.as_ref().map_or(i64::MAX, |m| now - m.read_ms);
@@ -317,6 +277,7 @@ impl Posture {
             keys: HashMap::new(),
             refreshes,
             unwritten_since: None,
+            counted: false,
             seen: std::collections::HashSet::new(),
             seen_order: std::collections::VecDeque::new(),
             dirty: std::collections::BTreeSet::new(),
@@ -338,7 +299,17 @@ impl Posture {
         }
     }
 
-    /// The findings open now, per id (the gauge).
+    /// The findings open now, per id, when they changed since last asked
+    /// (the gauge: counting them all for every group would walk every
+    /// open finding on the hot path).
+    pub fn counts_if_changed(&mut self) -> Option<BTreeMap<&'static str, i64>> {
+        if std::mem::replace(&mut self.counted, true) {
+            return None;
+        }
+        Some(self.counts())
+    }
+
+    /// The findings open now, per id.
     pub fn counts(&self) -> BTreeMap<&'static str, i64> {
         let mut c: BTreeMap<&'static str, i64> = FINDINGS.iter().map(|f| (*f, 0)).collect();
         for o in self.open.values() {
@@ -606,6 +577,9 @@ impl Posture {
         let stale = self
             .unwritten_since
             .is_some_and(|t| now_ms >= t + USE_WRITE_MS);
+        if !plan.open.is_empty() {
+            self.counted = false;
+        }
         if write || stale || !plan.open.is_empty() {
             self.persist(&mut plan);
         }
@@ -709,14 +683,10 @@ impl Posture {
         }
         plan.clear_users = std::mem::take(&mut self.clear);
         for name in std::mem::take(&mut self.dirty) {
-            let row = match m.users.get(&name) {
-                Some(u) => match encode(u) {
-                    Some(v) => Some(v),
-                    None => continue,
-                },
-                None => None,
-            };
-            plan.users.insert(name, row);
+            match m.users.get(&name) {
+                Some(u) => plan.users.put(name, u.clone()),
+                None => plan.users.remove(name),
+            }
         }
         self.unwritten_since = None;
     }
@@ -1233,15 +1203,7 @@ mod tests {
         let mut a = Answers {
             report,
             report_ms: Some(ms("2026-05-31T22:00:00Z")),
-            policy: Some(PasswordPolicy {
-                minimum_length: Some(14),
-                require_symbols: true,
-                require_numbers: true,
-                require_uppercase: true,
-                require_lowercase: true,
-                reuse_prevention: Some(24),
-                max_age_days: Some(90),
-            }),
+            policy: Some(PasswordPolicy::cis()),
             ..Answers::default()
         };
         a.policies.insert(
@@ -1450,12 +1412,13 @@ mod tests {
             "{:?}",
             p.open.keys()
         );
-        let counts = p.counts();
+        let counts = p.counts_if_changed().expect("the findings changed");
+        assert!(p.counts_if_changed().is_none(), "counted once per change");
         assert_eq!(counts["user_with_direct_policy"], 1);
         assert_eq!(counts["credential_unused"], 0);
         assert_eq!(counts["root_access_key_present"], 1);
         // What changed is written with the step.
-        assert!(step.header.is_some() && step.open.len() == 6);
+        assert!(step.header.is_some() && step.open.keys().count() == 6);
         assert_eq!(
             step.users.keys().map(String::as_str).collect::<Vec<_>>(),
             ["alice", "bob", "carol"]
